@@ -1,0 +1,717 @@
+#!/usr/bin/env bash
+# scripts/kafka.sh - fetch, start, health-check and stop a REAL Apache Kafka
+# (KRaft, no ZooKeeper, no Docker needed) for bigpipe's tests, CI and local runs.
+#
+# The broker jars come from Maven Central through plain `mvn` (see
+# tools/kafka/pom.xml) and are cached OUTSIDE the repo, so every clone on the
+# same machine reuses them. Run `scripts/kafka.sh help` for the commands.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+POM_DIR=$REPO_ROOT/tools/kafka
+LOG4J_CONF=$POM_DIR/log4j2.properties
+
+KAFKA_VERSION=${BIGPIPE_KAFKA_VERSION:-4.3.1}
+CACHE_ROOT=${BIGPIPE_KAFKA_CACHE:-${HOME:-/tmp}/.cache/bigpipe}
+KAFKA_CACHE=$CACHE_ROOT/kafka-$KAFKA_VERSION
+LIBS=$KAFKA_CACHE/libs
+TOOLS_LIBS=$KAFKA_CACHE/tools-libs
+RUN_ROOT=${BIGPIPE_KAFKA_RUN:-$REPO_ROOT/.kafka}
+HOST=127.0.0.1
+PORT=${BIGPIPE_KAFKA_PORT:-9092}
+CONTROLLER_PORT=$((PORT + 1))
+READY_TIMEOUT=${BIGPIPE_KAFKA_READY_TIMEOUT:-90}
+STOP_TIMEOUT=${BIGPIPE_KAFKA_STOP_TIMEOUT:-30}
+# Fixed cluster ids (22-char base64 UUIDs); any valid one works.
+SINGLE_CLUSTER_ID=clrmGdYqQLOUSaEFLXCOXg
+CLUSTER_CLUSTER_ID=yvUpmAotSjOkL22hkEg-tg
+CLUSTER_NODES=(1 2 3)
+# cluster node N listens on N*10000+BASE (PLAINTEXT) and N*10000+BASE+1 (CONTROLLER)
+CLUSTER_BASE=${BIGPIPE_KAFKA_CLUSTER_BASE_PORT:-9092}
+READY_LINE='Kafka Server started'
+
+# JVM flags of bin/kafka-run-class.sh (KAFKA_JVM_PERFORMANCE_OPTS), kept as-is so
+# benchmarks see a normally tuned broker. Extra flags: BIGPIPE_KAFKA_JVM_OPTS.
+JVM_PERF_OPTS=(-server -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+  -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent
+  -XX:MaxInlineLevel=15 -Djava.awt.headless=true)
+SINGLE_HEAP=${BIGPIPE_KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}
+CLUSTER_HEAP=${BIGPIPE_KAFKA_CLUSTER_HEAP_OPTS:--Xms256m -Xmx512m}
+
+usage() {
+  cat <<EOF
+Usage: scripts/kafka.sh <command> [options]
+
+Broker lifecycle (single node, KRaft combined mode, ${HOST}:${PORT}, controller :${CONTROLLER_PORT}):
+  fetch              resolve the broker jars with mvn into
+                     ${LIBS}
+                     (skipped when already there)
+  fetch-tools        same for the CLI tools (kafka-tools) into .../tools-libs
+  up [--keep]        fresh run dir ${RUN_ROOT}/single, format, start in the
+                     background, wait until ready (deadline ${READY_TIMEOUT}s). --keep
+                     reuses existing data. No-op if already running and healthy.
+  down [--keep]      SIGTERM, wait ${STOP_TIMEOUT}s, SIGKILL; delete the run dir (unless --keep)
+  stop               like down but keeps the run dir (data survives)
+  start              start again on the data left by stop, wait until ready
+  status             exit 0 if a broker answers on ${HOST}:${PORT} (ApiVersions request)
+
+Three-node cluster (combined KRaft nodes, static voters, RF 3, min.insync.replicas 2):
+  up --cluster       nodes 1..3 on $(cluster_bootstrap) (controllers on port+1,
+                     i.e. 19093/29093/39093 by default), run dir ${RUN_ROOT}/cluster/n<N>
+  down --cluster     stop all three and delete the run dir (--keep to keep it)
+  status --cluster   per-node state; exit 0 only if all three answer
+  kill-node N        SIGKILL node N (no controlled shutdown)
+  stop-node N        SIGTERM node N (controlled shutdown)
+  start-node N       restart node N on its existing data, wait until ready
+
+Tools (classpath = tools-libs + broker libs, fetched on first use):
+  tool <MainClass|alias> [args...]
+    aliases and their Kafka ${KAFKA_VERSION} main classes:
+      topics            org.apache.kafka.tools.TopicCommand                         (kafka-topics.sh)
+      consumer-groups   org.apache.kafka.tools.consumer.group.ConsumerGroupCommand  (kafka-consumer-groups.sh)
+      producer-perf     org.apache.kafka.tools.ProducerPerformance                  (kafka-producer-perf-test.sh)
+      consumer-perf     org.apache.kafka.tools.ConsumerPerformance                  (kafka-consumer-perf-test.sh)
+      console-producer  org.apache.kafka.tools.ConsoleProducer                      (kafka-console-producer.sh)
+      console-consumer  org.apache.kafka.tools.consumer.ConsoleConsumer             (kafka-console-consumer.sh)
+      get-offsets       org.apache.kafka.tools.GetOffsetShell                       (kafka-get-offsets.sh)
+      metadata-quorum   org.apache.kafka.tools.MetadataQuorumCommand                (kafka-metadata-quorum.sh)
+      api-versions      org.apache.kafka.tools.BrokerApiVersionsCommand             (kafka-broker-api-versions.sh)
+      configs           kafka.admin.ConfigCommand                                   (kafka-configs.sh, in kafka_2.13)
+      storage           kafka.tools.StorageTool                                     (kafka-storage.sh, in kafka_2.13)
+    e.g. scripts/kafka.sh tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \\
+           --bootstrap-server ${HOST}:${PORT} --describe --group G
+         scripts/kafka.sh tool topics --bootstrap-server ${HOST}:${PORT} --list
+
+Environment:
+  BIGPIPE_KAFKA_VERSION        Kafka version (default 4.3.1)
+  BIGPIPE_KAFKA_PORT           single-node PLAINTEXT port (default 9092; controller = port+1)
+  BIGPIPE_KAFKA_CLUSTER_BASE_PORT  cluster node N uses N*10000+base (default 9092 -> 19092, 29092, 39092)
+  BIGPIPE_KAFKA_CACHE          jar cache root (default \$HOME/.cache/bigpipe)
+  BIGPIPE_KAFKA_RUN            run dir root (default <repo>/.kafka)
+  BIGPIPE_KAFKA_READY_TIMEOUT  seconds to wait for readiness (default 90)
+  BIGPIPE_KAFKA_STOP_TIMEOUT   seconds between SIGTERM and SIGKILL (default 30)
+  BIGPIPE_KAFKA_HEAP_OPTS      single-node heap (default "-Xms256m -Xmx768m")
+  BIGPIPE_KAFKA_CLUSTER_HEAP_OPTS  per-node heap in the cluster (default "-Xms256m -Xmx512m")
+  BIGPIPE_KAFKA_JVM_OPTS       extra JVM flags for the broker(s)
+  BIGPIPE_KAFKA_TOOL_OPTS      JVM flags for 'tool' (default "-Xmx512m")
+  BIGPIPE_KAFKA_LOG4J_VERSION  log4j2 version to fetch (default: the one Kafka uses)
+  BIGPIPE_MVN_ARGS             extra arguments for mvn (e.g. -Dmaven.repo.local=...)
+  BIGPIPE_KAFKA_DOCKER=1       if a Docker engine answers, single-node up/down/status use
+                               'docker compose' with <repo>/docker-compose.yml instead
+EOF
+}
+
+log() { printf '[kafka.sh] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+now_ms() {
+  if [[ -n ${EPOCHREALTIME:-} ]]; then
+    local t=${EPOCHREALTIME/[.,]/}
+    echo $((t / 1000))
+  else
+    echo $(($(date +%s) * 1000))
+  fi
+}
+# elapsed seconds with one decimal since a now_ms value
+elapsed() {
+  local d=$(($(now_ms) - $1))
+  printf '%d.%d' $((d / 1000)) $((d % 1000 / 100))
+}
+
+# ---------------------------------------------------------------- fetching --
+
+# log4j2 version Kafka itself uses (kafka-server's dependency); the pom pins
+# log4j-api, log4j-core and the SLF4J binding all to this one version.
+log4j_version() {
+  if [[ -n ${BIGPIPE_KAFKA_LOG4J_VERSION:-} ]]; then
+    echo "$BIGPIPE_KAFKA_LOG4J_VERSION"
+    return
+  fi
+  case $KAFKA_VERSION in
+    4.1.* | 4.2.0 | 4.2.1) echo 2.25.3 ;;
+    4.2.2) echo 2.25.5 ;;
+    4.3.*) echo 2.25.4 ;;
+    4.4.0) echo 2.25.5 ;;
+    *) echo 2.25.4 ;;
+  esac
+}
+
+require() {
+  command -v "$1" >/dev/null 2>&1 || die "'$1' not found on PATH ($2)"
+}
+
+# what a complete cache dir records: versions and the pom's checksum, so an
+# edited pom or another log4j version triggers a new fetch
+stamp_of() { echo "kafka=$KAFKA_VERSION log4j=$(log4j_version) pom=$(cksum <"$1" | cut -d' ' -f1)"; }
+
+# libs_current POM DEST: DEST holds a complete fetch made with POM
+libs_current() {
+  [[ -f $2/.complete && $(<"$2/.complete") == "$(stamp_of "$1")" ]]
+}
+
+# fetch_libs POM DEST MARKER_JAR
+fetch_libs() {
+  local pom=$1 dest=$2 marker_jar=$3
+  local l4j stamp
+  l4j=$(log4j_version)
+  stamp=$(stamp_of "$pom")
+  if libs_current "$pom" "$dest"; then
+    log "jars already in $dest ($(find "$dest" -name '*.jar' | wc -l) jars)"
+    return 0
+  fi
+  require mvn "needed once to fetch the Kafka jars from Maven Central"
+  require java "Kafka ${KAFKA_VERSION} needs Java 17+"
+  mkdir -p "$(dirname "$dest")"
+  local tmp mvnlog t0
+  tmp=$(mktemp -d "$(dirname "$dest")/.$(basename "$dest").XXXXXX")
+  mvnlog=$tmp.mvn.log
+  t0=$(now_ms)
+  log "fetching Kafka $KAFKA_VERSION ($(basename "$pom"), log4j $l4j) with mvn into $dest ..."
+  local -a extra=()
+  if [[ -n ${BIGPIPE_MVN_ARGS:-} ]]; then
+    read -r -a extra <<<"$BIGPIPE_MVN_ARGS"
+  fi
+  if ! mvn -B -q -f "$pom" package \
+    "-Dkafka.version=$KAFKA_VERSION" "-Dlog4j.version=$l4j" \
+    "-Dkafka.libs.dir=$tmp" "${extra[@]}" >"$mvnlog" 2>&1 9>&-; then
+    tail -n 40 "$mvnlog" >&2
+    rm -rf "$tmp" "$mvnlog"
+    die "mvn failed to fetch Kafka $KAFKA_VERSION (see output above)"
+  fi
+  rm -f "$mvnlog"
+  [[ -f $tmp/$marker_jar ]] || { rm -rf "$tmp"; die "$marker_jar missing after mvn"; }
+  [[ -f $tmp/log4j-slf4j-impl-$l4j.jar ]] || { rm -rf "$tmp"; die "log4j-slf4j-impl-$l4j.jar missing after mvn"; }
+  chmod 755 "$tmp"
+  printf '%s\n' "$stamp" >"$tmp/.complete"
+  if libs_current "$pom" "$dest"; then
+    rm -rf "$tmp" # a concurrent fetch won the race
+  else
+    rm -rf "$dest"
+    mv -T "$tmp" "$dest"
+  fi
+  log "fetched $(find "$dest" -name '*.jar' | wc -l) jars ($(du -sh "$dest" | cut -f1)) in $(elapsed "$t0") s"
+}
+
+cmd_fetch() { fetch_libs "$POM_DIR/pom.xml" "$LIBS" "kafka_2.13-$KAFKA_VERSION.jar"; }
+cmd_fetch_tools() { fetch_libs "$POM_DIR/tools-pom.xml" "$TOOLS_LIBS" "kafka-tools-$KAFKA_VERSION.jar"; }
+
+ensure_libs() {
+  libs_current "$POM_DIR/pom.xml" "$LIBS" || cmd_fetch
+}
+
+# ---------------------------------------------------------------- helpers --
+
+port_open() { # port_open HOST PORT
+  # shellcheck disable=SC2016 # $1/$2 are expanded by the inner bash
+  timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" >/dev/null 2>&1
+}
+
+# kafka_answers HOST PORT: the port speaks Kafka - sends an ApiVersions v0
+# request (correlation id 42) and checks the response header echoes it
+kafka_answers() {
+  local hex
+  # shellcheck disable=SC2016 # $1/$2 are expanded by the inner bash
+  hex=$(timeout 3 bash -c '
+    exec 3<>"/dev/tcp/$1/$2" || exit 1
+    printf "\x00\x00\x00\x0e\x00\x12\x00\x00\x00\x00\x00\x2a\x00\x04ping" >&3
+    head -c 8 <&3 | od -An -tx1 | tr -d " \n"
+  ' _ "$1" "$2" 2>/dev/null) || return 1
+  [[ $hex == ????????0000002a ]]
+}
+
+# pid_alive PID: the process exists, is no zombie, and is a Kafka broker
+pid_alive() {
+  local out
+  out=$(ps -o stat= -o args= -p "$1" 2>/dev/null) || return 1
+  [[ -n $out && ${out# } != Z* && $out == *kafka.Kafka* ]]
+}
+
+# running PIDFILE: prints the pid and returns 0 if that broker is alive
+running() {
+  local pid
+  [[ -f $1 ]] || return 1
+  pid=$(<"$1")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  pid_alive "$pid" || return 1
+  echo "$pid"
+}
+
+# write_props FILE NODE_ID PORT CONTROLLER_PORT DATA_DIR MODE(single|cluster)
+write_props() {
+  local file=$1 id=$2 port=$3 cport=$4 data=$5 mode=$6
+  {
+    cat <<EOF
+# generated by scripts/kafka.sh ($mode) - no trailing comments in .properties files
+process.roles=broker,controller
+node.id=$id
+listeners=PLAINTEXT://$HOST:$port,CONTROLLER://$HOST:$cport
+advertised.listeners=PLAINTEXT://$HOST:$port,CONTROLLER://$HOST:$cport
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$data
+num.partitions=3
+auto.create.topics.enable=false
+offsets.topic.num.partitions=1
+group.initial.rebalance.delay.ms=0
+# classic protocol: allow short client session.timeout.ms in tests (default floor 6000)
+group.min.session.timeout.ms=1000
+# consumer protocol (KIP-848): defaults unchanged (5 s / 45 s) but allow tests to
+# lower them per group (group configs consumer.session.timeout.ms etc.)
+group.consumer.min.session.timeout.ms=1000
+group.consumer.min.heartbeat.interval.ms=500
+EOF
+    if [[ $mode == single ]]; then
+      cat <<EOF
+# dynamic quorum (KIP-853), formatted with --standalone
+controller.quorum.bootstrap.servers=$HOST:$cport
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+EOF
+    else
+      local voters="" n
+      for n in "${CLUSTER_NODES[@]}"; do
+        voters+="${voters:+,}$n@$HOST:$(cluster_cport "$n")"
+      done
+      cat <<EOF
+# static voters, formatted without --standalone
+controller.quorum.voters=$voters
+default.replication.factor=3
+min.insync.replicas=2
+offsets.topic.replication.factor=3
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+share.coordinator.state.topic.replication.factor=3
+share.coordinator.state.topic.min.isr=2
+# fence a killed broker fast (defaults 2000 / 9000 ms)
+broker.heartbeat.interval.ms=500
+broker.session.timeout.ms=3000
+EOF
+    fi
+  } >"$file"
+}
+
+# format DIR CLUSTER_ID [extra StorageTool args]
+format_dir() {
+  local dir=$1 cid=$2
+  shift 2
+  if ! java -Xmx256m -XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile="$LOG4J_CONF" \
+    -cp "$LIBS/*" kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" \
+    --ignore-formatted "$@" >"$dir/format.log" 2>&1 9>&-; then
+    cat "$dir/format.log" >&2
+    die "StorageTool format failed for $dir"
+  fi
+}
+
+# launch DIR HEAP: start a broker in the background (own session, survives
+# this script), record its pid in DIR/kafka.pid and the log offset in DIR/.logoff
+launch() {
+  local dir=$1 heap=$2
+  local -a heap_opts extra=()
+  read -r -a heap_opts <<<"$heap"
+  if [[ -n ${BIGPIPE_KAFKA_JVM_OPTS:-} ]]; then
+    read -r -a extra <<<"$BIGPIPE_KAFKA_JVM_OPTS"
+  fi
+  mkdir -p "$dir/logs"
+  touch "$dir/kafka.log"
+  stat -c %s "$dir/kafka.log" >"$dir/.logoff"
+  printf '===== %s starting Kafka %s =====\n' "$(date '+%F %T')" "$KAFKA_VERSION" >>"$dir/kafka.log"
+  setsid java "${heap_opts[@]}" "${JVM_PERF_OPTS[@]}" "${extra[@]}" \
+    -Dlog4j2.configurationFile="$LOG4J_CONF" -Dkafka.logs.dir="$dir/logs" \
+    -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
+    </dev/null >>"$dir/kafka.log" 2>&1 9>&- &
+  echo $! >"$dir/kafka.pid"
+  disown $! 2>/dev/null || true
+}
+
+# log_since_start DIR: broker log written since the last launch
+log_since_start() {
+  local off=0
+  [[ -f $1/.logoff ]] && off=$(<"$1/.logoff")
+  tail -c +"$((off + 1))" "$1/kafka.log" 2>/dev/null
+}
+
+# node_ready DIR PORT: process alive, port open and answering Kafka requests,
+# readiness line logged
+node_ready() {
+  running "$1/kafka.pid" >/dev/null || return 1
+  kafka_answers "$HOST" "$2" || return 1
+  log_since_start "$1" | grep -q "$READY_LINE"
+}
+
+# wait_ready T0 DIR:PORT...  - fails (with log tails) at the deadline or when a node dies
+wait_ready() {
+  local t0=$1
+  shift
+  local deadline=$(($(now_ms) + READY_TIMEOUT * 1000)) spec dir port pending
+  while :; do
+    pending=()
+    for spec in "$@"; do
+      dir=${spec%:*} port=${spec##*:}
+      if ! running "$dir/kafka.pid" >/dev/null; then
+        log "broker in $dir died during start-up; last 50 log lines:"
+        tail -n 50 "$dir/kafka.log" >&2
+        return 1
+      fi
+      node_ready "$dir" "$port" || pending+=("$spec")
+    done
+    ((${#pending[@]} == 0)) && return 0
+    if (($(now_ms) > deadline)); then
+      for spec in "${pending[@]}"; do
+        dir=${spec%:*}
+        log "broker in $dir not ready after ${READY_TIMEOUT}s; last 50 log lines:"
+        tail -n 50 "$dir/kafka.log" >&2
+      done
+      log "gave up after $(elapsed "$t0") s"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# stop_dir DIR SIGNAL: stop the broker of DIR (TERM: wait STOP_TIMEOUT, then KILL)
+stop_dir() {
+  local dir=$1 sig=${2:-TERM} pid t0
+  if ! pid=$(running "$dir/kafka.pid"); then
+    rm -f "$dir/kafka.pid"
+    return 0
+  fi
+  t0=$(now_ms)
+  kill -s "$sig" "$pid" 2>/dev/null || true
+  local deadline=$(($(now_ms) + STOP_TIMEOUT * 1000))
+  while pid_alive "$pid"; do
+    if (($(now_ms) > deadline)); then
+      log "pid $pid ignored SIG$sig for ${STOP_TIMEOUT}s, sending SIGKILL"
+      kill -s KILL "$pid" 2>/dev/null || true
+      deadline=$(($(now_ms) + 10000))
+      sig=KILL
+    fi
+    sleep 0.1
+  done
+  rm -f "$dir/kafka.pid"
+  log "stopped broker pid $pid ($(basename "$dir"), SIG$sig) in $(elapsed "$t0") s"
+}
+
+# ------------------------------------------------------------ single node --
+
+SINGLE_DIR=$RUN_ROOT/single
+
+use_docker() {
+  [[ ${BIGPIPE_KAFKA_DOCKER:-0} == 1 ]] && command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1
+}
+compose() { docker compose -f "$REPO_ROOT/docker-compose.yml" "$@"; }
+
+single_up() {
+  local keep=$1 t0 pid
+  t0=$(now_ms)
+  if use_docker; then
+    log "BIGPIPE_KAFKA_DOCKER=1 and a Docker engine answers: using docker compose"
+    compose up -d --wait kafka
+    echo "Kafka (docker) ready on $HOST:9092 in $(elapsed "$t0") s"
+    return 0
+  elif [[ ${BIGPIPE_KAFKA_DOCKER:-0} == 1 ]]; then
+    log "BIGPIPE_KAFKA_DOCKER=1 but no Docker engine answers: using the Maven jars"
+  fi
+  if pid=$(running "$SINGLE_DIR/kafka.pid"); then
+    if node_ready "$SINGLE_DIR" "$PORT"; then
+      echo "Kafka already running (pid $pid) and healthy on $HOST:$PORT"
+      return 0
+    fi
+    log "Kafka pid $pid is starting; waiting for it"
+    wait_ready "$t0" "$SINGLE_DIR:$PORT" || exit 1
+    echo "Kafka ready on $HOST:$PORT (pid $pid) after $(elapsed "$t0") s"
+    return 0
+  fi
+  if port_open "$HOST" "$PORT" || port_open "$HOST" "$CONTROLLER_PORT"; then
+    die "port $PORT or $CONTROLLER_PORT on $HOST is in use by a process not started from $SINGLE_DIR"
+  fi
+  ensure_libs
+  if [[ $keep == 1 && -f $SINGLE_DIR/server.properties ]]; then
+    log "reusing $SINGLE_DIR (--keep)"
+  else
+    rm -rf "$SINGLE_DIR"
+    mkdir -p "$SINGLE_DIR"
+    write_props "$SINGLE_DIR/server.properties" 1 "$PORT" "$CONTROLLER_PORT" "$SINGLE_DIR/data" single
+  fi
+  format_dir "$SINGLE_DIR" "$SINGLE_CLUSTER_ID" --standalone
+  launch "$SINGLE_DIR" "$SINGLE_HEAP"
+  if ! wait_ready "$t0" "$SINGLE_DIR:$PORT"; then
+    stop_dir "$SINGLE_DIR" KILL
+    exit 1
+  fi
+  echo "Kafka $KAFKA_VERSION ready on $HOST:$PORT (pid $(<"$SINGLE_DIR/kafka.pid")) in $(elapsed "$t0") s"
+}
+
+single_start() {
+  [[ -f $SINGLE_DIR/server.properties && -d $SINGLE_DIR/data ]] ||
+    die "no stopped broker data in $SINGLE_DIR (run 'up' first)"
+  single_up 1
+}
+
+single_down() {
+  local keep=$1
+  if use_docker; then
+    compose rm --stop --force --volumes kafka
+    return 0
+  fi
+  if running "$SINGLE_DIR/kafka.pid" >/dev/null; then
+    stop_dir "$SINGLE_DIR" TERM
+  else
+    rm -f "$SINGLE_DIR/kafka.pid"
+    echo "Kafka (single) not running"
+  fi
+  if [[ $keep == 0 ]]; then
+    rm -rf "$SINGLE_DIR"
+  fi
+}
+
+single_status() {
+  local pid=""
+  if use_docker; then
+    compose ps kafka
+  fi
+  pid=$(running "$SINGLE_DIR/kafka.pid") || pid=""
+  if kafka_answers "$HOST" "$PORT"; then
+    echo "Kafka answers on $HOST:$PORT${pid:+ (pid $pid, run dir $SINGLE_DIR)}"
+    return 0
+  fi
+  if [[ -n $pid ]]; then
+    echo "Kafka pid $pid is running but $HOST:$PORT does not answer (yet)"
+  elif port_open "$HOST" "$PORT"; then
+    echo "something listens on $HOST:$PORT but does not answer Kafka requests"
+  else
+    echo "Kafka is not running on $HOST:$PORT"
+  fi
+  return 1
+}
+
+# ---------------------------------------------------------------- cluster --
+
+CLUSTER_DIR=$RUN_ROOT/cluster
+cluster_port() { echo $(($1 * 10000 + CLUSTER_BASE)); }
+cluster_cport() { echo $(($1 * 10000 + CLUSTER_BASE + 1)); }
+cluster_bootstrap() {
+  local n out=""
+  for n in "${CLUSTER_NODES[@]}"; do out+="${out:+,}$HOST:$(cluster_port "$n")"; done
+  echo "$out"
+}
+node_dir() { echo "$CLUSTER_DIR/n$1"; }
+check_node() {
+  if ! [[ $1 =~ ^[0-9]+$ ]] || (($1 < 1 || $1 > ${#CLUSTER_NODES[@]})); then
+    die "node must be 1..${#CLUSTER_NODES[@]}, got '$1'"
+  fi
+}
+
+cluster_up() {
+  local keep=$1 t0 n dir any=0 all=1
+  local -a specs=() to_start=()
+  t0=$(now_ms)
+  for n in "${CLUSTER_NODES[@]}"; do
+    dir=$(node_dir "$n")
+    specs+=("$dir:$(cluster_port "$n")")
+    if running "$dir/kafka.pid" >/dev/null; then any=1; else all=0; fi
+  done
+  if ((any)); then
+    if ((!all)); then
+      for n in "${CLUSTER_NODES[@]}"; do
+        dir=$(node_dir "$n")
+        running "$dir/kafka.pid" >/dev/null || to_start+=("$n")
+      done
+      log "cluster partly running; starting node(s) ${to_start[*]} on their existing data"
+      for n in "${to_start[@]}"; do launch "$(node_dir "$n")" "$CLUSTER_HEAP"; done
+    fi
+    wait_ready "$t0" "${specs[@]}" || exit 1
+    echo "Kafka cluster running and healthy on $(cluster_bootstrap)"
+    return 0
+  fi
+  for n in "${CLUSTER_NODES[@]}"; do
+    if port_open "$HOST" "$(cluster_port "$n")" || port_open "$HOST" "$(cluster_cport "$n")"; then
+      die "port $(cluster_port "$n") or $(cluster_cport "$n") is in use by a process not started from $CLUSTER_DIR"
+    fi
+  done
+  ensure_libs
+  if [[ $keep == 1 && -f $(node_dir 1)/server.properties ]]; then
+    log "reusing $CLUSTER_DIR (--keep)"
+  else
+    rm -rf "$CLUSTER_DIR"
+  fi
+  local -a fpids=()
+  for n in "${CLUSTER_NODES[@]}"; do
+    dir=$(node_dir "$n")
+    mkdir -p "$dir"
+    [[ -f $dir/server.properties ]] ||
+      write_props "$dir/server.properties" "$n" "$(cluster_port "$n")" "$(cluster_cport "$n")" "$dir/data" cluster
+    format_dir "$dir" "$CLUSTER_CLUSTER_ID" &
+    fpids+=($!)
+  done
+  for n in "${fpids[@]}"; do wait "$n" || die "format failed"; done
+  for n in "${CLUSTER_NODES[@]}"; do launch "$(node_dir "$n")" "$CLUSTER_HEAP"; done
+  if ! wait_ready "$t0" "${specs[@]}"; then
+    for n in "${CLUSTER_NODES[@]}"; do stop_dir "$(node_dir "$n")" KILL; done
+    exit 1
+  fi
+  echo "Kafka $KAFKA_VERSION cluster ready on $(cluster_bootstrap) in $(elapsed "$t0") s"
+}
+
+cluster_down() {
+  local keep=$1 n
+  local -a pids=()
+  for n in "${CLUSTER_NODES[@]}"; do
+    stop_dir "$(node_dir "$n")" TERM &
+    pids+=($!)
+  done
+  for n in "${pids[@]}"; do wait "$n" || true; done
+  if [[ $keep == 0 ]]; then
+    rm -rf "$CLUSTER_DIR"
+  fi
+}
+
+cluster_status() {
+  local n dir pid rc=0
+  for n in "${CLUSTER_NODES[@]}"; do
+    dir=$(node_dir "$n")
+    pid=$(running "$dir/kafka.pid") || pid=""
+    if kafka_answers "$HOST" "$(cluster_port "$n")"; then
+      echo "node $n: answers on $HOST:$(cluster_port "$n")${pid:+ (pid $pid)}"
+    else
+      echo "node $n: down${pid:+ (pid $pid alive, port not open)}"
+      rc=1
+    fi
+  done
+  return "$rc"
+}
+
+node_kill() {
+  check_node "$1"
+  local dir pid
+  dir=$(node_dir "$1")
+  if ! pid=$(running "$dir/kafka.pid"); then
+    echo "node $1 is not running"
+    return 0
+  fi
+  stop_dir "$dir" KILL
+}
+
+node_stop() {
+  check_node "$1"
+  stop_dir "$(node_dir "$1")" TERM
+}
+
+node_start() {
+  check_node "$1"
+  local dir pid t0 port
+  t0=$(now_ms)
+  dir=$(node_dir "$1")
+  port=$(cluster_port "$1")
+  [[ -f $dir/server.properties && -f $dir/data/meta.properties ]] ||
+    die "node $1 has no data in $dir (run 'up --cluster' first)"
+  if pid=$(running "$dir/kafka.pid"); then
+    wait_ready "$t0" "$dir:$port" || exit 1
+    echo "node $1 already running (pid $pid) on $HOST:$port"
+    return 0
+  fi
+  port_open "$HOST" "$port" && die "port $port is in use by another process"
+  ensure_libs
+  launch "$dir" "$CLUSTER_HEAP"
+  if ! wait_ready "$t0" "$dir:$port"; then
+    stop_dir "$dir" KILL
+    exit 1
+  fi
+  echo "node $1 ready on $HOST:$port (pid $(<"$dir/kafka.pid")) in $(elapsed "$t0") s"
+}
+
+# ------------------------------------------------------------------ tools --
+
+tool_class() {
+  case $1 in
+    topics) echo org.apache.kafka.tools.TopicCommand ;;
+    consumer-groups) echo org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ;;
+    producer-perf) echo org.apache.kafka.tools.ProducerPerformance ;;
+    consumer-perf) echo org.apache.kafka.tools.ConsumerPerformance ;;
+    console-producer) echo org.apache.kafka.tools.ConsoleProducer ;;
+    console-consumer) echo org.apache.kafka.tools.consumer.ConsoleConsumer ;;
+    get-offsets) echo org.apache.kafka.tools.GetOffsetShell ;;
+    metadata-quorum) echo org.apache.kafka.tools.MetadataQuorumCommand ;;
+    api-versions) echo org.apache.kafka.tools.BrokerApiVersionsCommand ;;
+    configs) echo kafka.admin.ConfigCommand ;;
+    storage) echo kafka.tools.StorageTool ;;
+    *) echo "$1" ;;
+  esac
+}
+
+cmd_tool() {
+  (($# >= 1)) || die "usage: tool <MainClass|alias> [args...]"
+  local cls
+  cls=$(tool_class "$1")
+  shift
+  ensure_libs
+  libs_current "$POM_DIR/tools-pom.xml" "$TOOLS_LIBS" || cmd_fetch_tools
+  # tools-libs/* plus the broker jars it lacks (kafka_2.13, scala, ...) for
+  # kafka.admin.ConfigCommand / kafka.tools.StorageTool; no jar twice, so
+  # there is one SLF4J binding only
+  local cp="$TOOLS_LIBS/*" jar
+  for jar in "$LIBS"/*.jar; do
+    [[ -f $TOOLS_LIBS/${jar##*/} ]] || cp+=":$jar"
+  done
+  local -a opts
+  read -r -a opts <<<"${BIGPIPE_KAFKA_TOOL_OPTS:--Xmx512m}"
+  exec java "${opts[@]}" -Djava.awt.headless=true -Dlog4j2.configurationFile="$LOG4J_CONF" \
+    -cp "$cp" "$cls" "$@"
+}
+
+# Serialise the commands that start/stop brokers of one run dir (tests may
+# call this script from parallel threads). The lock fd is closed for the
+# broker and tool JVMs (9>&-), so only this script holds it.
+take_lock() {
+  command -v flock >/dev/null 2>&1 || return 0
+  mkdir -p "$RUN_ROOT"
+  exec 9>"$RUN_ROOT/.lock"
+  flock -w 300 9 || die "another scripts/kafka.sh holds $RUN_ROOT/.lock for 300 s"
+}
+
+# ------------------------------------------------------------------- main --
+
+main() {
+  local cmd=${1:-help}
+  (($# > 0)) && shift
+  local cluster=0 keep=0 arg
+  local -a rest=()
+  if [[ $cmd != tool ]]; then
+    for arg in "$@"; do
+      case $arg in
+        --cluster) cluster=1 ;;
+        --keep) keep=1 ;;
+        *) rest+=("$arg") ;;
+      esac
+    done
+  fi
+  case $cmd in
+    up | down | stop | start | kill-node | stop-node | start-node) take_lock ;;
+  esac
+  case $cmd in
+    fetch) cmd_fetch ;;
+    fetch-tools) cmd_fetch_tools ;;
+    up) if ((cluster)); then cluster_up "$keep"; else single_up "$keep"; fi ;;
+    down) if ((cluster)); then cluster_down "$keep"; else single_down "$keep"; fi ;;
+    stop) if ((cluster)); then cluster_down 1; else single_down 1; fi ;;
+    start) if ((cluster)); then cluster_up 1; else single_start; fi ;;
+    status) if ((cluster)); then cluster_status; else single_status; fi ;;
+    kill-node) node_kill "${rest[0]:-}" ;;
+    stop-node) node_stop "${rest[0]:-}" ;;
+    start-node) node_start "${rest[0]:-}" ;;
+    tool) cmd_tool "$@" ;;
+    help | -h | --help) usage ;;
+    *)
+      usage >&2
+      exit 2
+      ;;
+  esac
+}
+
+main "$@"
