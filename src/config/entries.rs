@@ -1,0 +1,241 @@
+//! The array keys: `kafka.topics`, `kafka.producer.acl`, `kafka.consumer.list`, and the
+//! cross-references between them (every ACL and consumer topic must be a configured topic).
+
+use std::collections::{HashMap, HashSet};
+
+use figment::value::{Dict, Value};
+
+use super::reader::{Checker, lookup, show_f64};
+use super::rules::{
+    MAX_CONCURRENCY, MAX_PARTITIONS, MAX_RATE, MAX_RETRIES, MIN_RATE, ms, topic_name_problem,
+};
+use super::settings::{AclEntry, ConsumerSettings, TopicSettings};
+
+/// Names of the configured topics, for checking references to them.
+///
+/// `None` when `kafka.topics` itself is broken (not an array, an entry without a name): then
+/// "topic 'x' is not in kafka.topics" would be noise on top of the real problem, so it is skipped.
+pub(crate) type TopicNames = Option<HashSet<String>>;
+
+/// Reads `kafka.topics`: `[{name, partitions, replicationFactor?}]`, default empty.
+pub(crate) fn topics(c: &mut Checker<'_>, root: &Dict) -> (Vec<TopicSettings>, TopicNames) {
+    const KEY: &str = "kafka.topics";
+    let Some(items) = array_at(c, root, KEY) else {
+        let names = lookup(root, KEY).is_none().then(HashSet::new);
+        return (Vec::new(), names);
+    };
+    let mut topics = Vec::new();
+    let mut names = Some(HashSet::new());
+    let mut first_seen: HashMap<String, String> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{KEY}[{i}]");
+        let Some(entry) = c.table(&path, item) else {
+            names = None;
+            continue;
+        };
+        c.unknown_entry_keys(entry, &path, &["name", "partitions", "replicationFactor"]);
+        let name = c.required(entry, &path, "name", |c, key, value| {
+            let name = c.string(key, value)?;
+            // Go let a duplicate silently replace the earlier entry; here it is an error.
+            if let Some(first) = first_seen.get(&name) {
+                c.problem(
+                    key,
+                    Some(value),
+                    format!("duplicate topic '{name}', first defined at {first}"),
+                );
+            } else {
+                first_seen.insert(name.clone(), path.clone());
+            }
+            if let Some(problem) = topic_name_problem(&name) {
+                c.problem(key, Some(value), problem);
+            }
+            Some(name)
+        });
+        let partitions = c.required(entry, &path, "partitions", |c, key, value| {
+            c.int_in::<i32>(key, value, 1, MAX_PARTITIONS)
+        });
+        let replication_factor = c.optional(entry, &path, "replicationFactor", -1, |c, key, value| {
+            let factor = c.int_in::<i16>(key, value, -1, i128::from(i16::MAX))?;
+            if factor == 0 {
+                c.problem(
+                    key,
+                    Some(value),
+                    "must be -1 (broker default) or at least 1, got 0",
+                );
+                return None;
+            }
+            Some(factor)
+        });
+        match (name, &mut names) {
+            (Some(name), Some(set)) => {
+                set.insert(name.clone());
+                if let Some(partitions) = partitions {
+                    topics.push(TopicSettings {
+                        name,
+                        partitions,
+                        replication_factor,
+                    });
+                }
+            }
+            (None, _) => names = None,
+            (Some(_), None) => {}
+        }
+    }
+    (topics, names)
+}
+
+/// Reads `kafka.producer.acl`: `[{name, secret, topic}]`, default empty.
+pub(crate) fn acl(c: &mut Checker<'_>, root: &Dict, topics: &TopicNames) -> Vec<AclEntry> {
+    const KEY: &str = "kafka.producer.acl";
+    let Some(items) = array_at(c, root, KEY) else {
+        return Vec::new();
+    };
+    let mut acl = Vec::new();
+    let mut first_seen: HashMap<String, String> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{KEY}[{i}]");
+        let Some(entry) = c.table(&path, item) else {
+            continue;
+        };
+        c.unknown_entry_keys(entry, &path, &["name", "secret", "topic"]);
+        let name = c.required(entry, &path, "name", |c, key, value| {
+            let name = c.non_empty_string(key, value)?;
+            // Go: last duplicate wins silently, so a copy-paste error changed a caller's topic.
+            if let Some(first) = first_seen.get(&name) {
+                c.problem(
+                    key,
+                    Some(value),
+                    format!("duplicate ACL name '{name}', first defined at {first}"),
+                );
+                return None;
+            }
+            first_seen.insert(name.clone(), path.clone());
+            Some(name)
+        });
+        // Go never compared the secret, so an empty one was harmless; now it would be a password
+        // anyone can guess.
+        let secret = c.required(entry, &path, "secret", Checker::non_empty_string);
+        let topic = c.required(entry, &path, "topic", |c, key, value| {
+            known_topic(c, key, value, topics)
+        });
+        if let (Some(name), Some(secret), Some(topic)) = (name, secret, topic) {
+            acl.push(AclEntry { name, secret, topic });
+        }
+    }
+    acl
+}
+
+/// Reads `kafka.consumer.list`:
+/// `[{topic, groupId, rateLimit, timeout?, retries?, concurrency?, circuitBreaker?}]`, default empty.
+pub(crate) fn consumers(c: &mut Checker<'_>, root: &Dict, topics: &TopicNames) -> Vec<ConsumerSettings> {
+    const KEY: &str = "kafka.consumer.list";
+    const KNOWN: &[&str] = &[
+        "topic",
+        "groupId",
+        "rateLimit",
+        "timeout",
+        "retries",
+        "concurrency",
+        "circuitBreaker",
+    ];
+    let Some(items) = array_at(c, root, KEY) else {
+        return Vec::new();
+    };
+    let mut consumers = Vec::new();
+    let mut first_seen: HashMap<(String, String), String> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{KEY}[{i}]");
+        let Some(entry) = c.table(&path, item) else {
+            continue;
+        };
+        c.unknown_entry_keys(entry, &path, KNOWN);
+        let topic = c.required(entry, &path, "topic", |c, key, value| {
+            known_topic(c, key, value, topics)
+        });
+        let group_id = c.required(entry, &path, "groupId", Checker::non_empty_string);
+        let rate_limit = c.required(entry, &path, "rateLimit", rate_limit);
+        // Defaults are the values of the shipped Go config; Go had none and panicked instead.
+        let timeout = c.optional(entry, &path, "timeout", ms(3000), |c, key, value| {
+            c.millis(key, value, 1)
+        });
+        let retries = c.optional(entry, &path, "retries", 2, |c, key, value| {
+            c.int_in::<u32>(key, value, 0, MAX_RETRIES)
+        });
+        // Go: 0 made an unbuffered channel and deadlocked the consumer forever.
+        let concurrency = c.optional(entry, &path, "concurrency", 5, |c, key, value| {
+            c.int_in::<usize>(key, value, 1, MAX_CONCURRENCY)
+        });
+        if let Some(breaker) = entry.get("circuitBreaker") {
+            c.warn(
+                &format!("{path}.circuitBreaker"),
+                Some(breaker),
+                format!("{path}.circuitBreaker is ignored: circuit breakers are not implemented yet"),
+            );
+        }
+        let (Some(topic), Some(group_id), Some(rate_limit)) = (topic, group_id, rate_limit) else {
+            continue;
+        };
+        let pair = (topic.clone(), group_id.clone());
+        if let Some(first) = first_seen.get(&pair) {
+            // Two entries in one group would split the topic's partitions between them, each
+            // with its own limits: almost certainly a copy-paste mistake.
+            let key = format!("{path}.groupId");
+            c.problem(
+                &key,
+                entry.get("groupId"),
+                format!("topic '{topic}' with groupId '{group_id}' is already consumed by {first}"),
+            );
+            continue;
+        }
+        first_seen.insert(pair, path);
+        consumers.push(ConsumerSettings {
+            topic,
+            group_id,
+            rate_limit,
+            timeout,
+            retries,
+            concurrency,
+        });
+    }
+    consumers
+}
+
+/// `rateLimit`: calls per second for the whole entry, fractions allowed (Go truncated to int).
+fn rate_limit(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<f64> {
+    let rate = c.number(key, value)?;
+    let shown = show_f64(rate);
+    let message = if rate <= 0.0 {
+        format!("must be greater than 0 calls per second, got {shown}")
+    } else if rate < MIN_RATE {
+        format!("must be at least {MIN_RATE} calls per second, got {shown}")
+    } else if rate > MAX_RATE {
+        format!(
+            "must be at most {} calls per second, got {shown}",
+            show_f64(MAX_RATE)
+        )
+    } else {
+        return Some(rate);
+    };
+    c.problem(key, Some(value), message);
+    None
+}
+
+fn known_topic(c: &mut Checker<'_>, key: &str, value: &Value, topics: &TopicNames) -> Option<String> {
+    let topic = c.non_empty_string(key, value)?;
+    match topics {
+        Some(names) if !names.contains(&topic) => {
+            c.problem(
+                key,
+                Some(value),
+                format!("topic '{topic}' is not in kafka.topics"),
+            );
+            None
+        }
+        _ => Some(topic),
+    }
+}
+
+fn array_at<'v>(c: &mut Checker<'_>, root: &'v Dict, key: &str) -> Option<&'v [Value]> {
+    let value = lookup(root, key)?;
+    c.array(key, value)
+}

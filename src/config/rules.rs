@@ -1,0 +1,161 @@
+//! Pure checks on single values (broker addresses, topic names) and the numeric limits.
+//!
+//! The upper limits are not Kafka's or the OS's: they exist so that a typo (an extra zero, a
+//! value in bytes where ms were meant) fails at load time instead of as a panic, an abort or an
+//! overflow somewhere downstream (`Instant + Duration`, `retries + 1`, preallocated queues).
+
+/// `ms` milliseconds as a `Duration`, for defaults.
+pub(crate) const fn ms(ms: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(ms)
+}
+
+/// Longest accepted duration for any `*.ms` / `timeout` key: one week. Far beyond any sane
+/// timeout, and far below what would overflow `Instant` arithmetic in other modules.
+pub(crate) const MAX_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
+/// `log.queue.size` upper bound: slog-async preallocates its channel, so this bounds memory.
+pub(crate) const MAX_LOG_QUEUE: i128 = 1 << 20;
+
+/// Upper bound for byte sizes of single requests and batches (`body.limit`, `batch.bytes`): 1 GiB.
+pub(crate) const MAX_CHUNK_BYTES: i128 = 1 << 30;
+
+/// Upper bound for `kafka.producer.queue.bytes`: 1 TiB.
+pub(crate) const MAX_QUEUE_BYTES: i128 = 1 << 40;
+
+/// Upper bound for `http.server.handler.channel.size` (Go default 500000).
+pub(crate) const MAX_QUEUE_CALLS: i128 = 100_000_000;
+
+/// Upper bound for `kafka.topics[].partitions`; components may keep state per partition.
+pub(crate) const MAX_PARTITIONS: i128 = 100_000;
+
+/// Upper bound for `kafka.consumer.list[].concurrency`.
+pub(crate) const MAX_CONCURRENCY: i128 = 100_000;
+
+/// Upper bound for `kafka.consumer.list[].retries`; `retries + 1` must never overflow.
+pub(crate) const MAX_RETRIES: i128 = 1_000;
+
+/// Upper bound for `http.server.workers` (threads).
+pub(crate) const MAX_WORKERS: i128 = 1_024;
+
+/// `rateLimit` bounds in calls per second. The lower bound keeps the per-call interval
+/// (1 / rate) within `Duration` range; Go turned 0 into "no limit" by accident (seed §5.4).
+pub(crate) const MIN_RATE: f64 = 0.001;
+/// See [`MIN_RATE`].
+pub(crate) const MAX_RATE: f64 = 1_000_000.0;
+
+/// Checks one bootstrap server and returns it normalised (trimmed).
+///
+/// Accepts `host:port` and `[ipv6]:port`. The host must be non-empty and made of hostname
+/// characters; the port must be 1-65535. The error is the reason, without the entry itself.
+pub(crate) fn bootstrap_server(entry: &str) -> Result<String, String> {
+    let entry = entry.trim();
+    if entry.contains("://") {
+        return Err("expected host:port, not a URL".to_owned());
+    }
+    let bracketed = entry.starts_with('[');
+    let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+        let (host, port) = rest
+            .split_once("]:")
+            .ok_or_else(|| "expected [ipv6]:port".to_owned())?;
+        if host.is_empty() || !host.chars().all(|c| c.is_ascii_hexdigit() || ":.%".contains(c)) {
+            return Err("malformed IPv6 address".to_owned());
+        }
+        (host, port)
+    } else {
+        let (host, port) = entry
+            .rsplit_once(':')
+            .ok_or_else(|| "expected host:port".to_owned())?;
+        if host.contains(':') {
+            return Err("expected host:port; write IPv6 addresses as [addr]:port".to_owned());
+        }
+        if host.is_empty() {
+            return Err("expected host:port, the host is empty".to_owned());
+        }
+        if !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+        {
+            return Err(format!("'{host}' is not a host name or address"));
+        }
+        (host, port)
+    };
+    let port = match port.parse::<u16>() {
+        Ok(port) if port > 0 => port,
+        _ => return Err(format!("port '{port}' is not a number from 1 to 65535")),
+    };
+    Ok(if bracketed {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    })
+}
+
+/// Why `name` is not a legal Kafka topic name, if it is not (Kafka's own rule: 1-249 characters
+/// of `[a-zA-Z0-9._-]`, and not `.` or `..`).
+pub(crate) fn topic_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("must not be empty".to_owned());
+    }
+    if name.len() > 249 {
+        return Some(format!(
+            "topic name is {} characters long, Kafka allows at most 249",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Some(format!("'{name}' is not a legal Kafka topic name"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c)))
+    {
+        return Some(format!(
+            "topic name '{name}' contains '{bad}'; Kafka allows only [a-zA-Z0-9._-]"
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_server_accepts_host_port_and_bracketed_ipv6() {
+        assert_eq!(
+            bootstrap_server(" localhost:9092 "),
+            Ok("localhost:9092".to_owned())
+        );
+        assert_eq!(bootstrap_server("10.0.0.1:1"), Ok("10.0.0.1:1".to_owned()));
+        assert_eq!(bootstrap_server("[::1]:9092"), Ok("[::1]:9092".to_owned()));
+    }
+
+    #[test]
+    fn bootstrap_server_rejects_malformed_entries() {
+        for bad in [
+            "localhost",
+            ":9092",
+            "host:",
+            "host:0",
+            "host:65536",
+            "host:x",
+            "::1:9092",
+            "[]:9092",
+            "[::1]",
+            "http://host:9092",
+            "a b:1",
+        ] {
+            assert!(bootstrap_server(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert_eq!(topic_name_problem("test.topic_1-a"), None);
+        assert!(topic_name_problem("").is_some());
+        assert!(topic_name_problem("..").is_some());
+        assert!(topic_name_problem("a/b").is_some());
+        assert!(topic_name_problem(&"x".repeat(250)).is_some());
+        assert_eq!(topic_name_problem(&"x".repeat(249)), None);
+    }
+}

@@ -1,0 +1,138 @@
+//! The validated, typed configuration snapshot that the rest of bigpipe reads.
+//!
+//! Every value here has passed validation: counts that must be positive are positive, topic
+//! references resolve, durations are `Duration`s. Nothing downstream needs to re-check them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole validated configuration. Built only by [`super::load`] and friends; share it as
+/// `Arc<Settings>` and swap the `Arc` on reload rather than mutating it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Logging (`log.*`).
+    pub log: LogSettings,
+    /// Kafka connection and topics (`kafka.bootstrap.servers`, `kafka.client.id`, `kafka.topics`, ...).
+    pub kafka: KafkaSettings,
+    /// HTTP intake → Kafka (`kafka.producer.*`, plus `http.server.handler.channel.size`).
+    pub producer: ProducerSettings,
+    /// One entry per consumer group delivering a topic (`kafka.consumer.list`).
+    pub consumers: Vec<ConsumerSettings>,
+    /// The HTTP front end (`http.server.*`).
+    pub http: HttpSettings,
+    /// Non-fatal findings (ignored legacy keys, unknown keys). Log them once at startup/reload.
+    pub warnings: Vec<String>,
+}
+
+/// `log.*` keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogSettings {
+    /// Lines above this level are dropped (`log.level`; Go's 1..5 map to Critical..Debug).
+    pub level: slog::Level,
+    /// Directory for hourly log files (`log.directory`); `None` means stderr only.
+    pub directory: Option<PathBuf>,
+    /// Capacity, in lines, of the async logging queue (`log.queue.size`).
+    pub queue_size: usize,
+}
+
+/// Kafka cluster connection and the topics bigpipe may use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaSettings {
+    /// Seed brokers, each `"host:port"` (IPv6 hosts in brackets), at least one.
+    pub bootstrap_servers: Vec<String>,
+    /// Kafka `client.id` sent with every request (`kafka.client.id`).
+    pub client_id: String,
+    /// Per-request timeout towards brokers (`kafka.request.timeout.ms`).
+    pub request_timeout: Duration,
+    /// How often cluster metadata (partition counts, leaders) is refreshed (`kafka.metadata.refresh.ms`).
+    pub metadata_refresh: Duration,
+    /// Topics that ACL entries and consumers may reference; names are unique.
+    pub topics: Vec<TopicSettings>,
+}
+
+/// One `kafka.topics` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSettings {
+    /// Kafka topic name: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+    pub name: String,
+    /// Partition count, > 0 (used when creating the topic and for partition choice).
+    pub partitions: i32,
+    /// Replication factor for topic creation; -1 means the broker default.
+    pub replication_factor: i16,
+}
+
+/// The produce path: HTTP intake queue → Kafka.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProducerSettings {
+    /// Callers allowed to publish; names are unique and every topic is in `kafka.topics`.
+    pub acl: Vec<AclEntry>,
+    /// How long a batch waits for more records before it is sent (`kafka.producer.linger.ms`, may be 0).
+    pub linger: Duration,
+    /// Maximum size of one produce batch in bytes (`kafka.producer.batch.bytes`).
+    pub batch_bytes: usize,
+    /// Capacity of the in-memory call queue; a full queue answers "超过负载"
+    /// (`http.server.handler.channel.size`, the Go key).
+    pub queue_calls: usize,
+    /// Upper bound on the bytes held by queued calls (`kafka.producer.queue.bytes`).
+    pub queue_bytes: usize,
+    /// A record not acknowledged by Kafka within this time is failed (`kafka.producer.message.timeout.ms`).
+    pub message_timeout: Duration,
+    /// When `/rpc/call` answers success, unless a request says otherwise (`kafka.producer.ack.mode`).
+    pub default_ack: AckMode,
+    /// In [`AckMode::Kafka`], how long a request waits for the Kafka ack (`kafka.producer.ack.timeout.ms`).
+    pub ack_timeout: Duration,
+}
+
+/// One `kafka.producer.acl` entry: a caller and the topic its calls go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclEntry {
+    /// Caller name sent as `acl.name`; unique, non-empty.
+    pub name: String,
+    /// Shared secret sent as `acl.secret`; non-empty (unlike Go, it is compared).
+    pub secret: String,
+    /// Destination topic; one of `kafka.topics`.
+    pub topic: String,
+}
+
+/// When a `/rpc/call` request is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    /// `"queue"`: answer once the call is in the in-memory queue (the Go behaviour; a crash loses it).
+    Queue,
+    /// `"kafka"`: answer after Kafka acknowledged the record.
+    Kafka,
+}
+
+/// One `kafka.consumer.list` entry: a consumer group that POSTs a topic's calls to their URLs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerSettings {
+    /// Topic to consume; one of `kafka.topics`.
+    pub topic: String,
+    /// Kafka consumer group id (`groupId`); `(topic, group_id)` pairs are unique.
+    pub group_id: String,
+    /// Calls per second for the whole entry (`rateLimit`), > 0, fractions allowed.
+    pub rate_limit: f64,
+    /// Timeout of one HTTP attempt (`timeout`, ms).
+    pub timeout: Duration,
+    /// Extra attempts after the first (`retries`); total attempts = retries + 1.
+    pub retries: u32,
+    /// Maximum in-flight HTTP calls for this entry (`concurrency`), > 0.
+    pub concurrency: usize,
+}
+
+/// `http.server.*` keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Address to bind (`http.server.host`).
+    pub host: String,
+    /// Port to bind (`http.server.port`); 0 picks an ephemeral port (tests).
+    pub port: u16,
+    /// Time allowed to read a request (`http.server.read.timeout`, ms).
+    pub read_timeout: Duration,
+    /// Time allowed to write a response (`http.server.write.timeout`, ms).
+    pub write_timeout: Duration,
+    /// Largest accepted request body in bytes (`http.server.body.limit`).
+    pub body_limit: usize,
+    /// HTTP worker threads (`http.server.workers`); 0 means one per core.
+    pub workers: usize,
+}

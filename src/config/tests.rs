@@ -1,0 +1,1129 @@
+//! End-to-end tests of `config`: text (and environment) in, `Settings` or problems out.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+fn ok(text: &str, format: Format) -> Settings {
+    match load_from_str(text, format) {
+        Ok(settings) => settings,
+        Err(e) => panic!("expected a valid config, got:\n{e}"),
+    }
+}
+
+fn toml(text: &str) -> Settings {
+    ok(text, Format::Toml)
+}
+
+fn problems(text: &str, format: Format) -> Vec<String> {
+    match load_from_str(text, format) {
+        Ok(settings) => panic!("expected problems, got {settings:?}"),
+        Err(e) => e.problems.iter().map(Problem::to_string).collect(),
+    }
+}
+
+fn toml_problems(text: &str) -> Vec<String> {
+    problems(text, Format::Toml)
+}
+
+/// Asserts that `text` is rejected with exactly the one problem `expected`.
+fn assert_only_problem(text: &str, expected: &str) {
+    assert_eq!(toml_problems(text), vec![expected.to_owned()]);
+}
+
+fn with_env(text: &str, format: Format, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    let env = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    from_text(text, format, "<test>", env)
+}
+
+fn shipped(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("conf").join(name)
+}
+
+/// Loads a shipped file with an empty environment, so stray BIGPIPE_* variables of whoever runs
+/// the tests cannot change the outcome.
+fn load_shipped(name: &str) -> Settings {
+    let no_env: [(&str, &str); 0] = [];
+    match load_with_env(&shipped(name), no_env) {
+        Ok(settings) => settings,
+        Err(e) => panic!("{name} does not load:\n{e}"),
+    }
+}
+
+const TOPIC_TEST: &str = "[[kafka.topics]]\nname = \"test\"\npartitions = 3\n";
+
+fn consumer_entry(fields: &str) -> String {
+    format!("{TOPIC_TEST}[[kafka.consumer.list]]\n{fields}\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// shipped files
+
+#[test]
+fn shipped_go_json_loads_with_the_go_values() {
+    let s = load_shipped("bigpipe.json");
+    assert_eq!(s.http.port, 10086);
+    assert_eq!(s.http.read_timeout, Duration::from_millis(5000));
+    assert_eq!(s.http.write_timeout, Duration::from_millis(5000));
+    assert_eq!(s.producer.queue_calls, 500_000);
+    assert_eq!(s.log.level, slog::Level::Debug);
+    assert_eq!(s.log.directory, Some(PathBuf::from("./logs")));
+    assert_eq!(s.kafka.bootstrap_servers, vec!["localhost:9092"]);
+    assert_eq!(
+        s.kafka.topics,
+        vec![TopicSettings {
+            name: "test".into(),
+            partitions: 3,
+            replication_factor: -1
+        }]
+    );
+    let acl: Vec<_> = s
+        .producer
+        .acl
+        .iter()
+        .map(|a| (a.name.as_str(), a.secret.as_str(), a.topic.as_str()))
+        .collect();
+    assert_eq!(
+        acl,
+        vec![
+            ("system-1", "you are good", "test"),
+            ("system-2", "you are bad", "test")
+        ]
+    );
+    let groups: Vec<_> = s.consumers.iter().map(|c| c.group_id.as_str()).collect();
+    assert_eq!(groups, vec!["G1", "G2"]);
+    for c in &s.consumers {
+        assert_eq!(c.topic, "test");
+        assert_eq!(c.rate_limit, 100.0);
+        assert_eq!(c.timeout, Duration::from_millis(3000));
+        assert_eq!(c.retries, 2);
+        assert_eq!(c.concurrency, 5);
+    }
+}
+
+#[test]
+fn shipped_go_json_warns_only_about_the_ignored_producer_retries() {
+    // The Go HEAD file has one key bigpipe ignores; kafka.producer.channel.size was removed from
+    // it in Go commit f39ec0e and is covered by `legacy_channel_size_is_ignored_with_a_warning`.
+    let s = load_shipped("bigpipe.json");
+    assert_eq!(
+        s.warnings,
+        vec![
+            "kafka.producer.retries is ignored: produce errors are retried until \
+             kafka.producer.message.timeout.ms"
+        ]
+    );
+}
+
+#[test]
+fn shipped_toml_loads_without_warnings() {
+    let s = load_shipped("bigpipe.toml");
+    assert_eq!(s.warnings, Vec::<String>::new());
+    assert_eq!(s.kafka.bootstrap_servers, vec!["127.0.0.1:9092"]);
+    assert_eq!(s.log.level, slog::Level::Info);
+    assert_eq!(s.log.directory, None);
+    assert_eq!(s.http.port, 10086);
+}
+
+#[test]
+fn shipped_toml_and_go_json_describe_the_same_pipeline() {
+    let toml = load_shipped("bigpipe.toml");
+    let json = load_shipped("bigpipe.json");
+    assert_eq!(toml.kafka.topics, json.kafka.topics);
+    assert_eq!(toml.producer.acl, json.producer.acl);
+    assert_eq!(toml.consumers, json.consumers);
+    assert_eq!(toml.http, json.http);
+    assert_eq!(toml.producer.queue_calls, json.producer.queue_calls);
+}
+
+#[test]
+fn shipped_toml_spells_out_every_default() {
+    // The shipped file documents the defaults; if they drift apart, one of them is wrong.
+    let shipped = load_shipped("bigpipe.toml");
+    let defaults = toml("");
+    assert_eq!(shipped.log, defaults.log);
+    assert_eq!(shipped.http, defaults.http);
+    assert_eq!(shipped.kafka.bootstrap_servers, defaults.kafka.bootstrap_servers);
+    assert_eq!(shipped.kafka.client_id, defaults.kafka.client_id);
+    assert_eq!(shipped.kafka.request_timeout, defaults.kafka.request_timeout);
+    assert_eq!(shipped.kafka.metadata_refresh, defaults.kafka.metadata_refresh);
+    let strip = |p: &ProducerSettings| ProducerSettings {
+        acl: Vec::new(),
+        ..p.clone()
+    };
+    assert_eq!(strip(&shipped.producer), strip(&defaults.producer));
+}
+
+// ---------------------------------------------------------------------------------------------
+// defaults and formats
+
+#[test]
+fn absent_keys_take_their_defaults() {
+    let s = toml("");
+    assert_eq!(
+        s.log,
+        LogSettings {
+            level: slog::Level::Info,
+            directory: None,
+            queue_size: 8192
+        }
+    );
+    assert_eq!(
+        s.kafka,
+        KafkaSettings {
+            bootstrap_servers: vec!["127.0.0.1:9092".into()],
+            client_id: "bigpipe".into(),
+            request_timeout: Duration::from_millis(10_000),
+            metadata_refresh: Duration::from_millis(30_000),
+            topics: vec![],
+        }
+    );
+    assert_eq!(
+        s.producer,
+        ProducerSettings {
+            acl: vec![],
+            linger: Duration::from_millis(5),
+            batch_bytes: 1_048_576,
+            queue_calls: 500_000,
+            queue_bytes: 268_435_456,
+            message_timeout: Duration::from_millis(300_000),
+            default_ack: AckMode::Queue,
+            ack_timeout: Duration::from_millis(30_000),
+        }
+    );
+    assert_eq!(s.consumers, vec![]);
+    assert_eq!(
+        s.http,
+        HttpSettings {
+            host: "0.0.0.0".into(),
+            port: 10086,
+            read_timeout: Duration::from_millis(5000),
+            write_timeout: Duration::from_millis(5000),
+            body_limit: 1_048_576,
+            workers: 0,
+        }
+    );
+    assert!(s.warnings.is_empty());
+}
+
+#[test]
+fn empty_json_object_equals_empty_toml() {
+    assert_eq!(ok("{}", Format::Json), toml(""));
+}
+
+#[test]
+fn flat_and_nested_json_keys_are_equivalent() {
+    let flat = ok(
+        r#"{"http.server.port": 1, "kafka.topics": [{"name": "a", "partitions": 1}]}"#,
+        Format::Json,
+    );
+    let nested = ok(
+        r#"{"http": {"server": {"port": 1}}, "kafka": {"topics": [{"name": "a", "partitions": 1}]}}"#,
+        Format::Json,
+    );
+    let mixed = ok(
+        r#"{"http": {"server.port": 1}, "kafka.topics": [{"name": "a", "partitions": 1}]}"#,
+        Format::Json,
+    );
+    assert_eq!(flat, nested);
+    assert_eq!(flat, mixed);
+    assert_eq!(flat.http.port, 1);
+}
+
+#[test]
+fn toml_quoted_dotted_keys_work_like_nesting() {
+    let quoted = toml("\"http.server.port\" = 1\n[kafka]\n\"client.id\" = \"x\"");
+    assert_eq!(quoted.http.port, 1);
+    assert_eq!(quoted.kafka.client_id, "x");
+    assert!(quoted.warnings.is_empty());
+}
+
+#[test]
+fn the_same_key_spelled_twice_is_a_problem() {
+    let found = problems(r#"{"log.level": 5, "log": {"level": 4}}"#, Format::Json);
+    assert_eq!(found.len(), 1);
+    assert!(found[0].starts_with("log.level: set more than once"), "{found:?}");
+}
+
+#[test]
+fn format_follows_the_file_extension() {
+    assert_eq!(Format::from_path(Path::new("a/b.toml")), Some(Format::Toml));
+    assert_eq!(Format::from_path(Path::new("b.JSON")), Some(Format::Json));
+    assert_eq!(Format::from_path(Path::new("b.yaml")), None);
+    assert_eq!(Format::from_path(Path::new("toml")), None);
+}
+
+#[test]
+fn missing_file_is_a_problem_naming_the_path() {
+    let path = Path::new("/nonexistent/bigpipe-test/conf.toml");
+    let no_env: [(&str, &str); 0] = [];
+    let Err(e) = load_with_env(path, no_env) else {
+        panic!("a missing file loaded");
+    };
+    assert_eq!(e.problems.len(), 1);
+    assert_eq!(e.problems[0].key, path.display().to_string());
+    assert!(e.problems[0].message.starts_with("cannot read config file"));
+}
+
+#[test]
+fn unknown_file_extension_is_a_problem() {
+    let Err(e) = load(Path::new("conf/bigpipe.yaml")) else {
+        panic!("a .yaml file loaded");
+    };
+    assert_eq!(e.problems[0].key, "conf/bigpipe.yaml");
+    assert!(e.problems[0].message.contains(".toml or .json"));
+}
+
+#[test]
+fn toml_syntax_error_is_one_single_line_problem() {
+    let found = toml_problems("[log\nlevel = 5");
+    assert_eq!(found.len(), 1);
+    assert!(found[0].starts_with("<toml>: invalid TOML"), "{found:?}");
+    assert!(!found[0].contains('\n'));
+}
+
+#[test]
+fn json_syntax_error_is_a_problem() {
+    let found = problems("{\"log.level\": }", Format::Json);
+    assert_eq!(found.len(), 1);
+    assert!(found[0].starts_with("<json>: invalid JSON"), "{found:?}");
+}
+
+#[test]
+fn json_top_level_must_be_an_object() {
+    assert_eq!(
+        problems("[1, 2]", Format::Json),
+        vec!["<json>: expected a JSON object at the top level, got an array"]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// log
+
+#[test]
+fn log_level_accepts_go_numbers() {
+    use slog::Level::*;
+    for (n, level) in [(1, Critical), (2, Error), (3, Warning), (4, Info), (5, Debug)] {
+        assert_eq!(toml(&format!("log.level = {n}")).log.level, level);
+    }
+}
+
+#[test]
+fn log_level_accepts_names() {
+    use slog::Level::*;
+    for (name, level) in [
+        ("critical", Critical),
+        ("error", Error),
+        ("warning", Warning),
+        ("warn", Warning),
+        ("INFO", Info),
+        ("debug", Debug),
+        ("trace", Trace),
+    ] {
+        assert_eq!(toml(&format!("log.level = \"{name}\"")).log.level, level);
+    }
+}
+
+#[test]
+fn log_level_out_of_range_or_unknown_is_a_problem() {
+    assert_only_problem("log.level = 0", "log.level: must be at least 1, got 0");
+    assert_only_problem("log.level = 6", "log.level: must be at most 5, got 6");
+    let found = toml_problems("log.level = \"verbose\"");
+    assert!(
+        found[0].starts_with("log.level: unknown level 'verbose'"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn empty_log_directory_means_stderr() {
+    assert_eq!(toml("log.directory = \"\"").log.directory, None);
+    assert_eq!(
+        toml("log.directory = \"/var/log/bigpipe\"").log.directory,
+        Some(PathBuf::from("/var/log/bigpipe"))
+    );
+}
+
+#[test]
+fn log_queue_size_must_be_positive() {
+    assert_only_problem("log.queue.size = 0", "log.queue.size: must be at least 1, got 0");
+}
+
+// ---------------------------------------------------------------------------------------------
+// kafka connection
+
+#[test]
+fn bootstrap_servers_accept_a_comma_list_or_an_array() {
+    let list = toml("kafka.bootstrap.servers = \"a:9092, b:9093,\"");
+    assert_eq!(list.kafka.bootstrap_servers, vec!["a:9092", "b:9093"]);
+    let array = toml("kafka.bootstrap.servers = [\"a:9092\", \"[::1]:9093\"]");
+    assert_eq!(array.kafka.bootstrap_servers, vec!["a:9092", "[::1]:9093"]);
+}
+
+#[test]
+fn malformed_bootstrap_server_is_a_problem() {
+    assert_only_problem(
+        "kafka.bootstrap.servers = \"localhost\"",
+        "kafka.bootstrap.servers: malformed bootstrap server 'localhost': expected host:port",
+    );
+    let found = toml_problems("kafka.bootstrap.servers = \"a:1,b:0,:3\"");
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].contains("'b:0'"));
+    assert!(found[1].contains("':3'"));
+}
+
+#[test]
+fn malformed_bootstrap_array_entry_names_its_index() {
+    let found = toml_problems("kafka.bootstrap.servers = [\"a:1\", 5]");
+    assert_eq!(
+        found,
+        vec!["kafka.bootstrap.servers[1]: expected a string, got a number (5)"]
+    );
+}
+
+#[test]
+fn empty_bootstrap_list_is_a_problem() {
+    for text in ["kafka.bootstrap.servers = \"\"", "kafka.bootstrap.servers = []"] {
+        let found = toml_problems(text);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].starts_with("kafka.bootstrap.servers: no bootstrap servers"));
+    }
+}
+
+#[test]
+fn kafka_timeouts_become_durations() {
+    let s = toml("[kafka]\nrequest.timeout.ms = 1\nmetadata.refresh.ms = 2\nclient.id = \"c\"");
+    assert_eq!(s.kafka.request_timeout, Duration::from_millis(1));
+    assert_eq!(s.kafka.metadata_refresh, Duration::from_millis(2));
+    assert_eq!(s.kafka.client_id, "c");
+    assert_only_problem(
+        "kafka.request.timeout.ms = 0",
+        "kafka.request.timeout.ms: must be at least 1, got 0",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// kafka.topics
+
+#[test]
+fn topic_with_zero_partitions_is_a_problem() {
+    // Go crashed in the partitioner (rand.Int31n(0)).
+    assert_only_problem(
+        "[[kafka.topics]]\nname = \"t\"\npartitions = 0",
+        "kafka.topics[0].partitions: must be at least 1, got 0",
+    );
+}
+
+#[test]
+fn topic_needs_name_and_partitions() {
+    assert_eq!(
+        toml_problems("[[kafka.topics]]\nreplicationFactor = 1"),
+        vec![
+            "kafka.topics[0].name: required key is missing",
+            "kafka.topics[0].partitions: required key is missing"
+        ]
+    );
+}
+
+#[test]
+fn illegal_topic_name_is_a_problem() {
+    let found = toml_problems("[[kafka.topics]]\nname = \"a/b\"\npartitions = 1");
+    assert_eq!(found.len(), 1);
+    assert!(found[0].starts_with("kafka.topics[0].name: topic name 'a/b' contains '/'"));
+    let found = toml_problems("[[kafka.topics]]\nname = \"\"\npartitions = 1");
+    assert_eq!(found, vec!["kafka.topics[0].name: must not be empty"]);
+}
+
+#[test]
+fn duplicate_topic_is_a_problem() {
+    // Go let the last entry win silently.
+    let text = format!("{TOPIC_TEST}{TOPIC_TEST}");
+    assert_only_problem(
+        &text,
+        "kafka.topics[1].name: duplicate topic 'test', first defined at kafka.topics[0]",
+    );
+}
+
+#[test]
+fn replication_factor_is_minus_one_or_positive() {
+    assert_eq!(toml(TOPIC_TEST).kafka.topics[0].replication_factor, -1);
+    let three = toml(&format!("{TOPIC_TEST}replicationFactor = 3"));
+    assert_eq!(three.kafka.topics[0].replication_factor, 3);
+    assert_only_problem(
+        &format!("{TOPIC_TEST}replicationFactor = 0"),
+        "kafka.topics[0].replicationFactor: must be -1 (broker default) or at least 1, got 0",
+    );
+    assert_only_problem(
+        &format!("{TOPIC_TEST}replicationFactor = -2"),
+        "kafka.topics[0].replicationFactor: must be at least -1, got -2",
+    );
+}
+
+#[test]
+fn topics_must_be_an_array_of_tables() {
+    assert_eq!(
+        problems(r#"{"kafka.topics": {"name": "t"}}"#, Format::Json),
+        vec!["kafka.topics: expected an array, got a table"]
+    );
+    assert_eq!(
+        problems(r#"{"kafka.topics": ["t"]}"#, Format::Json),
+        vec!["kafka.topics[0]: expected a table (JSON object), got a string ('t')"]
+    );
+}
+
+#[test]
+fn broken_topics_do_not_cascade_into_reference_problems() {
+    // Only the real problem is reported, not "topic 'test' is not in kafka.topics" as well.
+    let text = r#"{"kafka.topics": 5,
+                   "kafka.producer.acl": [{"name": "a", "secret": "s", "topic": "test"}]}"#;
+    assert_eq!(
+        problems(text, Format::Json),
+        vec!["kafka.topics: expected an array, got a number (5)"]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// kafka.producer
+
+#[test]
+fn acl_topic_must_be_a_configured_topic() {
+    let text = format!("{TOPIC_TEST}[[kafka.producer.acl]]\nname = \"a\"\nsecret = \"s\"\ntopic = \"nope\"");
+    assert_only_problem(
+        &text,
+        "kafka.producer.acl[0].topic: topic 'nope' is not in kafka.topics",
+    );
+}
+
+#[test]
+fn duplicate_acl_name_is_a_problem() {
+    let entry = "[[kafka.producer.acl]]\nname = \"a\"\nsecret = \"s\"\ntopic = \"test\"\n";
+    assert_only_problem(
+        &format!("{TOPIC_TEST}{entry}{entry}"),
+        "kafka.producer.acl[1].name: duplicate ACL name 'a', first defined at kafka.producer.acl[0]",
+    );
+}
+
+#[test]
+fn acl_name_and_secret_must_not_be_empty() {
+    let text = format!("{TOPIC_TEST}[[kafka.producer.acl]]\nname = \"\"\nsecret = \"\"\ntopic = \"test\"");
+    assert_eq!(
+        toml_problems(&text),
+        vec![
+            "kafka.producer.acl[0].name: must not be empty",
+            "kafka.producer.acl[0].secret: must not be empty"
+        ]
+    );
+}
+
+#[test]
+fn acl_entry_with_missing_keys_names_each() {
+    assert_eq!(
+        toml_problems("[[kafka.producer.acl]]\nsecrett = \"s\""),
+        vec![
+            "kafka.producer.acl[0].name: required key is missing",
+            "kafka.producer.acl[0].secret: required key is missing",
+            "kafka.producer.acl[0].topic: required key is missing"
+        ]
+    );
+}
+
+#[test]
+fn legacy_producer_keys_are_ignored_with_warnings() {
+    let s = toml("[kafka.producer]\nretries = 2\nchannel.size = 200000");
+    assert_eq!(
+        s.warnings,
+        vec![
+            "kafka.producer.retries is ignored: produce errors are retried until \
+             kafka.producer.message.timeout.ms",
+            "kafka.producer.channel.size is ignored: the call queue is sized by \
+             http.server.handler.channel.size",
+        ]
+    );
+}
+
+#[test]
+fn handler_channel_size_sets_queue_calls_and_must_be_positive() {
+    assert_eq!(
+        toml("http.server.handler.channel.size = 7").producer.queue_calls,
+        7
+    );
+    // Go: 0 overloaded every call, a negative size panicked.
+    assert_only_problem(
+        "http.server.handler.channel.size = 0",
+        "http.server.handler.channel.size: must be at least 1, got 0",
+    );
+    assert_only_problem(
+        "http.server.handler.channel.size = -1",
+        "http.server.handler.channel.size: must be at least 1, got -1",
+    );
+}
+
+#[test]
+fn producer_sizes_and_timeouts_are_read() {
+    let s = toml(
+        "[kafka.producer]\nlinger.ms = 0\nbatch.bytes = 10\nqueue.bytes = 20\n\
+         message.timeout.ms = 30",
+    );
+    assert_eq!(s.producer.linger, Duration::ZERO);
+    assert_eq!(s.producer.batch_bytes, 10);
+    assert_eq!(s.producer.queue_bytes, 20);
+    assert_eq!(s.producer.message_timeout, Duration::from_millis(30));
+    assert_only_problem(
+        "kafka.producer.batch.bytes = 0",
+        "kafka.producer.batch.bytes: must be at least 1, got 0",
+    );
+}
+
+#[test]
+fn ack_mode_and_timeout_are_read() {
+    let s = toml("[kafka.producer]\nack.mode = \"kafka\"\nack.timeout.ms = 1500");
+    assert_eq!(s.producer.default_ack, AckMode::Kafka);
+    assert_eq!(s.producer.ack_timeout, Duration::from_millis(1500));
+    let shorthand = toml("kafka.producer.ack = \"kafka\"");
+    assert_eq!(shorthand.producer.default_ack, AckMode::Kafka);
+    assert_eq!(shorthand.producer.ack_timeout, Duration::from_millis(30_000));
+}
+
+#[test]
+fn unknown_ack_mode_is_a_problem() {
+    assert_only_problem(
+        "kafka.producer.ack.mode = \"disk\"",
+        "kafka.producer.ack.mode: expected \"queue\" or \"kafka\", got 'disk'",
+    );
+    assert_only_problem(
+        "kafka.producer.ack = 1",
+        "kafka.producer.ack: expected \"queue\", \"kafka\" or a table with mode and timeout.ms, \
+         got a number (1)",
+    );
+}
+
+#[test]
+fn ack_shorthand_next_to_ack_timeout_is_a_problem() {
+    let found = problems(
+        r#"{"kafka.producer.ack": "kafka", "kafka.producer.ack.timeout.ms": 5}"#,
+        Format::Json,
+    );
+    assert_eq!(found.len(), 1);
+    assert!(found[0].starts_with("kafka.producer.ack: set more than once"));
+    assert!(found[0].contains("kafka.producer.ack.mode"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// kafka.consumer.list
+
+#[test]
+fn consumer_optional_keys_default_to_the_go_shipped_values() {
+    let s = toml(&consumer_entry(
+        "topic = \"test\"\ngroupId = \"G\"\nrateLimit = 0.5",
+    ));
+    assert_eq!(
+        s.consumers,
+        vec![ConsumerSettings {
+            topic: "test".into(),
+            group_id: "G".into(),
+            rate_limit: 0.5,
+            timeout: Duration::from_millis(3000),
+            retries: 2,
+            concurrency: 5,
+        }]
+    );
+}
+
+#[test]
+fn consumer_concurrency_zero_is_a_problem() {
+    // Go: an unbuffered channel, and the consumer deadlocked forever.
+    let ok_entry = "[[kafka.consumer.list]]\ntopic = \"test\"\ngroupId = \"A\"\nrateLimit = 1\n";
+    let text = format!(
+        "{TOPIC_TEST}{ok_entry}[[kafka.consumer.list]]\ntopic = \"test\"\ngroupId = \"B\"\n\
+         rateLimit = 1\nconcurrency = 0"
+    );
+    assert_only_problem(
+        &text,
+        "kafka.consumer.list[1].concurrency: must be at least 1, got 0",
+    );
+}
+
+#[test]
+fn consumer_topic_must_be_a_configured_topic() {
+    assert_only_problem(
+        &consumer_entry("topic = \"nope\"\ngroupId = \"G\"\nrateLimit = 1"),
+        "kafka.consumer.list[0].topic: topic 'nope' is not in kafka.topics",
+    );
+}
+
+#[test]
+fn consumer_group_id_must_not_be_empty() {
+    assert_only_problem(
+        &consumer_entry("topic = \"test\"\ngroupId = \"\"\nrateLimit = 1"),
+        "kafka.consumer.list[0].groupId: must not be empty",
+    );
+}
+
+#[test]
+fn consumer_rate_limit_must_be_positive() {
+    // Go: 0 became "no limit" by a float-to-int accident.
+    assert_only_problem(
+        &consumer_entry("topic = \"test\"\ngroupId = \"G\"\nrateLimit = 0"),
+        "kafka.consumer.list[0].rateLimit: must be greater than 0 calls per second, got 0",
+    );
+    assert_only_problem(
+        &consumer_entry("topic = \"test\"\ngroupId = \"G\"\nrateLimit = -3.5"),
+        "kafka.consumer.list[0].rateLimit: must be greater than 0 calls per second, got -3.5",
+    );
+    assert_only_problem(
+        &consumer_entry("topic = \"test\"\ngroupId = \"G\""),
+        "kafka.consumer.list[0].rateLimit: required key is missing",
+    );
+}
+
+#[test]
+fn consumer_timeout_and_retries_are_range_checked() {
+    let found = toml_problems(&consumer_entry(
+        "topic = \"test\"\ngroupId = \"G\"\nrateLimit = 1\ntimeout = 0\nretries = -1",
+    ));
+    assert_eq!(
+        found,
+        vec![
+            "kafka.consumer.list[0].timeout: must be at least 1, got 0",
+            "kafka.consumer.list[0].retries: must be at least 0, got -1"
+        ]
+    );
+}
+
+#[test]
+fn duplicate_topic_and_group_is_a_problem() {
+    let entry = "[[kafka.consumer.list]]\ntopic = \"test\"\ngroupId = \"G\"\nrateLimit = 1\n";
+    assert_only_problem(
+        &format!("{TOPIC_TEST}{entry}{entry}"),
+        "kafka.consumer.list[1].groupId: topic 'test' with groupId 'G' is already consumed by \
+         kafka.consumer.list[0]",
+    );
+}
+
+#[test]
+fn same_group_on_different_topics_is_fine() {
+    let text = format!(
+        "{TOPIC_TEST}[[kafka.topics]]\nname = \"other\"\npartitions = 1\n\
+         [[kafka.consumer.list]]\ntopic = \"test\"\ngroupId = \"G\"\nrateLimit = 1\n\
+         [[kafka.consumer.list]]\ntopic = \"other\"\ngroupId = \"G\"\nrateLimit = 1\n"
+    );
+    assert_eq!(toml(&text).consumers.len(), 2);
+}
+
+#[test]
+fn circuit_breaker_and_unknown_entry_keys_are_warnings() {
+    let text = format!(
+        "{TOPIC_TEST}[[kafka.consumer.list]]\ntopic = \"test\"\ngroupId = \"G\"\nrateLimit = 1\n\
+         url = \"http://x\"\n[kafka.consumer.list.circuitBreaker]\nbreakPeriod = 10"
+    );
+    let s = toml(&text);
+    assert_eq!(
+        s.warnings,
+        vec![
+            "unknown key 'kafka.consumer.list[0].url' is ignored",
+            "kafka.consumer.list[0].circuitBreaker is ignored: circuit breakers are not \
+             implemented yet",
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// http
+
+#[test]
+fn http_settings_are_read() {
+    let s = toml(
+        "[http.server]\nhost = \"127.0.0.1\"\nport = 0\nread.timeout = 1\nwrite.timeout = 2\n\
+         body.limit = 3\nworkers = 4",
+    );
+    assert_eq!(
+        s.http,
+        HttpSettings {
+            host: "127.0.0.1".into(),
+            port: 0,
+            read_timeout: Duration::from_millis(1),
+            write_timeout: Duration::from_millis(2),
+            body_limit: 3,
+            workers: 4,
+        }
+    );
+}
+
+#[test]
+fn port_out_of_range_is_a_problem() {
+    assert_only_problem(
+        "http.server.port = 70000",
+        "http.server.port: must be at most 65535, got 70000",
+    );
+}
+
+#[test]
+fn http_timeouts_must_be_positive() {
+    assert_only_problem(
+        "http.server.read.timeout = 0",
+        "http.server.read.timeout: must be at least 1, got 0",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// types
+
+#[test]
+fn string_where_a_number_is_expected_is_a_problem() {
+    assert_only_problem(
+        "http.server.port = \"8080\"",
+        "http.server.port: expected an integer, got a string ('8080')",
+    );
+}
+
+#[test]
+fn negative_number_for_an_unsigned_key_is_a_problem() {
+    assert_only_problem(
+        "http.server.body.limit = -5",
+        "http.server.body.limit: must be at least 1, got -5",
+    );
+}
+
+#[test]
+fn fractional_number_for_an_integer_key_is_rejected_not_truncated() {
+    // Go truncated 2.9 to 2 without a word.
+    let text = r#"{"kafka.topics": [{"name": "t", "partitions": 2.9}]}"#;
+    assert_eq!(
+        problems(text, Format::Json),
+        vec!["kafka.topics[0].partitions: expected an integer, got 2.9 (fractions are not truncated)"]
+    );
+    // An integral float loses nothing.
+    let whole = ok(r#"{"http.server.port": 8080.0}"#, Format::Json);
+    assert_eq!(whole.http.port, 8080);
+}
+
+#[test]
+fn huge_numbers_are_problems() {
+    assert_only_problem(
+        "http.server.read.timeout = 9223372036854775807",
+        "http.server.read.timeout: must be at most 604800000, got 9223372036854775807",
+    );
+    let found = problems(r#"{"http.server.workers": 1e300}"#, Format::Json);
+    assert_eq!(found.len(), 1);
+    assert!(found[0].starts_with("http.server.workers: expected an integer"));
+    let found = problems(r#"{"http.server.port": 18446744073709551615}"#, Format::Json);
+    assert_eq!(
+        found,
+        vec!["http.server.port: must be at most 65535, got 18446744073709551615"]
+    );
+}
+
+#[test]
+fn null_is_a_problem_not_a_default() {
+    assert_eq!(
+        problems(r#"{"http.server.port": null}"#, Format::Json),
+        vec!["http.server.port: expected an integer, got null"]
+    );
+}
+
+#[test]
+fn scalar_in_place_of_a_table_is_one_problem() {
+    assert_eq!(
+        problems(r#"{"kafka": 5}"#, Format::Json),
+        vec!["kafka: expected a table of sub-keys, got a number (5)"]
+    );
+}
+
+#[test]
+fn unknown_top_level_key_is_a_warning() {
+    let s = ok(r#"{"http.server.prot": 1, "extra": {"a": 1}}"#, Format::Json);
+    assert_eq!(
+        s.warnings,
+        vec![
+            "unknown key 'extra' is ignored",
+            "unknown key 'http.server.prot' is ignored"
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// all problems at once
+
+#[test]
+fn every_problem_is_reported_together() {
+    let text = r#"{
+        "log.level": "loud",
+        "kafka.bootstrap.servers": "localhost",
+        "kafka.topics": [{"name": "test", "partitions": 0}],
+        "kafka.producer.acl": [{"name": "a", "secret": "s", "topic": "nope"}],
+        "kafka.consumer.list": [{"topic": "test", "groupId": "G", "rateLimit": 1, "concurrency": 0}],
+        "http.server.port": "abc"
+    }"#;
+    let Err(e) = load_from_str(text, Format::Json) else {
+        panic!("accepted");
+    };
+    let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "log.level",
+            "kafka.bootstrap.servers",
+            "kafka.topics[0].partitions",
+            "kafka.producer.acl[0].topic",
+            "kafka.consumer.list[0].concurrency",
+            "http.server.port",
+        ]
+    );
+    // Display: one "<key>: <problem>" line per problem.
+    let shown = e.to_string();
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 6);
+    assert_eq!(
+        lines[4],
+        "kafka.consumer.list[0].concurrency: must be at least 1, got 0"
+    );
+}
+
+#[test]
+fn type_and_range_problems_are_reported_together() {
+    let found = toml_problems("[http.server]\nport = \"x\"\nworkers = 5000\nbody.limit = []");
+    assert_eq!(
+        found,
+        vec![
+            "http.server.port: expected an integer, got a string ('x')",
+            "http.server.body.limit: expected an integer, got an array",
+            "http.server.workers: must be at most 1024, got 5000",
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// environment overrides
+
+#[test]
+fn env_overrides_file_values() {
+    let s = with_env(
+        "[http.server]\nport = 10086\n",
+        Format::Toml,
+        &[
+            ("BIGPIPE_HTTP_SERVER_PORT", "8080"),
+            ("BIGPIPE_KAFKA_BOOTSTRAP_SERVERS", "a:9092,b:9092"),
+            ("BIGPIPE_LOG_LEVEL", "debug"),
+            ("HTTP_SERVER_PORT", "1"),
+        ],
+    );
+    let s = s.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.http.port, 8080);
+    assert_eq!(s.kafka.bootstrap_servers, vec!["a:9092", "b:9092"]);
+    assert_eq!(s.log.level, slog::Level::Debug);
+    assert!(s.warnings.is_empty());
+}
+
+#[test]
+fn env_overrides_flat_json_too() {
+    let s = with_env(
+        r#"{"http.server.handler.channel.size": 500000}"#,
+        Format::Json,
+        &[("BIGPIPE_HTTP_SERVER_HANDLER_CHANNEL_SIZE", "10")],
+    );
+    assert_eq!(s.map(|s| s.producer.queue_calls).ok(), Some(10));
+}
+
+#[test]
+fn bad_env_value_names_the_variable() {
+    let Err(e) = with_env("", Format::Toml, &[("BIGPIPE_HTTP_SERVER_PORT", "http")]) else {
+        panic!("accepted");
+    };
+    assert_eq!(
+        e.to_string(),
+        "http.server.port: expected an integer, got a string ('http') \
+         (set by environment variable BIGPIPE_HTTP_SERVER_PORT)"
+    );
+}
+
+#[test]
+fn numeric_env_value_is_accepted_for_a_string_key() {
+    let s = with_env("", Format::Toml, &[("BIGPIPE_KAFKA_CLIENT_ID", "42")]);
+    assert_eq!(s.map(|s| s.kafka.client_id).ok(), Some("42".to_owned()));
+    // ...but not from a file, where the user chose the type.
+    assert_only_problem(
+        "kafka.client.id = 42",
+        "kafka.client.id: expected a string, got a number (42)",
+    );
+}
+
+#[test]
+fn unknown_env_variable_is_a_warning() {
+    let s = with_env("", Format::Toml, &[("BIGPIPE_HTTP_SERVER_PROT", "1")]);
+    assert_eq!(
+        s.map(|s| s.warnings).ok(),
+        Some(vec![
+            "unknown key 'http.server.prot' is ignored \
+             (set by environment variable BIGPIPE_HTTP_SERVER_PROT)"
+                .to_owned()
+        ])
+    );
+}
+
+#[test]
+fn env_can_replace_an_array_key() {
+    let s = with_env(
+        TOPIC_TEST,
+        Format::Toml,
+        &[("BIGPIPE_KAFKA_TOPICS", "[{name=\"a\", partitions=2}]")],
+    );
+    let topics = s.map(|s| s.kafka.topics).unwrap_or_default();
+    assert_eq!(topics.len(), 1);
+    assert_eq!(topics[0].name, "a");
+    assert_eq!(topics[0].partitions, 2);
+}
+
+#[test]
+fn load_with_env_reads_a_file_and_overrides() {
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => panic!("tempdir: {e}"),
+    };
+    let path = dir.path().join("c.json");
+    if let Err(e) = std::fs::write(&path, r#"{"http.server.port": 1, "log.level": 2}"#) {
+        panic!("write: {e}");
+    }
+    let s = load_with_env(&path, [("BIGPIPE_HTTP_SERVER_PORT", "2"), ("PATH", "/bin")]);
+    let s = s.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.http.port, 2);
+    assert_eq!(s.log.level, slog::Level::Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// robustness
+
+/// Values of every JSON shape that could trip a parser: wrong types, signs, sizes, nulls.
+const JSON_VALUES: &[&str] = &[
+    "null",
+    "true",
+    "0",
+    "-1",
+    "2.9",
+    "1e300",
+    "-1e300",
+    "18446744073709551616",
+    "-9223372036854775809",
+    "340282366920938463463374607431768211456",
+    "\"\"",
+    "\"abc\"",
+    "\"localhost\"",
+    "\"a:1,b\"",
+    "[]",
+    "[null]",
+    "[1, \"x\"]",
+    "[[]]",
+    "[{}]",
+    "{}",
+    "{\"a\": 1}",
+    "[{\"name\": null, \"partitions\": -1, \"topic\": [], \"groupId\": {}, \"rateLimit\": \"x\", \"concurrency\": 1e300, \"timeout\": -0.5, \"retries\": 2.5, \"replicationFactor\": 70000, \"secret\": 5, \"circuitBreaker\": null}]",
+    "[{\"name\": \"test\", \"partitions\": 3, \"topic\": \"test\", \"groupId\": \"G\", \"rateLimit\": 1e-300}]",
+];
+
+const TOML_VALUES: &[&str] = &[
+    "true",
+    "0",
+    "-1",
+    "2.9",
+    "nan",
+    "inf",
+    "-inf",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "1979-05-27T07:32:00Z",
+    "07:32:00",
+    "\"\"",
+    "\"abc\"",
+    "[]",
+    "[1, \"x\"]",
+    "[[]]",
+    "[{}]",
+    "{}",
+    "{ a = 1 }",
+    "[{ name = 1, partitions = nan, topic = [], groupId = {}, rateLimit = inf, concurrency = -9223372036854775808, timeout = 1e300, retries = -0.0, replicationFactor = 1979-05-27 }]",
+];
+
+/// Runs `load_from_str` with panics caught, and checks the invariants every answer must keep.
+fn assert_no_panic(text: &str, format: Format) {
+    let result = std::panic::catch_unwind(|| load_from_str(text, format));
+    match result {
+        Err(_) => panic!("load_from_str panicked on {format:?} input:\n{text}"),
+        Ok(Ok(settings)) => {
+            assert!(settings.warnings.iter().all(|w| !w.contains('\n')), "{text}");
+        }
+        Ok(Err(e)) => {
+            assert!(!e.problems.is_empty(), "{text}");
+            for p in &e.problems {
+                assert!(!p.key.is_empty() && !p.message.is_empty(), "{text}: {p:?}");
+                assert!(
+                    !p.key.contains('\n') && !p.message.contains('\n'),
+                    "{text}: {p:?}"
+                );
+            }
+            assert_eq!(e.to_string().lines().count(), e.problems.len(), "{text}");
+        }
+    }
+}
+
+#[test]
+fn malformed_documents_never_panic() {
+    let mut keys: Vec<String> = validate::KEYS.iter().map(|k| (*k).to_owned()).collect();
+    keys.extend(["log", "kafka", "kafka.producer", "http.server", "x.y", "a..b"].map(String::from));
+
+    for key in &keys {
+        for value in JSON_VALUES {
+            assert_no_panic(&format!("{{\"{key}\": {value}}}"), Format::Json);
+        }
+        for value in TOML_VALUES {
+            assert_no_panic(&format!("{key} = {value}"), Format::Toml);
+        }
+    }
+    for text in [
+        "",
+        " ",
+        "[]",
+        "5",
+        "\"x\"",
+        "null",
+        "true",
+        "{",
+        "{\"a\":}",
+        "\u{0}",
+        "{\"\": 1}",
+        "{\".\": 1}",
+        "{\"log.\": 1}",
+    ] {
+        assert_no_panic(text, Format::Json);
+    }
+    for text in [
+        "[",
+        "= 5",
+        "a =",
+        "\u{0}",
+        "[[kafka.topics]]\n[kafka]\ntopics = 1",
+        "\"\" = 1",
+    ] {
+        assert_no_panic(text, Format::Toml);
+    }
+}
+
+#[test]
+fn malformed_values_of_every_key_are_rejected_with_that_key() {
+    // Every key bigpipe reads refuses an array of nulls (no key takes one), naming the key.
+    for key in validate::KEYS {
+        if ["kafka.producer.retries", "kafka.producer.channel.size"].contains(key) {
+            continue; // ignored keys accept anything
+        }
+        let text = format!("{{\"{key}\": [null]}}");
+        let Err(e) = load_from_str(&text, Format::Json) else {
+            panic!("{text} was accepted");
+        };
+        assert!(e.problems.iter().any(|p| p.key.starts_with(key)), "{text}: {e}");
+    }
+}

@@ -1,0 +1,374 @@
+//! Validation: the merged value tree → [`Settings`], collecting every problem on the way.
+//!
+//! Each key is read leniently (see `reader`), defaulted when absent, and checked for type and
+//! range; cross-references are checked in `entries`. Only when nothing at all is wrong is a
+//! `Settings` built, so a reload can validate completely before anything is swapped.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::value::{Dict, Value};
+
+use super::entries;
+use super::error::ConfigError;
+use super::reader::{Checker, lookup};
+use super::rules::{
+    MAX_CHUNK_BYTES, MAX_LOG_QUEUE, MAX_QUEUE_BYTES, MAX_QUEUE_CALLS, MAX_WORKERS, bootstrap_server, ms,
+};
+use super::settings::{AckMode, HttpSettings, KafkaSettings, LogSettings, ProducerSettings, Settings};
+use super::source::Sources;
+
+/// Every key bigpipe reads, in dotted form. Keys of array entries are checked by `entries`.
+/// `kafka.producer.ack` is both a key (the `"queue"`/`"kafka"` shorthand) and the parent of
+/// `ack.mode`/`ack.timeout.ms`.
+pub(crate) const KEYS: &[&str] = &[
+    "log.level",
+    "log.directory",
+    "log.queue.size",
+    "kafka.bootstrap.servers",
+    "kafka.client.id",
+    "kafka.request.timeout.ms",
+    "kafka.metadata.refresh.ms",
+    "kafka.topics",
+    "kafka.producer.acl",
+    "kafka.producer.retries",
+    "kafka.producer.channel.size",
+    "kafka.producer.linger.ms",
+    "kafka.producer.batch.bytes",
+    "kafka.producer.queue.bytes",
+    "kafka.producer.message.timeout.ms",
+    "kafka.producer.ack",
+    "kafka.producer.ack.mode",
+    "kafka.producer.ack.timeout.ms",
+    "kafka.consumer.list",
+    "http.server.host",
+    "http.server.port",
+    "http.server.handler.channel.size",
+    "http.server.read.timeout",
+    "http.server.write.timeout",
+    "http.server.body.limit",
+    "http.server.workers",
+];
+
+/// Validates the merged tree and builds `Settings`, or returns every problem found.
+pub(crate) fn validate(sources: &Sources) -> Result<Settings, ConfigError> {
+    let mut c = Checker::new(sources);
+    let root = &sources.root;
+    check_structure(&mut c, root, "");
+
+    let log = log(&mut c, root);
+    let (kafka, names) = kafka(&mut c, root);
+    let producer = producer(&mut c, root, &names);
+    let consumers = entries::consumers(&mut c, root, &names);
+    let http = http(&mut c, root);
+
+    if !c.problems.is_empty() {
+        return Err(ConfigError { problems: c.problems });
+    }
+    Ok(Settings {
+        log,
+        kafka,
+        producer,
+        consumers,
+        http,
+        warnings: c.warnings,
+    })
+}
+
+/// Walks the tree once: unknown keys become warnings (Go ignored them, but a typo should be
+/// visible), and a scalar where a table of known keys belongs (`"kafka": 5`) becomes one problem
+/// instead of one "missing" per key below it.
+fn check_structure(c: &mut Checker<'_>, dict: &Dict, prefix: &str) {
+    for (key, value) in dict {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let is_key = KEYS.contains(&path.as_str());
+        let is_parent = KEYS.iter().any(|k| {
+            k.strip_prefix(path.as_str())
+                .is_some_and(|rest| rest.starts_with('.'))
+        });
+        match value {
+            Value::Dict(_, inner) if is_parent => check_structure(c, inner, &path),
+            _ if is_key => {}
+            _ if is_parent => c.wrong_type(&path, value, "a table of sub-keys"),
+            _ => c.warn(&path, Some(value), format!("unknown key '{path}' is ignored")),
+        }
+    }
+}
+
+fn log(c: &mut Checker<'_>, root: &Dict) -> LogSettings {
+    let level = c.setting(root, "log.level", slog::Level::Info, log_level);
+    let directory = c.setting(root, "log.directory", None, |c, key, value| {
+        let dir = c.string(key, value)?;
+        Some((!dir.is_empty()).then(|| PathBuf::from(dir)))
+    });
+    let queue_size = c.setting(root, "log.queue.size", 8192, |c, key, value| {
+        c.int_in::<usize>(key, value, 1, MAX_LOG_QUEUE)
+    });
+    LogSettings {
+        level,
+        directory,
+        queue_size,
+    }
+}
+
+/// `log.level`: Go's numbers (1 FATAL .. 5 DEBUG) or a level name.
+fn log_level(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<slog::Level> {
+    use slog::Level;
+    match value {
+        Value::Num(..) => c.int_in::<u8>(key, value, 1, 5).map(|n| match n {
+            1 => Level::Critical, // Go's FATAL, which never exited either
+            2 => Level::Error,
+            3 => Level::Warning,
+            4 => Level::Info,
+            _ => Level::Debug,
+        }),
+        Value::String(..) | Value::Char(..) => {
+            let name = c.string(key, value)?;
+            let level = match name.to_ascii_lowercase().as_str() {
+                "critical" | "fatal" => Level::Critical,
+                "error" => Level::Error,
+                "warning" | "warn" => Level::Warning,
+                "info" => Level::Info,
+                "debug" => Level::Debug,
+                "trace" => Level::Trace,
+                _ => {
+                    c.problem(
+                        key,
+                        Some(value),
+                        format!(
+                            "unknown level '{name}'; expected 1-5 or one of critical, error, \
+                             warning, info, debug, trace"
+                        ),
+                    );
+                    return None;
+                }
+            };
+            Some(level)
+        }
+        _ => {
+            c.wrong_type(key, value, "a level number 1-5 or a level name");
+            None
+        }
+    }
+}
+
+/// The `kafka.*` connection keys and `kafka.topics`, plus the topic names for reference checks.
+fn kafka(c: &mut Checker<'_>, root: &Dict) -> (KafkaSettings, entries::TopicNames) {
+    let bootstrap_servers = c.setting(
+        root,
+        "kafka.bootstrap.servers",
+        vec!["127.0.0.1:9092".to_owned()],
+        bootstrap_servers,
+    );
+    let client_id = c.setting(root, "kafka.client.id", "bigpipe".to_owned(), Checker::string);
+    let request_timeout = c.setting(root, "kafka.request.timeout.ms", ms(10_000), |c, key, v| {
+        c.millis(key, v, 1)
+    });
+    let metadata_refresh = c.setting(root, "kafka.metadata.refresh.ms", ms(30_000), |c, key, v| {
+        c.millis(key, v, 1)
+    });
+    let (topics, names) = entries::topics(c, root);
+    let kafka = KafkaSettings {
+        bootstrap_servers,
+        client_id,
+        request_timeout,
+        metadata_refresh,
+        topics,
+    };
+    (kafka, names)
+}
+
+/// `kafka.bootstrap.servers`: `"host:port,host:port"` (Go's librdkafka form) or an array.
+fn bootstrap_servers(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<Vec<String>> {
+    // (path to report, entry text)
+    let entries: Vec<(String, String)> = match value {
+        Value::String(_, list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty()) // tolerate "a:1,b:2," as librdkafka does
+            .map(|entry| (key.to_owned(), entry.to_owned()))
+            .collect(),
+        Value::Array(_, items) => {
+            let mut entries = Vec::new();
+            let mut all_strings = true;
+            for (i, item) in items.iter().enumerate() {
+                let path = format!("{key}[{i}]");
+                match c.string(&path, item) {
+                    Some(entry) => entries.push((path, entry)),
+                    None => all_strings = false,
+                }
+            }
+            if !all_strings {
+                return None; // reported per item; "no servers" on top would be noise
+            }
+            entries
+        }
+        _ => {
+            c.wrong_type(
+                key,
+                value,
+                "a string \"host:port,host:port\" or an array of strings",
+            );
+            return None;
+        }
+    };
+    if entries.is_empty() {
+        c.problem(
+            key,
+            Some(value),
+            "no bootstrap servers; expected \"host:port,host:port\"",
+        );
+        return None;
+    }
+    let mut servers = Vec::with_capacity(entries.len());
+    let mut ok = true;
+    for (path, entry) in entries {
+        match bootstrap_server(&entry) {
+            Ok(server) => servers.push(server),
+            Err(reason) => {
+                c.problem(
+                    &path,
+                    Some(value),
+                    format!("malformed bootstrap server '{entry}': {reason}"),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(servers)
+}
+
+fn producer(c: &mut Checker<'_>, root: &Dict, topics: &entries::TopicNames) -> ProducerSettings {
+    // Keys of the Go version that have no meaning here: accepted so old files load, but said.
+    if let Some(value) = lookup(root, "kafka.producer.retries") {
+        c.warn(
+            "kafka.producer.retries",
+            Some(value),
+            "kafka.producer.retries is ignored: produce errors are retried until \
+             kafka.producer.message.timeout.ms",
+        );
+    }
+    if let Some(value) = lookup(root, "kafka.producer.channel.size") {
+        c.warn(
+            "kafka.producer.channel.size",
+            Some(value),
+            "kafka.producer.channel.size is ignored: the call queue is sized by \
+             http.server.handler.channel.size",
+        );
+    }
+    let acl = entries::acl(c, root, topics);
+    let linger = c.setting(root, "kafka.producer.linger.ms", ms(5), |c, key, v| {
+        c.millis(key, v, 0)
+    });
+    let batch_bytes = c.setting(root, "kafka.producer.batch.bytes", 1 << 20, |c, key, v| {
+        c.int_in::<usize>(key, v, 1, MAX_CHUNK_BYTES)
+    });
+    // Go: 0 made every call "overloaded", a negative size panicked at startup.
+    let queue_calls = c.setting(root, "http.server.handler.channel.size", 500_000, |c, key, v| {
+        c.int_in::<usize>(key, v, 1, MAX_QUEUE_CALLS)
+    });
+    let queue_bytes = c.setting(root, "kafka.producer.queue.bytes", 1 << 28, |c, key, v| {
+        c.int_in::<usize>(key, v, 1, MAX_QUEUE_BYTES)
+    });
+    let message_timeout = c.setting(
+        root,
+        "kafka.producer.message.timeout.ms",
+        ms(300_000),
+        |c, key, v| c.millis(key, v, 1),
+    );
+    let (default_ack, ack_timeout) = ack(c, root);
+    ProducerSettings {
+        acl,
+        linger,
+        batch_bytes,
+        queue_calls,
+        queue_bytes,
+        message_timeout,
+        default_ack,
+        ack_timeout,
+    }
+}
+
+/// `kafka.producer.ack.mode` + `kafka.producer.ack.timeout.ms`, or the shorthand
+/// `kafka.producer.ack = "kafka"`. A key cannot be both a value and a table in TOML, hence
+/// `ack.mode` as the canonical spelling.
+fn ack(c: &mut Checker<'_>, root: &Dict) -> (AckMode, Duration) {
+    const MODE: AckMode = AckMode::Queue;
+    let timeout = ms(30_000);
+    match lookup(root, "kafka.producer.ack") {
+        None => (MODE, timeout),
+        Some(value @ (Value::String(..) | Value::Char(..))) => {
+            let mode = ack_mode(c, "kafka.producer.ack", value).unwrap_or(MODE);
+            (mode, timeout)
+        }
+        Some(Value::Dict(..)) => {
+            let mode = c.setting(root, "kafka.producer.ack.mode", MODE, ack_mode);
+            let timeout = c.setting(root, "kafka.producer.ack.timeout.ms", timeout, |c, key, v| {
+                c.millis(key, v, 1)
+            });
+            (mode, timeout)
+        }
+        Some(value) => {
+            c.wrong_type(
+                "kafka.producer.ack",
+                value,
+                "\"queue\", \"kafka\" or a table with mode and timeout.ms",
+            );
+            (MODE, timeout)
+        }
+    }
+}
+
+fn ack_mode(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<AckMode> {
+    let mode = c.string(key, value)?;
+    match mode.to_ascii_lowercase().as_str() {
+        "queue" => Some(AckMode::Queue),
+        "kafka" => Some(AckMode::Kafka),
+        _ => {
+            c.problem(
+                key,
+                Some(value),
+                format!("expected \"queue\" or \"kafka\", got '{mode}'"),
+            );
+            None
+        }
+    }
+}
+
+fn http(c: &mut Checker<'_>, root: &Dict) -> HttpSettings {
+    let host = c.setting(
+        root,
+        "http.server.host",
+        "0.0.0.0".to_owned(),
+        Checker::non_empty_string,
+    );
+    // 0 binds an ephemeral port: what tests want.
+    let port = c.setting(root, "http.server.port", 10086, |c, key, v| {
+        c.int_in::<u16>(key, v, 0, i128::from(u16::MAX))
+    });
+    // Go treated 0 as "no timeout"; here a timeout must be real, so 0 is refused.
+    let read_timeout = c.setting(root, "http.server.read.timeout", ms(5000), |c, key, v| {
+        c.millis(key, v, 1)
+    });
+    let write_timeout = c.setting(root, "http.server.write.timeout", ms(5000), |c, key, v| {
+        c.millis(key, v, 1)
+    });
+    let body_limit = c.setting(root, "http.server.body.limit", 1 << 20, |c, key, v| {
+        c.int_in::<usize>(key, v, 1, MAX_CHUNK_BYTES)
+    });
+    let workers = c.setting(root, "http.server.workers", 0, |c, key, v| {
+        c.int_in::<usize>(key, v, 0, MAX_WORKERS)
+    });
+    HttpSettings {
+        host,
+        port,
+        read_timeout,
+        write_timeout,
+        body_limit,
+        workers,
+    }
+}
