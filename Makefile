@@ -1,0 +1,65 @@
+# bigpipe developer commands. `make help` lists them.
+SHELL := /bin/bash
+CONFIG ?= conf/bigpipe.toml
+CARGO ?= cargo
+MUSL_TARGET := x86_64-unknown-linux-musl
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Debug build
+	$(CARGO) build
+
+.PHONY: run
+run: ## Run bigpipe with $(CONFIG), starting a local Kafka if the configured one does not answer
+	scripts/run.sh $(CONFIG)
+
+.PHONY: check-config
+check-config: ## Validate $(CONFIG) and list every problem
+	$(CARGO) run --quiet -- --config $(CONFIG) check-config
+
+.PHONY: unit
+unit: ## Unit tests only (no Kafka)
+	$(CARGO) test --lib --bins
+
+.PHONY: it
+it: ## Integration tests in it/ against a real Kafka (started and stopped here)
+	scripts/it.sh
+
+.PHONY: test
+test: unit it ## Unit tests, then the integration tests against a real Kafka
+
+.PHONY: kafka-up
+kafka-up: ## Start the local single-node Kafka (fetched from Maven Central)
+	scripts/kafka.sh up
+
+.PHONY: kafka-down
+kafka-down: ## Stop the local Kafka
+	scripts/kafka.sh down
+
+.PHONY: kafka-cluster-up
+kafka-cluster-up: ## Start the local 3-broker Kafka cluster
+	scripts/kafka.sh up --cluster
+
+.PHONY: kafka-cluster-down
+kafka-cluster-down: ## Stop the local 3-broker Kafka cluster
+	scripts/kafka.sh down --cluster
+
+.PHONY: fmt
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+.PHONY: lint
+lint: ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+.PHONY: musl
+musl: ## Static x86_64-unknown-linux-musl release binary (no C compiler needed)
+	rustup target add $(MUSL_TARGET) >/dev/null 2>&1 || true
+	$(CARGO) build --release --target $(MUSL_TARGET)
+	@file target/$(MUSL_TARGET)/release/bigpipe

@@ -1,0 +1,270 @@
+//! Shared test plumbing: the broker, an in-process bigpipe, record readers.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bigpipe::app::Running;
+use bigpipe::config::{self, Format, Settings};
+use bigpipe::stats::Stats;
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder};
+use rskafka::record::RecordAndOffset;
+use serde_json::Value;
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::time::Instant;
+
+/// How long any single wait in a test may take before the test fails.
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
+
+/// Tests that stop the broker take this exclusively; all others share it.
+static BROKER: RwLock<()> = RwLock::const_new(());
+
+/// The broker address under test.
+pub(crate) fn bootstrap() -> String {
+    std::env::var("BIGPIPE_IT_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// Shared use of the broker; fails loudly when it does not answer.
+pub(crate) async fn kafka() -> RwLockReadGuard<'static, ()> {
+    let guard = BROKER.read().await;
+    require_broker().await;
+    guard
+}
+
+/// Exclusive use of the broker, for tests that stop and start it.
+pub(crate) async fn kafka_exclusive() -> RwLockWriteGuard<'static, ()> {
+    let guard = BROKER.write().await;
+    require_broker().await;
+    guard
+}
+
+async fn require_broker() {
+    let addr = bootstrap();
+    let ok = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&addr)).await;
+    assert!(
+        matches!(ok, Ok(Ok(_))),
+        "no Kafka broker answers at {addr}: start one with `scripts/kafka.sh up` (make it does this) \
+         or point BIGPIPE_IT_KAFKA at one"
+    );
+}
+
+/// A fresh name, so tests never see each other's topics or groups.
+pub(crate) fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Runs `scripts/kafka.sh` with `args`, panicking when it fails.
+pub(crate) fn kafka_script(args: &[&str]) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
+    let status = std::process::Command::new(&script)
+        .args(args)
+        .status()
+        .expect("run scripts/kafka.sh");
+    assert!(status.success(), "scripts/kafka.sh {args:?} failed: {status}");
+}
+
+/// Builds settings from a TOML document, with `{bootstrap}` replaced.
+pub(crate) fn settings(toml: &str) -> Settings {
+    let text = toml.replace("{bootstrap}", &bootstrap());
+    match config::load_from_str(&text, Format::Toml) {
+        Ok(s) => s,
+        Err(e) => panic!("test config is invalid:\n{e}\n{text}"),
+    }
+}
+
+/// A config with one topic `topic` of `partitions` partitions and one ACL
+/// entry `caller`/`secret` on it, plus `extra` TOML appended.
+pub(crate) fn simple_config(topic: &str, partitions: i32, extra: &str) -> String {
+    format!(
+        r#"
+[log]
+level = "warning"
+
+[kafka]
+bootstrap.servers = "{{bootstrap}}"
+topics = [{{ name = "{topic}", partitions = {partitions} }}]
+
+[[kafka.producer.acl]]
+name = "caller"
+secret = "s3cret"
+topic = "{topic}"
+
+{extra}
+"#
+    )
+}
+
+/// bigpipe running in this process on 127.0.0.1 with an ephemeral port.
+pub(crate) struct Bigpipe {
+    running: Option<Running>,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) base: String,
+    /// HTTP client.
+    pub(crate) http: reqwest::Client,
+}
+
+impl Bigpipe {
+    /// Starts bigpipe with `settings`.
+    pub(crate) fn start(settings: &Settings) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stats = Arc::new(Stats::new(settings.kafka.topics.iter().map(|t| t.name.as_str())));
+        let log = test_logger();
+        let running = bigpipe::app::start(settings, listener, log, stats).expect("start bigpipe");
+        let base = format!("http://{}", running.addr());
+        Self {
+            running: Some(running),
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Starts bigpipe and waits until `/readyz` says ready.
+    pub(crate) async fn start_ready(settings: &Settings) -> Self {
+        let bp = Self::start(settings);
+        bp.wait_ready().await;
+        bp
+    }
+
+    /// Polls `/readyz` until it answers 200.
+    pub(crate) async fn wait_ready(&self) {
+        let url = format!("{}/readyz", self.base);
+        poll("bigpipe ready", || async {
+            let r = self.http.get(&url).send().await.ok()?;
+            (r.status() == 200).then_some(())
+        })
+        .await;
+    }
+
+    /// POSTs a JSON body to `/rpc/call`; returns the status and the envelope.
+    pub(crate) async fn call(&self, body: &Value) -> (u16, Value) {
+        self.post_raw("/rpc/call", body.to_string().into_bytes()).await
+    }
+
+    /// POSTs raw bytes to `path`; returns the status and the parsed body.
+    pub(crate) async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .body(body)
+            .send()
+            .await
+            .expect("post");
+        let status = r.status().as_u16();
+        let bytes = r.bytes().await.expect("body");
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// GETs `path`; returns the status and the parsed body.
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("get");
+        let status = r.status().as_u16();
+        let bytes = r.bytes().await.expect("body");
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// Graceful stop.
+    pub(crate) async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown(Duration::from_secs(20)).await;
+        }
+    }
+}
+
+/// Logs at warning level and above to the test's stderr.
+pub(crate) fn test_logger() -> slog::Logger {
+    use slog::Drain;
+    let decorator = slog_term::PlainSyncDecorator::new(slog_term::TestStdoutWriter);
+    let drain = slog_term::FullFormat::new(decorator).build().fuse();
+    let drain = slog::LevelFilter::new(drain, slog::Level::Warning).fuse();
+    slog::Logger::root(drain, slog::o!())
+}
+
+/// A call body for the `caller` ACL of [`simple_config`].
+pub(crate) fn call_body(url: &str, data: &str, key: &str) -> Value {
+    serde_json::json!({
+        "acl": {"name": "caller", "secret": "s3cret"},
+        "url": url,
+        "data": data,
+        "partition_key": key,
+    })
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, failing the test after [`WAIT`].
+pub(crate) async fn poll<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A plain rskafka client for reading back what bigpipe wrote.
+pub(crate) async fn client() -> Client {
+    ClientBuilder::new(vec![bootstrap()])
+        .build()
+        .await
+        .expect("rskafka client")
+}
+
+/// A partition reader.
+pub(crate) async fn partition(client: &Client, topic: &str, partition: i32) -> PartitionClient {
+    client
+        .partition_client(topic, partition, UnknownTopicHandling::Retry)
+        .await
+        .expect("partition client")
+}
+
+/// Every record currently in `topic` (all `partitions`), by partition.
+pub(crate) async fn read_all(
+    client: &Client,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, Vec<RecordAndOffset>> {
+    let mut out = BTreeMap::new();
+    for p in 0..partitions {
+        let pc = partition(client, topic, p).await;
+        let end = pc.get_offset(OffsetAt::Latest).await.expect("latest offset");
+        let mut records = vec![];
+        let mut next = 0;
+        while next < end {
+            let (batch, _hw) = pc.fetch_records(next, 1..10_000_000, 1_000).await.expect("fetch");
+            for r in batch {
+                next = r.offset + 1;
+                records.push(r);
+            }
+        }
+        out.insert(p, records);
+    }
+    out
+}
+
+/// Number of records in `topic`.
+pub(crate) async fn count_records(client: &Client, topic: &str, partitions: i32) -> usize {
+    let mut n = 0;
+    for p in 0..partitions {
+        let pc = partition(client, topic, p).await;
+        let end = pc.get_offset(OffsetAt::Latest).await.expect("latest offset");
+        let start = pc.get_offset(OffsetAt::Earliest).await.expect("earliest offset");
+        n += usize::try_from(end - start).expect("offsets");
+    }
+    n
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs the integration suite (it/) against a real local Kafka: starts it,
+# runs the tests, stops it again whatever the outcome. A Kafka that cannot be
+# started fails the run; nothing is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+started=0
+if ! scripts/kafka.sh status >/dev/null 2>&1; then
+  scripts/kafka.sh up
+  started=1
+fi
+cleanup() {
+  if [ "$started" = 1 ]; then scripts/kafka.sh down || true; fi
+}
+trap cleanup EXIT
+
+export BIGPIPE_IT_KAFKA="${BIGPIPE_IT_KAFKA:-127.0.0.1:9092}"
+cargo test --test it -- "$@"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs bigpipe with the given config. When the configured Kafka does not
+# answer and it is on this machine, the local Kafka is started first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+config="${1:-conf/bigpipe.toml}"
+
+bootstrap="${BIGPIPE_KAFKA_BOOTSTRAP_SERVERS:-}"
+if [ -z "$bootstrap" ]; then
+  # First `bootstrap.servers` value of the config (TOML `bootstrap.servers = "..."`
+  # or the Go JSON `"kafka.bootstrap.servers": "..."`).
+  bootstrap=$(grep -Eo 'bootstrap\.servers"?[[:space:]]*[:=][[:space:]]*"[^"]*"' "$config" | head -n1 | sed -E 's/.*"([^"]*)"$/\1/' || true)
+fi
+first="${bootstrap%%,*}"
+first="${first:-127.0.0.1:9092}"
+host="${first%:*}"
+port="${first##*:}"
+
+if ! (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+  case "$host" in
+    127.*|localhost)
+      echo "run.sh: no Kafka at $first, starting the local one" >&2
+      BIGPIPE_KAFKA_PORT="$port" scripts/kafka.sh up
+      ;;
+    *)
+      echo "run.sh: Kafka at $first does not answer (bigpipe starts anyway and waits for it)" >&2
+      ;;
+  esac
+fi
+
+exec cargo run --release -- --config "$config"

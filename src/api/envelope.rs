@@ -1,0 +1,159 @@
+//! The Go version's response envelope `{"data":..,"errno":N,"msg":".."}` and
+//! the errors `/rpc/call` answers with.
+//!
+//! Keys are written in sorted order, as Go's `json.Marshal` of a map did, and
+//! the `errno`/`msg` pairs are the Go version's, so old clients keep working.
+//! Unlike the Go version, the HTTP status carries meaning too (it was always 200).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{Value, json};
+
+/// Builds an envelope response.
+pub fn envelope(status: StatusCode, errno: i32, msg: &str, data: Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(json!({"data": data, "errno": errno, "msg": msg}).to_string())
+}
+
+/// Every way `/rpc/call` (and the routes beside it) can refuse a request.
+///
+/// The `Display` text is the English gloss, for logs; the wire message is [`CallError::msg`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The body could not be read (client abort, read timeout). Go: errno 1.
+    #[error("request body could not be read")]
+    Read,
+    /// The body exceeds `http.server.body.limit`.
+    #[error("request body is larger than the limit")]
+    TooLarge,
+    /// The body is not a JSON object.
+    #[error("body is not a JSON object")]
+    Json,
+    /// `url` missing, not a string, or not an absolute http(s) URL.
+    #[error("url is missing, not a string or not an http(s) URL")]
+    Url,
+    /// `data` missing or not a string.
+    #[error("data is missing or not a string")]
+    Data,
+    /// `partition_key` missing or not a string.
+    #[error("partition_key is missing or not a string")]
+    PartitionKey,
+    /// `acl` missing or not an object.
+    #[error("acl is missing or not an object")]
+    Acl,
+    /// `acl.name` missing or not a string.
+    #[error("acl.name is missing or not a string")]
+    AclName,
+    /// `acl.secret` missing or not a string.
+    #[error("acl.secret is missing or not a string")]
+    AclSecret,
+    /// `ack` present but not `"queue"` or `"kafka"`.
+    #[error("ack is not \"queue\" or \"kafka\"")]
+    Ack,
+    /// Unknown ACL name or wrong secret.
+    #[error("unknown acl name or wrong secret")]
+    Forbidden,
+    /// The ingest queue is full.
+    #[error("ingest queue is full")]
+    Overload,
+    /// bigpipe is shutting down.
+    #[error("bigpipe is shutting down")]
+    ShuttingDown,
+    /// `"ack": "kafka"`: Kafka did not take the record.
+    #[error("kafka did not take the record")]
+    KafkaFailed,
+    /// `"ack": "kafka"`: no answer from Kafka within `kafka.producer.ack.timeout.ms`.
+    #[error("no acknowledgement from kafka in time")]
+    AckTimeout,
+    /// The method is not allowed on this path.
+    #[error("method not allowed")]
+    Method,
+    /// No such path.
+    #[error("no such path")]
+    NotFound,
+}
+
+impl CallError {
+    /// The Go-compatible errno.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Self::Read => 1,
+            Self::KafkaFailed => 2,
+            Self::AckTimeout => 3,
+            _ => -1,
+        }
+    }
+
+    /// The wire message: the Go version's exact text where it had one.
+    pub fn msg(&self) -> &'static str {
+        match self {
+            Self::Read => "内部错误",
+            Self::TooLarge => "请求体过大",
+            Self::Json => "JSON无效",
+            Self::Url => "url无效",
+            Self::Data => "data无效",
+            Self::PartitionKey => "partition_key无效",
+            Self::Acl => "acl无效",
+            Self::AclName => "acl.name",
+            Self::AclSecret => "acl.secret",
+            Self::Ack => "ack无效",
+            Self::Forbidden => "权限错误",
+            Self::Overload => "超过负载",
+            Self::ShuttingDown => "服务正在关闭",
+            Self::KafkaFailed => "Kafka写入失败",
+            Self::AckTimeout => "等待Kafka确认超时",
+            Self::Method => "方法不允许",
+            Self::NotFound => "接口不存在",
+        }
+    }
+}
+
+impl ResponseError for CallError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Read
+            | Self::Json
+            | Self::Url
+            | Self::Data
+            | Self::PartitionKey
+            | Self::Acl
+            | Self::AclName
+            | Self::AclSecret
+            | Self::Ack => StatusCode::BAD_REQUEST,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Overload | Self::ShuttingDown | Self::KafkaFailed => StatusCode::SERVICE_UNAVAILABLE,
+            Self::AckTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Method => StatusCode::METHOD_NOT_ALLOWED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        envelope(self.status_code(), self.errno(), self.msg(), json!(""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    #[test]
+    fn envelope_keys_are_sorted_like_go() {
+        let resp = CallError::Forbidden.error_response();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        let body = resp.into_body().try_into_bytes().unwrap();
+        assert_eq!(&body[..], r#"{"data":"","errno":-1,"msg":"权限错误"}"#.as_bytes());
+    }
+
+    #[test]
+    fn go_messages_are_kept_verbatim() {
+        assert_eq!(CallError::AclName.msg(), "acl.name");
+        assert_eq!(CallError::AclSecret.msg(), "acl.secret");
+        assert_eq!(CallError::Overload.msg(), "超过负载");
+        assert_eq!(CallError::Read.errno(), 1);
+        assert_eq!(CallError::Overload.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

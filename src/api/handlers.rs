@@ -1,0 +1,158 @@
+//! The HTTP handlers.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use futures::StreamExt;
+use serde_json::json;
+use slog::{debug, warn};
+
+use super::ApiState;
+use super::envelope::{CallError, envelope};
+use super::request;
+use crate::config::AckMode;
+use crate::message::{CallMessage, canonical_header_key};
+use crate::producer::{Call, SubmitError};
+use crate::stats::inc;
+
+/// `POST /rpc/call`: validate, authorise and queue one call.
+pub async fn call(req: HttpRequest, payload: web::Payload, state: web::Data<ApiState>) -> HttpResponse {
+    inc(&state.stats.server.received);
+    match accept(&req, payload, &state).await {
+        Ok(id) => envelope(StatusCode::OK, 0, "发送成功", json!(id)),
+        Err(e) => {
+            match e {
+                CallError::Overload | CallError::ShuttingDown => inc(&state.stats.server.overload),
+                CallError::KafkaFailed | CallError::AckTimeout => {}
+                _ => inc(&state.stats.server.rejected),
+            }
+            debug!(state.log, "call refused"; "reason" => %e);
+            e.error_response()
+        }
+    }
+}
+
+async fn accept(req: &HttpRequest, payload: web::Payload, state: &ApiState) -> Result<String, CallError> {
+    let body = read_body(req, payload, state.body_limit).await?;
+    let call = request::parse(&body)?;
+    let topic = state
+        .acl
+        .check(&call.acl_name, &call.acl_secret)
+        .ok_or(CallError::Forbidden)?;
+    let id = uuid::Uuid::now_v7().to_string();
+    let message = CallMessage {
+        headers: caller_headers(req),
+        url: call.url,
+        data: call.data,
+        topic: topic.to_owned(),
+        partition: 0,
+        create_time: chrono::Utc::now().timestamp_millis(),
+    };
+    let want_ack = call.ack.unwrap_or(state.default_ack) == AckMode::Kafka;
+    let submitted = state.producer.submit(Call {
+        id: id.clone(),
+        key: call.partition_key,
+        message,
+        want_ack,
+    });
+    let ack = match submitted {
+        Ok(ack) => ack,
+        Err(SubmitError::Overload) => return Err(CallError::Overload),
+        Err(SubmitError::ShuttingDown) => return Err(CallError::ShuttingDown),
+        Err(SubmitError::UnknownTopic(t)) => {
+            // Config validation ties every ACL topic to kafka.topics, so this is a bug.
+            warn!(state.log, "acl topic has no partition count"; "topic" => t);
+            return Err(CallError::KafkaFailed);
+        }
+    };
+    inc(&state.stats.server.accepted);
+    if let Some(ack) = ack {
+        match tokio::time::timeout(state.ack_timeout, ack).await {
+            Ok(Ok(Ok(_offset))) => {}
+            Ok(Ok(Err(e))) => {
+                warn!(state.log, "acknowledged call failed"; "call_id" => &id, "error" => %e);
+                return Err(CallError::KafkaFailed);
+            }
+            Ok(Err(_)) => return Err(CallError::KafkaFailed),
+            Err(_) => return Err(CallError::AckTimeout),
+        }
+    }
+    Ok(id)
+}
+
+/// Reads the body, refusing it as soon as it passes `limit` bytes.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, CallError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(CallError::TooLarge);
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| CallError::Read)?;
+        if body.len() + chunk.len() > limit {
+            return Err(CallError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The caller's headers as the Go version stored them: canonical keys, every
+/// value, without `Host` and `Transfer-Encoding` (Go's server removed both).
+fn caller_headers(req: &HttpRequest) -> BTreeMap<String, Vec<String>> {
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in req.headers() {
+        if name == header::HOST || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        headers
+            .entry(canonical_header_key(name.as_str()))
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    headers
+}
+
+/// `GET /stats`.
+pub async fn stats(state: web::Data<ApiState>) -> HttpResponse {
+    envelope(StatusCode::OK, 0, "success", state.stats.to_json())
+}
+
+/// `/rpc/server/mock`: a target that accepts anything (200, empty body).
+pub async fn mock() -> HttpResponse {
+    HttpResponse::Ok().finish()
+}
+
+/// `GET /healthz`: the process is alive.
+pub async fn healthz() -> HttpResponse {
+    envelope(StatusCode::OK, 0, "success", json!("alive"))
+}
+
+/// `GET /readyz`: Kafka is reachable and every configured topic exists.
+pub async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
+    let detail = state.readiness.detail();
+    if state.readiness.is_ready() {
+        envelope(StatusCode::OK, 0, "success", json!(detail))
+    } else {
+        envelope(StatusCode::SERVICE_UNAVAILABLE, -1, "not ready", json!(detail))
+    }
+}
+
+/// Any other method on a known path.
+pub async fn method_not_allowed() -> HttpResponse {
+    CallError::Method.error_response()
+}
+
+/// Any unknown path.
+pub async fn not_found() -> HttpResponse {
+    CallError::NotFound.error_response()
+}

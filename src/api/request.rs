@@ -1,0 +1,170 @@
+//! Parsing of the `/rpc/call` body, with the Go version's checks in its order.
+
+use actix_web::http::Uri;
+use serde_json::{Map, Value};
+
+use super::envelope::CallError;
+use crate::config::AckMode;
+
+/// A well-formed `/rpc/call` request (not yet authorised).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRequest {
+    /// Target URL.
+    pub url: String,
+    /// Body to POST to the target.
+    pub data: String,
+    /// Partition key; empty spreads calls over partitions.
+    pub partition_key: String,
+    /// ACL name.
+    pub acl_name: String,
+    /// ACL secret.
+    pub acl_secret: String,
+    /// Per-call acknowledgement mode, when given.
+    pub ack: Option<AckMode>,
+}
+
+/// Parses and checks a body: JSON object, then `url`, `data`,
+/// `partition_key`, `acl`, `acl.name`, `acl.secret` (the Go version's order),
+/// then the new optional `ack`.
+///
+/// # Errors
+/// The first failed check, as the Go version reported it.
+pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
+    let obj: Map<String, Value> = serde_json::from_slice(body).map_err(|_| CallError::Json)?;
+    let string = |obj: &Map<String, Value>, key: &str, err: CallError| {
+        obj.get(key).and_then(Value::as_str).map(str::to_owned).ok_or(err)
+    };
+    let url = string(&obj, "url", CallError::Url)?;
+    // The Go version accepted any string and the call failed later in the
+    // consumer; refusing it here tells the caller while they can still fix it.
+    if !is_http_url(&url) {
+        return Err(CallError::Url);
+    }
+    let data = string(&obj, "data", CallError::Data)?;
+    let partition_key = string(&obj, "partition_key", CallError::PartitionKey)?;
+    let acl = obj.get("acl").and_then(Value::as_object).ok_or(CallError::Acl)?;
+    let acl_name = string(acl, "name", CallError::AclName)?;
+    let acl_secret = string(acl, "secret", CallError::AclSecret)?;
+    let ack = match obj.get("ack") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s == "queue" => Some(AckMode::Queue),
+        Some(Value::String(s)) if s == "kafka" => Some(AckMode::Kafka),
+        Some(_) => return Err(CallError::Ack),
+    };
+    Ok(CallRequest {
+        url,
+        data,
+        partition_key,
+        acl_name,
+        acl_secret,
+        ack,
+    })
+}
+
+/// An absolute `http` or `https` URL with a host.
+fn is_http_url(url: &str) -> bool {
+    let Ok(uri) = url.parse::<Uri>() else {
+        return false;
+    };
+    matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some_and(|h| !h.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"acl":{"name":"system-1","secret":"s"},"url":"http://localhost:10086/rpc/server/mock","data":"hello","partition_key":"k"}"#;
+
+    #[test]
+    fn accepts_the_go_readme_example() {
+        let req = parse(GOOD.as_bytes()).unwrap();
+        assert_eq!(req.url, "http://localhost:10086/rpc/server/mock");
+        assert_eq!((req.data.as_str(), req.partition_key.as_str()), ("hello", "k"));
+        assert_eq!(
+            (req.acl_name.as_str(), req.acl_secret.as_str()),
+            ("system-1", "s")
+        );
+        assert_eq!(req.ack, None);
+    }
+
+    #[test]
+    fn each_malformed_field_gets_its_go_error_in_go_order() {
+        let cases: &[(&str, CallError)] = &[
+            ("", CallError::Json),
+            ("[1,2]", CallError::Json),
+            ("\"str\"", CallError::Json),
+            ("{bad json", CallError::Json),
+            // Everything wrong: url is checked first.
+            ("{}", CallError::Url),
+            (r#"{"url":5}"#, CallError::Url),
+            (r#"{"url":"not a url","data":"d"}"#, CallError::Url),
+            (r#"{"url":"ftp://h/x","data":"d"}"#, CallError::Url),
+            (r#"{"url":"http://h/"}"#, CallError::Data),
+            (r#"{"url":"http://h/","data":{"a":1}}"#, CallError::Data),
+            (r#"{"url":"http://h/","data":"d"}"#, CallError::PartitionKey),
+            (
+                r#"{"url":"http://h/","data":"d","partition_key":1}"#,
+                CallError::PartitionKey,
+            ),
+            (
+                r#"{"url":"http://h/","data":"d","partition_key":""}"#,
+                CallError::Acl,
+            ),
+            (
+                r#"{"url":"http://h/","data":"d","partition_key":"","acl":"x"}"#,
+                CallError::Acl,
+            ),
+            (
+                r#"{"url":"http://h/","data":"d","partition_key":"","acl":{}}"#,
+                CallError::AclName,
+            ),
+            (
+                r#"{"url":"http://h/","data":"d","partition_key":"","acl":{"name":1}}"#,
+                CallError::AclName,
+            ),
+            (
+                r#"{"url":"http://h/","data":"d","partition_key":"","acl":{"name":"n"}}"#,
+                CallError::AclSecret,
+            ),
+            (
+                r#"{"url":"http://h/","data":"d","partition_key":"","acl":{"name":"n","secret":false}}"#,
+                CallError::AclSecret,
+            ),
+            (
+                r#"{"url":"http://h/","data":"d","partition_key":"","acl":{"name":"n","secret":"s"},"ack":"disk"}"#,
+                CallError::Ack,
+            ),
+            (
+                r#"{"url":"http://h/","data":"d","partition_key":"","acl":{"name":"n","secret":"s"},"ack":1}"#,
+                CallError::Ack,
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(parse(body.as_bytes()).as_ref().err(), Some(want), "{body}");
+        }
+    }
+
+    #[test]
+    fn ack_modes_parse() {
+        let with = |ack: &str| GOOD.replacen('{', &format!(r#"{{"ack":{ack},"#), 1);
+        assert_eq!(
+            parse(with(r#""kafka""#).as_bytes()).unwrap().ack,
+            Some(AckMode::Kafka)
+        );
+        assert_eq!(
+            parse(with(r#""queue""#).as_bytes()).unwrap().ack,
+            Some(AckMode::Queue)
+        );
+        assert_eq!(parse(with("null").as_bytes()).unwrap().ack, None);
+    }
+
+    #[test]
+    fn empty_partition_key_and_unicode_are_fine() {
+        let body = r#"{"acl":{"name":"n","secret":"s"},"url":"https://例子.测试/路径","data":"数据 ✓","partition_key":""}"#;
+        let req = parse(body.as_bytes());
+        // Non-ASCII hosts must be IDNA-encoded by the caller, like any HTTP client requires.
+        assert_eq!(req.err(), Some(CallError::Url));
+        let body = r#"{"acl":{"name":"n","secret":"s"},"url":"https://xn--fsqu00a.xn--0zwm56d/p?q=1","data":"数据 ✓","partition_key":""}"#;
+        assert_eq!(parse(body.as_bytes()).unwrap().data, "数据 ✓");
+    }
+}

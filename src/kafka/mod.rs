@@ -1,0 +1,13 @@
+//! Kafka plumbing shared by the producer and the consumer groups.
+//!
+//! - [`client`]: the shared rskafka client, connected lazily so bigpipe can
+//!   start while Kafka is down, with a timeout around every call (rskafka 0.6
+//!   has none of its own).
+//! - [`wire`]: our own protocol connection for the APIs rskafka lacks
+//!   (CreateTopics with configs, and the consumer-group APIs).
+//! - [`topics`]: creates the configured topics and keeps partition counts and
+//!   readiness up to date from metadata.
+
+pub mod client;
+pub mod topics;
+pub mod wire;

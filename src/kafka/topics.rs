@@ -1,0 +1,169 @@
+//! Keeps the configured topics present and their partition counts current.
+//!
+//! One task per process: it lists topics through rskafka, creates the missing
+//! ones (with `compression.type=snappy`, a codec bigpipe can read back, so the
+//! broker recompresses batches that other producers wrote with zstd or lz4),
+//! records partition counts in the [`PartitionTable`], and tells `/readyz`
+//! whether Kafka answers and every configured topic exists.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use slog::{Logger, info, warn};
+use tokio_util::sync::CancellationToken;
+
+use super::client::{KafkaClient, bounded};
+use super::wire;
+use super::wire::admin::{TopicCreation, TopicSpec};
+use crate::producer::partitioner::PartitionTable;
+
+/// A topic bigpipe needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WantedTopic {
+    /// Topic name.
+    pub name: String,
+    /// Partitions to create it with.
+    pub partitions: i32,
+    /// Replication factor to create it with (-1: the broker default).
+    pub replication_factor: i16,
+}
+
+/// Whether Kafka is reachable and every configured topic exists.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    ready: AtomicBool,
+    detail: Mutex<String>,
+}
+
+impl Readiness {
+    /// True once Kafka answered and every configured topic was present.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Why bigpipe is (not) ready, for `/readyz`.
+    pub fn detail(&self) -> String {
+        self.detail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, ready: bool, detail: String) {
+        *self
+            .detail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = detail;
+        self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// Everything the topic task needs.
+#[derive(Debug)]
+pub struct TopicWatcher {
+    /// Topics to keep present.
+    pub topics: Vec<WantedTopic>,
+    /// The shared client.
+    pub client: Arc<KafkaClient>,
+    /// Where partition counts go.
+    pub table: Arc<PartitionTable>,
+    /// Where readiness goes.
+    pub readiness: Arc<Readiness>,
+    /// Time between metadata refreshes once ready.
+    pub refresh: Duration,
+    /// Logger.
+    pub log: Logger,
+}
+
+impl TopicWatcher {
+    /// Runs until `stop` is cancelled. While not ready it retries every second.
+    pub async fn run(self, stop: CancellationToken) {
+        loop {
+            let ready = match self.refresh_once().await {
+                Ok(missing) if missing.is_empty() => {
+                    if !self.readiness.is_ready() {
+                        info!(self.log, "kafka ready"; "topics" => self.topics.len());
+                    }
+                    self.readiness
+                        .set(true, "kafka reachable, all topics present".into());
+                    true
+                }
+                Ok(missing) => {
+                    self.readiness
+                        .set(false, format!("topics missing: {}", missing.join(",")));
+                    false
+                }
+                Err(e) => {
+                    warn!(self.log, "kafka metadata refresh failed"; "error" => &e);
+                    self.readiness.set(false, format!("kafka unreachable: {e}"));
+                    false
+                }
+            };
+            let wait = if ready {
+                self.refresh
+            } else {
+                Duration::from_secs(1)
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// One pass: list topics, record partition counts, create missing topics.
+    /// Returns the topics still missing.
+    async fn refresh_once(&self) -> Result<Vec<String>, String> {
+        let client = self.client.get().await.map_err(|e| e.to_string())?;
+        let listed = bounded("list topics", self.client.timeout(), client.list_topics())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let mut missing = vec![];
+        for wanted in &self.topics {
+            match listed.iter().find(|t| t.name == wanted.name) {
+                Some(t) => {
+                    let count = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
+                    self.table.set(&wanted.name, count);
+                }
+                None => missing.push(wanted),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(vec![]);
+        }
+        self.create(&missing).await?;
+        Ok(missing.into_iter().map(|t| t.name.clone()).collect())
+    }
+
+    async fn create(&self, missing: &[&WantedTopic]) -> Result<(), String> {
+        let timeout = self.client.timeout();
+        let conn = wire::connect_any(self.client.bootstrap(), self.client.client_id(), timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        let specs: Vec<TopicSpec> = missing
+            .iter()
+            .map(|t| TopicSpec {
+                name: t.name.clone(),
+                partitions: t.partitions,
+                replication_factor: t.replication_factor,
+                configs: vec![("compression.type".into(), "snappy".into())],
+            })
+            .collect();
+        let results = wire::admin::create_topics(&conn, &specs, timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        for (name, outcome) in results {
+            match outcome {
+                TopicCreation::Created => info!(self.log, "topic created"; "topic" => name),
+                TopicCreation::AlreadyExists => {}
+                TopicCreation::Failed { code, message } => {
+                    warn!(self.log, "topic creation failed"; "topic" => name, "code" => code, "error" => message);
+                }
+            }
+        }
+        Ok(())
+    }
+}

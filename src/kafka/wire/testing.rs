@@ -1,0 +1,311 @@
+//! A scripted in-process Kafka broker on 127.0.0.1:0 for the wire layer's unit tests: it
+//! speaks real frames and headers through kafka-protocol's broker-side encoders.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse,
+    MetadataRequest, MetadataResponse, ResponseHeader, TopicName,
+    api_versions_response::ApiVersion,
+    create_topics_response::CreatableTopicResult,
+    metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic},
+};
+use kafka_protocol::protocol::{
+    Decodable, Encodable, HeaderVersion, StrBytes, VersionRange, decode_request_header_from_buffer,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::frame::{read_frame, write_frame};
+
+const MAX: usize = 1 << 20;
+
+/// How the fake answers every request other than ApiVersions.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) enum Answer {
+    /// A correct response.
+    #[default]
+    Normal,
+    /// A correct response whose correlation id is off by 1000.
+    WrongCorrelation,
+    /// Read the request and never answer.
+    Never,
+    /// A correct response after a delay.
+    After(Duration),
+    /// Close the socket instead of answering.
+    Close,
+}
+
+/// The fake's script.
+#[derive(Debug, Clone)]
+pub(super) struct Behaviour {
+    /// Highest ApiVersions version understood; a higher request gets a v0 UNSUPPORTED_VERSION.
+    pub(super) api_versions_max: i16,
+    /// Top-level error code of every ApiVersions answer.
+    pub(super) api_versions_error: i16,
+    /// See [`Answer`].
+    pub(super) answer: Answer,
+    /// Existing topics and their partition counts, for Metadata.
+    pub(super) topics: Vec<(String, i32)>,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            api_versions_max: 3,
+            api_versions_error: 0,
+            answer: Answer::Normal,
+            topics: Vec::new(),
+        }
+    }
+}
+
+/// One request as the fake saw it.
+#[derive(Debug, Clone)]
+pub(super) struct Seen {
+    pub(super) api_key: i16,
+    pub(super) version: i16,
+    /// The request body (after the header).
+    pub(super) body: Bytes,
+}
+
+/// The running fake; dropping it stops the listener and every connection task.
+#[derive(Debug)]
+pub(super) struct FakeBroker {
+    addr: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FakeBroker {
+    fn drop(&mut self) {
+        // Aborting the accept task drops its JoinSet, which aborts the connection tasks.
+        self.task.abort();
+    }
+}
+
+impl FakeBroker {
+    pub(super) async fn start(apis: &[(ApiKey, VersionRange)]) -> Self {
+        Self::start_with(apis, Behaviour::default()).await
+    }
+
+    pub(super) async fn start_with(apis: &[(ApiKey, VersionRange)], behaviour: Behaviour) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let apis = Arc::new(apis.to_vec());
+        let behaviour = Arc::new(behaviour);
+        let task = tokio::spawn({
+            let seen = Arc::clone(&seen);
+            async move {
+                let mut conns = JoinSet::new();
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        return;
+                    };
+                    conns.spawn(serve(
+                        stream,
+                        Arc::clone(&apis),
+                        Arc::clone(&behaviour),
+                        Arc::clone(&seen),
+                    ));
+                }
+            }
+        });
+        Self { addr, seen, task }
+    }
+
+    /// An address nobody listens on: bound, then released.
+    pub(super) async fn dead_addr() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap().to_string()
+    }
+
+    pub(super) fn addr(&self) -> String {
+        self.addr.clone()
+    }
+
+    /// `(api_key, version)` of every request received, in order.
+    pub(super) fn seen(&self) -> Vec<(i16, i16)> {
+        self.requests().iter().map(|s| (s.api_key, s.version)).collect()
+    }
+
+    pub(super) fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    apis: Arc<Vec<(ApiKey, VersionRange)>>,
+    behaviour: Arc<Behaviour>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) {
+    while let Ok(mut frame) = read_frame(&mut stream, MAX).await {
+        let header = decode_request_header_from_buffer(&mut frame).unwrap();
+        let (key, version, correlation_id) = (
+            header.request_api_key,
+            header.request_api_version,
+            header.correlation_id,
+        );
+        seen.lock().unwrap().push(Seen {
+            api_key: key,
+            version,
+            body: frame.clone(),
+        });
+        let api = ApiKey::try_from(key).unwrap();
+
+        if api == ApiKey::ApiVersions {
+            let reply = api_versions(&apis, &behaviour, version, &mut frame, correlation_id);
+            write_frame(&mut stream, &reply, MAX).await.unwrap();
+            continue;
+        }
+
+        let mut correlation_id = correlation_id;
+        match behaviour.answer {
+            Answer::Normal => {}
+            Answer::WrongCorrelation => correlation_id += 1000,
+            Answer::Never => std::future::pending::<()>().await,
+            Answer::After(d) => tokio::time::sleep(d).await,
+            Answer::Close => return,
+        }
+        let reply = match api {
+            ApiKey::Metadata => {
+                let req = MetadataRequest::decode(&mut frame, version).unwrap();
+                let resp = metadata(&behaviour, &req, version);
+                encode::<MetadataResponse>(&resp, version, correlation_id)
+            }
+            ApiKey::CreateTopics => {
+                let req = CreateTopicsRequest::decode(&mut frame, version).unwrap();
+                let resp = create_topics(&req, version);
+                encode::<CreateTopicsResponse>(&resp, version, correlation_id)
+            }
+            other => panic!("fake broker has no answer for {other:?}"),
+        };
+        write_frame(&mut stream, &reply, MAX).await.unwrap();
+    }
+}
+
+fn encode<R: Encodable + HeaderVersion>(body: &R, version: i16, correlation_id: i32) -> Bytes {
+    let mut buf = BytesMut::new();
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut buf, R::header_version(version))
+        .unwrap();
+    body.encode(&mut buf, version).unwrap();
+    buf.freeze()
+}
+
+fn api_versions(
+    apis: &[(ApiKey, VersionRange)],
+    behaviour: &Behaviour,
+    version: i16,
+    body: &mut Bytes,
+    correlation_id: i32,
+) -> Bytes {
+    let own = ApiVersion::default()
+        .with_api_key(ApiKey::ApiVersions as i16)
+        .with_min_version(0)
+        .with_max_version(behaviour.api_versions_max);
+    if version > behaviour.api_versions_max {
+        // KIP-511: answer an unknown ApiVersions version with a v0 body and our own range.
+        let resp = ApiVersionsResponse::default()
+            .with_error_code(35)
+            .with_api_keys(vec![own]);
+        return encode(&resp, 0, correlation_id);
+    }
+    let req = ApiVersionsRequest::decode(body, version).unwrap();
+    if version >= 3 {
+        // Real brokers reject v3+ requests without software name/version.
+        assert!(!req.client_software_name.is_empty());
+        assert!(!req.client_software_version.is_empty());
+    }
+    let mut keys = vec![own];
+    keys.extend(apis.iter().map(|(k, r)| {
+        ApiVersion::default()
+            .with_api_key(*k as i16)
+            .with_min_version(r.min)
+            .with_max_version(r.max)
+    }));
+    let resp = ApiVersionsResponse::default()
+        .with_error_code(behaviour.api_versions_error)
+        .with_api_keys(keys);
+    encode(&resp, version, correlation_id)
+}
+
+fn metadata(behaviour: &Behaviour, req: &MetadataRequest, version: i16) -> MetadataResponse {
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(BrokerId(1))
+        .with_host(StrBytes::from_static_str("127.0.0.1"))
+        .with_port(9092);
+    let requested: Vec<String> = req
+        .topics
+        .iter()
+        .flatten()
+        .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+        .collect();
+    let topics = requested
+        .into_iter()
+        .map(|name| {
+            let found = behaviour.topics.iter().find(|(n, _)| *n == name);
+            let topic = MetadataResponseTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_string(name.clone()))));
+            match found {
+                Some((_, partitions)) => topic.with_partitions(
+                    (0..*partitions)
+                        .map(|p| {
+                            MetadataResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_leader_id(BrokerId(1))
+                        })
+                        .collect(),
+                ),
+                // A name starting with "forbidden" gets TOPIC_AUTHORIZATION_FAILED.
+                None if name.starts_with("forbidden") => topic.with_error_code(29),
+                None => topic.with_error_code(3),
+            }
+        })
+        .collect();
+    let resp = MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_topics(topics);
+    // The encoder refuses fields the version lacks (controller_id is v1+).
+    if version >= 1 {
+        resp.with_controller_id(BrokerId(1))
+    } else {
+        resp
+    }
+}
+
+/// Topic names script the result: `exists*` already exists, `bad*` has an invalid config,
+/// anything else is created. Results come back in reverse order, to prove the client does
+/// not rely on order.
+fn create_topics(req: &CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    let results = req
+        .topics
+        .iter()
+        .rev()
+        .map(|t| {
+            let result = CreatableTopicResult::default().with_name(t.name.clone());
+            if t.name.0.starts_with("exists") {
+                result
+                    .with_error_code(36)
+                    .with_error_message(Some(StrBytes::from_static_str("Topic exists.")))
+            } else if t.name.0.starts_with("bad") {
+                result
+                    .with_error_code(40)
+                    .with_error_message(Some(StrBytes::from_static_str("Invalid config.")))
+            } else if version >= 5 {
+                result
+                    .with_error_message(None)
+                    .with_num_partitions(t.num_partitions)
+                    .with_replication_factor(t.replication_factor)
+            } else {
+                result.with_error_message(None)
+            }
+        })
+        .collect();
+    CreateTopicsResponse::default().with_topics(results)
+}

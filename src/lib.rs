@@ -1,0 +1,29 @@
+//! bigpipe: a durable, rate-limited asynchronous HTTP call pipe on Kafka.
+//!
+//! # Layout
+//!
+//! ```text
+//!  caller ──POST /rpc/call──► api ──submit()──► producer ──rskafka──► Kafka topic
+//!                              │ acl, envelope     │ budget, partitioner, writers
+//!                              └── stats ◄─────────┘
+//! ```
+//!
+//! - [`config`]: figment loading (TOML, or the Go version's flat-key JSON), validation.
+//! - [`logging`]: slog + slog-async, Go-style lines, hourly files, drop-and-count.
+//! - [`api`]: actix-web routes and the Go response envelope.
+//! - [`producer`]: bounded ingest queue, partition choice, batching into Kafka.
+//! - [`message`]: the Go-compatible Kafka record JSON.
+//! - [`kafka`]: the shared rskafka client, topic upkeep, our own wire client.
+//! - [`stats`]: counters and the `/stats` view.
+//! - [`app`]: wiring and the shutdown order; [`shutdown`]: process signals.
+
+pub mod api;
+pub mod app;
+pub mod backoff;
+pub mod config;
+pub mod kafka;
+pub mod logging;
+pub mod message;
+pub mod producer;
+pub mod shutdown;
+pub mod stats;

@@ -1,0 +1,315 @@
+//! Logging: slog records → bounded async queue → one writer thread → stderr
+//! or hourly files.
+//!
+//! Lines look like the Go version's (`[INFO][2026-01-02 15:04:05:000] message`)
+//! followed by structured `key=value` pairs. Files are named like the Go
+//! version's, `<dir>/bigpipe.YYYYMMDD_HH.log`, and roll over every hour.
+//! Logging never blocks a request: when the queue is full the line is dropped
+//! and counted (the Go version blocked the caller instead).
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Local};
+use slog::{Drain, Level, Logger, Never, OwnedKVList, Record, o};
+use slog_async::{AsyncCore, AsyncGuard};
+
+/// Flushes queued lines when dropped; keep it alive until exit.
+#[allow(missing_debug_implementations)]
+pub struct LogGuard {
+    _guard: AsyncGuard,
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Standard error.
+    Stderr,
+    /// Hourly files in this directory (created if missing).
+    Directory(PathBuf),
+}
+
+/// Builds the root logger.
+///
+/// `dropped` counts lines lost to a full queue.
+///
+/// # Errors
+/// When the log directory cannot be created.
+pub fn init(
+    level: Level,
+    target: Target,
+    queue_size: usize,
+    dropped: Arc<AtomicU64>,
+) -> io::Result<(Logger, LogGuard)> {
+    let output = match target {
+        Target::Stderr => Output::Stderr,
+        Target::Directory(dir) => {
+            fs::create_dir_all(&dir)?;
+            Output::Hourly(HourlyFile {
+                dir,
+                hour: i64::MIN,
+                file: None,
+            })
+        }
+    };
+    let writer = LineDrain {
+        out: Mutex::new(output),
+    };
+    let (core, guard) = AsyncCore::custom(writer)
+        .chan_size(queue_size.max(1))
+        .blocking(false)
+        .thread_name("bigpipe-log".into())
+        .build_with_guard();
+    let drain = slog::LevelFilter::new(CountDrops { inner: core, dropped }, level);
+    Ok((Logger::root(drain.fuse(), o!()), LogGuard { _guard: guard }))
+}
+
+/// A logger that discards everything, for tests and tools.
+pub fn discard() -> Logger {
+    Logger::root(slog::Discard, o!())
+}
+
+/// Converts the Go version's numeric level (1 FATAL … 5 DEBUG).
+pub fn level_from_go(n: i64) -> Option<Level> {
+    match n {
+        1 => Some(Level::Critical),
+        2 => Some(Level::Error),
+        3 => Some(Level::Warning),
+        4 => Some(Level::Info),
+        5 => Some(Level::Debug),
+        _ => None,
+    }
+}
+
+/// Passes records to the async queue; a full queue drops the line and counts it.
+struct CountDrops {
+    inner: AsyncCore,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Drain for CountDrops {
+    type Ok = ();
+    type Err = Never;
+
+    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), Never> {
+        if self.inner.log(record, values).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// Formats one line per record and writes it; runs on the log thread only.
+struct LineDrain {
+    out: Mutex<Output>,
+}
+
+impl Drain for LineDrain {
+    type Ok = ();
+    type Err = Never;
+
+    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), Never> {
+        let now = Local::now();
+        let line = format_line(now, record, values);
+        let mut out = self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A failed write cannot be logged anywhere better; the line is lost.
+        out.write_line(now, line.as_bytes()).ok();
+        Ok(())
+    }
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Critical => "FATAL",
+        Level::Error => "ERROR",
+        Level::Warning => "WARNING",
+        Level::Info => "INFO",
+        Level::Debug => "DEBUG",
+        Level::Trace => "TRACE",
+    }
+}
+
+fn format_line(now: DateTime<Local>, record: &Record<'_>, values: &OwnedKVList) -> String {
+    let mut line = format!(
+        "[{}][{}] {}",
+        level_name(record.level()),
+        now.format("%Y-%m-%d %H:%M:%S:%3f"),
+        record.msg()
+    );
+    let mut ser = KvLine(&mut line);
+    // Our serializer never fails.
+    slog::KV::serialize(&record.kv(), record, &mut ser).ok();
+    slog::KV::serialize(values, record, &mut ser).ok();
+    line.push('\n');
+    line
+}
+
+/// Appends ` key=value` pairs, quoting values that contain spaces or quotes.
+struct KvLine<'a>(&'a mut String);
+
+impl slog::Serializer for KvLine<'_> {
+    fn emit_arguments(&mut self, key: slog::Key, val: &fmt::Arguments<'_>) -> slog::Result {
+        let value = val.to_string();
+        self.0.push(' ');
+        self.0.push_str(key);
+        self.0.push('=');
+        if value.is_empty() || value.contains([' ', '"', '=', '\n']) {
+            self.0.push_str(&format!("{value:?}"));
+        } else {
+            self.0.push_str(&value);
+        }
+        Ok(())
+    }
+}
+
+enum Output {
+    Stderr,
+    Hourly(HourlyFile),
+}
+
+impl Output {
+    fn write_line(&mut self, now: DateTime<Local>, line: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Stderr => io::stderr().write_all(line),
+            Self::Hourly(f) => f.write_line(now, line),
+        }
+    }
+}
+
+/// The Go version's hourly files: a new file whenever the hour changes.
+struct HourlyFile {
+    dir: PathBuf,
+    hour: i64,
+    file: Option<File>,
+}
+
+impl HourlyFile {
+    fn write_line(&mut self, now: DateTime<Local>, line: &[u8]) -> io::Result<()> {
+        let hour = now.timestamp().div_euclid(3600);
+        if hour != self.hour {
+            // On failure keep writing to the previous file and try again next line, as Go did.
+            if let Ok(file) = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join(file_name(now)))
+            {
+                self.file = Some(file);
+                self.hour = hour;
+            }
+        }
+        match self.file.as_mut() {
+            Some(f) => f.write_all(line),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `bigpipe.YYYYMMDD_HH.log`, in local time like the Go version.
+pub fn file_name(now: DateTime<Local>) -> String {
+    now.format("bigpipe.%Y%m%d_%H.log").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use slog::{info, warn};
+
+    #[test]
+    fn file_name_matches_go_pattern() {
+        let t = Local.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).single().unwrap();
+        assert_eq!(file_name(t), "bigpipe.20260102_03.log");
+    }
+
+    #[test]
+    fn go_levels_map_and_out_of_range_is_none() {
+        assert_eq!(level_from_go(5), Some(Level::Debug));
+        assert_eq!(level_from_go(1), Some(Level::Critical));
+        assert_eq!(level_from_go(0), None);
+        assert_eq!(level_from_go(6), None);
+    }
+
+    #[test]
+    fn writes_go_style_lines_to_the_hourly_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (log, guard) = init(
+            Level::Info,
+            Target::Directory(dir.path().join("logs")),
+            64,
+            Arc::clone(&dropped),
+        )
+        .unwrap();
+        info!(log, "hello world"; "call_id" => "abc", "note" => "two words");
+        slog::debug!(log, "filtered out");
+        drop(log);
+        drop(guard);
+        let files: Vec<_> = fs::read_dir(dir.path().join("logs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1);
+        let name = files[0].file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(name.starts_with("bigpipe.") && name.ends_with(".log"), "{name}");
+        let text = fs::read_to_string(&files[0]).unwrap();
+        assert!(text.starts_with("[INFO]["), "{text}");
+        assert!(text.contains("] hello world"), "{text}");
+        assert!(
+            text.contains(r#"call_id=abc"#) && text.contains(r#"note="two words""#),
+            "{text}"
+        );
+        assert!(!text.contains("filtered out"));
+        assert_eq!(dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn full_queue_drops_and_counts_instead_of_blocking() {
+        // A drain that blocks forever on the log thread, so the queue fills.
+        let (block_tx, block_rx) = std::sync::mpsc::channel::<()>();
+        struct Stuck(Mutex<std::sync::mpsc::Receiver<()>>);
+        impl Drain for Stuck {
+            type Ok = ();
+            type Err = Never;
+            fn log(&self, _: &Record<'_>, _: &OwnedKVList) -> Result<(), Never> {
+                let rx = self.0.lock().unwrap();
+                rx.recv().ok();
+                Ok(())
+            }
+        }
+        let (core, guard) = AsyncCore::custom(Stuck(Mutex::new(block_rx)))
+            .chan_size(4)
+            .blocking(false)
+            .build_with_guard();
+        let dropped = Arc::new(AtomicU64::new(0));
+        let log = Logger::root(
+            CountDrops {
+                inner: core,
+                dropped: Arc::clone(&dropped),
+            }
+            .fuse(),
+            o!(),
+        );
+        let start = std::time::Instant::now();
+        for i in 0..100 {
+            warn!(log, "line"; "i" => i);
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(1),
+            "logging blocked"
+        );
+        // At most the queue (4) plus the line being written (1) got through.
+        assert!(
+            dropped.load(Ordering::Relaxed) >= 95,
+            "dropped {}",
+            dropped.load(Ordering::Relaxed)
+        );
+        drop(block_tx);
+        drop(log);
+        drop(guard);
+    }
+}

@@ -1,0 +1,91 @@
+//! The `bigpipe` binary: parse arguments, load config, start, wait for a signal.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use bigpipe::config::{self, Settings};
+use bigpipe::logging::{self, Target};
+use bigpipe::stats::Stats;
+
+/// A durable, rate-limited asynchronous HTTP call pipe on Kafka.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Config file: `.toml`, or the Go version's flat-key `.json`.
+    #[arg(long, short = 'c', default_value = "conf/bigpipe.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the config, print every problem, exit non-zero if there is any.
+    CheckConfig,
+}
+
+/// Exit status for a bad config (sysexits `EX_CONFIG`).
+const EX_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let settings = match config::load(&args.config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}: invalid config:\n{e}", args.config.display());
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    for warning in &settings.warnings {
+        eprintln!("{}: warning: {warning}", args.config.display());
+    }
+    if let Some(Command::CheckConfig) = args.command {
+        println!("{}: ok", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    match run(&settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bigpipe: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let stats = Arc::new(Stats::new(settings.kafka.topics.iter().map(|t| t.name.as_str())));
+    let target = match &settings.log.directory {
+        Some(dir) => Target::Directory(dir.clone()),
+        None => Target::Stderr,
+    };
+    let (log, guard) = logging::init(
+        settings.log.level,
+        target,
+        settings.log.queue_size,
+        Arc::clone(&stats.log_dropped),
+    )?;
+    for warning in &settings.warnings {
+        slog::warn!(log, "config warning"; "warning" => warning);
+    }
+    let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bigpipe")
+        .build()?;
+    runtime.block_on(async {
+        let running = bigpipe::app::start(settings, listener, log.clone(), stats)?;
+        let signal = bigpipe::shutdown::wait().await?;
+        slog::info!(log, "signal received"; "signal" => ?signal);
+        running.shutdown(Duration::from_secs(30)).await;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    drop(log);
+    drop(guard);
+    Ok(())
+}

@@ -1,0 +1,259 @@
+//! The Kafka record format of a call, shared with the Go version.
+//!
+//! A record's value is the Go version's `proto.CallMessage` JSON:
+//! `{"Headers":{..},"Url":"..","Data":"..","Topic":"..","Partition":2,"CreateTime":1500000000000}`.
+//! Encoding reproduces Go's `encoding/json` output byte for byte (field order,
+//! sorted header keys, `<`, `>`, `&`, U+2028 and U+2029 escaped), so records
+//! written by either implementation look the same to tools that compare them.
+//! Decoding applies the Go version's rules, without its bug that kept only the
+//! last value of a multi-valued header.
+
+use std::collections::BTreeMap;
+use std::io;
+
+use serde::{Deserialize, Serialize};
+
+/// Record header that carries the call id (a UUIDv7 string).
+pub const CALL_ID_HEADER: &str = "bigpipe-call-id";
+
+/// One asynchronous call as stored in Kafka.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallMessage {
+    /// Headers of the original `/rpc/call` request, keys in Go's canonical form.
+    #[serde(rename = "Headers")]
+    pub headers: BTreeMap<String, Vec<String>>,
+    /// Target URL.
+    #[serde(rename = "Url")]
+    pub url: String,
+    /// Body to POST to the target.
+    #[serde(rename = "Data")]
+    pub data: String,
+    /// Topic chosen by the caller's ACL entry.
+    #[serde(rename = "Topic")]
+    pub topic: String,
+    /// Partition the call was written to (informational).
+    #[serde(rename = "Partition")]
+    pub partition: i32,
+    /// Acceptance time, milliseconds since the Unix epoch.
+    #[serde(rename = "CreateTime")]
+    pub create_time: i64,
+}
+
+/// Why a record value is not a valid call (Go counted these as `invalidMessage`).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The value is not a JSON object.
+    #[error("value is not a JSON object")]
+    NotObject,
+    /// A required field is missing or has the wrong type.
+    #[error("field {0} is missing or has the wrong type")]
+    Field(&'static str),
+}
+
+impl CallMessage {
+    /// Encodes the message as Go's `json.Marshal` would.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.data.len() + self.url.len() + 256);
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, GoFormatter);
+        // Serialising plain strings, maps and integers into a Vec cannot fail.
+        if self.serialize(&mut ser).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Decodes a record value with the Go version's validation rules: `Url`,
+    /// `Data` and `Topic` strings, `Partition` and `CreateTime` numbers, and
+    /// `Headers` present as an object of string arrays. Extra fields are ignored.
+    pub fn decode(value: &[u8]) -> Result<Self, DecodeError> {
+        let v: serde_json::Value = serde_json::from_slice(value).map_err(|_| DecodeError::NotObject)?;
+        let obj = v.as_object().ok_or(DecodeError::NotObject)?;
+        let string = |key: &'static str| {
+            obj.get(key)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+                .ok_or(DecodeError::Field(key))
+        };
+        // Go decoded numbers as float64 and truncated them to int.
+        let number = |key: &'static str| {
+            obj.get(key)
+                .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+                .ok_or(DecodeError::Field(key))
+        };
+        let raw_headers = obj
+            .get("Headers")
+            .and_then(|v| v.as_object())
+            .ok_or(DecodeError::Field("Headers"))?;
+        let mut headers = BTreeMap::new();
+        for (name, values) in raw_headers {
+            let values = values.as_array().ok_or(DecodeError::Field("Headers"))?;
+            let values: Option<Vec<String>> = values.iter().map(|v| v.as_str().map(str::to_owned)).collect();
+            let values = values.ok_or(DecodeError::Field("Headers"))?;
+            // Go left out headers with no values; keep that, it changes nothing on the wire.
+            if !values.is_empty() {
+                headers.insert(name.clone(), values);
+            }
+        }
+        Ok(Self {
+            headers,
+            url: string("Url")?,
+            data: string("Data")?,
+            topic: string("Topic")?,
+            partition: i32::try_from(number("Partition")?).map_err(|_| DecodeError::Field("Partition"))?,
+            create_time: number("CreateTime")?,
+        })
+    }
+}
+
+/// Go's canonical MIME header key: the first letter and every letter after a
+/// hyphen upper-cased, the rest lower-cased (`content-type` → `Content-Type`).
+/// Keys with characters Go does not canonicalise (space, non-token bytes) are
+/// returned unchanged, as Go does.
+pub fn canonical_header_key(key: &str) -> String {
+    let valid = key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !valid {
+        return key.to_owned();
+    }
+    let mut upper = true;
+    key.chars()
+        .map(|c| {
+            let out = if upper {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            };
+            upper = c == '-';
+            out
+        })
+        .collect()
+}
+
+/// A `serde_json` formatter that escapes like Go's `encoding/json` (HTML-safe).
+#[derive(Debug, Clone, Copy)]
+struct GoFormatter;
+
+impl serde_json::ser::Formatter for GoFormatter {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            let escaped = match c {
+                '<' => "\\u003c",
+                '>' => "\\u003e",
+                '&' => "\\u0026",
+                '\u{2028}' => "\\u2028",
+                '\u{2029}' => "\\u2029",
+                _ => continue,
+            };
+            writer.write_all(&fragment.as_bytes()[start..i])?;
+            writer.write_all(escaped.as_bytes())?;
+            start = i + c.len_utf8();
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> CallMessage {
+        let mut headers = BTreeMap::new();
+        headers.insert("User-Agent".into(), vec!["curl/7.29.0".into()]);
+        headers.insert("Accept".into(), vec!["*/*".into()]);
+        CallMessage {
+            headers,
+            url: "http://localhost:10086/rpc/server/mock".into(),
+            data: "hello123123123".into(),
+            topic: "test".into(),
+            partition: 2,
+            create_time: 1_500_000_000_000,
+        }
+    }
+
+    #[test]
+    fn encodes_exactly_like_go() {
+        let text = String::from_utf8(sample().encode()).unwrap();
+        assert_eq!(
+            text,
+            r#"{"Headers":{"Accept":["*/*"],"User-Agent":["curl/7.29.0"]},"Url":"http://localhost:10086/rpc/server/mock","Data":"hello123123123","Topic":"test","Partition":2,"CreateTime":1500000000000}"#
+        );
+    }
+
+    #[test]
+    fn escapes_html_characters_like_go() {
+        let mut m = sample();
+        m.data = "a<b>&c\u{2028}d\"é中".into();
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(
+            text.contains(r#""Data":"a\u003cb\u003e\u0026c\u2028d\"é中""#),
+            "{text}"
+        );
+        assert_eq!(CallMessage::decode(text.as_bytes()).unwrap(), m);
+    }
+
+    #[test]
+    fn decodes_go_record_and_keeps_every_header_value() {
+        let go = r#"{"Headers":{"X-Multi":["a","b"],"Empty":[]},"Url":"u","Data":"d","Topic":"t","Partition":1.0,"CreateTime":5,"Extra":true}"#;
+        let m = CallMessage::decode(go.as_bytes()).unwrap();
+        assert_eq!(m.headers["X-Multi"], ["a", "b"]);
+        assert!(!m.headers.contains_key("Empty"));
+        assert_eq!((m.partition, m.create_time), (1, 5));
+    }
+
+    #[test]
+    fn rejects_what_go_rejected() {
+        let cases = [
+            ("[]", DecodeError::NotObject),
+            ("not json", DecodeError::NotObject),
+            (
+                r#"{"Url":"u","Data":"d","Topic":"t","Partition":1,"CreateTime":5}"#,
+                DecodeError::Field("Headers"),
+            ),
+            (
+                r#"{"Headers":{"A":"x"},"Url":"u","Data":"d","Topic":"t","Partition":1,"CreateTime":5}"#,
+                DecodeError::Field("Headers"),
+            ),
+            (
+                r#"{"Headers":{"A":[1]},"Url":"u","Data":"d","Topic":"t","Partition":1,"CreateTime":5}"#,
+                DecodeError::Field("Headers"),
+            ),
+            (
+                r#"{"Headers":{},"Url":1,"Data":"d","Topic":"t","Partition":1,"CreateTime":5}"#,
+                DecodeError::Field("Url"),
+            ),
+            (
+                r#"{"Headers":{},"Url":"u","Data":{},"Topic":"t","Partition":1,"CreateTime":5}"#,
+                DecodeError::Field("Data"),
+            ),
+            (
+                r#"{"Headers":{},"Url":"u","Data":"d","Partition":1,"CreateTime":5}"#,
+                DecodeError::Field("Topic"),
+            ),
+            (
+                r#"{"Headers":{},"Url":"u","Data":"d","Topic":"t","Partition":"1","CreateTime":5}"#,
+                DecodeError::Field("Partition"),
+            ),
+            (
+                r#"{"Headers":{},"Url":"u","Data":"d","Topic":"t","Partition":1}"#,
+                DecodeError::Field("CreateTime"),
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(CallMessage::decode(input.as_bytes()), Err(want), "{input}");
+        }
+    }
+
+    #[test]
+    fn canonical_keys_match_go() {
+        assert_eq!(canonical_header_key("content-type"), "Content-Type");
+        assert_eq!(canonical_header_key("X-CUSTOM-id"), "X-Custom-Id");
+        assert_eq!(canonical_header_key("accept"), "Accept");
+        assert_eq!(canonical_header_key("bad key"), "bad key");
+    }
+}

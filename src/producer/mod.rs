@@ -1,0 +1,277 @@
+//! The ingest pipeline: accepted calls → bounded queue → per-partition batches → Kafka.
+//!
+//! ```text
+//!  HTTP handlers ──submit()──► [budget: calls+bytes] ──try_send──► dispatcher task
+//!   (never wait)                  full → overload              │ routes by (topic, partition)
+//!                                                              ▼
+//!                                 one writer task per partition: rskafka BatchProducer
+//!                                 (linger, batch bytes, acks=all), retries with backoff
+//!                                 until the call's deadline, then counts deliveryFail
+//! ```
+//!
+//! Handlers only do non-blocking work: choose the partition, encode the Go
+//! record JSON, take room in the [`budget::QueueBudget`] and hand the call to
+//! the dispatcher. A call keeps its budget permit until Kafka has acknowledged
+//! it, so the budget bounds all memory held for calls not yet in Kafka.
+
+pub mod budget;
+pub mod partitioner;
+pub mod writer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rskafka::record::Record;
+use slog::{Logger, info, warn};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::kafka::client::KafkaClient;
+use crate::message::{CALL_ID_HEADER, CallMessage};
+use crate::stats::Stats;
+
+use budget::QueueBudget;
+use partitioner::PartitionTable;
+pub use writer::{AckResult, ProduceError};
+use writer::{Pending, WriterContext};
+
+/// Settings of the ingest pipeline.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Most calls held in memory.
+    pub queue_calls: usize,
+    /// Most record bytes held in memory.
+    pub queue_bytes: usize,
+    /// Batch linger.
+    pub linger: Duration,
+    /// Largest batch in bytes.
+    pub batch_bytes: usize,
+    /// How long a call may be retried before it counts as failed.
+    pub message_timeout: Duration,
+}
+
+/// A call ready to be queued.
+#[derive(Debug)]
+pub struct Call {
+    /// The call id.
+    pub id: String,
+    /// The record key (`partition_key`), may be empty.
+    pub key: String,
+    /// The record value; `partition` is filled in by [`ProducerHandle::submit`].
+    pub message: CallMessage,
+    /// Whether the caller waits for Kafka's acknowledgement.
+    pub want_ack: bool,
+}
+
+/// Why a call was not queued.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The queue is full (in calls or in bytes).
+    #[error("ingest queue is full")]
+    Overload,
+    /// bigpipe is shutting down and takes no more calls.
+    #[error("bigpipe is shutting down")]
+    ShuttingDown,
+    /// The topic has no known partition count (not configured).
+    #[error("topic {0} is unknown")]
+    UnknownTopic(String),
+}
+
+/// The handlers' side of the pipeline. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ProducerHandle {
+    tx: mpsc::Sender<Pending>,
+    budget: QueueBudget,
+    table: Arc<PartitionTable>,
+    message_timeout: Duration,
+}
+
+impl ProducerHandle {
+    /// Queues a call without waiting. Returns the receiver of Kafka's answer
+    /// when the call asked for it.
+    ///
+    /// # Errors
+    /// [`SubmitError::Overload`] at once when the queue is full.
+    pub fn submit(&self, call: Call) -> Result<Option<oneshot::Receiver<AckResult>>, SubmitError> {
+        let Call {
+            id,
+            key,
+            mut message,
+            want_ack,
+        } = call;
+        let partition = self
+            .table
+            .choose(&message.topic, &key)
+            .ok_or_else(|| SubmitError::UnknownTopic(message.topic.clone()))?;
+        message.partition = partition;
+        let value = message.encode();
+        let permit = self
+            .budget
+            .try_acquire(value.len() + key.len())
+            .ok_or(SubmitError::Overload)?;
+        let record = Record {
+            key: (!key.is_empty()).then(|| key.into_bytes()),
+            value: Some(value),
+            headers: BTreeMap::from([(CALL_ID_HEADER.to_owned(), id.clone().into_bytes())]),
+            timestamp: chrono::Utc::now(),
+        };
+        let (ack, rx) = if want_ack {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let pending = Pending {
+            id,
+            topic: Arc::from(message.topic.as_str()),
+            partition,
+            record,
+            permit,
+            ack,
+            deadline: Instant::now() + self.message_timeout,
+        };
+        self.tx.try_send(pending).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SubmitError::Overload,
+            mpsc::error::TrySendError::Closed(_) => SubmitError::ShuttingDown,
+        })?;
+        Ok(rx)
+    }
+
+    /// The partition table, refreshed from metadata.
+    pub fn partitions(&self) -> &Arc<PartitionTable> {
+        &self.table
+    }
+}
+
+/// The owner of the pipeline's tasks.
+#[derive(Debug)]
+pub struct Producer {
+    handle: ProducerHandle,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    log: Logger,
+}
+
+impl Producer {
+    /// Starts the dispatcher on the current runtime.
+    pub fn start(
+        config: &ProducerConfig,
+        client: Arc<KafkaClient>,
+        table: Arc<PartitionTable>,
+        stats: Arc<Stats>,
+        log: Logger,
+    ) -> Self {
+        // The channel never fills before the budget does (same call limit), so
+        // `try_send` only reports Full in a race with the budget, which is overload too.
+        let (tx, rx) = mpsc::channel(config.queue_calls.max(1));
+        let budget = QueueBudget::new(
+            config.queue_calls,
+            config.queue_bytes,
+            Arc::clone(&stats.queue.calls),
+            Arc::clone(&stats.queue.bytes),
+        );
+        let ctx = Arc::new(WriterContext {
+            client,
+            linger: config.linger,
+            batch_bytes: config.batch_bytes,
+            message_timeout: config.message_timeout,
+            log: log.clone(),
+        });
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn(dispatch(rx, ctx, stats, tracker.clone(), stop.clone()));
+        let handle = ProducerHandle {
+            tx,
+            budget,
+            table,
+            message_timeout: config.message_timeout,
+        };
+        Self {
+            handle,
+            stop,
+            tracker,
+            log,
+        }
+    }
+
+    /// A handle for the HTTP handlers.
+    pub fn handle(&self) -> ProducerHandle {
+        self.handle.clone()
+    }
+
+    /// Stops taking calls, then waits up to `grace` for every queued call to
+    /// be written to Kafka. Returns how many calls were still unwritten when
+    /// the grace period ran out (they are lost: the caller was told "accepted";
+    /// `"ack": "kafka"` exists for callers that cannot accept that).
+    pub async fn shutdown(self, grace: Duration) -> i64 {
+        self.stop.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            let left = self.handle.budget.calls();
+            warn!(self.log, "calls not written to kafka before the grace period ended"; "calls" => left);
+            return left;
+        }
+        info!(self.log, "ingest queue flushed to kafka");
+        0
+    }
+}
+
+/// Routes queued calls to their partition's writer, starting writers on first use.
+async fn dispatch(
+    mut rx: mpsc::Receiver<Pending>,
+    ctx: Arc<WriterContext>,
+    stats: Arc<Stats>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+) {
+    let mut writers: HashMap<(Arc<str>, i32), mpsc::UnboundedSender<Pending>> = HashMap::new();
+    let mut route = |p: Pending| {
+        let key = (Arc::clone(&p.topic), p.partition);
+        let tx = writers.entry(key).or_insert_with(|| {
+            // Unbounded on purpose: the ingest budget already bounds what can be
+            // queued, and a bounded channel here would let one stuck partition
+            // stall the dispatcher and with it every other partition.
+            let (tx, rx) = mpsc::unbounded_channel();
+            let stats = stats.producer(&p.topic);
+            tracker.spawn(writer::run(
+                Arc::clone(&ctx),
+                stats,
+                Arc::clone(&p.topic),
+                p.partition,
+                rx,
+            ));
+            tx
+        });
+        if let Err(mpsc::error::SendError(p)) = tx.send(p) {
+            // A writer only ends when its sender is dropped, which happens below.
+            fail(p, ProduceError::ShutDown);
+        }
+    };
+    loop {
+        tokio::select! {
+            next = rx.recv() => match next {
+                Some(p) => route(p),
+                None => break,
+            },
+            () = stop.cancelled() => {
+                // Refuse new calls, but route every call already accepted.
+                rx.close();
+                while let Some(p) = rx.recv().await {
+                    route(p);
+                }
+                break;
+            }
+        }
+    }
+    // Dropping the senders lets each writer finish its queue and end.
+}
+
+fn fail(mut p: Pending, error: ProduceError) {
+    if let Some(ack) = p.ack.take() {
+        // The caller may have stopped waiting; nothing else to tell.
+        ack.send(Err(error)).ok();
+    }
+}

@@ -1,0 +1,204 @@
+//! One writer task per (topic, partition): batches calls through rskafka's
+//! `BatchProducer` and retries Kafka errors until each call's deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use rskafka::client::partition::{Compression, UnknownTopicHandling};
+use rskafka::client::producer::aggregator::RecordAggregator;
+use rskafka::client::producer::{BatchProducer, BatchProducerBuilder};
+use rskafka::record::Record;
+use slog::{Logger, error, warn};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::backoff::{Backoff, BackoffConfig};
+use crate::kafka::client::{KafkaClient, bounded};
+use crate::stats::{ProducerStats, inc};
+
+use super::budget::Permit;
+
+/// What a caller waiting for Kafka's acknowledgement gets back.
+pub type AckResult = Result<i64, ProduceError>;
+
+/// Why a call could not be written to Kafka.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProduceError {
+    /// Every attempt failed until the call's deadline; the last error is kept.
+    #[error("not written to kafka within {budget:?}: {last_error}")]
+    GaveUp {
+        /// The retry budget that ran out.
+        budget: Duration,
+        /// The last error seen.
+        last_error: String,
+    },
+    /// bigpipe shut down before the call was written.
+    #[error("bigpipe shut down before the call was written to kafka")]
+    ShutDown,
+}
+
+/// An accepted call on its way to Kafka.
+#[derive(Debug)]
+pub struct Pending {
+    /// The call id, for logs.
+    pub id: String,
+    /// Destination topic.
+    pub topic: Arc<str>,
+    /// Destination partition.
+    pub partition: i32,
+    /// The record to write.
+    pub record: Record,
+    /// The call's share of the ingest budget, released when the call is done.
+    pub permit: Permit,
+    /// Who waits for the outcome, in `"ack": "kafka"` mode.
+    pub ack: Option<oneshot::Sender<AckResult>>,
+    /// When retrying stops.
+    pub deadline: Instant,
+}
+
+/// What every writer needs; shared.
+#[derive(Debug)]
+pub struct WriterContext {
+    /// The shared rskafka client.
+    pub client: Arc<KafkaClient>,
+    /// How long a batch waits for more records.
+    pub linger: Duration,
+    /// Largest batch, in bytes.
+    pub batch_bytes: usize,
+    /// The whole retry budget of a call.
+    pub message_timeout: Duration,
+    /// Logger.
+    pub log: Logger,
+}
+
+type Producer = BatchProducer<RecordAggregator>;
+
+/// The partition's batch producer, rebuilt after an error so that a stale
+/// leader connection is not reused.
+#[derive(Debug)]
+struct ProducerSlot {
+    ctx: Arc<WriterContext>,
+    topic: Arc<str>,
+    partition: i32,
+    current: Mutex<Option<Arc<Producer>>>,
+}
+
+impl ProducerSlot {
+    async fn get(&self) -> Result<Arc<Producer>, String> {
+        let mut current = self.current.lock().await;
+        if let Some(p) = current.as_ref() {
+            return Ok(Arc::clone(p));
+        }
+        let client = self.ctx.client.get().await.map_err(|e| e.to_string())?;
+        let timeout = self.ctx.client.timeout();
+        let pc = bounded(
+            "partition lookup",
+            timeout,
+            client.partition_client(
+                self.topic.to_string(),
+                self.partition,
+                UnknownTopicHandling::Retry,
+            ),
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        // Snappy: cheap, pure Rust, and what the topics bigpipe creates are set to,
+        // so the broker stores our batches without recompressing them.
+        let producer = BatchProducerBuilder::new(Arc::new(pc))
+            .with_linger(self.ctx.linger)
+            .with_compression(Compression::Snappy)
+            .build(RecordAggregator::new(self.ctx.batch_bytes));
+        let producer = Arc::new(producer);
+        *current = Some(Arc::clone(&producer));
+        Ok(producer)
+    }
+
+    async fn invalidate(&self, failed: &Arc<Producer>) {
+        let mut current = self.current.lock().await;
+        if current.as_ref().is_some_and(|p| Arc::ptr_eq(p, failed)) {
+            *current = None;
+        }
+    }
+}
+
+/// Runs the writer of one partition until its queue closes and every call in
+/// it has finished (written, or failed after its retry budget).
+pub async fn run(
+    ctx: Arc<WriterContext>,
+    stats: Arc<ProducerStats>,
+    topic: Arc<str>,
+    partition: i32,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+) {
+    let slot = ProducerSlot {
+        ctx: Arc::clone(&ctx),
+        topic,
+        partition,
+        current: Mutex::new(None),
+    };
+    // Calls are produced concurrently so that one batch can fill while the
+    // previous one is in flight; the ingest budget bounds how many there are.
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            Some(()) = in_flight.next() => {}
+            next = rx.recv() => match next {
+                Some(p) => in_flight.push(produce(&slot, &stats, p)),
+                None => break,
+            },
+        }
+    }
+    while in_flight.next().await.is_some() {}
+}
+
+async fn produce(slot: &ProducerSlot, stats: &ProducerStats, mut p: Pending) {
+    let ctx = &slot.ctx;
+    let mut backoff = Backoff::new(BackoffConfig::default());
+    // One attempt may include rskafka's own bounded retries and the linger.
+    let attempt_bound = ctx.client.timeout() * 2 + ctx.linger;
+    let outcome = loop {
+        let remaining = p.deadline.saturating_duration_since(Instant::now());
+        let attempt = async {
+            let producer = slot.get().await?;
+            match producer.produce(p.record.clone()).await {
+                Ok(offset) => Ok(offset),
+                Err(e) => {
+                    slot.invalidate(&producer).await;
+                    Err(e.to_string())
+                }
+            }
+        };
+        let error = match tokio::time::timeout(attempt_bound.min(remaining), attempt).await {
+            Ok(Ok(offset)) => break Ok(offset),
+            Ok(Err(e)) => e,
+            Err(_) => format!("produce timed out after {:?}", attempt_bound.min(remaining)),
+        };
+        let delay = backoff.next_delay();
+        if Instant::now() + delay >= p.deadline {
+            break Err(ProduceError::GaveUp {
+                budget: ctx.message_timeout,
+                last_error: error,
+            });
+        }
+        inc(&stats.retries);
+        warn!(ctx.log, "kafka produce failed, retrying";
+            "call_id" => &p.id, "topic" => &*p.topic, "partition" => p.partition,
+            "attempt" => backoff.attempts(), "retry_in_ms" => delay.as_millis(), "error" => &error);
+        tokio::time::sleep(delay).await;
+    };
+    match &outcome {
+        Ok(_) => inc(&stats.delivery_success),
+        Err(e) => {
+            inc(&stats.delivery_fail);
+            error!(ctx.log, "call not written to kafka";
+                "call_id" => &p.id, "topic" => &*p.topic, "partition" => p.partition, "error" => %e);
+        }
+    }
+    if let Some(ack) = p.ack.take() {
+        // The caller may have given up waiting; the outcome is logged and counted either way.
+        ack.send(outcome).ok();
+    }
+}
