@@ -30,8 +30,12 @@ unit: ## Unit tests only (no Kafka)
 it: ## Integration tests in it/ against a real Kafka (started and stopped here)
 	scripts/it.sh
 
+.PHONY: chaos
+chaos: ## The fault suite only (real Kafka; single broker and a 3-broker cluster)
+	scripts/it.sh chaos:: --nocapture
+
 .PHONY: test
-test: unit it ## Unit tests, then the integration tests against a real Kafka
+test: unit it ## Unit tests, then the integration tests (fault suite included) against a real Kafka
 
 .PHONY: kafka-up
 kafka-up: ## Start the local single-node Kafka (fetched from Maven Central)
@@ -63,3 +67,11 @@ musl: ## Static x86_64-unknown-linux-musl release binary (no C compiler needed)
 	rustup target add $(MUSL_TARGET) >/dev/null 2>&1 || true
 	$(CARGO) build --release --target $(MUSL_TARGET)
 	@file target/$(MUSL_TARGET)/release/bigpipe
+
+.PHONY: bench
+bench: ## Benchmark vs Kafka's own tools on a private Kafka (127.0.0.1:9492) -> bench-out/
+	scripts/bench.sh
+
+.PHONY: bench-smoke
+bench-smoke: ## The benchmark with tiny sizes (seconds of measuring); fails if any step fails
+	BENCH_SMOKE=1 BENCH_OUT=bench-out/smoke scripts/bench.sh

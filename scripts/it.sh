@@ -15,5 +15,5 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export BIGPIPE_IT_KAFKA="${BIGPIPE_IT_KAFKA:-127.0.0.1:9092}"
+export IT_KAFKA_BOOTSTRAP="${IT_KAFKA_BOOTSTRAP:-127.0.0.1:9092}"
 cargo test --test it -- "$@"

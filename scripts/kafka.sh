@@ -27,7 +27,8 @@ STOP_TIMEOUT=${BIGPIPE_KAFKA_STOP_TIMEOUT:-30}
 SINGLE_CLUSTER_ID=clrmGdYqQLOUSaEFLXCOXg
 CLUSTER_CLUSTER_ID=yvUpmAotSjOkL22hkEg-tg
 CLUSTER_NODES=(1 2 3)
-# cluster node N listens on N*10000+BASE (PLAINTEXT) and N*10000+BASE+1 (CONTROLLER)
+# cluster node N listens on N*1000+BASE (PLAINTEXT) and N*1000+BASE+1 (CONTROLLER); all
+# below Linux's ephemeral range (32768+), so a client socket can never be holding them
 CLUSTER_BASE=${BIGPIPE_KAFKA_CLUSTER_BASE_PORT:-9092}
 READY_LINE='Kafka Server started'
 
@@ -58,7 +59,7 @@ Broker lifecycle (single node, KRaft combined mode, ${HOST}:${PORT}, controller 
 
 Three-node cluster (combined KRaft nodes, static voters, RF 3, min.insync.replicas 2):
   up --cluster       nodes 1..3 on $(cluster_bootstrap) (controllers on port+1,
-                     i.e. 19093/29093/39093 by default), run dir ${RUN_ROOT}/cluster/n<N>
+                     i.e. 10093/11093/12093 by default), run dir ${RUN_ROOT}/cluster/n<N>
   down --cluster     stop all three and delete the run dir (--keep to keep it)
   status --cluster   per-node state; exit 0 only if all three answer
   kill-node N        SIGKILL node N (no controlled shutdown)
@@ -86,7 +87,7 @@ Tools (classpath = tools-libs + broker libs, fetched on first use):
 Environment:
   BIGPIPE_KAFKA_VERSION        Kafka version (default 4.3.1)
   BIGPIPE_KAFKA_PORT           single-node PLAINTEXT port (default 9092; controller = port+1)
-  BIGPIPE_KAFKA_CLUSTER_BASE_PORT  cluster node N uses N*10000+base (default 9092 -> 19092, 29092, 39092)
+  BIGPIPE_KAFKA_CLUSTER_BASE_PORT  cluster node N uses N*1000+base (default 9092 -> 10092, 11092, 12092)
   BIGPIPE_KAFKA_CACHE          jar cache root (default \$HOME/.cache/bigpipe)
   BIGPIPE_KAFKA_RUN            run dir root (default <repo>/.kafka)
   BIGPIPE_KAFKA_READY_TIMEOUT  seconds to wait for readiness (default 90)
@@ -494,8 +495,8 @@ single_status() {
 # ---------------------------------------------------------------- cluster --
 
 CLUSTER_DIR=$RUN_ROOT/cluster
-cluster_port() { echo $(($1 * 10000 + CLUSTER_BASE)); }
-cluster_cport() { echo $(($1 * 10000 + CLUSTER_BASE + 1)); }
+cluster_port() { echo $(($1 * 1000 + CLUSTER_BASE)); }
+cluster_cport() { echo $(($1 * 1000 + CLUSTER_BASE + 1)); }
 cluster_bootstrap() {
   local n out=""
   for n in "${CLUSTER_NODES[@]}"; do out+="${out:+,}$HOST:$(cluster_port "$n")"; done

@@ -1,27 +1,36 @@
-//! Wiring: builds every component from [`Settings`], runs them, and stops them
-//! in order.
+//! Wiring: builds every component from [`Settings`], runs them, reloads them,
+//! and stops them in order.
 //!
 //! Only this module knows every other one. It takes an already bound listener
 //! so that tests can start the whole service in-process on `127.0.0.1:0`.
+
+mod consumers;
+mod reload;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
+use arc_swap::ArcSwap;
 use slog::{Logger, info, warn};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::acl::AclTable;
-use crate::api::{self, ApiState, ServerOptions};
+use crate::api::{self, ApiConfig, ApiState, ServerOptions};
 use crate::config::Settings;
+use crate::consumer::EntryError;
+use crate::delivery::{DeliveryPool, PoolConfig};
 use crate::kafka::client::KafkaClient;
 use crate::kafka::topics::{Readiness, TopicWatcher, WantedTopic};
 use crate::producer::partitioner::PartitionTable;
 use crate::producer::{Producer, ProducerConfig};
 use crate::stats::Stats;
+use consumers::ConsumerSet;
+pub use consumers::EntryChanges;
+pub use reload::ReloadReport;
 
 /// Errors while starting.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +38,12 @@ pub enum StartError {
     /// The HTTP listener could not be used.
     #[error("http listener: {0}")]
     Listen(#[from] std::io::Error),
+    /// The delivery threads could not be started.
+    #[error("delivery threads: {0}")]
+    Delivery(std::io::Error),
+    /// A consumer entry could not be built.
+    #[error(transparent)]
+    Consumer(#[from] EntryError),
 }
 
 /// A running bigpipe.
@@ -38,6 +53,13 @@ pub struct Running {
     server: ServerHandle,
     server_task: JoinHandle<std::io::Result<()>>,
     producer: Producer,
+    pool: Arc<DeliveryPool>,
+    consumers: ConsumerSet,
+    api_config: Arc<ArcSwap<ApiConfig>>,
+    topics: Arc<ArcSwap<Vec<WantedTopic>>>,
+    table: Arc<PartitionTable>,
+    /// The settings bigpipe started with: keys that need a restart keep these values.
+    boot: Settings,
     stats: Arc<Stats>,
     readiness: Arc<Readiness>,
     stop: CancellationToken,
@@ -48,7 +70,8 @@ pub struct Running {
 /// Starts every component on the current tokio runtime.
 ///
 /// # Errors
-/// When the listener cannot be served.
+/// When the listener cannot be served, the delivery threads cannot start, or
+/// a consumer entry cannot be built.
 pub fn start(
     settings: &Settings,
     listener: TcpListener,
@@ -73,17 +96,9 @@ pub fn start(
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
 
+    let topics = Arc::new(ArcSwap::from_pointee(wanted_topics(settings)));
     let watcher = TopicWatcher {
-        topics: settings
-            .kafka
-            .topics
-            .iter()
-            .map(|t| WantedTopic {
-                name: t.name.clone(),
-                partitions: t.partitions,
-                replication_factor: t.replication_factor,
-            })
-            .collect(),
+        topics: Arc::clone(&topics),
         client: Arc::clone(&client),
         table: Arc::clone(&table),
         readiness: Arc::clone(&readiness),
@@ -102,42 +117,112 @@ pub fn start(
             message_timeout: p.message_timeout,
         },
         Arc::clone(&client),
-        table,
+        Arc::clone(&table),
         Arc::clone(&stats),
         log.new(slog::o!("component" => "producer")),
     );
 
+    let d = &settings.delivery;
+    let pool = Arc::new(
+        DeliveryPool::start(
+            PoolConfig {
+                threads: d.threads,
+                connect_timeout: d.connect_timeout,
+                keep_alive: d.keep_alive,
+                max_response_body: d.max_response_body,
+            },
+            log.new(slog::o!("component" => "delivery")),
+        )
+        .map_err(StartError::Delivery)?,
+    );
+    let mut consumers = ConsumerSet::new(
+        Arc::clone(&client),
+        Arc::clone(&table),
+        Arc::clone(&pool),
+        Arc::clone(&stats),
+        log.new(slog::o!("component" => "consumer")),
+    );
+    for entry in &settings.consumers {
+        consumers.start(entry.clone())?;
+    }
+
+    let api_config = Arc::new(ArcSwap::from_pointee(api_config(settings)));
     let state = ApiState {
         producer: producer.handle(),
-        acl: AclTable::new(&p.acl),
+        config: Arc::clone(&api_config),
         stats: Arc::clone(&stats),
         readiness: Arc::clone(&readiness),
-        default_ack: p.default_ack,
-        ack_timeout: p.ack_timeout,
-        body_limit: settings.http.body_limit,
         log: log.new(slog::o!("component" => "api")),
     };
     let options = ServerOptions {
         workers: settings.http.workers,
         read_timeout: settings.http.read_timeout,
         write_timeout: settings.http.write_timeout,
-        shutdown_timeout: Duration::from_secs(10),
+        shutdown_timeout: settings.shutdown.grace,
     };
     let server = api::serve(state, listener, &options)?;
     let handle = server.handle();
     let server_task = tokio::spawn(server);
-    info!(log, "bigpipe started"; "addr" => %addr, "topics" => settings.kafka.topics.len());
+    info!(log, "bigpipe started"; "addr" => %addr, "topics" => settings.kafka.topics.len(),
+        "consumers" => settings.consumers.len());
     Ok(Running {
         addr,
         server: handle,
         server_task,
         producer,
+        pool,
+        consumers,
+        api_config,
+        topics,
+        table,
+        boot: settings.clone(),
         stats,
         readiness,
         stop,
         tracker,
         log,
     })
+}
+
+/// The configured topics plus every consumer entry's dead-letter topic,
+/// created like its source topic.
+fn wanted_topics(settings: &Settings) -> Vec<WantedTopic> {
+    let mut topics: Vec<WantedTopic> = settings
+        .kafka
+        .topics
+        .iter()
+        .map(|t| WantedTopic {
+            name: t.name.clone(),
+            partitions: t.partitions,
+            replication_factor: t.replication_factor,
+        })
+        .collect();
+    for c in &settings.consumers {
+        let (Some(dlq), Some(source)) = (
+            &c.dead_letter_topic,
+            settings.kafka.topics.iter().find(|t| t.name == c.topic),
+        ) else {
+            continue;
+        };
+        if !topics.iter().any(|t| &t.name == dlq) {
+            topics.push(WantedTopic {
+                name: dlq.clone(),
+                partitions: source.partitions,
+                replication_factor: source.replication_factor,
+            });
+        }
+    }
+    topics
+}
+
+/// The handlers' reloadable settings.
+fn api_config(settings: &Settings) -> ApiConfig {
+    ApiConfig {
+        acl: AclTable::new(&settings.producer.acl),
+        default_ack: settings.producer.default_ack,
+        ack_timeout: settings.producer.ack_timeout,
+        body_limit: settings.http.body_limit,
+    }
 }
 
 impl Running {
@@ -156,18 +241,29 @@ impl Running {
         &self.readiness
     }
 
-    /// Stops in order: HTTP (requests in progress finish), then the ingest
-    /// queue is flushed to Kafka within `grace`, then background tasks end.
+    /// Stops in order, each step bounded by `grace`: HTTP stops taking calls
+    /// (requests in progress finish); the ingest queue is flushed to Kafka;
+    /// consumer entries stop fetching, let in-flight deliveries finish (or
+    /// abandon them after their drain timeout, uncommitted), commit and leave
+    /// their groups; then the delivery threads and background tasks end.
     pub async fn shutdown(self, grace: Duration) {
+        let started = tokio::time::Instant::now();
         info!(self.log, "shutting down"; "grace_ms" => grace.as_millis());
         self.server.stop(true).await;
         if let Err(e) = self.server_task.await {
             warn!(self.log, "http server task failed"; "error" => %e);
         }
-        let unwritten = self.producer.shutdown(grace).await;
+        let left = |started: tokio::time::Instant| grace.saturating_sub(started.elapsed());
+        let unwritten = self.producer.shutdown(left(started)).await;
+        self.consumers.stop_all(left(started)).await;
+        match Arc::try_unwrap(self.pool) {
+            Ok(pool) => pool.shutdown(left(started).max(Duration::from_millis(100))).await,
+            Err(_) => warn!(self.log, "delivery threads still referenced at shutdown"),
+        }
         self.stop.cancel();
         self.tracker.close();
         self.tracker.wait().await;
-        info!(self.log, "bigpipe stopped"; "unwritten_calls" => unwritten);
+        info!(self.log, "bigpipe stopped"; "unwritten_calls" => unwritten,
+            "took_ms" => started.elapsed().as_millis());
     }
 }

@@ -13,16 +13,25 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use chrono::{DateTime, Local};
 use slog::{Drain, Level, Logger, Never, OwnedKVList, Record, o};
 use slog_async::{AsyncCore, AsyncGuard};
 
-/// Flushes queued lines when dropped; keep it alive until exit.
+/// Flushes queued lines when dropped; keep it alive until exit. Also changes
+/// the level at run time (hot reload).
 #[allow(missing_debug_implementations)]
 pub struct LogGuard {
     _guard: AsyncGuard,
+    level: Arc<AtomicUsize>,
+}
+
+impl LogGuard {
+    /// Sets the most verbose level that is still written.
+    pub fn set_level(&self, level: Level) {
+        self.level.store(level.as_usize(), Ordering::Relaxed);
+    }
 }
 
 /// Where log lines go.
@@ -65,8 +74,15 @@ pub fn init(
         .blocking(false)
         .thread_name("bigpipe-log".into())
         .build_with_guard();
-    let drain = slog::LevelFilter::new(CountDrops { inner: core, dropped }, level);
-    Ok((Logger::root(drain.fuse(), o!()), LogGuard { _guard: guard }))
+    let level = Arc::new(AtomicUsize::new(level.as_usize()));
+    let drain = DynLevel {
+        inner: CountDrops { inner: core, dropped },
+        level: Arc::clone(&level),
+    };
+    Ok((
+        Logger::root(drain.fuse(), o!()),
+        LogGuard { _guard: guard, level },
+    ))
 }
 
 /// A logger that discards everything, for tests and tools.
@@ -83,6 +99,25 @@ pub fn level_from_go(n: i64) -> Option<Level> {
         4 => Some(Level::Info),
         5 => Some(Level::Debug),
         _ => None,
+    }
+}
+
+/// Drops records more verbose than a level that can change at run time.
+/// Filtering happens before the queue, so filtered lines cost no queue slot.
+struct DynLevel<D> {
+    inner: D,
+    level: Arc<AtomicUsize>,
+}
+
+impl<D: Drain<Ok = (), Err = Never>> Drain for DynLevel<D> {
+    type Ok = ();
+    type Err = Never;
+
+    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), Never> {
+        if record.level().as_usize() <= self.level.load(Ordering::Relaxed) {
+            self.inner.log(record, values)?;
+        }
+        Ok(())
     }
 }
 
@@ -247,6 +282,10 @@ mod tests {
         .unwrap();
         info!(log, "hello world"; "call_id" => "abc", "note" => "two words");
         slog::debug!(log, "filtered out");
+        guard.set_level(Level::Debug);
+        slog::debug!(log, "debug after reload");
+        guard.set_level(Level::Error);
+        info!(log, "info filtered after reload");
         drop(log);
         drop(guard);
         let files: Vec<_> = fs::read_dir(dir.path().join("logs"))
@@ -264,6 +303,8 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("filtered out"));
+        assert!(text.contains("debug after reload"));
+        assert!(!text.contains("info filtered after reload"));
         assert_eq!(dropped.load(Ordering::Relaxed), 0);
     }
 

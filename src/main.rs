@@ -1,16 +1,16 @@
 //! The `bigpipe` binary: parse arguments, load config, start, wait for a signal.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use bigpipe::config::{self, Settings};
 use bigpipe::logging::{self, Target};
-use bigpipe::stats::Stats;
+use bigpipe::shutdown::{Signal, Signals};
+use bigpipe::stats::{self, Stats};
 
 /// A durable, rate-limited asynchronous HTTP call pipe on Kafka.
 #[derive(Debug, Parser)]
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         println!("{}: ok", args.config.display());
         return ExitCode::SUCCESS;
     }
-    match run(&settings) {
+    match run(&args.config, &settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bigpipe: {e}");
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
+fn run(path: &Path, settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
     let stats = Arc::new(Stats::new(settings.kafka.topics.iter().map(|t| t.name.as_str())));
     let target = match &settings.log.directory {
         Some(dir) => Target::Directory(dir.clone()),
@@ -79,12 +79,43 @@ fn run(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
         .thread_name("bigpipe")
         .build()?;
     runtime.block_on(async {
-        let running = bigpipe::app::start(settings, listener, log.clone(), stats)?;
-        let signal = bigpipe::shutdown::wait().await?;
-        slog::info!(log, "signal received"; "signal" => ?signal);
-        running.shutdown(Duration::from_secs(30)).await;
+        // Installed before anything starts, so an early signal is not lost.
+        let mut signals = Signals::new()?;
+        let mut running = bigpipe::app::start(settings, listener, log.clone(), stats)?;
+        loop {
+            match signals.next().await {
+                Signal::Stop => break,
+                Signal::Reload => match config::load(path) {
+                    Ok(new) => {
+                        for warning in &new.warnings {
+                            slog::warn!(log, "config warning"; "warning" => warning);
+                        }
+                        guard.set_level(new.log.level);
+                        match running.reload(new).await {
+                            Ok(_) => stats::inc(&running.stats().reloads),
+                            Err(e) => {
+                                stats::inc(&running.stats().reloads_rejected);
+                                slog::error!(log, "reload failed part-way"; "error" => %e);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        stats::inc(&running.stats().reloads_rejected);
+                        // The same list check-config prints; the old config stays in force.
+                        for problem in &e.problems {
+                            slog::error!(log, "reload rejected, keeping the running config";
+                                "key" => &problem.key, "problem" => &problem.message);
+                        }
+                    }
+                },
+            }
+        }
+        slog::info!(log, "stop signal received");
+        running.shutdown(settings.shutdown.grace).await;
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;
+    // Dropping the runtime ends the remaining blocking threads; then flush the logs.
+    drop(runtime);
     drop(log);
     drop(guard);
     Ok(())

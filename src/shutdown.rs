@@ -1,23 +1,47 @@
 //! The one place that listens to process signals.
+//!
+//! actix-web's own signal handling is turned off (`disable_signals`), so this
+//! module alone decides what SIGINT, SIGTERM and SIGUSR1 mean.
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal as UnixSignal, SignalKind, signal};
 
 /// A signal bigpipe acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
     /// SIGINT or SIGTERM: graceful shutdown.
     Stop,
+    /// SIGUSR1: reload the config.
+    Reload,
 }
 
-/// Waits for SIGINT or SIGTERM.
-///
-/// # Errors
-/// When the signal handlers cannot be installed.
-pub async fn wait() -> std::io::Result<Signal> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => Ok(Signal::Stop),
-        _ = int.recv() => Ok(Signal::Stop),
+/// The installed handlers. Create once: a signal that arrives between two
+/// [`Signals::next`] calls is kept, not lost.
+#[derive(Debug)]
+pub struct Signals {
+    term: UnixSignal,
+    int: UnixSignal,
+    usr1: UnixSignal,
+}
+
+impl Signals {
+    /// Installs the handlers.
+    ///
+    /// # Errors
+    /// When a handler cannot be installed.
+    pub fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            usr1: signal(SignalKind::user_defined1())?,
+        })
+    }
+
+    /// Waits for the next signal.
+    pub async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
+            _ = self.usr1.recv() => Signal::Reload,
+        }
     }
 }

@@ -46,6 +46,94 @@ pub struct QueueStats {
     pub bytes: Arc<AtomicI64>,
 }
 
+/// What `/stats` shows of one assigned partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionView {
+    /// The last committed position, if any.
+    pub committed: Option<i64>,
+    /// The partition's high watermark at the last fetch.
+    pub high_watermark: i64,
+}
+
+/// Counters of one consumer entry (`consumerStats[i]`, and summed per topic into `clientStats`).
+#[derive(Debug, Default)]
+pub struct ConsumerStats {
+    /// The entry's group id.
+    pub group_id: String,
+    /// The entry's topic.
+    pub topic: String,
+    /// Records taken from Kafka (Go: `handleMessage`).
+    pub handle_message: AtomicU64,
+    /// Records that are not valid calls (Go: `invalidMessage`).
+    pub invalid_message: AtomicU64,
+    /// Calls started (Go: `rpcTotal`).
+    pub rpc_total: AtomicU64,
+    /// Calls delivered (Go: `rpcSuccess`).
+    pub rpc_success: AtomicU64,
+    /// Calls that used every attempt or were not retryable (Go: `rpcFail`).
+    pub rpc_fail: AtomicU64,
+    /// Attempts after the first (Go: `rpcRetries`).
+    pub rpc_retries: AtomicU64,
+    /// Calls written to the dead-letter topic.
+    pub dead_lettered: AtomicU64,
+    /// Calls read and not finished.
+    pub in_flight: AtomicI64,
+    /// Calls waiting for a retry.
+    pub retries_scheduled: AtomicI64,
+    /// Per assigned partition: committed offset and high watermark.
+    pub partitions: std::sync::Mutex<BTreeMap<i32, PartitionView>>,
+}
+
+impl ConsumerStats {
+    /// Updates the view of `partition`.
+    pub fn set_partition(&self, partition: i32, update: impl FnOnce(&mut PartitionView)) {
+        let mut map = self
+            .partitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        update(map.entry(partition).or_default());
+    }
+
+    /// Forgets partitions no longer assigned.
+    pub fn remove_partition(&self, partition: i32) {
+        let mut map = self
+            .partitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.remove(&partition);
+    }
+
+    fn to_json(&self) -> Value {
+        let partitions: BTreeMap<String, Value> = self
+            .partitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(p, v)| {
+                let lag = v.committed.map(|c| (v.high_watermark - c).max(0));
+                (
+                    p.to_string(),
+                    json!({"committed": v.committed, "highWatermark": v.high_watermark, "lag": lag}),
+                )
+            })
+            .collect();
+        json!({
+            "deadLettered": load(&self.dead_lettered),
+            "groupId": self.group_id,
+            "handleMessage": load(&self.handle_message),
+            "inFlight": self.in_flight.load(Ordering::Relaxed),
+            "invalidMessage": load(&self.invalid_message),
+            "partitions": partitions,
+            "retriesScheduled": self.retries_scheduled.load(Ordering::Relaxed),
+            "rpcFail": load(&self.rpc_fail),
+            "rpcRetries": load(&self.rpc_retries),
+            "rpcSuccess": load(&self.rpc_success),
+            "rpcTotal": load(&self.rpc_total),
+            "topic": self.topic,
+        })
+    }
+}
+
 /// The registry of every counter. One per process, shared through `Arc`.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -55,7 +143,12 @@ pub struct Stats {
     pub queue: QueueStats,
     /// Log lines dropped because the async log queue was full.
     pub log_dropped: Arc<AtomicU64>,
+    /// Config reloads applied.
+    pub reloads: AtomicU64,
+    /// Config reloads rejected (the old config stayed).
+    pub reloads_rejected: AtomicU64,
     producer: RwLock<BTreeMap<String, Arc<ProducerStats>>>,
+    consumers: RwLock<Vec<Arc<ConsumerStats>>>,
 }
 
 impl Stats {
@@ -81,6 +174,29 @@ impl Stats {
         Arc::clone(map.entry(topic.to_owned()).or_default())
     }
 
+    /// Returns the counters of the consumer entry (`group_id`, `topic`),
+    /// creating them on first use; a reloaded entry keeps its counters.
+    pub fn consumer(&self, group_id: &str, topic: &str) -> Arc<ConsumerStats> {
+        let found = read(&self.consumers)
+            .iter()
+            .find(|c| c.group_id == group_id && c.topic == topic)
+            .cloned();
+        if let Some(found) = found {
+            return found;
+        }
+        let mut list = write(&self.consumers);
+        if let Some(found) = list.iter().find(|c| c.group_id == group_id && c.topic == topic) {
+            return Arc::clone(found);
+        }
+        let created = Arc::new(ConsumerStats {
+            group_id: group_id.to_owned(),
+            topic: topic.to_owned(),
+            ..Default::default()
+        });
+        list.push(Arc::clone(&created));
+        created
+    }
+
     /// Renders the `/stats` `data` object.
     pub fn to_json(&self) -> Value {
         let producers = read(&self.producer);
@@ -97,12 +213,37 @@ impl Stats {
                 )
             })
             .collect();
+        let consumers = read(&self.consumers);
+        // clientStats is keyed by topic, as in the Go version: all groups on a topic add up.
+        let mut client: BTreeMap<&str, [u64; 4]> = BTreeMap::new();
+        for c in consumers.iter() {
+            let sums = client.entry(c.topic.as_str()).or_default();
+            for (sum, counter) in
+                sums.iter_mut()
+                    .zip([&c.rpc_fail, &c.rpc_retries, &c.rpc_success, &c.rpc_total])
+            {
+                *sum += load(counter);
+            }
+        }
+        let client: BTreeMap<&str, Value> = client
+            .into_iter()
+            .map(|(topic, [fail, retries, success, total])| {
+                (
+                    topic,
+                    json!({"circuitIsBreak": 0, "rpcFail": fail, "rpcRetries": retries,
+                           "rpcSuccess": success, "rpcTotal": total}),
+                )
+            })
+            .collect();
+        let consumer_list: Vec<Value> = consumers.iter().map(|c| c.to_json()).collect();
         json!({
-            "clientStats": {},
-            "consumerStats": [],
+            "clientStats": client,
+            "consumerStats": consumer_list,
             "producerStats": producer,
             "serverStats": {
                 "acceptedCall": load(&self.server.accepted),
+                "configReloads": load(&self.reloads),
+                "configReloadsRejected": load(&self.reloads_rejected),
                 "logDropped": self.log_dropped.load(Ordering::Relaxed),
                 "overloadCall": load(&self.server.overload),
                 "queuedBytes": self.queue.bytes.load(Ordering::Relaxed),
@@ -151,6 +292,28 @@ mod tests {
         let stats = Stats::new(["a"]);
         inc(&stats.producer("zzz").delivery_fail);
         assert_eq!(stats.to_json()["producerStats"]["zzz"]["deliveryFail"], 1);
+    }
+
+    #[test]
+    fn client_stats_add_up_the_groups_of_a_topic() {
+        let stats = Stats::new([]);
+        let g1 = stats.consumer("G1", "test");
+        let g2 = stats.consumer("G2", "test");
+        assert!(Arc::ptr_eq(&g1, &stats.consumer("G1", "test")));
+        for _ in 0..11 {
+            inc(&g1.rpc_total);
+            inc(&g2.rpc_total);
+        }
+        inc(&g2.handle_message);
+        g1.set_partition(0, |v| {
+            v.committed = Some(5);
+            v.high_watermark = 9;
+        });
+        let v = stats.to_json();
+        assert_eq!(v["clientStats"]["test"]["rpcTotal"], 22);
+        assert_eq!(v["consumerStats"][0]["groupId"], "G1");
+        assert_eq!(v["consumerStats"][1]["handleMessage"], 1);
+        assert_eq!(v["consumerStats"][0]["partitions"]["0"]["lag"], 4);
     }
 
     #[test]

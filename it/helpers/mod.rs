@@ -1,5 +1,9 @@
 //! Shared test plumbing: the broker, an in-process bigpipe, record readers.
 
+pub(crate) mod load;
+pub(crate) mod process;
+pub(crate) mod target;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -24,7 +28,7 @@ static BROKER: RwLock<()> = RwLock::const_new(());
 
 /// The broker address under test.
 pub(crate) fn bootstrap() -> String {
-    std::env::var("BIGPIPE_IT_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+    std::env::var("IT_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
 /// Shared use of the broker; fails loudly when it does not answer.
@@ -47,7 +51,7 @@ async fn require_broker() {
     assert!(
         matches!(ok, Ok(Ok(_))),
         "no Kafka broker answers at {addr}: start one with `scripts/kafka.sh up` (make it does this) \
-         or point BIGPIPE_IT_KAFKA at one"
+         or point IT_KAFKA_BOOTSTRAP at one"
     );
 }
 

@@ -34,9 +34,11 @@ pub async fn call(req: HttpRequest, payload: web::Payload, state: web::Data<ApiS
 }
 
 async fn accept(req: &HttpRequest, payload: web::Payload, state: &ApiState) -> Result<String, CallError> {
-    let body = read_body(req, payload, state.body_limit).await?;
+    // One snapshot for the whole request, so a reload never mixes old and new settings.
+    let config = state.config.load_full();
+    let body = read_body(req, payload, config.body_limit).await?;
     let call = request::parse(&body)?;
-    let topic = state
+    let topic = config
         .acl
         .check(&call.acl_name, &call.acl_secret)
         .ok_or(CallError::Forbidden)?;
@@ -49,7 +51,7 @@ async fn accept(req: &HttpRequest, payload: web::Payload, state: &ApiState) -> R
         partition: 0,
         create_time: chrono::Utc::now().timestamp_millis(),
     };
-    let want_ack = call.ack.unwrap_or(state.default_ack) == AckMode::Kafka;
+    let want_ack = call.ack.unwrap_or(config.default_ack) == AckMode::Kafka;
     let submitted = state.producer.submit(Call {
         id: id.clone(),
         key: call.partition_key,
@@ -68,7 +70,7 @@ async fn accept(req: &HttpRequest, payload: web::Payload, state: &ApiState) -> R
     };
     inc(&state.stats.server.accepted);
     if let Some(ack) = ack {
-        match tokio::time::timeout(state.ack_timeout, ack).await {
+        match tokio::time::timeout(config.ack_timeout, ack).await {
             Ok(Ok(Ok(_offset))) => {}
             Ok(Ok(Err(e))) => {
                 warn!(state.log, "acknowledged call failed"; "call_id" => &id, "error" => %e);

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
+use arc_swap::ArcSwap;
 use slog::Logger;
 
 use crate::config::AckMode;
@@ -20,23 +21,30 @@ use crate::producer::ProducerHandle;
 use crate::stats::Stats;
 use acl::AclTable;
 
-/// What the handlers share.
-#[derive(Debug)]
-pub struct ApiState {
-    /// Queue into Kafka.
-    pub producer: ProducerHandle,
+/// The part of the handlers' settings that a hot reload replaces.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
     /// Callers and their topics.
     pub acl: AclTable,
-    /// Counters.
-    pub stats: Arc<Stats>,
-    /// Kafka readiness, for `/readyz`.
-    pub readiness: Arc<Readiness>,
     /// Acknowledgement mode when a call does not say.
     pub default_ack: AckMode,
     /// How long an `"ack": "kafka"` call waits.
     pub ack_timeout: Duration,
     /// Largest accepted body.
     pub body_limit: usize,
+}
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct ApiState {
+    /// Queue into Kafka.
+    pub producer: ProducerHandle,
+    /// Reloadable settings; each request reads one consistent snapshot.
+    pub config: Arc<ArcSwap<ApiConfig>>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Kafka readiness, for `/readyz`.
+    pub readiness: Arc<Readiness>,
     /// Logger.
     pub log: Logger,
 }

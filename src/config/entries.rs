@@ -1,15 +1,14 @@
-//! The array keys: `kafka.topics`, `kafka.producer.acl`, `kafka.consumer.list`, and the
-//! cross-references between them (every ACL and consumer topic must be a configured topic).
+//! The array keys `kafka.topics` and `kafka.producer.acl`, and the reference check every ACL and
+//! consumer topic goes through (it must be a configured topic). `kafka.consumer.list` is read
+//! in `consumer`.
 
 use std::collections::{HashMap, HashSet};
 
 use figment::value::{Dict, Value};
 
-use super::reader::{Checker, lookup, show_f64};
-use super::rules::{
-    MAX_CONCURRENCY, MAX_PARTITIONS, MAX_RATE, MAX_RETRIES, MIN_RATE, ms, topic_name_problem,
-};
-use super::settings::{AclEntry, ConsumerSettings, TopicSettings};
+use super::reader::{Checker, lookup};
+use super::rules::{MAX_PARTITIONS, topic_name_problem};
+use super::settings::{AclEntry, TopicSettings};
 
 /// Names of the configured topics, for checking references to them.
 ///
@@ -125,102 +124,12 @@ pub(crate) fn acl(c: &mut Checker<'_>, root: &Dict, topics: &TopicNames) -> Vec<
     acl
 }
 
-/// Reads `kafka.consumer.list`:
-/// `[{topic, groupId, rateLimit, timeout?, retries?, concurrency?, circuitBreaker?}]`, default empty.
-pub(crate) fn consumers(c: &mut Checker<'_>, root: &Dict, topics: &TopicNames) -> Vec<ConsumerSettings> {
-    const KEY: &str = "kafka.consumer.list";
-    const KNOWN: &[&str] = &[
-        "topic",
-        "groupId",
-        "rateLimit",
-        "timeout",
-        "retries",
-        "concurrency",
-        "circuitBreaker",
-    ];
-    let Some(items) = array_at(c, root, KEY) else {
-        return Vec::new();
-    };
-    let mut consumers = Vec::new();
-    let mut first_seen: HashMap<(String, String), String> = HashMap::new();
-    for (i, item) in items.iter().enumerate() {
-        let path = format!("{KEY}[{i}]");
-        let Some(entry) = c.table(&path, item) else {
-            continue;
-        };
-        c.unknown_entry_keys(entry, &path, KNOWN);
-        let topic = c.required(entry, &path, "topic", |c, key, value| {
-            known_topic(c, key, value, topics)
-        });
-        let group_id = c.required(entry, &path, "groupId", Checker::non_empty_string);
-        let rate_limit = c.required(entry, &path, "rateLimit", rate_limit);
-        // Defaults are the values of the shipped Go config; Go had none and panicked instead.
-        let timeout = c.optional(entry, &path, "timeout", ms(3000), |c, key, value| {
-            c.millis(key, value, 1)
-        });
-        let retries = c.optional(entry, &path, "retries", 2, |c, key, value| {
-            c.int_in::<u32>(key, value, 0, MAX_RETRIES)
-        });
-        // Go: 0 made an unbuffered channel and deadlocked the consumer forever.
-        let concurrency = c.optional(entry, &path, "concurrency", 5, |c, key, value| {
-            c.int_in::<usize>(key, value, 1, MAX_CONCURRENCY)
-        });
-        if let Some(breaker) = entry.get("circuitBreaker") {
-            c.warn(
-                &format!("{path}.circuitBreaker"),
-                Some(breaker),
-                format!("{path}.circuitBreaker is ignored: circuit breakers are not implemented yet"),
-            );
-        }
-        let (Some(topic), Some(group_id), Some(rate_limit)) = (topic, group_id, rate_limit) else {
-            continue;
-        };
-        let pair = (topic.clone(), group_id.clone());
-        if let Some(first) = first_seen.get(&pair) {
-            // Two entries in one group would split the topic's partitions between them, each
-            // with its own limits: almost certainly a copy-paste mistake.
-            let key = format!("{path}.groupId");
-            c.problem(
-                &key,
-                entry.get("groupId"),
-                format!("topic '{topic}' with groupId '{group_id}' is already consumed by {first}"),
-            );
-            continue;
-        }
-        first_seen.insert(pair, path);
-        consumers.push(ConsumerSettings {
-            topic,
-            group_id,
-            rate_limit,
-            timeout,
-            retries,
-            concurrency,
-        });
-    }
-    consumers
-}
-
-/// `rateLimit`: calls per second for the whole entry, fractions allowed (Go truncated to int).
-fn rate_limit(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<f64> {
-    let rate = c.number(key, value)?;
-    let shown = show_f64(rate);
-    let message = if rate <= 0.0 {
-        format!("must be greater than 0 calls per second, got {shown}")
-    } else if rate < MIN_RATE {
-        format!("must be at least {MIN_RATE} calls per second, got {shown}")
-    } else if rate > MAX_RATE {
-        format!(
-            "must be at most {} calls per second, got {shown}",
-            show_f64(MAX_RATE)
-        )
-    } else {
-        return Some(rate);
-    };
-    c.problem(key, Some(value), message);
-    None
-}
-
-fn known_topic(c: &mut Checker<'_>, key: &str, value: &Value, topics: &TopicNames) -> Option<String> {
+pub(crate) fn known_topic(
+    c: &mut Checker<'_>,
+    key: &str,
+    value: &Value,
+    topics: &TopicNames,
+) -> Option<String> {
     let topic = c.non_empty_string(key, value)?;
     match topics {
         Some(names) if !names.contains(&topic) => {
@@ -235,7 +144,7 @@ fn known_topic(c: &mut Checker<'_>, key: &str, value: &Value, topics: &TopicName
     }
 }
 
-fn array_at<'v>(c: &mut Checker<'_>, root: &'v Dict, key: &str) -> Option<&'v [Value]> {
+pub(crate) fn array_at<'v>(c: &mut Checker<'_>, root: &'v Dict, key: &str) -> Option<&'v [Value]> {
     let value = lookup(root, key)?;
     c.array(key, value)
 }

@@ -27,10 +27,13 @@
 //! Keys that Go read but bigpipe does not use (`kafka.producer.retries`,
 //! `kafka.producer.channel.size`, `circuitBreaker`) and unknown keys become [`Settings::warnings`].
 
+mod consumer;
 mod entries;
 mod error;
 mod reader;
 mod rules;
+
+pub(crate) use rules::status_range;
 mod settings;
 mod source;
 mod validate;
@@ -43,8 +46,8 @@ use std::path::Path;
 
 pub use error::{ConfigError, Problem};
 pub use settings::{
-    AckMode, AclEntry, ConsumerSettings, HttpSettings, KafkaSettings, LogSettings, ProducerSettings,
-    Settings, TopicSettings,
+    AckMode, AclEntry, Assignor, ConsumerSettings, DeliverySettings, HttpSettings, KafkaSettings,
+    LogSettings, OffsetReset, ProducerSettings, Settings, ShutdownSettings, TopicSettings,
 };
 
 use source::Sources;

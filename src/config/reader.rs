@@ -106,9 +106,27 @@ impl<'a> Checker<'a> {
         default: T,
         read: impl FnOnce(&mut Self, &str, &Value) -> Option<T>,
     ) -> T {
+        self.optional_checked(entry, parent, key, None, |c, key, value| {
+            read(c, key, value).map(Some)
+        })
+        .flatten()
+        .unwrap_or(default)
+    }
+
+    /// Like [`Checker::optional`], but `None` when the value is present and invalid (problem
+    /// recorded). For values that other checks compare against: comparing with a default the
+    /// user did not choose would add a second, misleading problem.
+    pub(crate) fn optional_checked<T>(
+        &mut self,
+        entry: &Dict,
+        parent: &str,
+        key: &str,
+        default: T,
+        read: impl FnOnce(&mut Self, &str, &Value) -> Option<T>,
+    ) -> Option<T> {
         match entry.get(key) {
-            Some(value) => read(self, &format!("{parent}.{key}"), value).unwrap_or(default),
-            None => default,
+            Some(value) => read(self, &format!("{parent}.{key}"), value),
+            None => Some(default),
         }
     }
 
@@ -230,8 +248,28 @@ impl<'a> Checker<'a> {
 
     /// A number of milliseconds, at least `min`, at most [`MAX_MS`].
     pub(crate) fn millis(&mut self, key: &str, value: &Value, min: u64) -> Option<Duration> {
-        self.int_in::<u64>(key, value, i128::from(min), i128::from(MAX_MS))
+        self.millis_in(key, value, min, MAX_MS)
+    }
+
+    /// A number of milliseconds within `min..=max`.
+    pub(crate) fn millis_in(&mut self, key: &str, value: &Value, min: u64, max: u64) -> Option<Duration> {
+        self.int_in::<u64>(key, value, i128::from(min), i128::from(max))
             .map(Duration::from_millis)
+    }
+
+    /// One of a fixed set of names, case-insensitive; `choices` pairs each name with its value.
+    pub(crate) fn choice<T: Copy>(&mut self, key: &str, value: &Value, choices: &[(&str, T)]) -> Option<T> {
+        let name = self.string(key, value)?;
+        if let Some((_, choice)) = choices.iter().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+            return Some(*choice);
+        }
+        let names: Vec<String> = choices.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+        let expected = match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.concat(),
+        };
+        self.problem(key, Some(value), format!("expected {expected}, got '{name}'"));
+        None
     }
 
     /// The value as a finite number, integer or float.

@@ -4,6 +4,8 @@
 //! value in bytes where ms were meant) fails at load time instead of as a panic, an abort or an
 //! overflow somewhere downstream (`Instant + Duration`, `retries + 1`, preallocated queues).
 
+use std::ops::RangeInclusive;
+
 /// `ms` milliseconds as a `Duration`, for defaults.
 pub(crate) const fn ms(ms: u64) -> std::time::Duration {
     std::time::Duration::from_millis(ms)
@@ -36,6 +38,21 @@ pub(crate) const MAX_RETRIES: i128 = 1_000;
 
 /// Upper bound for `http.server.workers` (threads).
 pub(crate) const MAX_WORKERS: i128 = 1_024;
+
+/// `sessionTimeout` bounds in ms. Brokers refuse values outside their own
+/// `group.min.session.timeout.ms`..`group.max.session.timeout.ms` (6 s to 30 min by default).
+pub(crate) const MIN_SESSION_MS: u64 = 1_000;
+/// See [`MIN_SESSION_MS`].
+pub(crate) const MAX_SESSION_MS: u64 = 3_600_000;
+
+/// Upper bound for `prefetchRecords`, per partition.
+pub(crate) const MAX_PREFETCH_RECORDS: i128 = 1_000_000;
+
+/// Lower bound for `prefetchBytes`, per partition: 1 KiB (the upper bound is [`MAX_CHUNK_BYTES`]).
+pub(crate) const MIN_PREFETCH_BYTES: i128 = 1 << 10;
+
+/// Upper bound for `delivery.threads`.
+pub(crate) const MAX_DELIVERY_THREADS: i128 = 64;
 
 /// `rateLimit` bounds in calls per second. The lower bound keeps the per-call interval
 /// (1 / rate) within `Duration` range; Go turned 0 into "no limit" by accident (seed §5.4).
@@ -116,6 +133,36 @@ pub(crate) fn topic_name_problem(name: &str) -> Option<String> {
     None
 }
 
+/// The HTTP statuses one `successCodes` entry stands for: a class `"2xx"` (`1xx` to `5xx`, the
+/// `x`s in either case), a status `"204"`, or an inclusive range `"200-204"`, all within
+/// 100-599. The error is the reason, naming the entry.
+pub(crate) fn status_range(code: &str) -> Result<RangeInclusive<u16>, String> {
+    if let Some(class) = code.strip_suffix("xx").or_else(|| code.strip_suffix("XX")) {
+        return match class {
+            "1" | "2" | "3" | "4" | "5" => {
+                let first = class.parse::<u16>().unwrap_or_default() * 100;
+                Ok(first..=first + 99)
+            }
+            _ => Err(format!("'{code}' is not a status class; expected 1xx to 5xx")),
+        };
+    }
+    let (first, last) = code.split_once('-').unwrap_or((code, code));
+    let (first, last) = (status(code, first)?, status(code, last)?);
+    if first > last {
+        return Err(format!("range '{code}' starts above its end"));
+    }
+    Ok(first..=last)
+}
+
+fn status(code: &str, part: &str) -> Result<u16, String> {
+    match part.parse::<u16>() {
+        Ok(status @ 100..=599) if part.len() == 3 && part.bytes().all(|b| b.is_ascii_digit()) => Ok(status),
+        _ => Err(format!(
+            "'{code}' is not an HTTP status (100-599), a range like \"200-204\" or a class like \"2xx\""
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +204,49 @@ mod tests {
         assert!(topic_name_problem("a/b").is_some());
         assert!(topic_name_problem(&"x".repeat(250)).is_some());
         assert_eq!(topic_name_problem(&"x".repeat(249)), None);
+    }
+
+    #[test]
+    fn status_ranges_are_classes_statuses_or_ranges() {
+        assert_eq!(status_range("2xx"), Ok(200..=299));
+        assert_eq!(status_range("5XX"), Ok(500..=599));
+        assert_eq!(status_range("204"), Ok(204..=204));
+        assert_eq!(status_range("200-204"), Ok(200..=204));
+        assert_eq!(status_range("100-599"), Ok(100..=599));
+        assert_eq!(status_range("301-301"), Ok(301..=301));
+    }
+
+    #[test]
+    fn malformed_status_ranges_are_refused() {
+        for bad in [
+            "",
+            "x",
+            "xx",
+            "0xx",
+            "6xx",
+            "2x",
+            "22xx",
+            "2Xx",
+            "99",
+            "600",
+            "0200",
+            "+200",
+            " 200",
+            "200 ",
+            "2000",
+            "-200",
+            "200-",
+            "200-600",
+            "204-200",
+            "200-204-206",
+            "2xx-3xx",
+            "200–204",
+        ] {
+            assert!(status_range(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert_eq!(
+            status_range("204-200"),
+            Err("range '204-200' starts above its end".to_owned())
+        );
     }
 }

@@ -20,6 +20,10 @@ pub struct Settings {
     pub consumers: Vec<ConsumerSettings>,
     /// The HTTP front end (`http.server.*`).
     pub http: HttpSettings,
+    /// The HTTP client that delivers calls (`delivery.*`).
+    pub delivery: DeliverySettings,
+    /// Process shutdown (`shutdown.*`).
+    pub shutdown: ShutdownSettings,
     /// Non-fatal findings (ignored legacy keys, unknown keys). Log them once at startup/reload.
     pub warnings: Vec<String>,
 }
@@ -118,6 +122,67 @@ pub struct ConsumerSettings {
     pub retries: u32,
     /// Maximum in-flight HTTP calls for this entry (`concurrency`), > 0.
     pub concurrency: usize,
+    /// Consumer group session timeout (`sessionTimeout`, ms), 1 s to 1 h: a member that sends
+    /// no heartbeat for this long is removed from the group.
+    pub session_timeout: Duration,
+    /// Time between heartbeats (`heartbeatInterval`, ms), less than `session_timeout`;
+    /// defaults to a third of it.
+    pub heartbeat_interval: Duration,
+    /// How long the group coordinator waits for members to rejoin during a rebalance
+    /// (`rebalanceTimeout`, ms).
+    pub rebalance_timeout: Duration,
+    /// How partitions are spread over the group's members (`assignor`).
+    pub assignor: Assignor,
+    /// Where a group without a committed offset starts (`autoOffsetReset`).
+    pub offset_reset: OffsetReset,
+    /// Topic that receives calls whose attempts are exhausted (`deadLetterTopic`), a legal
+    /// topic name different from `topic`; default `"<topic>.dlq"`. `None` (`""` in the file):
+    /// such calls are only logged and counted. It need not be in `kafka.topics`.
+    pub dead_letter_topic: Option<String>,
+    /// HTTP statuses that count as delivered (`successCodes`), at least one: `"2xx"` (a class,
+    /// `1xx` to `5xx`), `"204"` (one status) or `"200-204"` (an inclusive range), all within
+    /// 100-599; lowercase. Default `["2xx"]`.
+    pub success_codes: Vec<String>,
+    /// Upper bound of the first retry delay (`retryBackoff`, ms, may be 0); it doubles per
+    /// retry up to `retry_backoff_max` (exponential backoff with jitter, see `crate::backoff`).
+    pub retry_backoff: Duration,
+    /// Cap of the retry delay (`retryBackoffMax`, ms), at least `retry_backoff`.
+    pub retry_backoff_max: Duration,
+    /// Upper bound on the delay a `Retry-After` answer may ask for (`retryAfterMax`, ms).
+    pub retry_after_max: Duration,
+    /// Records read ahead and not yet finished, per partition (`prefetchRecords`),
+    /// 1 to 1000000. A full window stops fetching.
+    pub prefetch_records: usize,
+    /// Bytes of records read ahead and not yet finished, per partition (`prefetchBytes`),
+    /// 1 KiB to 1 GiB. A full window stops fetching.
+    pub prefetch_bytes: usize,
+    /// How often finished offsets are committed (`commitInterval`, ms).
+    pub commit_interval: Duration,
+    /// How long a revoked partition waits for its in-flight deliveries before abandoning them
+    /// (`drainTimeout`, ms); abandoned calls are delivered again by the next owner.
+    pub drain_timeout: Duration,
+    /// Longest time a fetch waits on the broker for new records (`fetchMaxWait`, ms).
+    pub fetch_max_wait: Duration,
+}
+
+/// Partition assignment strategy of a consumer group (`assignor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignor {
+    /// `"sticky"`: balanced, and partitions stay with their owner across rebalances where possible.
+    Sticky,
+    /// `"range"`: contiguous partition ranges per member (Kafka's classic default).
+    Range,
+    /// `"roundrobin"`: partitions dealt out one by one.
+    RoundRobin,
+}
+
+/// Where a consumer group without a committed offset starts reading (`autoOffsetReset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    /// `"earliest"`: the oldest retained record, so a new group delivers the backlog.
+    Earliest,
+    /// `"latest"`: only records written from now on (the Go version's behaviour).
+    Latest,
 }
 
 /// `http.server.*` keys.
@@ -135,4 +200,26 @@ pub struct HttpSettings {
     pub body_limit: usize,
     /// HTTP worker threads (`http.server.workers`); 0 means one per core.
     pub workers: usize,
+}
+
+/// `delivery.*` keys: the HTTP client that POSTs calls to their URLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliverySettings {
+    /// Threads running HTTP deliveries for all consumer entries (`delivery.threads`), 1 to 64.
+    pub threads: usize,
+    /// Timeout of establishing a connection to a target (`delivery.connect.timeout.ms`).
+    pub connect_timeout: Duration,
+    /// How long an idle connection is kept for reuse (`delivery.keepalive.ms`).
+    pub keep_alive: Duration,
+    /// At most this many bytes of a target's response body are read
+    /// (`delivery.response.max.bytes`, may be 0).
+    pub max_response_body: usize,
+}
+
+/// `shutdown.*` keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownSettings {
+    /// How long a shutdown waits for in-flight work to finish before abandoning it
+    /// (`shutdown.grace.ms`).
+    pub grace: Duration,
 }

@@ -59,8 +59,36 @@ fn load_shipped(name: &str) -> Settings {
 
 const TOPIC_TEST: &str = "[[kafka.topics]]\nname = \"test\"\npartitions = 3\n";
 
+/// The required keys of a consumer entry on topic "test".
+const REQUIRED: &str = "topic = \"test\"\ngroupId = \"G\"\nrateLimit = 1\n";
+
 fn consumer_entry(fields: &str) -> String {
     format!("{TOPIC_TEST}[[kafka.consumer.list]]\n{fields}\n")
+}
+
+/// `REQUIRED` without the line setting `key`, so that `key` can be set to something else.
+fn required_without(key: &str) -> String {
+    REQUIRED
+        .lines()
+        .filter(|line| !line.starts_with(&format!("{key} = ")))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+/// The one consumer of a config with `REQUIRED` plus `fields`.
+fn consumer(fields: &str) -> ConsumerSettings {
+    match toml(&consumer_entry(&format!("{REQUIRED}{fields}")))
+        .consumers
+        .pop()
+    {
+        Some(consumer) => consumer,
+        None => panic!("no consumer built from {fields}"),
+    }
+}
+
+/// Asserts that `REQUIRED` plus `fields` is rejected with exactly the one problem `expected`.
+fn assert_only_consumer_problem(fields: &str, expected: &str) {
+    assert_only_problem(&consumer_entry(&format!("{REQUIRED}{fields}")), expected);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -109,6 +137,22 @@ fn shipped_go_json_loads_with_the_go_values() {
 }
 
 #[test]
+fn shipped_go_json_takes_the_defaults_of_the_keys_go_did_not_have() {
+    let s = load_shipped("bigpipe.json");
+    let defaults = toml("");
+    assert_eq!(s.delivery, defaults.delivery);
+    assert_eq!(s.shutdown, defaults.shutdown);
+    for c in &s.consumers {
+        let expected = ConsumerSettings {
+            group_id: c.group_id.clone(),
+            rate_limit: 100.0,
+            ..consumer("")
+        };
+        assert_eq!(c, &expected);
+    }
+}
+
+#[test]
 fn shipped_go_json_warns_only_about_the_ignored_producer_retries() {
     // The Go HEAD file has one key bigpipe ignores; kafka.producer.channel.size was removed from
     // it in Go commit f39ec0e and is covered by `legacy_channel_size_is_ignored_with_a_warning`.
@@ -140,6 +184,8 @@ fn shipped_toml_and_go_json_describe_the_same_pipeline() {
     assert_eq!(toml.producer.acl, json.producer.acl);
     assert_eq!(toml.consumers, json.consumers);
     assert_eq!(toml.http, json.http);
+    assert_eq!(toml.delivery, json.delivery);
+    assert_eq!(toml.shutdown, json.shutdown);
     assert_eq!(toml.producer.queue_calls, json.producer.queue_calls);
 }
 
@@ -150,6 +196,8 @@ fn shipped_toml_spells_out_every_default() {
     let defaults = toml("");
     assert_eq!(shipped.log, defaults.log);
     assert_eq!(shipped.http, defaults.http);
+    assert_eq!(shipped.delivery, defaults.delivery);
+    assert_eq!(shipped.shutdown, defaults.shutdown);
     assert_eq!(shipped.kafka.bootstrap_servers, defaults.kafka.bootstrap_servers);
     assert_eq!(shipped.kafka.client_id, defaults.kafka.client_id);
     assert_eq!(shipped.kafka.request_timeout, defaults.kafka.request_timeout);
@@ -208,6 +256,21 @@ fn absent_keys_take_their_defaults() {
             write_timeout: Duration::from_millis(5000),
             body_limit: 1_048_576,
             workers: 0,
+        }
+    );
+    assert_eq!(
+        s.delivery,
+        DeliverySettings {
+            threads: 2,
+            connect_timeout: Duration::from_millis(3000),
+            keep_alive: Duration::from_millis(15_000),
+            max_response_body: 65_536,
+        }
+    );
+    assert_eq!(
+        s.shutdown,
+        ShutdownSettings {
+            grace: Duration::from_millis(30_000)
         }
     );
     assert!(s.warnings.is_empty());
@@ -632,6 +695,21 @@ fn consumer_optional_keys_default_to_the_go_shipped_values() {
             timeout: Duration::from_millis(3000),
             retries: 2,
             concurrency: 5,
+            session_timeout: Duration::from_millis(10_000),
+            heartbeat_interval: Duration::from_millis(3333),
+            rebalance_timeout: Duration::from_millis(30_000),
+            assignor: Assignor::Sticky,
+            offset_reset: OffsetReset::Earliest,
+            dead_letter_topic: Some("test.dlq".into()),
+            success_codes: vec!["2xx".into()],
+            retry_backoff: Duration::from_millis(200),
+            retry_backoff_max: Duration::from_millis(30_000),
+            retry_after_max: Duration::from_millis(60_000),
+            prefetch_records: 1000,
+            prefetch_bytes: 4_194_304,
+            commit_interval: Duration::from_millis(1000),
+            drain_timeout: Duration::from_millis(10_000),
+            fetch_max_wait: Duration::from_millis(500),
         }]
     );
 }
@@ -731,6 +809,339 @@ fn circuit_breaker_and_unknown_entry_keys_are_warnings() {
             "kafka.consumer.list[0].circuitBreaker is ignored: circuit breakers are not \
              implemented yet",
         ]
+    );
+}
+
+#[test]
+fn consumer_group_and_delivery_keys_are_read() {
+    let c = consumer(
+        "sessionTimeout = 6000\nheartbeatInterval = 1000\nrebalanceTimeout = 60000\n\
+         assignor = \"RoundRobin\"\nautoOffsetReset = \"latest\"\ndeadLetterTopic = \"elsewhere\"\n\
+         successCodes = [\"2xx\", \"304\", \"400-404\", \"5XX\"]\nretryBackoff = 0\n\
+         retryBackoffMax = 0\nretryAfterMax = 1\nprefetchRecords = 1\nprefetchBytes = 1024\n\
+         commitInterval = 2\ndrainTimeout = 3\nfetchMaxWait = 4",
+    );
+    assert_eq!(c.session_timeout, Duration::from_millis(6000));
+    assert_eq!(c.heartbeat_interval, Duration::from_millis(1000));
+    assert_eq!(c.rebalance_timeout, Duration::from_millis(60_000));
+    assert_eq!(c.assignor, Assignor::RoundRobin);
+    assert_eq!(c.offset_reset, OffsetReset::Latest);
+    // Need not be in kafka.topics: bigpipe creates it.
+    assert_eq!(c.dead_letter_topic.as_deref(), Some("elsewhere"));
+    assert_eq!(c.success_codes, vec!["2xx", "304", "400-404", "5xx"]);
+    assert_eq!(c.retry_backoff, Duration::ZERO);
+    assert_eq!(c.retry_backoff_max, Duration::ZERO);
+    assert_eq!(c.retry_after_max, Duration::from_millis(1));
+    assert_eq!(c.prefetch_records, 1);
+    assert_eq!(c.prefetch_bytes, 1024);
+    assert_eq!(c.commit_interval, Duration::from_millis(2));
+    assert_eq!(c.drain_timeout, Duration::from_millis(3));
+    assert_eq!(c.fetch_max_wait, Duration::from_millis(4));
+    assert_eq!(consumer("assignor = \"range\"").assignor, Assignor::Range);
+    assert_eq!(consumer("assignor = \"sticky\"").assignor, Assignor::Sticky);
+    assert_eq!(
+        consumer("autoOffsetReset = \"EARLIEST\"").offset_reset,
+        OffsetReset::Earliest
+    );
+}
+
+#[test]
+fn heartbeat_defaults_to_a_third_of_the_session_timeout() {
+    let c = consumer("sessionTimeout = 6000");
+    assert_eq!(c.heartbeat_interval, Duration::from_millis(2000));
+    let c = consumer("sessionTimeout = 1000");
+    assert_eq!(c.heartbeat_interval, Duration::from_millis(333));
+}
+
+#[test]
+fn session_timeout_is_range_checked() {
+    assert_only_consumer_problem(
+        "sessionTimeout = 999",
+        "kafka.consumer.list[0].sessionTimeout: must be at least 1000, got 999",
+    );
+    assert_only_consumer_problem(
+        "sessionTimeout = 3600001",
+        "kafka.consumer.list[0].sessionTimeout: must be at most 3600000, got 3600001",
+    );
+    assert_eq!(
+        consumer("sessionTimeout = 3600000").session_timeout,
+        Duration::from_secs(3600)
+    );
+}
+
+#[test]
+fn heartbeat_must_be_shorter_than_the_session_timeout() {
+    assert_only_consumer_problem(
+        "heartbeatInterval = 10000",
+        "kafka.consumer.list[0].heartbeatInterval: must be less than sessionTimeout (10000), got 10000",
+    );
+    assert_only_consumer_problem(
+        "sessionTimeout = 6000\nheartbeatInterval = 7000",
+        "kafka.consumer.list[0].heartbeatInterval: must be less than sessionTimeout (6000), got 7000",
+    );
+    assert_only_consumer_problem(
+        "heartbeatInterval = 0",
+        "kafka.consumer.list[0].heartbeatInterval: must be at least 1, got 0",
+    );
+    assert_eq!(
+        consumer("heartbeatInterval = 9999").heartbeat_interval,
+        Duration::from_millis(9999)
+    );
+}
+
+#[test]
+fn invalid_session_timeout_does_not_cascade_into_the_heartbeat_check() {
+    // Comparing with the default 10000 the user did not choose would only confuse.
+    assert_only_consumer_problem(
+        "sessionTimeout = 500\nheartbeatInterval = 20000",
+        "kafka.consumer.list[0].sessionTimeout: must be at least 1000, got 500",
+    );
+}
+
+#[test]
+fn unknown_assignor_or_offset_reset_is_a_problem() {
+    assert_only_consumer_problem(
+        "assignor = \"cooperative\"",
+        "kafka.consumer.list[0].assignor: expected \"sticky\", \"range\" or \"roundrobin\", \
+         got 'cooperative'",
+    );
+    assert_only_consumer_problem(
+        "autoOffsetReset = \"none\"",
+        "kafka.consumer.list[0].autoOffsetReset: expected \"earliest\" or \"latest\", got 'none'",
+    );
+    assert_only_consumer_problem(
+        "autoOffsetReset = 1",
+        "kafka.consumer.list[0].autoOffsetReset: expected a string, got a number (1)",
+    );
+}
+
+#[test]
+fn empty_dead_letter_topic_turns_dead_lettering_off() {
+    assert_eq!(consumer("deadLetterTopic = \"\"").dead_letter_topic, None);
+}
+
+#[test]
+fn dead_letter_topic_must_be_a_legal_name_other_than_the_topic() {
+    assert_only_consumer_problem(
+        "deadLetterTopic = \"test\"",
+        "kafka.consumer.list[0].deadLetterTopic: must differ from the entry's topic, got 'test' \
+         (\"\" turns dead-lettering off)",
+    );
+    assert_only_consumer_problem(
+        "deadLetterTopic = \"a/b\"",
+        "kafka.consumer.list[0].deadLetterTopic: topic name 'a/b' contains '/'; Kafka allows only \
+         [a-zA-Z0-9._-]",
+    );
+    assert_only_consumer_problem(
+        "deadLetterTopic = 5",
+        "kafka.consumer.list[0].deadLetterTopic: expected a string, got a number (5)",
+    );
+}
+
+#[test]
+fn too_long_default_dead_letter_topic_is_a_problem() {
+    // A legal 249-character topic has no legal "<topic>.dlq".
+    let topic = "t".repeat(249);
+    let text = format!(
+        "[[kafka.topics]]\nname = \"{topic}\"\npartitions = 1\n\
+         [[kafka.consumer.list]]\ntopic = \"{topic}\"\ngroupId = \"G\"\nrateLimit = 1"
+    );
+    assert_only_problem(
+        &text,
+        "kafka.consumer.list[0].deadLetterTopic: topic name is 253 characters long, Kafka allows at \
+         most 249 (the default, '<topic>.dlq'); set deadLetterTopic, or \"\" to turn dead-lettering off",
+    );
+    let off = toml(&format!("{text}\ndeadLetterTopic = \"\""));
+    assert_eq!(off.consumers[0].dead_letter_topic, None);
+}
+
+#[test]
+fn dead_letter_topic_of_an_unknown_topic_is_not_derived() {
+    // Only the real problem: no default dead-letter name is derived from a rejected topic.
+    assert_only_problem(
+        &consumer_entry("topic = \"nope\"\ngroupId = \"G\"\nrateLimit = 1"),
+        "kafka.consumer.list[0].topic: topic 'nope' is not in kafka.topics",
+    );
+}
+
+#[test]
+fn success_codes_are_syntax_checked_each_naming_its_index() {
+    let found = toml_problems(&consumer_entry(&format!(
+        "{REQUIRED}successCodes = [\"600\", 200, \"2xx\", \"204-200\", \"6xx\", \"20x\"]"
+    )));
+    assert_eq!(
+        found,
+        vec![
+            "kafka.consumer.list[0].successCodes[0]: '600' is not an HTTP status (100-599), a range \
+             like \"200-204\" or a class like \"2xx\"",
+            "kafka.consumer.list[0].successCodes[1]: expected a string, got a number (200)",
+            "kafka.consumer.list[0].successCodes[3]: range '204-200' starts above its end",
+            "kafka.consumer.list[0].successCodes[4]: '6xx' is not a status class; expected 1xx to 5xx",
+            "kafka.consumer.list[0].successCodes[5]: '20x' is not an HTTP status (100-599), a range \
+             like \"200-204\" or a class like \"2xx\"",
+        ]
+    );
+}
+
+#[test]
+fn success_codes_must_be_a_non_empty_array() {
+    assert_only_consumer_problem(
+        "successCodes = []",
+        "kafka.consumer.list[0].successCodes: must list at least one status, e.g. [\"2xx\"]; with \
+         none every call would fail",
+    );
+    assert_only_consumer_problem(
+        "successCodes = \"2xx\"",
+        "kafka.consumer.list[0].successCodes: expected an array, got a string ('2xx')",
+    );
+}
+
+#[test]
+fn retry_backoff_max_must_not_be_below_retry_backoff() {
+    assert_only_consumer_problem(
+        "retryBackoff = 500\nretryBackoffMax = 100",
+        "kafka.consumer.list[0].retryBackoffMax: must be at least retryBackoff (500), got 100",
+    );
+    // The default cap is at fault when only retryBackoff is raised: the message says so.
+    assert_only_consumer_problem(
+        "retryBackoff = 60000",
+        "kafka.consumer.list[0].retryBackoffMax: must be at least retryBackoff (60000), got 30000 \
+         (the default)",
+    );
+    // An invalid retryBackoff is not compared as well.
+    assert_only_consumer_problem(
+        "retryBackoff = -1\nretryBackoffMax = 100",
+        "kafka.consumer.list[0].retryBackoff: must be at least 0, got -1",
+    );
+    let c = consumer("retryBackoff = 60000\nretryBackoffMax = 60000");
+    assert_eq!(c.retry_backoff_max, Duration::from_millis(60_000));
+}
+
+#[test]
+fn prefetch_window_is_range_checked() {
+    let found = toml_problems(&consumer_entry(&format!(
+        "{REQUIRED}prefetchRecords = 0\nprefetchBytes = 1023"
+    )));
+    assert_eq!(
+        found,
+        vec![
+            "kafka.consumer.list[0].prefetchRecords: must be at least 1, got 0",
+            "kafka.consumer.list[0].prefetchBytes: must be at least 1024, got 1023",
+        ]
+    );
+    let found = toml_problems(&consumer_entry(&format!(
+        "{REQUIRED}prefetchRecords = 1000001\nprefetchBytes = 1073741825"
+    )));
+    assert_eq!(
+        found,
+        vec![
+            "kafka.consumer.list[0].prefetchRecords: must be at most 1000000, got 1000001",
+            "kafka.consumer.list[0].prefetchBytes: must be at most 1073741824, got 1073741825",
+        ]
+    );
+    let c = consumer("prefetchRecords = 1000000\nprefetchBytes = 1073741824");
+    assert_eq!((c.prefetch_records, c.prefetch_bytes), (1_000_000, 1 << 30));
+}
+
+#[test]
+fn consumer_timeouts_must_be_positive() {
+    let found = toml_problems(&consumer_entry(&format!(
+        "{REQUIRED}rebalanceTimeout = 0\nretryAfterMax = 0\ncommitInterval = 0\ndrainTimeout = 0\n\
+         fetchMaxWait = 0"
+    )));
+    let expected: Vec<String> = [
+        "rebalanceTimeout",
+        "retryAfterMax",
+        "commitInterval",
+        "drainTimeout",
+        "fetchMaxWait",
+    ]
+    .iter()
+    .map(|key| format!("kafka.consumer.list[0].{key}: must be at least 1, got 0"))
+    .collect();
+    assert_eq!(found, expected);
+    assert_only_consumer_problem(
+        "fetchMaxWait = 604800001",
+        "kafka.consumer.list[0].fetchMaxWait: must be at most 604800000, got 604800001",
+    );
+}
+
+#[test]
+fn new_consumer_keys_problems_are_reported_with_the_entry_index() {
+    let ok_entry = format!("[[kafka.consumer.list]]\n{REQUIRED}");
+    let text = format!(
+        "{TOPIC_TEST}{ok_entry}[[kafka.consumer.list]]\ntopic = \"test\"\ngroupId = \"B\"\n\
+         rateLimit = 1\nassignor = \"x\"\ncommitInterval = \"1s\""
+    );
+    let Err(e) = load_from_str(&text, Format::Toml) else {
+        panic!("accepted");
+    };
+    let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "kafka.consumer.list[1].assignor",
+            "kafka.consumer.list[1].commitInterval"
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// delivery and shutdown
+
+#[test]
+fn delivery_and_shutdown_settings_are_read() {
+    let s = toml(
+        "[delivery]\nthreads = 64\nconnect.timeout.ms = 1\nkeepalive.ms = 2\n\
+         response.max.bytes = 0\n[shutdown]\ngrace.ms = 3",
+    );
+    assert_eq!(
+        s.delivery,
+        DeliverySettings {
+            threads: 64,
+            connect_timeout: Duration::from_millis(1),
+            keep_alive: Duration::from_millis(2),
+            max_response_body: 0,
+        }
+    );
+    assert_eq!(s.shutdown.grace, Duration::from_millis(3));
+    // The Go JSON spelling works too.
+    let json = ok(r#"{"delivery.threads": 3, "shutdown.grace.ms": 4}"#, Format::Json);
+    assert_eq!(json.delivery.threads, 3);
+    assert_eq!(json.shutdown.grace, Duration::from_millis(4));
+}
+
+#[test]
+fn delivery_and_shutdown_values_are_range_checked() {
+    let found = toml_problems(
+        "[delivery]\nthreads = 0\nconnect.timeout.ms = 0\nkeepalive.ms = 0\n\
+         response.max.bytes = -1\n[shutdown]\ngrace.ms = 0",
+    );
+    assert_eq!(
+        found,
+        vec![
+            "delivery.threads: must be at least 1, got 0",
+            "delivery.connect.timeout.ms: must be at least 1, got 0",
+            "delivery.keepalive.ms: must be at least 1, got 0",
+            "delivery.response.max.bytes: must be at least 0, got -1",
+            "shutdown.grace.ms: must be at least 1, got 0",
+        ]
+    );
+    assert_only_problem(
+        "delivery.threads = 65",
+        "delivery.threads: must be at most 64, got 65",
+    );
+    assert_only_problem(
+        "delivery.response.max.bytes = 1073741825",
+        "delivery.response.max.bytes: must be at most 1073741824, got 1073741825",
+    );
+}
+
+#[test]
+fn scalar_in_place_of_the_delivery_table_is_one_problem() {
+    assert_eq!(
+        problems(r#"{"delivery": 2}"#, Format::Json),
+        vec!["delivery: expected a table of sub-keys, got a number (2)"]
     );
 }
 
@@ -922,6 +1333,81 @@ fn env_overrides_file_values() {
 }
 
 #[test]
+fn env_overrides_delivery_threads_and_shutdown_grace() {
+    let s = with_env(
+        "[delivery]\nthreads = 2\n[shutdown]\ngrace.ms = 30000\n",
+        Format::Toml,
+        &[
+            ("BIGPIPE_DELIVERY_THREADS", "8"),
+            ("BIGPIPE_SHUTDOWN_GRACE_MS", "5000"),
+            ("BIGPIPE_DELIVERY_KEEPALIVE_MS", "100"),
+        ],
+    );
+    let s = s.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.delivery.threads, 8);
+    assert_eq!(s.shutdown.grace, Duration::from_millis(5000));
+    assert_eq!(s.delivery.keep_alive, Duration::from_millis(100));
+    assert!(s.warnings.is_empty());
+    // Over the Go JSON too, which has neither key.
+    let no_env: [(&str, &str); 0] = [];
+    let go = load_with_env(&shipped("bigpipe.json"), no_env).map(|s| s.delivery.threads);
+    let overridden = load_with_env(
+        &shipped("bigpipe.json"),
+        [
+            ("BIGPIPE_DELIVERY_THREADS", "3"),
+            ("BIGPIPE_SHUTDOWN_GRACE_MS", "1"),
+        ],
+    );
+    assert_eq!(go.ok(), Some(2));
+    let overridden = overridden.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(overridden.delivery.threads, 3);
+    assert_eq!(overridden.shutdown.grace, Duration::from_millis(1));
+}
+
+#[test]
+fn bad_delivery_env_value_names_the_variable() {
+    let Err(e) = with_env(
+        "",
+        Format::Toml,
+        &[
+            ("BIGPIPE_DELIVERY_THREADS", "100"),
+            ("BIGPIPE_SHUTDOWN_GRACE_MS", "soon"),
+        ],
+    ) else {
+        panic!("accepted");
+    };
+    assert_eq!(
+        e.to_string(),
+        "delivery.threads: must be at most 64, got 100 \
+         (set by environment variable BIGPIPE_DELIVERY_THREADS)\n\
+         shutdown.grace.ms: expected an integer, got a string ('soon') \
+         (set by environment variable BIGPIPE_SHUTDOWN_GRACE_MS)"
+    );
+}
+
+#[test]
+fn env_consumer_list_is_checked_like_the_file() {
+    let Err(e) = with_env(
+        TOPIC_TEST,
+        Format::Toml,
+        &[(
+            "BIGPIPE_KAFKA_CONSUMER_LIST",
+            "[{topic=\"test\", groupId=\"G\", rateLimit=1, deadLetterTopic=\"test\"}]",
+        )],
+    ) else {
+        panic!("accepted");
+    };
+    assert_eq!(e.problems.len(), 1);
+    assert_eq!(e.problems[0].key, "kafka.consumer.list[0].deadLetterTopic");
+    assert!(
+        e.problems[0]
+            .message
+            .ends_with("(set by environment variable BIGPIPE_KAFKA_CONSUMER_LIST)"),
+        "{e}"
+    );
+}
+
+#[test]
 fn env_overrides_flat_json_too() {
     let s = with_env(
         r#"{"http.server.handler.channel.size": 500000}"#,
@@ -1024,6 +1510,8 @@ const JSON_VALUES: &[&str] = &[
     "{\"a\": 1}",
     "[{\"name\": null, \"partitions\": -1, \"topic\": [], \"groupId\": {}, \"rateLimit\": \"x\", \"concurrency\": 1e300, \"timeout\": -0.5, \"retries\": 2.5, \"replicationFactor\": 70000, \"secret\": 5, \"circuitBreaker\": null}]",
     "[{\"name\": \"test\", \"partitions\": 3, \"topic\": \"test\", \"groupId\": \"G\", \"rateLimit\": 1e-300}]",
+    "[{\"topic\": \"test\", \"groupId\": \"G\", \"rateLimit\": 1, \"sessionTimeout\": 1e300, \"heartbeatInterval\": -1, \"rebalanceTimeout\": null, \"assignor\": [], \"autoOffsetReset\": {}, \"deadLetterTopic\": null, \"successCodes\": [null, 200, \"\", \"-\", \"1-\", \"xx\", \"99999-1\", \"\\u00e9xx\"], \"retryBackoff\": 18446744073709551616, \"retryBackoffMax\": -0.5, \"retryAfterMax\": \"1s\", \"prefetchRecords\": 2.5, \"prefetchBytes\": -1e300, \"commitInterval\": true, \"drainTimeout\": [1], \"fetchMaxWait\": 1e-300}]",
+    "[{\"topic\": \"test\", \"groupId\": \"G\", \"rateLimit\": 1, \"sessionTimeout\": 1000, \"heartbeatInterval\": 604800000, \"retryBackoff\": 604800000, \"retryBackoffMax\": 0, \"deadLetterTopic\": \"test\", \"successCodes\": [\"5xx\", \"100-599\", \"599\"]}]",
 ];
 
 const TOML_VALUES: &[&str] = &[
@@ -1047,6 +1535,7 @@ const TOML_VALUES: &[&str] = &[
     "{}",
     "{ a = 1 }",
     "[{ name = 1, partitions = nan, topic = [], groupId = {}, rateLimit = inf, concurrency = -9223372036854775808, timeout = 1e300, retries = -0.0, replicationFactor = 1979-05-27 }]",
+    "[{ topic = \"test\", groupId = \"G\", rateLimit = 1, sessionTimeout = nan, heartbeatInterval = inf, rebalanceTimeout = 1979-05-27, assignor = 1, autoOffsetReset = \"\", deadLetterTopic = \"..\", successCodes = [[], {}, \"2xx-\", \"\\u00e9\"], retryBackoff = -inf, retryBackoffMax = 9223372036854775807, retryAfterMax = -9223372036854775808, prefetchRecords = 07:32:00, prefetchBytes = 1e300, commitInterval = {}, drainTimeout = -0.0, fetchMaxWait = \"\" }]",
 ];
 
 /// Runs `load_from_str` with panics caught, and checks the invariants every answer must keep.
@@ -1082,6 +1571,28 @@ fn malformed_documents_never_panic() {
         }
         for value in TOML_VALUES {
             assert_no_panic(&format!("{key} = {value}"), Format::Toml);
+        }
+    }
+    // Every consumer entry key with every kind of value, next to valid required keys.
+    for key in consumer::KEYS {
+        let others = required_without(key);
+        for value in JSON_VALUES {
+            // The TOML entry as a JSON object: `topic = "test"` → `"topic": "test"`.
+            let mut fields: Vec<String> = others
+                .lines()
+                .filter_map(|line| line.split_once(" = "))
+                .map(|(k, v)| format!("\"{k}\": {v}"))
+                .collect();
+            fields.push(format!("\"{key}\": {value}"));
+            let text = format!(
+                "{{\"kafka.topics\": [{{\"name\": \"test\", \"partitions\": 1}}], \
+                 \"kafka.consumer.list\": [{{{}}}]}}",
+                fields.join(", ")
+            );
+            assert_no_panic(&text, Format::Json);
+        }
+        for value in TOML_VALUES {
+            assert_no_panic(&consumer_entry(&format!("{others}{key} = {value}")), Format::Toml);
         }
     }
     for text in [
@@ -1125,5 +1636,21 @@ fn malformed_values_of_every_key_are_rejected_with_that_key() {
             panic!("{text} was accepted");
         };
         assert!(e.problems.iter().any(|p| p.key.starts_with(key)), "{text}: {e}");
+    }
+}
+
+#[test]
+fn malformed_values_of_every_consumer_key_are_rejected_with_that_key() {
+    // Every entry key refuses an array of tables (no key takes one), naming the key.
+    for key in consumer::KEYS {
+        if *key == "circuitBreaker" {
+            continue; // ignored key, accepts anything
+        }
+        let text = consumer_entry(&format!("{}{key} = [{{}}]", required_without(key)));
+        let Err(e) = load_from_str(&text, Format::Toml) else {
+            panic!("{text} was accepted");
+        };
+        let path = format!("kafka.consumer.list[0].{key}");
+        assert!(e.problems.iter().any(|p| p.key.starts_with(&path)), "{text}: {e}");
     }
 }

@@ -9,16 +9,21 @@ use std::time::Duration;
 
 use figment::value::{Dict, Value};
 
-use super::entries;
 use super::error::ConfigError;
 use super::reader::{Checker, lookup};
 use super::rules::{
-    MAX_CHUNK_BYTES, MAX_LOG_QUEUE, MAX_QUEUE_BYTES, MAX_QUEUE_CALLS, MAX_WORKERS, bootstrap_server, ms,
+    MAX_CHUNK_BYTES, MAX_DELIVERY_THREADS, MAX_LOG_QUEUE, MAX_QUEUE_BYTES, MAX_QUEUE_CALLS, MAX_WORKERS,
+    bootstrap_server, ms,
 };
-use super::settings::{AckMode, HttpSettings, KafkaSettings, LogSettings, ProducerSettings, Settings};
+use super::settings::{
+    AckMode, DeliverySettings, HttpSettings, KafkaSettings, LogSettings, ProducerSettings, Settings,
+    ShutdownSettings,
+};
 use super::source::Sources;
+use super::{consumer, entries};
 
-/// Every key bigpipe reads, in dotted form. Keys of array entries are checked by `entries`.
+/// Every key bigpipe reads, in dotted form. Keys of array entries are checked by `entries` and
+/// `consumer`.
 /// `kafka.producer.ack` is both a key (the `"queue"`/`"kafka"` shorthand) and the parent of
 /// `ack.mode`/`ack.timeout.ms`.
 pub(crate) const KEYS: &[&str] = &[
@@ -48,6 +53,11 @@ pub(crate) const KEYS: &[&str] = &[
     "http.server.write.timeout",
     "http.server.body.limit",
     "http.server.workers",
+    "delivery.threads",
+    "delivery.connect.timeout.ms",
+    "delivery.keepalive.ms",
+    "delivery.response.max.bytes",
+    "shutdown.grace.ms",
 ];
 
 /// Validates the merged tree and builds `Settings`, or returns every problem found.
@@ -59,8 +69,14 @@ pub(crate) fn validate(sources: &Sources) -> Result<Settings, ConfigError> {
     let log = log(&mut c, root);
     let (kafka, names) = kafka(&mut c, root);
     let producer = producer(&mut c, root, &names);
-    let consumers = entries::consumers(&mut c, root, &names);
+    let consumers = consumer::consumers(&mut c, root, &names);
     let http = http(&mut c, root);
+    let delivery = delivery(&mut c, root);
+    let shutdown = ShutdownSettings {
+        grace: c.setting(root, "shutdown.grace.ms", ms(30_000), |c, key, v| {
+            c.millis(key, v, 1)
+        }),
+    };
 
     if !c.problems.is_empty() {
         return Err(ConfigError { problems: c.problems });
@@ -71,6 +87,8 @@ pub(crate) fn validate(sources: &Sources) -> Result<Settings, ConfigError> {
         producer,
         consumers,
         http,
+        delivery,
+        shutdown,
         warnings: c.warnings,
     })
 }
@@ -324,19 +342,11 @@ fn ack(c: &mut Checker<'_>, root: &Dict) -> (AckMode, Duration) {
 }
 
 fn ack_mode(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<AckMode> {
-    let mode = c.string(key, value)?;
-    match mode.to_ascii_lowercase().as_str() {
-        "queue" => Some(AckMode::Queue),
-        "kafka" => Some(AckMode::Kafka),
-        _ => {
-            c.problem(
-                key,
-                Some(value),
-                format!("expected \"queue\" or \"kafka\", got '{mode}'"),
-            );
-            None
-        }
-    }
+    c.choice(
+        key,
+        value,
+        &[("queue", AckMode::Queue), ("kafka", AckMode::Kafka)],
+    )
 }
 
 fn http(c: &mut Checker<'_>, root: &Dict) -> HttpSettings {
@@ -370,5 +380,27 @@ fn http(c: &mut Checker<'_>, root: &Dict) -> HttpSettings {
         write_timeout,
         body_limit,
         workers,
+    }
+}
+
+fn delivery(c: &mut Checker<'_>, root: &Dict) -> DeliverySettings {
+    let threads = c.setting(root, "delivery.threads", 2, |c, key, v| {
+        c.int_in::<usize>(key, v, 1, MAX_DELIVERY_THREADS)
+    });
+    let connect_timeout = c.setting(root, "delivery.connect.timeout.ms", ms(3000), |c, key, v| {
+        c.millis(key, v, 1)
+    });
+    let keep_alive = c.setting(root, "delivery.keepalive.ms", ms(15_000), |c, key, v| {
+        c.millis(key, v, 1)
+    });
+    // 0: the body is not read at all; the status alone decides (successCodes).
+    let max_response_body = c.setting(root, "delivery.response.max.bytes", 65_536, |c, key, v| {
+        c.int_in::<usize>(key, v, 0, MAX_CHUNK_BYTES)
+    });
+    DeliverySettings {
+        threads,
+        connect_timeout,
+        keep_alive,
+        max_response_body,
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use slog::{Logger, info, warn};
 use tokio_util::sync::CancellationToken;
 
@@ -63,8 +64,8 @@ impl Readiness {
 /// Everything the topic task needs.
 #[derive(Debug)]
 pub struct TopicWatcher {
-    /// Topics to keep present.
-    pub topics: Vec<WantedTopic>,
+    /// Topics to keep present; a reload replaces the list.
+    pub topics: Arc<ArcSwap<Vec<WantedTopic>>>,
     /// The shared client.
     pub client: Arc<KafkaClient>,
     /// Where partition counts go.
@@ -84,7 +85,7 @@ impl TopicWatcher {
             let ready = match self.refresh_once().await {
                 Ok(missing) if missing.is_empty() => {
                     if !self.readiness.is_ready() {
-                        info!(self.log, "kafka ready"; "topics" => self.topics.len());
+                        info!(self.log, "kafka ready"; "topics" => self.topics.load().len());
                     }
                     self.readiness
                         .set(true, "kafka reachable, all topics present".into());
@@ -121,8 +122,9 @@ impl TopicWatcher {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
+        let topics = self.topics.load_full();
         let mut missing = vec![];
-        for wanted in &self.topics {
+        for wanted in topics.iter() {
             match listed.iter().find(|t| t.name == wanted.name) {
                 Some(t) => {
                     let count = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);

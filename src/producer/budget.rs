@@ -17,8 +17,9 @@ pub struct QueueBudget {
 
 #[derive(Debug)]
 struct Inner {
-    max_calls: i64,
-    max_bytes: i64,
+    /// Limits are atomics so a reload can change them while calls flow.
+    max_calls: AtomicI64,
+    max_bytes: AtomicI64,
     calls: Arc<AtomicI64>,
     bytes: Arc<AtomicI64>,
 }
@@ -34,15 +35,25 @@ impl QueueBudget {
     /// Creates a budget. `calls` and `bytes` are the gauges it keeps up to date
     /// (the `/stats` queue gauges).
     pub fn new(max_calls: usize, max_bytes: usize, calls: Arc<AtomicI64>, bytes: Arc<AtomicI64>) -> Self {
+        let inner = Inner {
+            max_calls: AtomicI64::new(0),
+            max_bytes: AtomicI64::new(0),
+            calls,
+            bytes,
+        };
+        let budget = Self {
+            inner: Arc::new(inner),
+        };
+        budget.set_limits(max_calls, max_bytes);
+        budget
+    }
+
+    /// Changes the limits. Calls already admitted keep their permits; a lower
+    /// limit only refuses new calls until usage drops below it.
+    pub fn set_limits(&self, max_calls: usize, max_bytes: usize) {
         let clamp = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
-        Self {
-            inner: Arc::new(Inner {
-                max_calls: clamp(max_calls),
-                max_bytes: clamp(max_bytes),
-                calls,
-                bytes,
-            }),
-        }
+        self.inner.max_calls.store(clamp(max_calls), Ordering::Release);
+        self.inner.max_bytes.store(clamp(max_bytes), Ordering::Release);
     }
 
     /// Takes room for one call of `bytes` bytes, or `None` when either limit would be exceeded.
@@ -52,12 +63,12 @@ impl QueueBudget {
     pub fn try_acquire(&self, bytes: usize) -> Option<Permit> {
         let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
         let inner = &self.inner;
-        if inner.calls.fetch_add(1, Ordering::AcqRel) >= inner.max_calls {
+        if inner.calls.fetch_add(1, Ordering::AcqRel) >= inner.max_calls.load(Ordering::Acquire) {
             inner.calls.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
         let before = inner.bytes.fetch_add(bytes, Ordering::AcqRel);
-        if before.saturating_add(bytes) > inner.max_bytes {
+        if before.saturating_add(bytes) > inner.max_bytes.load(Ordering::Acquire) {
             inner.bytes.fetch_sub(bytes, Ordering::AcqRel);
             inner.calls.fetch_sub(1, Ordering::AcqRel);
             return None;
@@ -106,6 +117,15 @@ mod tests {
         assert!(b.try_acquire(50).is_none());
         assert_eq!(b.calls(), 1);
         assert!(b.try_acquire(40).is_some());
+    }
+
+    #[test]
+    fn limits_change_at_run_time() {
+        let b = budget(1, 1000);
+        let _p = b.try_acquire(1).unwrap();
+        assert!(b.try_acquire(1).is_none());
+        b.set_limits(2, 1000);
+        assert!(b.try_acquire(1).is_some());
     }
 
     #[test]

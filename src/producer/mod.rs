@@ -1,7 +1,7 @@
 //! The ingest pipeline: accepted calls → bounded queue → per-partition batches → Kafka.
 //!
 //! ```text
-//!  HTTP handlers ──submit()──► [budget: calls+bytes] ──try_send──► dispatcher task
+//!  HTTP handlers ──submit()──► [budget: calls+bytes] ──send──► dispatcher task
 //!   (never wait)                  full → overload              │ routes by (topic, partition)
 //!                                                              ▼
 //!                                 one writer task per partition: rskafka BatchProducer
@@ -20,6 +20,7 @@ pub mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rskafka::record::Record;
@@ -83,10 +84,14 @@ pub enum SubmitError {
 /// The handlers' side of the pipeline. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ProducerHandle {
-    tx: mpsc::Sender<Pending>,
+    /// Unbounded on purpose: the budget is the bound (it admits a call before
+    /// it is sent here), and its limits can change at run time, which a
+    /// channel's capacity cannot.
+    tx: mpsc::UnboundedSender<Pending>,
     budget: QueueBudget,
     table: Arc<PartitionTable>,
-    message_timeout: Duration,
+    /// Milliseconds; reloadable.
+    message_timeout_ms: Arc<AtomicU64>,
 }
 
 impl ProducerHandle {
@@ -131,13 +136,17 @@ impl ProducerHandle {
             record,
             permit,
             ack,
-            deadline: Instant::now() + self.message_timeout,
+            deadline: Instant::now() + Duration::from_millis(self.message_timeout_ms.load(Ordering::Relaxed)),
         };
-        self.tx.try_send(pending).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => SubmitError::Overload,
-            mpsc::error::TrySendError::Closed(_) => SubmitError::ShuttingDown,
-        })?;
+        self.tx.send(pending).map_err(|_| SubmitError::ShuttingDown)?;
         Ok(rx)
+    }
+
+    /// Applies reloaded limits: queue size in calls and bytes, and the retry budget of new calls.
+    pub fn reconfigure(&self, queue_calls: usize, queue_bytes: usize, message_timeout: Duration) {
+        self.budget.set_limits(queue_calls, queue_bytes);
+        let ms = u64::try_from(message_timeout.as_millis()).unwrap_or(u64::MAX);
+        self.message_timeout_ms.store(ms, Ordering::Relaxed);
     }
 
     /// The partition table, refreshed from metadata.
@@ -164,9 +173,7 @@ impl Producer {
         stats: Arc<Stats>,
         log: Logger,
     ) -> Self {
-        // The channel never fills before the budget does (same call limit), so
-        // `try_send` only reports Full in a race with the budget, which is overload too.
-        let (tx, rx) = mpsc::channel(config.queue_calls.max(1));
+        let (tx, rx) = mpsc::unbounded_channel();
         let budget = QueueBudget::new(
             config.queue_calls,
             config.queue_bytes,
@@ -183,11 +190,12 @@ impl Producer {
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         tracker.spawn(dispatch(rx, ctx, stats, tracker.clone(), stop.clone()));
+        let ms = u64::try_from(config.message_timeout.as_millis()).unwrap_or(u64::MAX);
         let handle = ProducerHandle {
             tx,
             budget,
             table,
-            message_timeout: config.message_timeout,
+            message_timeout_ms: Arc::new(AtomicU64::new(ms)),
         };
         Self {
             handle,
@@ -221,7 +229,7 @@ impl Producer {
 
 /// Routes queued calls to their partition's writer, starting writers on first use.
 async fn dispatch(
-    mut rx: mpsc::Receiver<Pending>,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
     ctx: Arc<WriterContext>,
     stats: Arc<Stats>,
     tracker: TaskTracker,

@@ -1,0 +1,402 @@
+//! The fault suite: each scenario runs under steady load and counts, by call
+//! id, what was sent, accepted, delivered, duplicated and lost. Run alone with
+//! `make chaos`; `make test` runs it too. Each scenario prints one table row.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::delivery::consumer_entry;
+use crate::group::{consumer_process_config, covers};
+use crate::helpers::load::{Load, Row};
+use crate::helpers::process::Process;
+use crate::helpers::target::Target;
+use crate::helpers::*;
+
+const HEADER: &str = "| scenario                                     |  sent | accepted | delivered | duplicated | lost |  recover   |";
+
+async fn all_cover(procs: &[&Process], n: i32) -> bool {
+    let mut a = vec![];
+    for p in procs {
+        a.push(p.partitions(0).await);
+    }
+    a.iter().all(|p| p.as_ref().is_some_and(|v| !v.is_empty())) && covers(&a, n)
+}
+
+/// Waits until every accepted call reached the target (or is in `dead`).
+async fn wait_delivered(target: &Target, accepted: &[String]) {
+    poll("every accepted call delivered", || async {
+        let got: BTreeSet<String> = target
+            .received()
+            .iter()
+            .filter(|r| r.status == 200)
+            .map(|r| r.call_id())
+            .collect();
+        accepted.iter().all(|id| got.contains(id)).then_some(())
+    })
+    .await;
+}
+
+/// Three consumer processes of one group, an in-process ingest, steady load;
+/// `fault` signals one process. Returns the row.
+async fn member_fault(scenario: &'static str, signal: &str) -> Row {
+    let target = Target::start();
+    let topic = unique("chaos");
+    let group = unique("G");
+    let ingest = Bigpipe::start_ready(&settings(&simple_config(&topic, 6, ""))).await;
+    let config = consumer_process_config(&topic, 6, &consumer_entry(&topic, &group, ""));
+    let mut procs: Vec<Process> = (0..3).map(|_| Process::spawn(&config)).collect();
+    let refs: Vec<&Process> = procs.iter().collect();
+    poll("3 members cover 6 partitions", || async {
+        all_cover(&refs, 6).await.then_some(())
+    })
+    .await;
+
+    let load = Load::start(ingest.base.clone(), target.url("/ok"), 50, None);
+    // Under load for a while before the fault.
+    poll("load flowing", || async { (target.count() >= 100).then_some(()) }).await;
+    let mut victim = procs.remove(0);
+    victim.signal(signal);
+    let fault_at = Instant::now();
+    if signal == "TERM" {
+        assert_eq!(victim.wait(), Some(0), "SIGTERM exits 0");
+    } else {
+        victim.wait();
+    }
+    let refs: Vec<&Process> = procs.iter().collect();
+    poll("survivors cover 6 partitions", || async {
+        all_cover(&refs, 6).await.then_some(())
+    })
+    .await;
+    let recover = fault_at.elapsed();
+    // The restarted member joins again under load.
+    let before = target.count();
+    poll("load continues", || async {
+        (target.count() >= before + 100).then_some(())
+    })
+    .await;
+    procs.push(Process::spawn(&config));
+    let refs: Vec<&Process> = procs.iter().collect();
+    poll("3 members again", || async {
+        all_cover(&refs, 6).await.then_some(())
+    })
+    .await;
+    let before = target.count();
+    poll("load continues", || async {
+        (target.count() >= before + 100).then_some(())
+    })
+    .await;
+    let sent = load.stop().await;
+    wait_delivered(&target, &sent.accepted).await;
+    let row = Row::tally(scenario, &sent, &target, &BTreeSet::new(), recover);
+    for p in &mut procs {
+        p.signal("TERM");
+        assert_eq!(p.wait(), Some(0));
+    }
+    ingest.stop().await;
+    target.stop().await;
+    row
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_one_of_three_then_restart_loses_and_duplicates_nothing() {
+    let _k = kafka().await;
+    let row = member_fault("SIGTERM 1 of 3 members, then restart", "TERM").await;
+    eprintln!("{HEADER}");
+    row.print();
+    assert_eq!(row.lost, 0);
+    assert_eq!(row.duplicated, 0, "a clean exit commits what it delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_one_of_three_loses_nothing() {
+    let _k = kafka().await;
+    let row = member_fault("SIGKILL 1 of 3 members, then restart", "KILL").await;
+    eprintln!("{HEADER}");
+    row.print();
+    assert_eq!(row.lost, 0);
+    // Only calls the victim had delivered but not yet committed come again:
+    // at most a commit interval (200 ms) of its share plus its in-flight window.
+    assert!(row.duplicated <= 100, "duplicates {}", row.duplicated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_joining_and_leaving_ten_times_lose_nothing() {
+    let _k = kafka().await;
+    let target = Target::start();
+    let topic = unique("churn");
+    let group = unique("G");
+    let ingest = Bigpipe::start_ready(&settings(&simple_config(&topic, 6, ""))).await;
+    let config = consumer_process_config(&topic, 6, &consumer_entry(&topic, &group, ""));
+    let mut steady: Vec<Process> = (0..2).map(|_| Process::spawn(&config)).collect();
+    let refs: Vec<&Process> = steady.iter().collect();
+    poll("2 members cover 6", || async {
+        all_cover(&refs, 6).await.then_some(())
+    })
+    .await;
+    let load = Load::start(ingest.base.clone(), target.url("/ok"), 40, None);
+    let started = Instant::now();
+    for round in 0..10 {
+        let mut joiner = Process::spawn(&config);
+        poll("joiner gets partitions", || async {
+            joiner
+                .partitions(0)
+                .await
+                .is_some_and(|p| !p.is_empty())
+                .then_some(())
+        })
+        .await;
+        joiner.signal("TERM");
+        assert_eq!(joiner.wait(), Some(0), "round {round}");
+    }
+    let refs: Vec<&Process> = steady.iter().collect();
+    poll("2 members cover 6 again", || async {
+        all_cover(&refs, 6).await.then_some(())
+    })
+    .await;
+    let recover = started.elapsed();
+    let sent = load.stop().await;
+    wait_delivered(&target, &sent.accepted).await;
+    let row = Row::tally(
+        "10 members join and leave",
+        &sent,
+        &target,
+        &BTreeSet::new(),
+        recover,
+    );
+    eprintln!("{HEADER}");
+    row.print();
+    assert_eq!(row.lost, 0);
+    for p in &mut steady {
+        p.signal("TERM");
+        assert_eq!(p.wait(), Some(0));
+    }
+    ingest.stop().await;
+    target.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_down_for_a_minute_then_every_call_is_delivered() {
+    let _k = kafka().await;
+    let target = Target::start();
+    let topic = unique("targetdown");
+    let entry = consumer_entry(&topic, "G", "")
+        .replace("retries = 2", "retries = 1000")
+        .replace("retryBackoffMax = 200", "retryBackoffMax = 2000");
+    let bp = Bigpipe::start_ready(&settings(&simple_config(&topic, 3, &entry))).await;
+    let load = Load::start(bp.base.clone(), target.url("/ok"), 20, None);
+    poll("load flowing", || async { (target.count() >= 20).then_some(()) }).await;
+    target.set_down(true);
+    // The outage itself: the target answers 503 for a minute.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    target.set_down(false);
+    let back = Instant::now();
+    let sent = load.stop().await;
+    wait_delivered(&target, &sent.accepted).await;
+    let row = Row::tally(
+        "target down 60 s, then back",
+        &sent,
+        &target,
+        &BTreeSet::new(),
+        back.elapsed(),
+    );
+    eprintln!("{HEADER}");
+    row.print();
+    assert_eq!(row.lost, 0);
+    bp.stop().await;
+    target.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_down_for_30s_never_hangs_ingest_and_loses_nothing_accepted() {
+    let _k = kafka_exclusive().await;
+    let target = Target::start();
+    let topic = unique("brokerdown");
+    let extra = format!(
+        "[http.server.handler.channel]\nsize = 100\n{}",
+        consumer_entry(&topic, "G", "")
+    );
+    let bp = Bigpipe::start_ready(&settings(&simple_config(&topic, 3, &extra))).await;
+    let load = Load::start(bp.base.clone(), target.url("/ok"), 20, None);
+    poll("load flowing", || async { (target.count() >= 20).then_some(()) }).await;
+    kafka_script(&["stop"]);
+    // The outage itself: the broker is away for 30 s while calls keep coming.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    kafka_script(&["start"]);
+    let back = Instant::now();
+    bp.wait_ready().await;
+    let sent = load.stop().await;
+    wait_delivered(&target, &sent.accepted).await;
+    let row = Row::tally(
+        "single broker down 30 s",
+        &sent,
+        &target,
+        &BTreeSet::new(),
+        back.elapsed(),
+    );
+    eprintln!("{HEADER}");
+    row.print();
+    eprintln!(
+        "slowest /rpc/call during the run: {:?}; refused: {}",
+        sent.slowest, sent.refused
+    );
+    assert_eq!(row.lost, 0);
+    assert!(sent.refused > 0, "the 100-call queue filled during the outage");
+    assert!(
+        sent.slowest < Duration::from_secs(2),
+        "ingest hung for {:?}",
+        sent.slowest
+    );
+    bp.stop().await;
+    target.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_while_kafka_is_down_it_waits_then_works() {
+    let _k = kafka_exclusive().await;
+    let target = Target::start();
+    let topic = unique("coldstart");
+    let extra = consumer_entry(&topic, "G", "");
+    kafka_script(&["stop"]);
+    struct Restart(bool);
+    impl Drop for Restart {
+        fn drop(&mut self) {
+            if self.0 {
+                kafka_script(&["start"]);
+            }
+        }
+    }
+    let mut restart = Restart(true);
+    let bp = Bigpipe::start(&settings(&simple_config(&topic, 3, &extra)));
+    let (status, _) = bp.get("/healthz").await;
+    assert_eq!(status, 200);
+    let (status, body) = bp.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    // Calls are queued while Kafka is away.
+    let (status, env) = bp.call(&call_body(&target.url("/ok"), "early", "")).await;
+    assert_eq!(status, 200, "{env}");
+    let early = env["data"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    restart.0 = false;
+    kafka_script(&["start"]);
+    bp.wait_ready().await;
+    let ready_after = started.elapsed();
+    let (status, env) = bp.call(&call_body(&target.url("/ok"), "late", "")).await;
+    assert_eq!(status, 200);
+    let late = env["data"].as_str().unwrap().to_owned();
+    wait_delivered(&target, &[early.clone(), late.clone()]).await;
+    let sent = crate::helpers::load::Sent {
+        sent: 2,
+        accepted: vec![early, late],
+        refused: 0,
+        slowest: Duration::ZERO,
+    };
+    let row = Row::tally(
+        "started while Kafka was down",
+        &sent,
+        &target,
+        &BTreeSet::new(),
+        ready_after,
+    );
+    eprintln!("{HEADER}");
+    row.print();
+    assert_eq!(row.lost, 0);
+    bp.stop().await;
+    target.stop().await;
+}
+
+/// Stops the 3-broker cluster when the test ends, however it ends.
+struct ClusterDown;
+
+impl Drop for ClusterDown {
+    fn drop(&mut self) {
+        kafka_script(&["down", "--cluster"]);
+    }
+}
+
+/// The node id that leads `partition` of `topic`, from Kafka's own topic tool.
+fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> Option<i32> {
+    let out = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh"))
+        .args([
+            "tool",
+            "topics",
+            "--bootstrap-server",
+            bootstrap,
+            "--describe",
+            "--topic",
+            topic,
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let p = fields.iter().position(|f| *f == "Partition:")?;
+        if fields.get(p + 1)?.parse::<i32>().ok()? != partition {
+            return None;
+        }
+        let l = fields.iter().position(|f| *f == "Leader:")?;
+        fields.get(l + 1)?.parse().ok()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_leader_killed_loses_no_acknowledged_call() {
+    // Exclusive: three more JVMs on two cores would distort everything else.
+    let _k = kafka_exclusive().await;
+    kafka_script(&["up", "--cluster"]);
+    let _down = ClusterDown;
+    let bootstrap = "127.0.0.1:10092,127.0.0.1:11092,127.0.0.1:12092";
+    let target = Target::start();
+    let topic = unique("failover");
+    let toml = format!(
+        "[log]\nlevel = \"warning\"\n[kafka]\nbootstrap.servers = \"{bootstrap}\"\n\
+         topics = [{{ name = \"{topic}\", partitions = 3, replicationFactor = 3 }}]\n\
+         [[kafka.producer.acl]]\nname = \"caller\"\nsecret = \"s3cret\"\ntopic = \"{topic}\"\n{}",
+        consumer_entry(&topic, "G", "")
+    );
+    let s = bigpipe::config::load_from_str(&toml, bigpipe::config::Format::Toml).unwrap();
+    let bp = Bigpipe::start_ready(&s).await;
+    let load = Load::start(bp.base.clone(), target.url("/ok"), 30, Some("kafka"));
+    poll("load flowing", || async { (target.count() >= 30).then_some(()) }).await;
+    let leader = poll("leader of partition 0", || async {
+        leader_of("127.0.0.1:10092", &topic, 0)
+    })
+    .await;
+    kafka_script(&["kill-node", &leader.to_string()]);
+    let killed = Instant::now();
+    let other = if leader == 1 {
+        "127.0.0.1:11092"
+    } else {
+        "127.0.0.1:10092"
+    };
+    poll("a new leader", || async {
+        leader_of(other, &topic, 0)
+            .filter(|l| *l != leader && *l > 0)
+            .map(|_| ())
+    })
+    .await;
+    // Delivery continues on the new leader.
+    let before = target.count();
+    poll("deliveries continue after the kill", || async {
+        (target.count() >= before + 60).then_some(())
+    })
+    .await;
+    let recover = killed.elapsed();
+    kafka_script(&["start-node", &leader.to_string()]);
+    let sent = load.stop().await;
+    wait_delivered(&target, &sent.accepted).await;
+    let row = Row::tally(
+        "3 brokers, partition leader SIGKILLed",
+        &sent,
+        &target,
+        &BTreeSet::new(),
+        recover,
+    );
+    eprintln!("{HEADER}");
+    row.print();
+    assert_eq!(row.lost, 0, "every call acknowledged by Kafka is delivered");
+    bp.stop().await;
+    target.stop().await;
+}

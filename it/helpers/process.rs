@@ -1,0 +1,120 @@
+//! bigpipe as a real child process, for tests that kill or signal it.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+
+/// A bigpipe child process with its own config file and HTTP port.
+pub(crate) struct Process {
+    child: Option<Child>,
+    pub(crate) base: String,
+    port: u16,
+    config: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Process {
+    /// Starts the binary with `toml` as config; `{port}` in it is replaced by a free port.
+    pub(crate) fn spawn(toml: &str) -> Self {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bigpipe.toml");
+        let text = toml
+            .replace("{port}", &port.to_string())
+            .replace("{bootstrap}", &super::bootstrap());
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_bigpipe"))
+            .arg("--config")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn bigpipe");
+        Self {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            config: path,
+            _dir: dir,
+        }
+    }
+
+    /// Replaces the config file (same `{port}` and `{bootstrap}` substitutions); send SIGUSR1 to apply.
+    pub(crate) fn rewrite_config(&self, toml: &str) {
+        let text = toml
+            .replace("{port}", &self.port.to_string())
+            .replace("{bootstrap}", &super::bootstrap());
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    /// Sends `signal` (e.g. "KILL", "TERM") with kill(1).
+    pub(crate) fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for the process to exit; returns its exit code (None when killed by a signal).
+    pub(crate) fn wait(&mut self) -> Option<i32> {
+        self.child
+            .take()
+            .and_then(|mut c| c.wait().ok())
+            .and_then(|s| s.code())
+    }
+
+    /// GETs `/stats` `data`, or None while the process does not answer.
+    pub(crate) async fn stats(&self) -> Option<serde_json::Value> {
+        let r = reqwest::get(format!("{}/stats", self.base)).await.ok()?;
+        let v: serde_json::Value = r.json().await.ok()?;
+        Some(v["data"].clone())
+    }
+
+    /// Partitions currently assigned to consumer entry `index`, per `/stats`.
+    pub(crate) async fn partitions(&self, index: usize) -> Option<Vec<i32>> {
+        let stats = self.stats().await?;
+        let parts = stats["consumerStats"][index]["partitions"].as_object()?;
+        Some(parts.keys().filter_map(|k| k.parse().ok()).collect())
+    }
+}
+
+/// A free port below Linux's ephemeral range (32768+), so no client socket
+/// can take it between this check and the child's bind.
+fn free_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    NEXT.compare_exchange(
+        0,
+        20000 + (std::process::id() % 500) as u16 * 20,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    )
+    .ok();
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = 20000 + (port - 20000) % 12000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().ok();
+            c.wait().ok();
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Hot reload (SIGUSR1): apply a new, fully validated config without dropping a call.
+//!
+//! Reloadable: ACLs, `ack.mode`, `ack.timeout.ms`, `http.server.body.limit`,
+//! the ingest queue limits (`http.server.handler.channel.size`,
+//! `kafka.producer.queue.bytes`) and `message.timeout.ms` (for new calls),
+//! topics (new ones are created), consumer entries (unchanged ones keep
+//! running, added ones start, removed ones leave their groups, changed ones
+//! leave and join again), and `log.level` (applied by the caller, who owns the
+//! logger). Everything else is kept at its start-up value and reported as
+//! needing a restart: the HTTP listener (`http.server.host`, `port`,
+//! `workers`, `read.timeout`, `write.timeout`), the Kafka connection
+//! (`kafka.bootstrap.servers`, `client.id`, `request.timeout.ms`,
+//! `metadata.refresh.ms`), batching (`kafka.producer.linger.ms`,
+//! `batch.bytes`), `delivery.*`, `log.directory`, `log.queue.size` and
+//! `shutdown.grace.ms`.
+
+use std::sync::Arc;
+
+use slog::{info, warn};
+
+use super::consumers::EntryChanges;
+use super::{Running, api_config, wanted_topics};
+use crate::config::Settings;
+use crate::consumer::EntryError;
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Consumer entries kept, started, stopped and restarted.
+    pub consumers: EntryChanges,
+    /// Keys whose new value only takes effect after a restart.
+    pub restart_needed: Vec<&'static str>,
+}
+
+/// The keys that changed between `boot` and `new` but cannot change at run time.
+pub(super) fn restart_needed(boot: &Settings, new: &Settings) -> Vec<&'static str> {
+    let checks: [(&'static str, bool); 16] = [
+        ("http.server.host", boot.http.host != new.http.host),
+        ("http.server.port", boot.http.port != new.http.port),
+        ("http.server.workers", boot.http.workers != new.http.workers),
+        (
+            "http.server.read.timeout",
+            boot.http.read_timeout != new.http.read_timeout,
+        ),
+        (
+            "http.server.write.timeout",
+            boot.http.write_timeout != new.http.write_timeout,
+        ),
+        (
+            "kafka.bootstrap.servers",
+            boot.kafka.bootstrap_servers != new.kafka.bootstrap_servers,
+        ),
+        ("kafka.client.id", boot.kafka.client_id != new.kafka.client_id),
+        (
+            "kafka.request.timeout.ms",
+            boot.kafka.request_timeout != new.kafka.request_timeout,
+        ),
+        (
+            "kafka.metadata.refresh.ms",
+            boot.kafka.metadata_refresh != new.kafka.metadata_refresh,
+        ),
+        (
+            "kafka.producer.linger.ms",
+            boot.producer.linger != new.producer.linger,
+        ),
+        (
+            "kafka.producer.batch.bytes",
+            boot.producer.batch_bytes != new.producer.batch_bytes,
+        ),
+        ("delivery", boot.delivery != new.delivery),
+        ("log.directory", boot.log.directory != new.log.directory),
+        ("log.queue.size", boot.log.queue_size != new.log.queue_size),
+        ("shutdown.grace.ms", boot.shutdown != new.shutdown),
+        ("kafka.topics[].partitions", partitions_changed(boot, new)),
+    ];
+    checks
+        .into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Partition counts of existing topics come from Kafka; a changed count in
+/// the config does not repartition a topic.
+fn partitions_changed(boot: &Settings, new: &Settings) -> bool {
+    new.kafka.topics.iter().any(|t| {
+        boot.kafka
+            .topics
+            .iter()
+            .any(|b| b.name == t.name && b.partitions != t.partitions)
+    })
+}
+
+impl Running {
+    /// Applies `new` (already validated in full by the caller). The swap of
+    /// the handlers' settings is atomic: a request sees either the old or the
+    /// new ACLs and limits, never a mix, and no call is dropped.
+    ///
+    /// # Errors
+    /// When a new consumer entry cannot be built.
+    pub async fn reload(&mut self, new: Settings) -> Result<ReloadReport, EntryError> {
+        let restart = restart_needed(&self.boot, &new);
+        for key in &restart {
+            warn!(self.log, "config key changed but needs a restart; keeping the running value"; "key" => key);
+        }
+        // Topics first, so that calls for a new ACL topic have a partition count
+        // before the new ACL lets them in.
+        for t in &new.kafka.topics {
+            if self.table.count(&t.name).is_none() {
+                self.table.set(&t.name, t.partitions);
+            }
+        }
+        self.topics.store(Arc::new(wanted_topics(&new)));
+        let p = &new.producer;
+        self.producer
+            .handle()
+            .reconfigure(p.queue_calls, p.queue_bytes, p.message_timeout);
+        // The body limit is the only `http.server` key that is reloadable.
+        self.api_config.store(Arc::new(api_config(&new)));
+        let consumers = self
+            .consumers
+            .apply(&new.consumers, new.shutdown.grace.min(self.boot.shutdown.grace))
+            .await?;
+        info!(self.log, "config reloaded"; "restart_needed" => ?restart);
+        Ok(ReloadReport {
+            consumers,
+            restart_needed: restart,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Format, load_from_str};
+
+    fn settings(extra: &str) -> Settings {
+        load_from_str(
+            &format!("[kafka]\ntopics = [{{name = \"t\", partitions = 3}}]\n{extra}"),
+            Format::Toml,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn listener_and_connection_changes_need_a_restart() {
+        let boot = settings("[http.server]\nport = 1000\n");
+        let new = settings("[http.server]\nport = 2000\nbody.limit = 10\n[kafka.producer.linger]\nms = 50\n");
+        assert_eq!(
+            restart_needed(&boot, &new),
+            ["http.server.port", "kafka.producer.linger.ms"]
+        );
+    }
+
+    #[test]
+    fn reloadable_changes_need_no_restart() {
+        let boot = settings("");
+        let new = settings(
+            "[http.server]\nbody.limit = 10\nhandler.channel.size = 5\n[[kafka.producer.acl]]\nname = \"n\"\n\
+             secret = \"s\"\ntopic = \"t\"\n",
+        );
+        assert!(restart_needed(&boot, &new).is_empty());
+    }
+}

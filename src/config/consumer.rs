@@ -1,0 +1,355 @@
+//! `kafka.consumer.list`: one consumer group per entry, with its delivery policy (rate,
+//! timeouts, retries, success statuses, dead-lettering) and its Kafka consumer settings (group
+//! membership, start offset, prefetch window, commits).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use figment::value::{Dict, Value};
+
+use super::entries::{TopicNames, array_at, known_topic};
+use super::reader::{Checker, show_f64};
+use super::rules::{
+    MAX_CHUNK_BYTES, MAX_CONCURRENCY, MAX_PREFETCH_RECORDS, MAX_RATE, MAX_RETRIES, MAX_SESSION_MS,
+    MIN_PREFETCH_BYTES, MIN_RATE, MIN_SESSION_MS, ms, status_range, topic_name_problem,
+};
+use super::settings::{Assignor, ConsumerSettings, OffsetReset};
+
+/// Every key of a `kafka.consumer.list` entry (Go's camelCase); others are warned about.
+pub(crate) const KEYS: &[&str] = &[
+    "topic",
+    "groupId",
+    "rateLimit",
+    "timeout",
+    "retries",
+    "concurrency",
+    "circuitBreaker",
+    "sessionTimeout",
+    "heartbeatInterval",
+    "rebalanceTimeout",
+    "assignor",
+    "autoOffsetReset",
+    "deadLetterTopic",
+    "successCodes",
+    "retryBackoff",
+    "retryBackoffMax",
+    "retryAfterMax",
+    "prefetchRecords",
+    "prefetchBytes",
+    "commitInterval",
+    "drainTimeout",
+    "fetchMaxWait",
+];
+
+/// `sessionTimeout` default; `heartbeatInterval` defaults to a third of the session timeout.
+const SESSION_TIMEOUT: Duration = ms(10_000);
+
+/// Appended to the default dead-letter topic name: `<topic>.dlq`.
+const DEAD_LETTER_SUFFIX: &str = ".dlq";
+
+/// Reads `kafka.consumer.list` (see [`KEYS`]), default empty.
+pub(crate) fn consumers(c: &mut Checker<'_>, root: &Dict, topics: &TopicNames) -> Vec<ConsumerSettings> {
+    const KEY: &str = "kafka.consumer.list";
+    let Some(items) = array_at(c, root, KEY) else {
+        return Vec::new();
+    };
+    let mut consumers = Vec::new();
+    let mut first_seen: HashMap<(String, String), String> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{KEY}[{i}]");
+        let Some(entry) = c.table(&path, item) else {
+            continue;
+        };
+        let Some(consumer) = consumer(c, entry, &path, topics) else {
+            continue;
+        };
+        let pair = (consumer.topic.clone(), consumer.group_id.clone());
+        if let Some(first) = first_seen.get(&pair) {
+            // Two entries in one group would split the topic's partitions between them, each
+            // with its own limits: almost certainly a copy-paste mistake.
+            let key = format!("{path}.groupId");
+            let (topic, group_id) = pair;
+            c.problem(
+                &key,
+                entry.get("groupId"),
+                format!("topic '{topic}' with groupId '{group_id}' is already consumed by {first}"),
+            );
+            continue;
+        }
+        first_seen.insert(pair, path);
+        consumers.push(consumer);
+    }
+    consumers
+}
+
+/// Reads one entry; `None` when a required key is missing or invalid (already reported).
+fn consumer(c: &mut Checker<'_>, entry: &Dict, path: &str, topics: &TopicNames) -> Option<ConsumerSettings> {
+    c.unknown_entry_keys(entry, path, KEYS);
+    let topic = c.required(entry, path, "topic", |c, key, value| {
+        known_topic(c, key, value, topics)
+    });
+    let group_id = c.required(entry, path, "groupId", Checker::non_empty_string);
+    let rate_limit = c.required(entry, path, "rateLimit", rate_limit);
+    // Defaults are the values of the shipped Go config; Go had none and panicked instead.
+    let timeout = c.optional(entry, path, "timeout", ms(3000), |c, key, value| {
+        c.millis(key, value, 1)
+    });
+    let retries = c.optional(entry, path, "retries", 2, |c, key, value| {
+        c.int_in::<u32>(key, value, 0, MAX_RETRIES)
+    });
+    // Go: 0 made an unbuffered channel and deadlocked the consumer forever.
+    let concurrency = c.optional(entry, path, "concurrency", 5, |c, key, value| {
+        c.int_in::<usize>(key, value, 1, MAX_CONCURRENCY)
+    });
+    if let Some(breaker) = entry.get("circuitBreaker") {
+        c.warn(
+            &format!("{path}.circuitBreaker"),
+            Some(breaker),
+            format!("{path}.circuitBreaker is ignored: circuit breakers are not implemented yet"),
+        );
+    }
+
+    let (session_timeout, heartbeat_interval) = membership(c, entry, path);
+    let rebalance_timeout = c.optional(entry, path, "rebalanceTimeout", ms(30_000), |c, key, value| {
+        c.millis(key, value, 1)
+    });
+    let assignor = c.optional(entry, path, "assignor", Assignor::Sticky, |c, key, value| {
+        c.choice(
+            key,
+            value,
+            &[
+                ("sticky", Assignor::Sticky),
+                ("range", Assignor::Range),
+                ("roundrobin", Assignor::RoundRobin),
+            ],
+        )
+    });
+    // Go started new groups at the newest offset, so a backlog written before the first start
+    // was never delivered.
+    let offset_reset = c.optional(
+        entry,
+        path,
+        "autoOffsetReset",
+        OffsetReset::Earliest,
+        |c, key, v| {
+            c.choice(
+                key,
+                v,
+                &[
+                    ("earliest", OffsetReset::Earliest),
+                    ("latest", OffsetReset::Latest),
+                ],
+            )
+        },
+    );
+
+    let dead_letter_topic = dead_letter_topic(c, entry, path, topic.as_deref());
+    let success_codes = c.optional(entry, path, "successCodes", vec!["2xx".to_owned()], success_codes);
+    let (retry_backoff, retry_backoff_max) = retry_backoff(c, entry, path);
+    let retry_after_max = c.optional(entry, path, "retryAfterMax", ms(60_000), |c, key, value| {
+        c.millis(key, value, 1)
+    });
+
+    let prefetch_records = c.optional(entry, path, "prefetchRecords", 1000, |c, key, value| {
+        c.int_in::<usize>(key, value, 1, MAX_PREFETCH_RECORDS)
+    });
+    let prefetch_bytes = c.optional(entry, path, "prefetchBytes", 4 << 20, |c, key, value| {
+        c.int_in::<usize>(key, value, MIN_PREFETCH_BYTES, MAX_CHUNK_BYTES)
+    });
+    let commit_interval = c.optional(entry, path, "commitInterval", ms(1000), |c, key, value| {
+        c.millis(key, value, 1)
+    });
+    let drain_timeout = c.optional(entry, path, "drainTimeout", ms(10_000), |c, key, value| {
+        c.millis(key, value, 1)
+    });
+    let fetch_max_wait = c.optional(entry, path, "fetchMaxWait", ms(500), |c, key, value| {
+        c.millis(key, value, 1)
+    });
+
+    Some(ConsumerSettings {
+        topic: topic?,
+        group_id: group_id?,
+        rate_limit: rate_limit?,
+        timeout,
+        retries,
+        concurrency,
+        session_timeout,
+        heartbeat_interval,
+        rebalance_timeout,
+        assignor,
+        offset_reset,
+        dead_letter_topic,
+        success_codes,
+        retry_backoff,
+        retry_backoff_max,
+        retry_after_max,
+        prefetch_records,
+        prefetch_bytes,
+        commit_interval,
+        drain_timeout,
+        fetch_max_wait,
+    })
+}
+
+/// `rateLimit`: calls per second for the whole entry, fractions allowed (Go truncated to int).
+fn rate_limit(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<f64> {
+    let rate = c.number(key, value)?;
+    let shown = show_f64(rate);
+    let message = if rate <= 0.0 {
+        format!("must be greater than 0 calls per second, got {shown}")
+    } else if rate < MIN_RATE {
+        format!("must be at least {MIN_RATE} calls per second, got {shown}")
+    } else if rate > MAX_RATE {
+        format!(
+            "must be at most {} calls per second, got {shown}",
+            show_f64(MAX_RATE)
+        )
+    } else {
+        return Some(rate);
+    };
+    c.problem(key, Some(value), message);
+    None
+}
+
+/// `sessionTimeout` and `heartbeatInterval` (default a third of the session timeout, and always
+/// shorter than it, or the member would be evicted between two heartbeats).
+fn membership(c: &mut Checker<'_>, entry: &Dict, path: &str) -> (Duration, Duration) {
+    let session = c.optional_checked(entry, path, "sessionTimeout", SESSION_TIMEOUT, |c, key, v| {
+        c.millis_in(key, v, MIN_SESSION_MS, MAX_SESSION_MS)
+    });
+    let third = ms(duration_ms(session.unwrap_or(SESSION_TIMEOUT)) / 3);
+    let heartbeat = c.optional_checked(entry, path, "heartbeatInterval", third, |c, key, v| {
+        c.millis(key, v, 1)
+    });
+    if let (Some(session), Some(heartbeat)) = (session, heartbeat)
+        && heartbeat >= session
+    {
+        out_of_order(
+            c,
+            entry,
+            path,
+            ("heartbeatInterval", heartbeat),
+            "less than",
+            ("sessionTimeout", session),
+        );
+    }
+    (session.unwrap_or(SESSION_TIMEOUT), heartbeat.unwrap_or(third))
+}
+
+/// `retryBackoff` and `retryBackoffMax`, the cap, which must not be below the first delay.
+fn retry_backoff(c: &mut Checker<'_>, entry: &Dict, path: &str) -> (Duration, Duration) {
+    const BACKOFF: Duration = ms(200);
+    const BACKOFF_MAX: Duration = ms(30_000);
+    // 0 retries at once; the entry's rateLimit still paces the attempts.
+    let first = c.optional_checked(entry, path, "retryBackoff", BACKOFF, |c, key, v| {
+        c.millis(key, v, 0)
+    });
+    let max = c.optional_checked(entry, path, "retryBackoffMax", BACKOFF_MAX, |c, key, v| {
+        c.millis(key, v, 0)
+    });
+    if let (Some(first), Some(max)) = (first, max)
+        && max < first
+    {
+        out_of_order(
+            c,
+            entry,
+            path,
+            ("retryBackoffMax", max),
+            "at least",
+            ("retryBackoff", first),
+        );
+    }
+    (first.unwrap_or(BACKOFF), max.unwrap_or(BACKOFF_MAX))
+}
+
+/// Reports that `key` (value `got`) must be `relation` `other` (value `bound`). The key may be
+/// absent, its default at fault: then the message says so.
+fn out_of_order(
+    c: &mut Checker<'_>,
+    entry: &Dict,
+    path: &str,
+    (key, got): (&str, Duration),
+    relation: &str,
+    (other, bound): (&str, Duration),
+) {
+    let value = entry.get(key);
+    let default = if value.is_none() { " (the default)" } else { "" };
+    c.problem(
+        &format!("{path}.{key}"),
+        value,
+        format!(
+            "must be {relation} {other} ({}), got {}{default}",
+            duration_ms(bound),
+            duration_ms(got)
+        ),
+    );
+}
+
+/// `deadLetterTopic`: default `<topic>.dlq`; `""` turns dead-lettering off (`None`). The name
+/// must be a legal topic name other than the entry's own topic; bigpipe creates it, so it need
+/// not be in `kafka.topics`. `topic` is `None` when the entry's topic is invalid (reported).
+fn dead_letter_topic(c: &mut Checker<'_>, entry: &Dict, path: &str, topic: Option<&str>) -> Option<String> {
+    let key = format!("{path}.deadLetterTopic");
+    let value = entry.get("deadLetterTopic");
+    let name = match value {
+        Some(value) => c.string(&key, value)?,
+        None => format!("{}{DEAD_LETTER_SUFFIX}", topic?),
+    };
+    if name.is_empty() {
+        return None;
+    }
+    let problem = if Some(name.as_str()) == topic {
+        Some(format!(
+            "must differ from the entry's topic, got '{name}' (\"\" turns dead-lettering off)"
+        ))
+    } else {
+        topic_name_problem(&name)
+    };
+    let Some(problem) = problem else {
+        return Some(name);
+    };
+    let problem = match value {
+        Some(_) => problem,
+        None => format!(
+            "{problem} (the default, '<topic>{DEAD_LETTER_SUFFIX}'); set deadLetterTopic, or \"\" \
+             to turn dead-lettering off"
+        ),
+    };
+    c.problem(&key, value, problem);
+    None
+}
+
+/// `successCodes`: a non-empty array of statuses, ranges and classes (`rules::status_range`).
+fn success_codes(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<Vec<String>> {
+    let items = c.array(key, value)?;
+    if items.is_empty() {
+        c.problem(
+            key,
+            Some(value),
+            "must list at least one status, e.g. [\"2xx\"]; with none every call would fail",
+        );
+        return None;
+    }
+    let mut codes = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{key}[{i}]");
+        let Some(code) = c.string(&path, item) else {
+            ok = false;
+            continue;
+        };
+        match status_range(&code) {
+            Ok(_) => codes.push(code.to_ascii_lowercase()),
+            Err(reason) => {
+                c.problem(&path, Some(item), reason);
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(codes)
+}
+
+/// Whole milliseconds of a validated duration (at most a week, so the conversion never fails).
+fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

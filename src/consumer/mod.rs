@@ -1,0 +1,296 @@
+//! Delivery workers: one Kafka consumer group per consumer entry, whose
+//! members are bigpipe processes.
+//!
+//! ```text
+//!  group::start ──events──► run(): Assigned → PartitionRun per partition (from the committed offset)
+//!   (our own member)               Revoke   → stop runs (drain, abandon after drainTimeout), commit, ack
+//!        ▲                         Lost     → abort runs, commit nothing
+//!        └──── commit(offsets) ◄── every commitInterval: the lowest unfinished offset per partition
+//! ```
+//!
+//! Offsets are committed only for finished calls (delivered, dead-lettered
+//! or reported), so a crash re-delivers instead of losing (the Go version
+//! committed at read time).
+
+pub mod dlq;
+pub mod offsets;
+pub mod partition;
+pub mod rate;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use slog::{Logger, error, info, warn};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Assignor, ConsumerSettings};
+use crate::delivery::DeliveryPool;
+use crate::delivery::retry::{RetryPolicy, SuccessCodes};
+use crate::group::{self, AssignorKind, GroupConfig, GroupEvent, GroupHandle};
+use crate::kafka::client::KafkaClient;
+use crate::producer::partitioner::PartitionTable;
+use crate::stats::ConsumerStats;
+use dlq::DeadLetterWriter;
+use partition::{PartitionRun, StartAt};
+use rate::GroupRate;
+
+/// Everything the partitions of one consumer entry share.
+#[derive(Debug)]
+pub struct EntryContext {
+    /// The entry's settings.
+    pub settings: ConsumerSettings,
+    /// The shared rskafka client (fetching uses its own partition connections).
+    pub client: Arc<KafkaClient>,
+    /// Partition counts (for the rate share and dead-letter partitions).
+    pub table: Arc<PartitionTable>,
+    /// The awc delivery threads.
+    pub pool: Arc<DeliveryPool>,
+    /// What counts as success, and when to retry.
+    pub policy: RetryPolicy,
+    /// This member's share of the group rate.
+    pub rate: GroupRate,
+    /// Calls in flight for this entry in this process.
+    pub concurrency: Arc<Semaphore>,
+    /// Where exhausted calls go; `None` when disabled.
+    pub dlq: Option<DeadLetterWriter>,
+    /// Counters.
+    pub stats: Arc<ConsumerStats>,
+    /// Logger with the entry's group and topic.
+    pub log: Logger,
+    /// The parent logger, for the group member (which adds group and topic itself).
+    group_log: Logger,
+}
+
+/// Errors building an entry.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    /// `successCodes` did not parse (config validation should have caught it).
+    #[error("kafka.consumer.list successCodes: {0}")]
+    SuccessCodes(String),
+}
+
+impl EntryContext {
+    /// Builds the context of one entry.
+    ///
+    /// # Errors
+    /// When `successCodes` cannot be parsed.
+    pub fn new(
+        settings: ConsumerSettings,
+        client: Arc<KafkaClient>,
+        table: Arc<PartitionTable>,
+        pool: Arc<DeliveryPool>,
+        stats: Arc<ConsumerStats>,
+        log: &Logger,
+    ) -> Result<Self, EntryError> {
+        let group_log = log.clone();
+        let log = log.new(slog::o!("group" => settings.group_id.clone(), "topic" => settings.topic.clone()));
+        let success = SuccessCodes::parse(&settings.success_codes).map_err(EntryError::SuccessCodes)?;
+        let policy = RetryPolicy {
+            max_retries: settings.retries,
+            initial_backoff: settings.retry_backoff,
+            max_backoff: settings.retry_backoff_max,
+            retry_after_max: settings.retry_after_max,
+            success,
+        };
+        let dlq = settings.dead_letter_topic.as_ref().map(|topic| {
+            DeadLetterWriter::new(
+                topic.clone(),
+                settings.group_id.clone(),
+                settings.topic.clone(),
+                Arc::clone(&client),
+                Arc::clone(&table),
+                log.new(slog::o!("component" => "dlq")),
+            )
+        });
+        Ok(Self {
+            rate: GroupRate::new(settings.rate_limit),
+            concurrency: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+            settings,
+            client,
+            table,
+            pool,
+            policy,
+            dlq,
+            stats,
+            log,
+            group_log,
+        })
+    }
+
+    fn group_config(&self) -> GroupConfig {
+        let s = &self.settings;
+        GroupConfig {
+            bootstrap: self.client.bootstrap().to_vec(),
+            client_id: self.client.client_id().to_owned(),
+            group_id: s.group_id.clone(),
+            topic: s.topic.clone(),
+            session_timeout: s.session_timeout,
+            heartbeat_interval: s.heartbeat_interval,
+            rebalance_timeout: s.rebalance_timeout,
+            request_timeout: self.client.timeout(),
+            assignor: match s.assignor {
+                Assignor::Sticky => AssignorKind::Sticky,
+                Assignor::Range => AssignorKind::Range,
+                Assignor::RoundRobin => AssignorKind::RoundRobin,
+            },
+            // Our own revoke waits drainTimeout for deliveries, plus time to commit.
+            revoke_timeout: s.drain_timeout + self.client.timeout(),
+        }
+    }
+}
+
+/// Runs one consumer entry until `stop` is cancelled: joins the group,
+/// delivers assigned partitions, commits, and leaves the group at the end.
+pub async fn run(ctx: Arc<EntryContext>, stop: CancellationToken) {
+    let (handle, mut events, driver) = group::start(ctx.group_config(), ctx.group_log.clone(), stop);
+    let mut owned: BTreeMap<i32, PartitionRun> = BTreeMap::new();
+    let mut tick = tokio::time::interval(ctx.settings.commit_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(GroupEvent::Assigned { generation, partitions, .. }) => {
+                    info!(ctx.log, "partitions assigned"; "generation" => generation, "partitions" => ?partitions);
+                    assign(&ctx, &handle, &mut owned, partitions).await;
+                }
+                Some(GroupEvent::Revoke { partitions, done }) => {
+                    revoke(&ctx, &handle, &mut owned, &partitions).await;
+                    // The driver may have stopped waiting; it rejoins either way.
+                    done.send(()).ok();
+                }
+                Some(GroupEvent::Lost { partitions }) => {
+                    warn!(ctx.log, "partitions lost without a clean revoke"; "partitions" => ?partitions);
+                    for p in partitions {
+                        if let Some(run) = owned.remove(&p) {
+                            run.abort().await;
+                            ctx.stats.remove_partition(p);
+                        }
+                    }
+                }
+                None => break,
+            },
+            _ = tick.tick() => commit_progress(&ctx, &handle, &owned).await,
+        }
+    }
+    // The driver only ends after revoking everything; anything left was lost.
+    for (_, run) in std::mem::take(&mut owned) {
+        run.abort().await;
+    }
+    if let Err(e) = driver.await {
+        error!(ctx.log, "group driver failed"; "error" => %e);
+    }
+    info!(ctx.log, "consumer entry stopped");
+}
+
+async fn assign(
+    ctx: &Arc<EntryContext>,
+    handle: &GroupHandle,
+    owned: &mut BTreeMap<i32, PartitionRun>,
+    partitions: Vec<i32>,
+) {
+    let total = ctx
+        .table
+        .count(&ctx.settings.topic)
+        .map_or(partitions.len(), |n| n.unsigned_abs() as usize);
+    ctx.rate.set_share(partitions.len(), total.max(partitions.len()));
+    let fresh: Vec<i32> = partitions
+        .iter()
+        .copied()
+        .filter(|p| !owned.contains_key(p))
+        .collect();
+    if fresh.is_empty() {
+        return;
+    }
+    // Where each partition starts: never guess when the committed offsets are
+    // unknown (earliest would re-deliver everything, latest would skip calls).
+    let mut attempt = 0;
+    let committed = loop {
+        match handle.committed(fresh.clone()).await {
+            Ok(c) => break c,
+            Err(e) => {
+                attempt += 1;
+                if Duration::from_millis(500) * attempt > ctx.settings.session_timeout {
+                    error!(ctx.log, "committed offsets unavailable, partitions left idle until the next rebalance";
+                        "partitions" => ?fresh, "error" => %e);
+                    return;
+                }
+                warn!(ctx.log, "committed offsets unavailable, retrying"; "error" => %e);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    for p in fresh {
+        let start = match committed.get(&p).copied().flatten() {
+            Some(offset) => StartAt::Committed(offset),
+            None => StartAt::Reset(ctx.settings.offset_reset),
+        };
+        if let StartAt::Committed(offset) = start {
+            ctx.stats.set_partition(p, |v| v.committed = Some(offset));
+        }
+        owned.insert(p, PartitionRun::start(Arc::clone(ctx), p, start));
+    }
+}
+
+async fn revoke(
+    ctx: &EntryContext,
+    handle: &GroupHandle,
+    owned: &mut BTreeMap<i32, PartitionRun>,
+    partitions: &[i32],
+) {
+    let runs: Vec<PartitionRun> = partitions.iter().filter_map(|p| owned.remove(p)).collect();
+    if runs.is_empty() {
+        return;
+    }
+    let drain = ctx.settings.drain_timeout;
+    let stopped = futures::future::join_all(runs.into_iter().map(|run| async move {
+        let p = run.partition;
+        (p, run.stop(drain).await)
+    }))
+    .await;
+    let mut offsets = vec![];
+    for (p, (position, abandoned)) in stopped {
+        if abandoned > 0 {
+            warn!(ctx.log, "calls abandoned at revoke, the next owner delivers them again";
+                "partition" => p, "calls" => abandoned);
+        }
+        if let Some(position) = position {
+            offsets.push((p, position));
+        }
+        ctx.stats.remove_partition(p);
+    }
+    if offsets.is_empty() {
+        return;
+    }
+    match handle.commit(offsets.clone()).await {
+        Ok(()) => info!(ctx.log, "offsets committed at revoke"; "offsets" => ?offsets),
+        Err(e) => warn!(ctx.log, "commit at revoke failed; those calls will be delivered again";
+            "offsets" => ?offsets, "error" => %e),
+    }
+}
+
+async fn commit_progress(ctx: &EntryContext, handle: &GroupHandle, owned: &BTreeMap<i32, PartitionRun>) {
+    let offsets: Vec<(i32, i64)> = owned
+        .values()
+        .filter_map(|run| run.take_commit().map(|o| (run.partition, o)))
+        .collect();
+    if offsets.is_empty() {
+        return;
+    }
+    match handle.commit(offsets.clone()).await {
+        Ok(()) => {
+            for (p, o) in offsets {
+                ctx.stats.set_partition(p, |v| v.committed = Some(o));
+            }
+        }
+        Err(e) => {
+            warn!(ctx.log, "offset commit failed, retrying next interval"; "error" => %e);
+            for (p, _) in offsets {
+                if let Some(run) = owned.get(&p) {
+                    run.commit_failed();
+                }
+            }
+        }
+    }
+}

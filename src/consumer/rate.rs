@@ -1,0 +1,121 @@
+//! A consumer entry's rate limit, split across the group's members.
+//!
+//! `rateLimit` is the rate for the whole group: each member takes the share of
+//! the group's partitions it owns, so adding processes does not multiply the
+//! rate (in the Go version every process applied the full rate). The limiter
+//! is rebuilt whenever the assignment changes.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use leaky_bucket::RateLimiter;
+
+/// The member's current share of a group rate.
+#[derive(Debug)]
+pub struct GroupRate {
+    group_rate: f64,
+    limiter: Mutex<Arc<RateLimiter>>,
+}
+
+impl GroupRate {
+    /// Starts with the whole group rate (until the first assignment says otherwise).
+    pub fn new(group_rate: f64) -> Self {
+        Self {
+            group_rate,
+            limiter: Mutex::new(Arc::new(limiter_for(group_rate))),
+        }
+    }
+
+    /// Sets the share to `owned / total` partitions of the group rate.
+    pub fn set_share(&self, owned: usize, total: usize) {
+        let rate = member_rate(self.group_rate, owned, total);
+        *self
+            .limiter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(limiter_for(rate));
+    }
+
+    /// Waits for one call's token.
+    pub async fn acquire(&self) {
+        let limiter = Arc::clone(
+            &self
+                .limiter
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        limiter.acquire_one().await;
+    }
+}
+
+/// The rate of a member owning `owned` of `total` partitions. A member that
+/// owns nothing keeps a tiny rate so a stale waiter is not stuck forever.
+pub fn member_rate(group_rate: f64, owned: usize, total: usize) -> f64 {
+    if total == 0 {
+        return group_rate;
+    }
+    let share = owned.min(total) as f64 / total as f64;
+    (group_rate * share).max(0.001)
+}
+
+/// The token-bucket parameters for `rate` calls per second: tokens refilled
+/// per interval, and the interval. Refills are whole tokens, so high rates
+/// refill several tokens at a slightly longer interval instead of rounding
+/// the rate; the burst is one refill (no second-long burst as in the Go version).
+pub fn bucket_for(rate: f64) -> (usize, Duration) {
+    let rate = rate.max(0.001);
+    if rate <= 1000.0 {
+        (1, Duration::from_secs_f64(1.0 / rate))
+    } else {
+        let refill = (rate / 1000.0).ceil();
+        (refill as usize, Duration::from_secs_f64(refill / rate))
+    }
+}
+
+fn limiter_for(rate: f64) -> RateLimiter {
+    let (refill, interval) = bucket_for(rate);
+    RateLimiter::builder()
+        .initial(refill)
+        .refill(refill)
+        .max(refill)
+        .interval(interval)
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_is_proportional_to_owned_partitions() {
+        assert_eq!(member_rate(100.0, 3, 6), 50.0);
+        assert_eq!(member_rate(100.0, 6, 6), 100.0);
+        assert!((member_rate(90.0, 1, 3) - 30.0).abs() < 1e-9);
+        assert_eq!(member_rate(100.0, 0, 6), 0.001);
+        assert_eq!(member_rate(100.0, 2, 0), 100.0);
+    }
+
+    #[test]
+    fn bucket_keeps_the_exact_rate() {
+        for rate in [0.5, 1.0, 37.0, 999.0, 1500.0, 12345.0] {
+            let (refill, interval) = bucket_for(rate);
+            let got = refill as f64 / interval.as_secs_f64();
+            assert!((got - rate).abs() / rate < 1e-6, "rate {rate}: got {got}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limiter_paces_calls() {
+        let rate = GroupRate::new(100.0);
+        rate.set_share(1, 2); // 50/s
+        let start = tokio::time::Instant::now();
+        for _ in 0..51 {
+            rate.acquire().await;
+        }
+        let took = start.elapsed();
+        // 51 tokens at 50/s with a burst of 1: 50 intervals of 20 ms.
+        assert!(
+            took >= Duration::from_millis(990) && took <= Duration::from_millis(1010),
+            "{took:?}"
+        );
+    }
+}

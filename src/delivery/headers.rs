@@ -1,0 +1,211 @@
+//! The headers a call carries to its target.
+//!
+//! The Go version forwarded the caller's `/rpc/call` headers verbatim,
+//! including hop-by-hop ones (`Connection`, `Transfer-Encoding`, …) that
+//! describe the caller's connection to bigpipe, not ours to the target, and
+//! `Expect: 100-continue`, which curl adds for bodies over 1 KB and which made
+//! Go's transport wait a second for a `100 Continue` on every delivery. Here
+//! those are dropped, framing headers are left to the HTTP client, and two
+//! headers are added so targets can deduplicate at-least-once deliveries.
+
+use std::collections::{BTreeMap, HashSet};
+
+use awc::http::header::{HeaderName, HeaderValue};
+
+/// Header carrying the call id (the id `/rpc/call` answered with).
+pub const CALL_ID_HEADER: &str = "X-Bigpipe-Call-Id";
+/// Header carrying the 1-based attempt number of this delivery.
+pub const ATTEMPT_HEADER: &str = "X-Bigpipe-Attempt";
+/// The body's content type, as the Go version sent it.
+pub const CONTENT_TYPE: &str = "application/octet-stream";
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, plus the de-facto `Keep-Alive` and
+/// `Proxy-Connection`), lower case.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Headers that are ours to set, lower case: framing and addressing belong
+/// to the client (`Host` from the URL, `Content-Length` from the body), `Expect`
+/// would stall the request, `Accept-Encoding` would invite compressed
+/// answers that we never decompress, and `Content-Type` is set below (as is
+/// every `X-Bigpipe-*` header, checked by prefix).
+const REPLACED: [&str; 5] = [
+    "host",
+    "content-length",
+    "expect",
+    "accept-encoding",
+    "content-type",
+];
+
+/// Builds the headers for the target from the stored caller headers
+/// (Go-canonical keys, every value kept, in order).
+///
+/// Drops hop-by-hop headers, including any the `Connection` header names;
+/// `Host`, `Content-Length`, `Expect`, `Accept-Encoding`, and any
+/// `Content-Type` or `X-Bigpipe-*` the caller sent. Adds
+/// `Content-Type: application/octet-stream`, `X-Bigpipe-Call-Id: <call_id>`
+/// and `X-Bigpipe-Attempt: <attempt>`. Names and values that are not valid
+/// HTTP are skipped rather than failing the call: they came from the caller
+/// and were never going to reach the target intact. Values may contain
+/// non-ASCII bytes (obs-text), which are passed through unchanged.
+pub fn outbound_headers(
+    stored: &BTreeMap<String, Vec<String>>,
+    call_id: &str,
+    attempt: u32,
+) -> Vec<(String, String)> {
+    // Connection: close, x-secret  →  x-secret is hop-by-hop for this request.
+    let named_by_connection: HashSet<String> = stored
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, values)| values.iter())
+        .flat_map(|v| v.split(','))
+        .map(|token| token.trim().to_ascii_lowercase())
+        .filter(|token| !token.is_empty())
+        .collect();
+
+    let mut out = Vec::with_capacity(stored.values().map(Vec::len).sum::<usize>() + 3);
+    for (name, values) in stored {
+        let lower = name.to_ascii_lowercase();
+        if HOP_BY_HOP.contains(&lower.as_str())
+            || REPLACED.contains(&lower.as_str())
+            || lower.starts_with("x-bigpipe-")
+            || named_by_connection.contains(&lower)
+            || HeaderName::from_bytes(name.as_bytes()).is_err()
+        {
+            continue;
+        }
+        for value in values {
+            if HeaderValue::from_bytes(value.as_bytes()).is_ok() {
+                out.push((name.clone(), value.clone()));
+            }
+        }
+    }
+    out.push(("Content-Type".to_owned(), CONTENT_TYPE.to_owned()));
+    if HeaderValue::from_bytes(call_id.as_bytes()).is_ok() {
+        out.push((CALL_ID_HEADER.to_owned(), call_id.to_owned()));
+    }
+    out.push((ATTEMPT_HEADER.to_owned(), attempt.to_string()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(pairs: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
+        pairs
+            .iter()
+            .map(|(k, vs)| ((*k).to_owned(), vs.iter().map(|v| (*v).to_owned()).collect()))
+            .collect()
+    }
+
+    fn names(h: &[(String, String)]) -> Vec<String> {
+        h.iter().map(|(k, _)| k.to_ascii_lowercase()).collect()
+    }
+
+    #[test]
+    fn hop_by_hop_and_replaced_headers_are_dropped() {
+        let s = stored(&[
+            ("Connection", &["keep-alive, X-Private-Hop", "Upgrade"]),
+            ("Keep-Alive", &["timeout=5"]),
+            ("Proxy-Connection", &["keep-alive"]),
+            ("Proxy-Authenticate", &["Basic"]),
+            ("Proxy-Authorization", &["Basic Zm9vOmJhcg=="]),
+            ("Te", &["trailers"]),
+            ("Trailer", &["Expires"]),
+            ("Transfer-Encoding", &["chunked"]),
+            ("Upgrade", &["websocket"]),
+            ("X-Private-Hop", &["secret"]),
+            ("Host", &["bigpipe.internal:10086"]),
+            ("Content-Length", &["42"]),
+            ("Expect", &["100-continue"]),
+            ("Accept-Encoding", &["gzip"]),
+            ("Content-Type", &["application/json"]),
+            ("X-Bigpipe-Call-Id", &["spoofed"]),
+            ("X-Bigpipe-Attempt", &["99"]),
+            ("User-Agent", &["curl/8.5.0"]),
+        ]);
+        let h = outbound_headers(&s, "0193-abc", 2);
+        assert_eq!(
+            h,
+            vec![
+                ("User-Agent".to_owned(), "curl/8.5.0".to_owned()),
+                ("Content-Type".to_owned(), "application/octet-stream".to_owned()),
+                ("X-Bigpipe-Call-Id".to_owned(), "0193-abc".to_owned()),
+                ("X-Bigpipe-Attempt".to_owned(), "2".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn connection_tokens_match_case_insensitively() {
+        let s = stored(&[
+            ("Connection", &[" x-hop ,"]),
+            ("X-Hop", &["1"]),
+            ("X-Keep", &["2"]),
+        ]);
+        let n = names(&outbound_headers(&s, "id", 1));
+        assert!(!n.contains(&"x-hop".to_owned()));
+        assert!(n.contains(&"x-keep".to_owned()));
+    }
+
+    #[test]
+    fn end_to_end_headers_and_every_value_are_kept() {
+        let s = stored(&[
+            ("Accept", &["text/plain", "application/json"]),
+            ("Authorization", &["Bearer t"]),
+            ("Cookie", &["a=1", "b=2"]),
+            ("X-Unicode", &["héllo wörld ✓"]),
+        ]);
+        let h = outbound_headers(&s, "id-1", 1);
+        let get = |k: &str| -> Vec<&str> {
+            h.iter()
+                .filter(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(get("Accept"), ["text/plain", "application/json"]);
+        assert_eq!(get("Cookie"), ["a=1", "b=2"]);
+        assert_eq!(get("Authorization"), ["Bearer t"]);
+        assert_eq!(get("X-Unicode"), ["héllo wörld ✓"]);
+        assert_eq!(get("X-Bigpipe-Call-Id"), ["id-1"]);
+        assert_eq!(get("X-Bigpipe-Attempt"), ["1"]);
+        assert_eq!(get("Content-Type"), ["application/octet-stream"]);
+    }
+
+    #[test]
+    fn invalid_names_and_values_are_skipped() {
+        let s = stored(&[
+            ("Bad Name", &["x"]),
+            ("", &["x"]),
+            ("X-Ok", &["fine", "line\r\nX-Injected: 1", "nul\0"]),
+        ]);
+        let h = outbound_headers(&s, "bad\nid", 3);
+        assert_eq!(
+            h,
+            vec![
+                ("X-Ok".to_owned(), "fine".to_owned()),
+                ("Content-Type".to_owned(), "application/octet-stream".to_owned()),
+                ("X-Bigpipe-Attempt".to_owned(), "3".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_store_still_gets_ids() {
+        let h = outbound_headers(&BTreeMap::new(), "id", 1);
+        assert_eq!(
+            names(&h),
+            ["content-type", "x-bigpipe-call-id", "x-bigpipe-attempt"]
+        );
+    }
+}

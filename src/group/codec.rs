@@ -1,0 +1,299 @@
+//! The `consumer` protocol's JoinGroup/SyncGroup payloads: `ConsumerProtocolSubscription` and
+//! `ConsumerProtocolAssignment`, each behind an `i16` version prefix that we write and read
+//! ourselves (kafka-protocol encodes only the body).
+//!
+//! We write the standard encodings so that Kafka's own tools (`kafka-consumer-groups
+//! --describe --members --verbose`) can show our members and their partitions, and so a Java
+//! leader could read our subscriptions.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
+use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as OwnedTopic;
+use kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription, TopicName};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+/// Subscription version we write: v2 added the generation of `owned_partitions`, v3 the rack.
+/// The leader uses both `owned_partitions` (stickiness) and the generation (to settle claims of
+/// two members on one partition).
+pub(crate) const SUBSCRIPTION_VERSION: i16 = 3;
+
+/// Assignment version we write. v1..v3 share one layout; v3 matches current Java clients.
+pub(crate) const ASSIGNMENT_VERSION: i16 = 3;
+
+/// Highest version the generated codec knows. Newer versions only append fields (the
+/// protocol's compatibility rule, applied by Java's `ConsumerProtocol` too), so a newer payload
+/// is read at this version and its tail ignored.
+const HIGHEST_KNOWN: i16 = 3;
+
+/// Why a subscription or assignment payload could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CodecError {
+    /// Fewer than the two bytes of the version prefix.
+    #[error("payload of {len} bytes has no version prefix")]
+    Truncated {
+        /// The payload length.
+        len: usize,
+    },
+    /// A negative version, which no client writes.
+    #[error("invalid payload version {version}")]
+    BadVersion {
+        /// The version read.
+        version: i16,
+    },
+    /// The body does not decode at the (clamped) version.
+    #[error("undecodable v{version} payload")]
+    Decode {
+        /// The version it was read at.
+        version: i16,
+        /// The codec's error.
+        #[source]
+        source: crate::kafka::wire::CodecError,
+    },
+}
+
+/// A member's subscription, as the leader needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Subscription {
+    /// Subscribed topics.
+    pub(crate) topics: Vec<String>,
+    /// Partitions the member owned in `generation`, per topic.
+    pub(crate) owned: Vec<(String, Vec<i32>)>,
+    /// Generation of `owned`; -1 when unknown (v0/v1 payloads, or a fresh member).
+    pub(crate) generation: i32,
+}
+
+impl Subscription {
+    /// The owned partitions of `topic` (empty if none).
+    pub(crate) fn owned_of(&self, topic: &str) -> Vec<i32> {
+        self.owned
+            .iter()
+            .filter(|(t, _)| t == topic)
+            .flat_map(|(_, p)| p.iter().copied())
+            .collect()
+    }
+}
+
+/// Encodes our subscription to `topic`, claiming `owned` partitions from `generation`.
+pub(crate) fn encode_subscription(topic: &str, owned: &[i32], generation: i32) -> Bytes {
+    let owned_partitions = if owned.is_empty() {
+        Vec::new()
+    } else {
+        vec![
+            OwnedTopic::default()
+                .with_topic(topic_name(topic))
+                .with_partitions(owned.to_vec()),
+        ]
+    };
+    let body = ConsumerProtocolSubscription::default()
+        .with_topics(vec![StrBytes::from_string(topic.to_owned())])
+        .with_user_data(None)
+        .with_owned_partitions(owned_partitions)
+        .with_generation_id(generation)
+        .with_rack_id(None);
+    encode(&body, SUBSCRIPTION_VERSION)
+}
+
+/// Decodes a member's subscription.
+///
+/// # Errors
+/// [`CodecError`] when the payload is truncated, has a negative version or does not decode.
+pub(crate) fn decode_subscription(payload: &Bytes) -> Result<Subscription, CodecError> {
+    let (version, mut body) = split_version(payload)?;
+    let sub = ConsumerProtocolSubscription::decode(&mut body, version).map_err(|e| CodecError::Decode {
+        version,
+        source: e.into(),
+    })?;
+    Ok(Subscription {
+        topics: sub.topics.iter().map(|t| t.to_string()).collect(),
+        owned: sub
+            .owned_partitions
+            .into_iter()
+            .map(|tp| (tp.topic.0.to_string(), tp.partitions))
+            .collect(),
+        generation: sub.generation_id,
+    })
+}
+
+/// Encodes an assignment of `partitions` of `topic` (an empty list is a valid assignment).
+pub(crate) fn encode_assignment(topic: &str, partitions: &[i32]) -> Bytes {
+    let assigned = if partitions.is_empty() {
+        Vec::new()
+    } else {
+        vec![
+            AssignedTopic::default()
+                .with_topic(topic_name(topic))
+                .with_partitions(partitions.to_vec()),
+        ]
+    };
+    let body = ConsumerProtocolAssignment::default()
+        .with_assigned_partitions(assigned)
+        .with_user_data(None);
+    encode(&body, ASSIGNMENT_VERSION)
+}
+
+/// Decodes an assignment into (topic, partitions) pairs.
+///
+/// An empty payload is an empty assignment: the coordinator sends one to members the leader
+/// left out of its SyncGroup.
+///
+/// # Errors
+/// [`CodecError`] when the payload is non-empty but unreadable.
+pub(crate) fn decode_assignment(payload: &Bytes) -> Result<Vec<(String, Vec<i32>)>, CodecError> {
+    if payload.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (version, mut body) = split_version(payload)?;
+    let assignment =
+        ConsumerProtocolAssignment::decode(&mut body, version).map_err(|e| CodecError::Decode {
+            version,
+            source: e.into(),
+        })?;
+    Ok(assignment
+        .assigned_partitions
+        .into_iter()
+        .map(|tp| (tp.topic.0.to_string(), tp.partitions))
+        .collect())
+}
+
+fn encode<M: Encodable>(body: &M, version: i16) -> Bytes {
+    let mut buf = BytesMut::new();
+    buf.put_i16(version);
+    // Encoding can only fail for fields absent from the version or lengths beyond i32; every
+    // field we set exists at our constant versions and partition lists are small, so a failure
+    // is a bug in this file. Returning just the prefix would make it visible to the reader as
+    // a typed decode error rather than a panic on the I/O path.
+    if body.encode(&mut buf, version).is_err() {
+        buf.truncate(2);
+    }
+    buf.freeze()
+}
+
+/// Reads the version prefix; returns the version to decode at (clamped) and the body.
+fn split_version(payload: &Bytes) -> Result<(i16, Bytes), CodecError> {
+    if payload.len() < 2 {
+        return Err(CodecError::Truncated { len: payload.len() });
+    }
+    let mut body = payload.clone();
+    let version = body.get_i16();
+    if version < 0 {
+        return Err(CodecError::BadVersion { version });
+    }
+    Ok((version.min(HIGHEST_KNOWN), body))
+}
+
+fn topic_name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscription_round_trip_with_prefix() {
+        let bytes = encode_subscription("calls", &[0, 3, 5], 7);
+        assert_eq!(&bytes[..2], &SUBSCRIPTION_VERSION.to_be_bytes());
+        let sub = decode_subscription(&bytes).unwrap();
+        assert_eq!(
+            sub,
+            Subscription {
+                topics: vec!["calls".to_owned()],
+                owned: vec![("calls".to_owned(), vec![0, 3, 5])],
+                generation: 7,
+            }
+        );
+        assert_eq!(sub.owned_of("calls"), vec![0, 3, 5]);
+        assert!(sub.owned_of("other").is_empty());
+    }
+
+    #[test]
+    fn fresh_subscription_has_no_owned_partitions() {
+        let sub = decode_subscription(&encode_subscription("t", &[], -1)).unwrap();
+        assert!(sub.owned.is_empty());
+        assert_eq!(sub.generation, -1);
+    }
+
+    #[test]
+    fn older_subscription_versions_decode() {
+        // What a v0 (pre-KIP-429) Java client sends: topics + null user data, nothing else.
+        for version in 0..=1i16 {
+            let body = ConsumerProtocolSubscription::default()
+                .with_topics(vec![StrBytes::from_static_str("t")])
+                .with_owned_partitions(if version >= 1 {
+                    vec![
+                        OwnedTopic::default()
+                            .with_topic(topic_name("t"))
+                            .with_partitions(vec![2]),
+                    ]
+                } else {
+                    Vec::new()
+                });
+            let sub = decode_subscription(&encode(&body, version)).unwrap();
+            assert_eq!(sub.topics, vec!["t".to_owned()]);
+            assert_eq!(sub.generation, -1, "v{version} has no generation");
+            assert_eq!(sub.owned_of("t"), if version >= 1 { vec![2] } else { vec![] });
+        }
+    }
+
+    #[test]
+    fn newer_versions_are_read_at_the_highest_known_one() {
+        // A v5 payload from a future client: v3 layout plus an unknown trailing field.
+        let mut bytes = BytesMut::from(&encode_subscription("t", &[1], 4)[..]);
+        bytes[..2].copy_from_slice(&5i16.to_be_bytes());
+        bytes.put_i32(12345);
+        let sub = decode_subscription(&bytes.freeze()).unwrap();
+        assert_eq!(sub.owned_of("t"), vec![1]);
+        assert_eq!(sub.generation, 4);
+    }
+
+    #[test]
+    fn assignment_round_trip() {
+        let bytes = encode_assignment("calls", &[1, 2]);
+        assert_eq!(&bytes[..2], &ASSIGNMENT_VERSION.to_be_bytes());
+        assert_eq!(
+            decode_assignment(&bytes).unwrap(),
+            vec![("calls".to_owned(), vec![1, 2])]
+        );
+        assert!(
+            decode_assignment(&encode_assignment("calls", &[]))
+                .unwrap()
+                .is_empty()
+        );
+        // v0 (same layout) from an old leader.
+        let v0 = encode(
+            &ConsumerProtocolAssignment::default().with_assigned_partitions(vec![
+                AssignedTopic::default()
+                    .with_topic(topic_name("x"))
+                    .with_partitions(vec![9]),
+            ]),
+            0,
+        );
+        assert_eq!(decode_assignment(&v0).unwrap(), vec![("x".to_owned(), vec![9])]);
+    }
+
+    #[test]
+    fn empty_assignment_payload_is_no_partitions() {
+        assert!(decode_assignment(&Bytes::new()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_payloads_are_typed_errors() {
+        assert!(matches!(
+            decode_subscription(&Bytes::from_static(&[0])),
+            Err(CodecError::Truncated { len: 1 })
+        ));
+        assert!(matches!(
+            decode_subscription(&Bytes::from_static(&[0xff, 0xfe, 0, 0])),
+            Err(CodecError::BadVersion { version: -2 })
+        ));
+        // v3 prefix, then a topic array claiming 1000 entries with no bytes behind it.
+        assert!(matches!(
+            decode_subscription(&Bytes::from_static(&[0, 3, 0, 0, 3, 232])),
+            Err(CodecError::Decode { version: 3, .. })
+        ));
+        assert!(matches!(
+            decode_assignment(&Bytes::from_static(&[0, 1, 0xff])),
+            Err(CodecError::Decode { version: 1, .. })
+        ));
+    }
+}

@@ -1,0 +1,794 @@
+//! The async side of a group member: one task that runs the requests the state machine asks for
+//! over one coordinator connection, and feeds their outcomes back as inputs.
+//!
+//! The loop waits on, at the same time: the stop token, requests in flight (a
+//! `FuturesUnordered`, so heartbeats, commits and a parked JoinGroup can be outstanding
+//! together), handle commands, the state machine's next deadline, room in the event channel,
+//! and the event receiver being dropped. Requests share one `BrokerConnection`, which
+//! serialises them; only LeaveGroup during a join gets its own connection.
+//!
+//! Nothing here decides anything about membership: the answer to "what now?" always comes from
+//! `Member::handle`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::{
+    ApiKey, FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
+    OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
+};
+use kafka_protocol::protocol::{Message, StrBytes};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use slog::{Logger, debug, info, o};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::state::{Action, Class, Event, Input, JoinOutcome, Member, classify};
+use super::{Command, CommitError, GroupConfig, GroupError, GroupEvent};
+use crate::kafka::wire::{self, BrokerConnection, admin};
+
+/// Protocol type of consumer groups; Kafka's tools decode member metadata only for this one.
+const PROTOCOL_TYPE: &str = "consumer";
+
+/// The driver of one group member; built and spawned by [`super::start`].
+pub struct GroupMember {
+    config: Arc<GroupConfig>,
+    log: Logger,
+    state: Member,
+    /// Cancelled by the owner to make us revoke, leave and end.
+    stop: CancellationToken,
+    /// Events to the consumer; its receiver being dropped makes us leave.
+    events: mpsc::Sender<GroupEvent>,
+    /// Events the channel had no room for yet, in order.
+    queued: VecDeque<GroupEvent>,
+    /// Requests from the `GroupHandle`s; closed when all handles are gone (we carry on).
+    commands: mpsc::Receiver<Command>,
+    /// `(member id, generation)` while stable, for `GroupHandle::current`.
+    current: watch::Sender<Option<(String, i32)>>,
+    /// The coordinator connection of the state machine's current epoch.
+    conn: Option<Arc<BrokerConnection>>,
+    /// Everything in flight; each resolves to what it means for the state machine.
+    inflight: FuturesUnordered<BoxFuture<'static, Completion>>,
+}
+
+/// What a finished in-flight future reports.
+enum Completion {
+    Input(Input),
+    /// FindCoordinator plus connecting: the connection must be installed before the state
+    /// machine hears of it, since its next action (JoinGroup) uses it.
+    Found {
+        seq: u64,
+        result: Result<Arc<BrokerConnection>, wire::Error>,
+    },
+    Nothing,
+}
+
+impl fmt::Debug for GroupMember {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupMember")
+            .field("group_id", &self.config.group_id)
+            .field("state", &self.state)
+            .field("queued_events", &self.queued.len())
+            .field("inflight", &self.inflight.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupMember {
+    pub(crate) fn new(
+        config: GroupConfig,
+        log: Logger,
+        stop: CancellationToken,
+        events: mpsc::Sender<GroupEvent>,
+        commands: mpsc::Receiver<Command>,
+        current: watch::Sender<Option<(String, i32)>>,
+    ) -> Self {
+        let log = log.new(o!("group" => config.group_id.clone(), "topic" => config.topic.clone()));
+        let rng = Box::new(StdRng::from_rng(&mut rand::rng()));
+        let state = Member::new(&config, log.clone(), Instant::now(), rng);
+        Self {
+            config: Arc::new(config),
+            log,
+            state,
+            stop,
+            events,
+            queued: VecDeque::new(),
+            commands,
+            current,
+            conn: None,
+            inflight: FuturesUnordered::new(),
+        }
+    }
+
+    /// Runs until the state machine stops (after a stop, a dropped receiver, or fencing).
+    ///
+    /// # Cancellation
+    /// Aborting the task drops every request in flight without LeaveGroup: the coordinator
+    /// drops us after the session timeout, as if the process had died.
+    pub async fn run(mut self) {
+        let mut stop_seen = false;
+        let mut commands_open = true;
+        let mut events_closed = false;
+        self.apply(Input::Tick);
+        while !self.state.is_stopped() {
+            let deadline = self.state.next_deadline();
+            // A far-off instant stands in for "no deadline"; the branch is disabled then.
+            let sleep = tokio::time::sleep_until(
+                deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
+            );
+            tokio::select! {
+                () = self.stop.cancelled(), if !stop_seen => {
+                    stop_seen = true;
+                    self.apply(Input::Stop);
+                }
+                Some(done) = self.inflight.next(), if !self.inflight.is_empty() => self.complete(done),
+                command = self.commands.recv(), if commands_open => match command {
+                    Some(command) => self.command(command),
+                    None => commands_open = false,
+                },
+                () = sleep, if deadline.is_some() => self.apply(Input::Tick),
+                // Only a bool leaves this branch: a `Permit` would keep `self.events` borrowed
+                // into the handler. We are the only sender, so the room stays ours.
+                room = async { self.events.reserve().await.is_ok() }, if !self.queued.is_empty() => {
+                    if room && let Some(event) = self.queued.pop_front()
+                        && let Err(mpsc::error::TrySendError::Full(event)) = self.events.try_send(event)
+                    {
+                        self.queued.push_front(event);
+                    }
+                }
+                () = self.events.closed(), if !events_closed => {
+                    events_closed = true;
+                    self.queued.clear();
+                    self.apply(Input::EventsClosed);
+                }
+            }
+        }
+        // Deliver what fits (a final Lost, say); the channel closing tells the consumer the rest.
+        for event in self.queued.drain(..) {
+            if self.events.try_send(event).is_err() {
+                break;
+            }
+        }
+        self.current.send_replace(None);
+        let (member, generation) = self.state.identity();
+        info!(self.log, "group member stopped"; "member" => member, "generation" => generation);
+    }
+
+    /// Feeds the state machine and executes its actions.
+    fn apply(&mut self, input: Input) {
+        let actions = self.state.handle(Instant::now(), input);
+        for action in actions {
+            self.execute(action);
+        }
+        let current = self.state.current();
+        self.current.send_if_modified(|c| {
+            let changed = *c != current;
+            *c = current;
+            changed
+        });
+    }
+
+    fn complete(&mut self, done: Completion) {
+        match done {
+            Completion::Input(input) => self.apply(input),
+            Completion::Found { seq, result } => {
+                let result = match result {
+                    Ok(conn) => {
+                        if self.state.awaits_coordinator(seq) {
+                            info!(self.log, "connected to the group coordinator"; "addr" => conn.addr());
+                            self.conn = Some(conn);
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
+                self.apply(Input::CoordinatorFound { seq, result });
+            }
+            Completion::Nothing => {}
+        }
+    }
+
+    fn execute(&mut self, action: Action) {
+        let config = Arc::clone(&self.config);
+        match action {
+            Action::FindCoordinator { seq } => {
+                // Requests still running on the old connection keep it alive through their Arc.
+                self.conn = None;
+                self.spawn(async move {
+                    let result = find_coordinator(&config).await.map(Arc::new);
+                    Completion::Found { seq, result }
+                });
+            }
+            Action::JoinGroup {
+                seq,
+                member_id,
+                protocols,
+                reason,
+            } => {
+                let conn = self.conn.clone();
+                self.spawn(async move {
+                    let result = match conn {
+                        Some(conn) => join_group(&conn, &config, member_id, protocols, reason).await,
+                        None => Err(no_connection()),
+                    };
+                    Completion::Input(Input::Joined { seq, result })
+                });
+            }
+            Action::FetchPartitionCount { seq } => {
+                let conn = self.conn.clone();
+                self.spawn(async move {
+                    let result = match conn {
+                        Some(conn) => admin::partition_counts(&conn, std::slice::from_ref(&config.topic))
+                            .await
+                            .map(|counts| counts.get(&config.topic).copied().flatten()),
+                        None => Err(no_connection()),
+                    };
+                    Completion::Input(Input::PartitionCount { seq, result })
+                });
+            }
+            Action::SyncGroup {
+                seq,
+                generation,
+                member_id,
+                protocol,
+                assignments,
+            } => {
+                let conn = self.conn.clone();
+                self.spawn(async move {
+                    let result = match conn {
+                        Some(conn) => {
+                            sync_group(&conn, &config, generation, member_id, protocol, assignments).await
+                        }
+                        None => Err(no_connection()),
+                    };
+                    Completion::Input(Input::Synced { seq, result })
+                });
+            }
+            Action::Heartbeat {
+                seq,
+                generation,
+                member_id,
+            } => {
+                let conn = self.conn.clone();
+                self.spawn(async move {
+                    let result = match conn {
+                        Some(conn) => heartbeat(&conn, &config, generation, member_id).await,
+                        None => Err(no_connection()),
+                    };
+                    Completion::Input(Input::Heartbeat { seq, result })
+                });
+            }
+            Action::LeaveGroup {
+                seq,
+                member_id,
+                fresh_connection,
+            } => {
+                let conn = self.conn.clone();
+                self.spawn(async move {
+                    let result = match conn {
+                        Some(conn) if fresh_connection => {
+                            match BrokerConnection::connect(
+                                conn.addr(),
+                                &config.client_id,
+                                config.request_timeout,
+                            )
+                            .await
+                            {
+                                Ok(fresh) => leave_group(&fresh, &config, member_id).await,
+                                Err(e) => Err(e),
+                            }
+                        }
+                        Some(conn) => leave_group(&conn, &config, member_id).await,
+                        None => Err(no_connection()),
+                    };
+                    Completion::Input(Input::Left { seq, result })
+                });
+            }
+            Action::Emit(event) => self.emit(event),
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        let event = match event {
+            Event::Assigned {
+                generation,
+                member_id,
+                partitions,
+            } => GroupEvent::Assigned {
+                generation,
+                member_id,
+                partitions,
+            },
+            Event::Lost { partitions } => GroupEvent::Lost { partitions },
+            Event::Revoke { token, partitions } => {
+                let (done, acked) = oneshot::channel();
+                // Fires on `done.send` and on `done` being dropped; both mean "go on".
+                self.spawn(async move {
+                    acked.await.ok();
+                    Completion::Input(Input::RevokeDone { token })
+                });
+                GroupEvent::Revoke { partitions, done }
+            }
+        };
+        self.queued.push_back(event);
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Commit { offsets, reply } => {
+                let target = match self.state.commit_target() {
+                    Ok(target) => target,
+                    Err(e) => {
+                        reply.send(Err(e)).ok();
+                        return;
+                    }
+                };
+                let Some(conn) = self.conn.clone() else {
+                    reply
+                        .send(Err(CommitError::Coordinator(GroupError::NoCoordinator)))
+                        .ok();
+                    return;
+                };
+                let config = Arc::clone(&self.config);
+                let log = self.log.clone();
+                self.spawn(async move {
+                    let outcome = commit(&conn, &config, &target.member_id, target.generation, &offsets).await;
+                    let side = match &outcome {
+                        Ok(()) => {
+                            debug!(log, "offsets committed"; "generation" => target.generation, "offsets" => ?offsets);
+                            None
+                        }
+                        Err(failure) => failure.side.clone(),
+                    };
+                    reply.send(outcome.map_err(|f| f.error)).ok();
+                    match side {
+                        Some((class, detail)) => Completion::Input(Input::SideFailure {
+                            epoch: target.epoch,
+                            membership: Some((target.member_id, target.generation)),
+                            class,
+                            detail,
+                        }),
+                        None => Completion::Nothing,
+                    }
+                });
+            }
+            Command::Committed { partitions, reply } => {
+                let (Some(conn), Some(epoch)) = (self.conn.clone(), self.state.coordinator_epoch()) else {
+                    reply.send(Err(GroupError::NoCoordinator)).ok();
+                    return;
+                };
+                let config = Arc::clone(&self.config);
+                self.spawn(async move {
+                    let result = committed(&conn, &config, &partitions).await;
+                    let side = match &result {
+                        Err(GroupError::Wire(e))
+                            if classify(e) == Class::Coordinator && !queued_timeout(&conn, e) =>
+                        {
+                            Some(Input::SideFailure {
+                                epoch,
+                                membership: None,
+                                class: Class::Coordinator,
+                                detail: wire::error_chain(e),
+                            })
+                        }
+                        _ => None,
+                    };
+                    reply.send(result).ok();
+                    side.map_or(Completion::Nothing, Completion::Input)
+                });
+            }
+        }
+    }
+
+    fn spawn(&self, future: impl Future<Output = Completion> + Send + 'static) {
+        self.inflight.push(Box::pin(future));
+    }
+}
+
+/// The stand-in error when an action needs a connection the driver does not have (the state
+/// machine only asks for requests while the coordinator is known, so this is defensive).
+fn no_connection() -> wire::Error {
+    wire::Error::Connect {
+        addr: "group coordinator".to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::NotConnected, "no coordinator connection"),
+    }
+}
+
+/// The version to send `R` at. `negotiate_version` intersects with the API key's range, which
+/// for some APIs (OffsetFetch, OffsetCommit: 1..=10 / 2..=10) exceeds what the crate's *request*
+/// type can encode (..=9), so cap it at `R`'s own range or `request_with_version` refuses it.
+fn version_of<R: Message>(conn: &BrokerConnection, api: ApiKey) -> wire::Result<i16> {
+    conn.negotiate_version(api, Some(R::VERSIONS.max))
+}
+
+/// A timeout spent only waiting for the connection's lock (behind a parked JoinGroup, say)
+/// moved no bytes and left the connection usable: it says nothing about the coordinator, so it
+/// must not make the member look for a new one.
+fn queued_timeout(conn: &BrokerConnection, e: &wire::Error) -> bool {
+    matches!(e, wire::Error::Timeout { .. }) && conn.poisoned().is_none()
+}
+
+fn ms(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
+
+fn group_id(config: &GroupConfig) -> GroupId {
+    GroupId(StrBytes::from_string(config.group_id.clone()))
+}
+
+fn topic_name(config: &GroupConfig) -> TopicName {
+    TopicName(StrBytes::from_string(config.topic.clone()))
+}
+
+fn check(api: ApiKey, code: i16) -> wire::Result<()> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(wire::Error::server(api, code, None))
+    }
+}
+
+/// Bootstrap → FindCoordinator → a connection to the coordinator (the bootstrap connection
+/// itself when that broker is the coordinator).
+async fn find_coordinator(config: &GroupConfig) -> wire::Result<BrokerConnection> {
+    let bootstrap = wire::connect_any(&config.bootstrap, &config.client_id, config.request_timeout).await?;
+    let version = version_of::<FindCoordinatorRequest>(&bootstrap, ApiKey::FindCoordinator)?;
+    let key = StrBytes::from_string(config.group_id.clone());
+    // key_type 0 = group. v4+ (KIP-699) batches keys in `coordinator_keys`.
+    let request = if version >= 4 {
+        FindCoordinatorRequest::default()
+            .with_key_type(0)
+            .with_coordinator_keys(vec![key.clone()])
+    } else {
+        FindCoordinatorRequest::default()
+            .with_key(key.clone())
+            .with_key_type(0)
+    };
+    let response = bootstrap.request_with_version(request, version).await?;
+    let (code, message, host, port) = if version >= 4 {
+        let coordinator = response
+            .coordinators
+            .into_iter()
+            .find(|c| c.key == key)
+            .ok_or_else(|| wire::Error::MissingInResponse {
+                api: ApiKey::FindCoordinator,
+                name: config.group_id.clone(),
+            })?;
+        (
+            coordinator.error_code,
+            coordinator.error_message,
+            coordinator.host,
+            coordinator.port,
+        )
+    } else {
+        (
+            response.error_code,
+            response.error_message,
+            response.host,
+            response.port,
+        )
+    };
+    if code != 0 {
+        return Err(wire::Error::server(
+            ApiKey::FindCoordinator,
+            code,
+            message.map(|m| m.to_string()),
+        ));
+    }
+    let addr = format!("{host}:{port}");
+    if addr == bootstrap.addr() {
+        return Ok(bootstrap);
+    }
+    BrokerConnection::connect(&addr, &config.client_id, config.request_timeout).await
+}
+
+/// JoinGroup. The broker parks it until every member rejoined or the rebalance timeout ran
+/// out, so its bound is that plus the request timeout.
+async fn join_group(
+    conn: &BrokerConnection,
+    config: &GroupConfig,
+    member_id: String,
+    protocols: Vec<(&'static str, Bytes)>,
+    reason: String,
+) -> wire::Result<JoinOutcome> {
+    let version = version_of::<JoinGroupRequest>(conn, ApiKey::JoinGroup)?;
+    let protocols = protocols
+        .into_iter()
+        .map(|(name, metadata)| {
+            JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str(name))
+                .with_metadata(metadata)
+        })
+        .collect();
+    let request = JoinGroupRequest::default()
+        .with_group_id(group_id(config))
+        .with_session_timeout_ms(ms(config.session_timeout))
+        .with_rebalance_timeout_ms(ms(config.rebalance_timeout))
+        .with_member_id(StrBytes::from_string(member_id))
+        .with_protocol_type(StrBytes::from_static_str(PROTOCOL_TYPE))
+        .with_protocols(protocols)
+        // Only encoded from v8 (KIP-800); the broker logs it.
+        .with_reason(Some(StrBytes::from_string(reason)));
+    let timeout = config.rebalance_timeout.saturating_add(config.request_timeout);
+    let response = conn.request_with(request, Some(version), Some(timeout)).await?;
+    match ResponseError::try_from_code(response.error_code) {
+        None => Ok(JoinOutcome::Joined {
+            generation: response.generation_id,
+            member_id: response.member_id.to_string(),
+            leader: response.leader.to_string(),
+            protocol: response.protocol_name.map(|p| p.to_string()),
+            members: response
+                .members
+                .into_iter()
+                .map(|m| (m.member_id.to_string(), m.metadata))
+                .collect(),
+        }),
+        Some(ResponseError::MemberIdRequired) => Ok(JoinOutcome::MemberIdRequired {
+            member_id: response.member_id.to_string(),
+        }),
+        Some(_) => Err(wire::Error::server(ApiKey::JoinGroup, response.error_code, None)),
+    }
+}
+
+/// SyncGroup. A follower's waits for the leader's, which follows a Metadata round trip, so it
+/// gets the JoinGroup bound too.
+async fn sync_group(
+    conn: &BrokerConnection,
+    config: &GroupConfig,
+    generation: i32,
+    member_id: String,
+    protocol: &'static str,
+    assignments: Vec<(String, Bytes)>,
+) -> wire::Result<Bytes> {
+    let version = version_of::<SyncGroupRequest>(conn, ApiKey::SyncGroup)?;
+    let assignments = assignments
+        .into_iter()
+        .map(|(member, assignment)| {
+            SyncGroupRequestAssignment::default()
+                .with_member_id(StrBytes::from_string(member))
+                .with_assignment(assignment)
+        })
+        .collect();
+    let mut request = SyncGroupRequest::default()
+        .with_group_id(group_id(config))
+        .with_generation_id(generation)
+        .with_member_id(StrBytes::from_string(member_id))
+        .with_assignments(assignments);
+    if version >= 5 {
+        // v5 (KIP-559) lets the broker check these against the group's.
+        request = request
+            .with_protocol_type(Some(StrBytes::from_static_str(PROTOCOL_TYPE)))
+            .with_protocol_name(Some(StrBytes::from_static_str(protocol)));
+    }
+    let timeout = config.rebalance_timeout.saturating_add(config.request_timeout);
+    let response = conn.request_with(request, Some(version), Some(timeout)).await?;
+    check(ApiKey::SyncGroup, response.error_code)?;
+    Ok(response.assignment)
+}
+
+async fn heartbeat(
+    conn: &BrokerConnection,
+    config: &GroupConfig,
+    generation: i32,
+    member_id: String,
+) -> wire::Result<()> {
+    let request = HeartbeatRequest::default()
+        .with_group_id(group_id(config))
+        .with_generation_id(generation)
+        .with_member_id(StrBytes::from_string(member_id));
+    let response = conn
+        .request_with(request, None, Some(config.request_timeout))
+        .await?;
+    check(ApiKey::Heartbeat, response.error_code)
+}
+
+async fn leave_group(conn: &BrokerConnection, config: &GroupConfig, member_id: String) -> wire::Result<()> {
+    let version = version_of::<LeaveGroupRequest>(conn, ApiKey::LeaveGroup)?;
+    let mut request = LeaveGroupRequest::default().with_group_id(group_id(config));
+    if version >= 3 {
+        // v3 (KIP-345) batches members; v5 carries a reason for the broker's log.
+        let mut member = MemberIdentity::default().with_member_id(StrBytes::from_string(member_id));
+        if version >= 5 {
+            member = member.with_reason(Some(StrBytes::from_static_str("the consumer is shutting down")));
+        }
+        request = request.with_members(vec![member]);
+    } else {
+        request = request.with_member_id(StrBytes::from_string(member_id));
+    }
+    let response = conn
+        .request_with(request, Some(version), Some(config.request_timeout))
+        .await?;
+    check(ApiKey::LeaveGroup, response.error_code)?;
+    for member in &response.members {
+        check(ApiKey::LeaveGroup, member.error_code)?;
+    }
+    Ok(())
+}
+
+/// A failed commit: the error for the caller, plus what the state machine should hear.
+#[derive(Debug)]
+struct CommitFailure {
+    error: CommitError,
+    side: Option<(Class, String)>,
+}
+
+/// OffsetCommit of `offsets` (partition, next offset) with our generation.
+async fn commit(
+    conn: &BrokerConnection,
+    config: &GroupConfig,
+    member_id: &str,
+    generation: i32,
+    offsets: &[(i32, i64)],
+) -> Result<(), CommitFailure> {
+    let partitions = offsets
+        .iter()
+        .map(|&(partition, offset)| {
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(partition)
+                .with_committed_offset(offset)
+        })
+        .collect();
+    let request = OffsetCommitRequest::default()
+        .with_group_id(group_id(config))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(StrBytes::from_string(member_id.to_owned()))
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(topic_name(config))
+                .with_partitions(partitions),
+        ]);
+    let response = match conn
+        .request_with(request, None, Some(config.request_timeout))
+        .await
+    {
+        Ok(response) => response,
+        Err(e) => {
+            let class = classify(&e);
+            let detail = wire::error_chain(&e);
+            let report = class == Class::Coordinator && !queued_timeout(conn, &e);
+            let error = match class {
+                Class::Coordinator | Class::Loading => CommitError::Coordinator(GroupError::Wire(e)),
+                _ => CommitError::Other(GroupError::Wire(e)),
+            };
+            let side = report.then_some((class, detail));
+            return Err(CommitFailure { error, side });
+        }
+    };
+    // OffsetCommit has only per-partition codes; the first one decides (they agree for
+    // group-level causes such as ILLEGAL_GENERATION).
+    let failed = response
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .find(|p| p.error_code != 0);
+    let Some(failed) = failed else {
+        return Ok(());
+    };
+    let code = failed.error_code;
+    let error = ResponseError::try_from_code(code).unwrap_or(ResponseError::Unknown(code));
+    let class = classify(&wire::Error::server(ApiKey::OffsetCommit, code, None));
+    let partition_error = GroupError::Partition {
+        api: ApiKey::OffsetCommit,
+        partition: failed.partition_index,
+        error,
+        code,
+    };
+    let detail = partition_error.to_string();
+    let (error, side) = match class {
+        Class::Rebalance => (CommitError::RebalanceInProgress, Some(class)),
+        Class::IllegalGeneration | Class::UnknownMember | Class::Fenced => {
+            (CommitError::StaleGeneration { error }, Some(class))
+        }
+        Class::Coordinator => (CommitError::Coordinator(partition_error), Some(class)),
+        Class::Loading => (CommitError::Coordinator(partition_error), None),
+        Class::Fatal | Class::Transient => (CommitError::Other(partition_error), None),
+    };
+    Err(CommitFailure {
+        error,
+        side: side.map(|c| (c, detail)),
+    })
+}
+
+/// OffsetFetch for `partitions` of our topic; -1 (no offset) becomes `None`.
+async fn committed(
+    conn: &BrokerConnection,
+    config: &GroupConfig,
+    partitions: &[i32],
+) -> Result<BTreeMap<i32, Option<i64>>, GroupError> {
+    let version = version_of::<OffsetFetchRequest>(conn, ApiKey::OffsetFetch)?;
+    let request = if version >= 8 {
+        // v8 (KIP-709) batches groups.
+        OffsetFetchRequest::default().with_groups(vec![
+            OffsetFetchRequestGroup::default()
+                .with_group_id(group_id(config))
+                .with_topics(Some(vec![
+                    OffsetFetchRequestTopics::default()
+                        .with_name(topic_name(config))
+                        .with_partition_indexes(partitions.to_vec()),
+                ])),
+        ])
+    } else {
+        OffsetFetchRequest::default()
+            .with_group_id(group_id(config))
+            .with_topics(Some(vec![
+                OffsetFetchRequestTopic::default()
+                    .with_name(topic_name(config))
+                    .with_partition_indexes(partitions.to_vec()),
+            ]))
+    };
+    let response = conn
+        .request_with(request, Some(version), Some(config.request_timeout))
+        .await?;
+    // (partition, offset, error code) from whichever layout this version uses.
+    let mut rows: Vec<(i32, i64, i16)> = Vec::new();
+    if version >= 8 {
+        let group = response
+            .groups
+            .into_iter()
+            .find(|g| g.group_id.0.as_str() == config.group_id)
+            .ok_or_else(|| wire::Error::MissingInResponse {
+                api: ApiKey::OffsetFetch,
+                name: config.group_id.clone(),
+            })?;
+        check(ApiKey::OffsetFetch, group.error_code)?;
+        for topic in group
+            .topics
+            .into_iter()
+            .filter(|t| t.name.0.as_str() == config.topic)
+        {
+            rows.extend(
+                topic
+                    .partitions
+                    .into_iter()
+                    .map(|p| (p.partition_index, p.committed_offset, p.error_code)),
+            );
+        }
+    } else {
+        check(ApiKey::OffsetFetch, response.error_code)?;
+        for topic in response
+            .topics
+            .into_iter()
+            .filter(|t| t.name.0.as_str() == config.topic)
+        {
+            rows.extend(
+                topic
+                    .partitions
+                    .into_iter()
+                    .map(|p| (p.partition_index, p.committed_offset, p.error_code)),
+            );
+        }
+    }
+    let mut out: BTreeMap<i32, Option<i64>> = partitions.iter().map(|&p| (p, None)).collect();
+    for (partition, offset, code) in rows {
+        if code != 0 {
+            return Err(GroupError::Partition {
+                api: ApiKey::OffsetFetch,
+                partition,
+                error: ResponseError::try_from_code(code).unwrap_or(ResponseError::Unknown(code)),
+                code,
+            });
+        }
+        if out.contains_key(&partition) {
+            out.insert(partition, (offset >= 0).then_some(offset));
+        }
+    }
+    Ok(out)
+}
