@@ -181,7 +181,7 @@ async fn target_down_for_a_minute_then_every_call_is_delivered() {
     let _k = kafka().await;
     let target = Target::start();
     let topic = unique("targetdown");
-    let entry = consumer_entry(&topic, "G", "")
+    let entry = consumer_entry(&topic, &unique("G"), "")
         .replace("retries = 2", "retries = 1000")
         .replace("retryBackoffMax = 200", "retryBackoffMax = 2000");
     let bp = Bigpipe::start_ready(&settings(&simple_config(&topic, 3, &entry))).await;
@@ -215,7 +215,7 @@ async fn broker_down_for_30s_never_hangs_ingest_and_loses_nothing_accepted() {
     let topic = unique("brokerdown");
     let extra = format!(
         "[http.server.handler.channel]\nsize = 100\n{}",
-        consumer_entry(&topic, "G", "")
+        consumer_entry(&topic, &unique("G"), "")
     );
     let bp = Bigpipe::start_ready(&settings(&simple_config(&topic, 3, &extra))).await;
     let load = Load::start(bp.base.clone(), target.url("/ok"), 20, None);
@@ -257,7 +257,7 @@ async fn started_while_kafka_is_down_it_waits_then_works() {
     let _k = kafka_exclusive().await;
     let target = Target::start();
     let topic = unique("coldstart");
-    let extra = consumer_entry(&topic, "G", "");
+    let extra = consumer_entry(&topic, &unique("G"), "");
     kafka_script(&["stop"]);
     struct Restart(bool);
     impl Drop for Restart {
@@ -354,7 +354,7 @@ async fn cluster_leader_killed_loses_no_acknowledged_call() {
         "[log]\nlevel = \"warning\"\n[kafka]\nbootstrap.servers = \"{bootstrap}\"\n\
          topics = [{{ name = \"{topic}\", partitions = 3, replicationFactor = 3 }}]\n\
          [[kafka.producer.acl]]\nname = \"caller\"\nsecret = \"s3cret\"\ntopic = \"{topic}\"\n{}",
-        consumer_entry(&topic, "G", "")
+        consumer_entry(&topic, &unique("G"), "")
     );
     let s = bigpipe::config::load_from_str(&toml, bigpipe::config::Format::Toml).unwrap();
     let bp = Bigpipe::start_ready(&s).await;

@@ -44,10 +44,11 @@ async fn every_call_reaches_its_url_once_per_group_with_body_and_headers_intact(
     let _k = kafka().await;
     let target = Target::start();
     let topic = unique("deliver");
+    let g1 = unique("G1");
     let extra = format!(
         "{}{}",
-        consumer_entry(&topic, "G1", ""),
-        consumer_entry(&topic, "G2", "")
+        consumer_entry(&topic, &g1, ""),
+        consumer_entry(&topic, &unique("G2"), "")
     );
     let bp = Bigpipe::start_ready(&settings(&simple_config(&topic, 3, &extra))).await;
 
@@ -105,7 +106,7 @@ async fn every_call_reaches_its_url_once_per_group_with_body_and_headers_intact(
 
     let s = stats_of(&bp).await;
     assert_eq!(s["clientStats"][&topic]["rpcTotal"], 60);
-    assert_eq!(s["consumerStats"][0]["groupId"], "G1");
+    assert_eq!(s["consumerStats"][0]["groupId"], g1.as_str());
     assert_eq!(s["consumerStats"][1]["handleMessage"], 30);
     // Committed offsets reach the end of every partition.
     poll("offsets committed", || async {
@@ -123,7 +124,8 @@ async fn failures_are_retried_then_dead_lettered_with_their_reason() {
     let _k = kafka().await;
     let target = Target::start();
     let topic = unique("retry");
-    let extra = consumer_entry(&topic, "G", "");
+    let group = unique("G");
+    let extra = consumer_entry(&topic, &group, "");
     let bp = Bigpipe::start_ready(&settings(&simple_config(&topic, 2, &extra))).await;
 
     let ids = send_calls(&bp, &target, 3, |i| match i {
@@ -169,7 +171,7 @@ async fn failures_are_retried_then_dead_lettered_with_their_reason() {
     for letter in &letters {
         let id = header(letter, "bigpipe-call-id");
         let value: Value = serde_json::from_slice(letter.record.value.as_ref().unwrap()).unwrap();
-        assert_eq!(header(letter, "bigpipe-dlq-group"), "G");
+        assert_eq!(header(letter, "bigpipe-dlq-group"), group);
         if id == ids[1] {
             assert_eq!(value["Data"], "never");
             assert_eq!(header(letter, "bigpipe-dlq-status"), "500");
@@ -191,7 +193,7 @@ async fn retry_after_is_waited_for() {
     let target = Target::start();
     let topic = unique("retryafter");
     // Backoff alone would retry within 20 ms; only Retry-After explains a 2 s wait.
-    let extra = consumer_entry(&topic, "G", "");
+    let extra = consumer_entry(&topic, &unique("G"), "");
     let bp = Bigpipe::start_ready(&settings(&simple_config(&topic, 1, &extra))).await;
     let ids = send_calls(&bp, &target, 1, |_| {
         ("/retry-after/2".into(), "x".into(), String::new())
@@ -213,7 +215,7 @@ async fn concurrency_caps_calls_in_flight() {
     let _k = kafka().await;
     let target = Target::start();
     let topic = unique("concurrency");
-    let extra = consumer_entry(&topic, "G", "").replace("concurrency = 20", "concurrency = 3");
+    let extra = consumer_entry(&topic, &unique("G"), "").replace("concurrency = 20", "concurrency = 3");
     let bp = Bigpipe::start_ready(&settings(&simple_config(&topic, 3, &extra))).await;
     send_calls(&bp, &target, 24, |i| {
         ("/slow/150".into(), format!("{i}"), String::new())
@@ -225,6 +227,43 @@ async fn concurrency_caps_calls_in_flight() {
         3,
         "never more than concurrency, and the cap is reached"
     );
+    bp.stop().await;
+    target.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_group_id_on_two_topics_delivers_both() {
+    let _k = kafka().await;
+    let target = Target::start();
+    let (a, b) = (unique("topica"), unique("topicb"));
+    let group = unique("G");
+    let toml = format!(
+        "[log]\nlevel = \"warning\"\n[kafka]\nbootstrap.servers = \"{{bootstrap}}\"\n\
+         topics = [{{ name = \"{a}\", partitions = 2 }}, {{ name = \"{b}\", partitions = 3 }}]\n\
+         [[kafka.producer.acl]]\nname = \"caller\"\nsecret = \"s3cret\"\ntopic = \"{a}\"\n\
+         [[kafka.producer.acl]]\nname = \"other\"\nsecret = \"s3cret\"\ntopic = \"{b}\"\n{}{}",
+        consumer_entry(&a, &group, ""),
+        consumer_entry(&b, &group, "")
+    );
+    let bp = Bigpipe::start_ready(&settings(&toml)).await;
+    let mut ids = vec![];
+    for i in 0..10 {
+        let mut body = call_body(&target.url("/ok"), &format!("{i}"), &format!("k{i}"));
+        if i % 2 == 1 {
+            body["acl"]["name"] = serde_json::json!("other");
+        }
+        let (status, env) = bp.call(&body).await;
+        assert_eq!(status, 200, "{env}");
+        ids.push(env["data"].as_str().unwrap().to_owned());
+    }
+    poll("both topics delivered", || async {
+        let got: std::collections::BTreeSet<String> = target.received().iter().map(|r| r.call_id()).collect();
+        ids.iter().all(|id| got.contains(id)).then_some(())
+    })
+    .await;
+    let s = stats_of(&bp).await;
+    assert_eq!(s["consumerStats"][0]["rpcSuccess"], 5);
+    assert_eq!(s["consumerStats"][1]["rpcSuccess"], 5);
     bp.stop().await;
     target.stop().await;
 }

@@ -14,3 +14,4 @@ mod group;
 mod ingest;
 mod outage;
 mod reload;
+mod wire;

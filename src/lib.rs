@@ -4,8 +4,10 @@
 //!
 //! ```text
 //!  caller ──POST /rpc/call──► api ──submit()──► producer ──rskafka──► Kafka topic
-//!                              │ acl, envelope     │ budget, partitioner, writers
-//!                              └── stats ◄─────────┘
+//!                              │ acl, envelope     │ budget, partitioner, writers      │
+//!                              └── stats ◄─────────┘                                   ▼
+//!  target ◄──POST url── delivery (awc threads) ◄── consumer (fetch, offsets, rate) ◄── group
+//!                                                        └─► dead-letter topic    (our member)
 //! ```
 //!
 //! - [`config`]: figment loading (TOML, or the Go version's flat-key JSON), validation.
@@ -13,9 +15,13 @@
 //! - [`api`]: actix-web routes and the Go response envelope.
 //! - [`producer`]: bounded ingest queue, partition choice, batching into Kafka.
 //! - [`message`]: the Go-compatible Kafka record JSON.
+//! - [`group`]: our Kafka consumer-group member (classic protocol) and assignors.
+//! - [`consumer`]: per consumer entry, the partitions' fetch loops, offset
+//!   tracking, the group rate share and dead letters.
+//! - [`delivery`]: one HTTP attempt on awc threads, and the retry policy.
 //! - [`kafka`]: the shared rskafka client, topic upkeep, our own wire client.
 //! - [`stats`]: counters and the `/stats` view.
-//! - [`app`]: wiring and the shutdown order; [`shutdown`]: process signals.
+//! - [`app`]: wiring, shutdown order and hot reload; [`shutdown`]: process signals.
 
 pub mod api;
 pub mod app;

@@ -71,12 +71,20 @@ pub fn bucket_for(rate: f64) -> (usize, Duration) {
     }
 }
 
+/// The bucket's capacity: 200 ms worth of calls. Tokens that arrive while
+/// nobody waits (a waiter woken late on a busy machine) are kept up to this,
+/// so the rate is met on average; the Go version allowed a whole second.
+pub fn burst_for(rate: f64) -> usize {
+    let (refill, _) = bucket_for(rate);
+    refill.max((rate * 0.2).ceil() as usize)
+}
+
 fn limiter_for(rate: f64) -> RateLimiter {
     let (refill, interval) = bucket_for(rate);
     RateLimiter::builder()
         .initial(refill)
         .refill(refill)
-        .max(refill)
+        .max(burst_for(rate))
         .interval(interval)
         .build()
 }
@@ -103,6 +111,14 @@ mod tests {
         }
     }
 
+    #[test]
+    fn burst_is_a_fifth_of_a_second() {
+        assert_eq!(burst_for(20.0), 4);
+        assert_eq!(burst_for(1.0), 1);
+        assert_eq!(burst_for(0.5), 1);
+        assert_eq!(burst_for(5000.0), 1000);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn limiter_paces_calls() {
         let rate = GroupRate::new(100.0);
@@ -112,7 +128,7 @@ mod tests {
             rate.acquire().await;
         }
         let took = start.elapsed();
-        // 51 tokens at 50/s with a burst of 1: 50 intervals of 20 ms.
+        // 51 tokens at 50/s starting with one: 50 intervals of 20 ms.
         assert!(
             took >= Duration::from_millis(990) && took <= Duration::from_millis(1010),
             "{took:?}"

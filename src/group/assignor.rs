@@ -1,7 +1,9 @@
 //! Partition assignors run by the group leader: `range`, `roundrobin` and `sticky`, all pure and
 //! deterministic (the same members and partitions give the same answer, whatever their order).
 //!
-//! One topic per group, so an assignment is just member → partitions of that topic.
+//! Each works on one topic: the leader runs the chosen one per subscribed topic, over the
+//! members subscribed to it (members of one group may subscribe to different topics), so an
+//! assignment here is just member → partitions of that topic.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};

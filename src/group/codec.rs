@@ -6,6 +6,8 @@
 //! --describe --members --verbose`) can show our members and their partitions, and so a Java
 //! leader could read our subscriptions.
 
+use std::collections::BTreeMap;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
 use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as OwnedTopic;
@@ -114,17 +116,27 @@ pub(crate) fn decode_subscription(payload: &Bytes) -> Result<Subscription, Codec
     })
 }
 
-/// Encodes an assignment of `partitions` of `topic` (an empty list is a valid assignment).
-pub(crate) fn encode_assignment(topic: &str, partitions: &[i32]) -> Bytes {
-    let assigned = if partitions.is_empty() {
-        Vec::new()
-    } else {
-        vec![
+/// Encodes an assignment of (topic, partitions) pairs; a topic listed twice has its partitions
+/// merged, topics without partitions are left out (an empty list is a valid assignment).
+pub(crate) fn encode_assignment<T: AsRef<str>, P: AsRef<[i32]>>(assigned: &[(T, P)]) -> Bytes {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, partitions) in assigned {
+        let partitions = partitions.as_ref();
+        if !partitions.is_empty() {
+            by_topic
+                .entry(topic.as_ref())
+                .or_default()
+                .extend_from_slice(partitions);
+        }
+    }
+    let assigned = by_topic
+        .into_iter()
+        .map(|(topic, partitions)| {
             AssignedTopic::default()
                 .with_topic(topic_name(topic))
-                .with_partitions(partitions.to_vec()),
-        ]
-    };
+                .with_partitions(partitions)
+        })
+        .collect();
     let body = ConsumerProtocolAssignment::default()
         .with_assigned_partitions(assigned)
         .with_user_data(None);
@@ -248,14 +260,19 @@ mod tests {
 
     #[test]
     fn assignment_round_trip() {
-        let bytes = encode_assignment("calls", &[1, 2]);
+        let bytes = encode_assignment(&[("calls", [1, 2])]);
         assert_eq!(&bytes[..2], &ASSIGNMENT_VERSION.to_be_bytes());
         assert_eq!(
             decode_assignment(&bytes).unwrap(),
             vec![("calls".to_owned(), vec![1, 2])]
         );
         assert!(
-            decode_assignment(&encode_assignment("calls", &[]))
+            decode_assignment(&encode_assignment(&[("calls", [0; 0])]))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            decode_assignment(&encode_assignment::<&str, Vec<i32>>(&[]))
                 .unwrap()
                 .is_empty()
         );
@@ -269,6 +286,21 @@ mod tests {
             0,
         );
         assert_eq!(decode_assignment(&v0).unwrap(), vec![("x".to_owned(), vec![9])]);
+    }
+
+    #[test]
+    fn assignment_round_trip_with_two_topics() {
+        let pairs = vec![
+            ("calls".to_owned(), vec![0, 2]),
+            ("audit".to_owned(), vec![1]),
+            ("empty".to_owned(), vec![]),
+            ("calls".to_owned(), vec![4]),
+        ];
+        // Sorted by topic, duplicates merged, topics without partitions left out.
+        assert_eq!(
+            decode_assignment(&encode_assignment(&pairs)).unwrap(),
+            vec![("audit".to_owned(), vec![1]), ("calls".to_owned(), vec![0, 2, 4]),]
+        );
     }
 
     #[test]

@@ -232,16 +232,15 @@ impl GroupMember {
                     Completion::Input(Input::Joined { seq, result })
                 });
             }
-            Action::FetchPartitionCount { seq } => {
+            Action::FetchPartitionCounts { seq, topics } => {
                 let conn = self.conn.clone();
+                let log = self.log.clone();
                 self.spawn(async move {
                     let result = match conn {
-                        Some(conn) => admin::partition_counts(&conn, std::slice::from_ref(&config.topic))
-                            .await
-                            .map(|counts| counts.get(&config.topic).copied().flatten()),
+                        Some(conn) => partition_counts(&conn, &config, topics, &log).await,
                         None => Err(no_connection()),
                     };
-                    Completion::Input(Input::PartitionCount { seq, result })
+                    Completion::Input(Input::PartitionCounts { seq, result })
                 });
             }
             Action::SyncGroup {
@@ -432,6 +431,40 @@ fn ms(d: Duration) -> i32 {
 
 fn group_id(config: &GroupConfig) -> GroupId {
     GroupId(StrBytes::from_string(config.group_id.clone()))
+}
+
+/// The partition counts the leader needs, of every topic the group subscribes to.
+///
+/// Other members may run in other processes, with other credentials: a topic-level error on
+/// a topic other than ours (TOPIC_AUTHORIZATION_FAILED, or LEADER_NOT_AVAILABLE while it is
+/// being created) counts that topic as missing rather than failing the whole assignment, and
+/// the leader's periodic check rebalances once it becomes readable. On our own topic such an
+/// error fails the request, as it always did.
+async fn partition_counts(
+    conn: &BrokerConnection,
+    config: &GroupConfig,
+    mut topics: Vec<String>,
+    log: &Logger,
+) -> Result<BTreeMap<String, Option<i32>>, wire::Error> {
+    let mut unreadable: BTreeMap<String, Option<i32>> = BTreeMap::new();
+    loop {
+        match admin::partition_counts(conn, &topics).await {
+            Ok(mut counts) => {
+                counts.extend(unreadable);
+                return Ok(counts);
+            }
+            Err(wire::Error::Topic { topic, error, .. })
+                if topic != config.topic && topics.contains(&topic) =>
+            {
+                // The state machine warns (once) about topics it cannot assign.
+                debug!(log, "cannot read another subscribed topic's partition count; treating it as missing";
+                    "subscribed" => &topic, "error" => ?error);
+                topics.retain(|t| *t != topic);
+                unreadable.insert(topic, None);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn topic_name(config: &GroupConfig) -> TopicName {

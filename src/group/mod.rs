@@ -29,9 +29,6 @@ mod codec;
 mod driver;
 mod state;
 
-#[cfg(test)]
-mod it;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -28,6 +28,7 @@
 //! machine no longer waits for (an old heartbeat after a rejoin, a join after a stop) is
 //! ignored, so stale errors can never cost a valid generation.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -46,8 +47,9 @@ use crate::kafka::wire;
 /// to act, retrying faster only floods the logs.
 pub(crate) const FATAL_RETRY: Duration = Duration::from_secs(30);
 
-/// How often the leader re-reads the topic's partition count; a change triggers a rebalance so
-/// new partitions get an owner (Java's leader does the same on its metadata refresh).
+/// How often the leader re-reads the partition counts of the topics it assigned; a change
+/// triggers a rebalance so new partitions get an owner (Java's leader does the same on its
+/// metadata refresh).
 pub(crate) const METADATA_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Retry delay for a heartbeat that failed without ending the membership (at most the
@@ -79,8 +81,9 @@ pub(crate) enum Action {
         /// Why we (re)join, for the broker's log (JoinGroup v8+).
         reason: String,
     },
-    /// The topic's partition count; answer with [`Input::PartitionCount`].
-    FetchPartitionCount { seq: u64 },
+    /// The partition count of each of `topics` (the group's subscribed topics, sorted; possibly
+    /// empty); answer with [`Input::PartitionCounts`].
+    FetchPartitionCounts { seq: u64, topics: Vec<String> },
     /// SyncGroup; answer with [`Input::Synced`].
     SyncGroup {
         seq: u64,
@@ -158,10 +161,10 @@ pub(crate) enum Input {
         seq: u64,
         result: Result<JoinOutcome, wire::Error>,
     },
-    /// `None`: the topic does not exist.
-    PartitionCount {
+    /// Topic → partition count; `None` (or absent): the topic does not exist.
+    PartitionCounts {
         seq: u64,
-        result: Result<Option<i32>, wire::Error>,
+        result: Result<BTreeMap<String, Option<i32>>, wire::Error>,
     },
     /// The assignment payload.
     Synced {
@@ -287,7 +290,8 @@ enum Phase {
         seq: u64,
         sent: Instant,
     },
-    /// Leader only: waiting for the partition count to run the assignor.
+    /// Leader only: waiting for the partition counts of the subscribed topics to run the
+    /// assignor.
     Assigning {
         seq: u64,
         kind: AssignorKind,
@@ -320,10 +324,11 @@ impl Phase {
     }
 }
 
-/// The leader's watch on the partition count it assigned.
+/// The leader's watch on the partition counts it assigned.
 #[derive(Debug)]
 struct LeaderCheck {
-    partitions: Option<i32>,
+    /// Every topic of the group's subscriptions → its partition count then (`None`: missing).
+    partitions: BTreeMap<String, Option<i32>>,
     next_check: Instant,
     inflight: Option<u64>,
 }
@@ -365,6 +370,9 @@ pub(crate) struct Member {
     /// (seq, send time) of the heartbeat in flight.
     heartbeat: Option<(u64, Instant)>,
     leader: Option<LeaderCheck>,
+    /// Subscribed topics found missing as leader, so each is warned about once (until it
+    /// appears).
+    missing_topics: BTreeSet<String>,
     /// Why the next JoinGroup happens.
     rejoin_reason: String,
     stopping: bool,
@@ -412,6 +420,7 @@ impl Member {
             next_heartbeat: now,
             heartbeat: None,
             leader: None,
+            missing_topics: BTreeSet::new(),
             rejoin_reason: "joining".to_owned(),
             stopping: false,
             events_closed: false,
@@ -431,7 +440,7 @@ impl Member {
             Input::EventsClosed => self.on_events_closed(now, &mut out),
             Input::CoordinatorFound { seq, result } => self.on_found(now, seq, result),
             Input::Joined { seq, result } => self.on_joined(now, seq, result, &mut out),
-            Input::PartitionCount { seq, result } => self.on_partition_count(now, seq, result, &mut out),
+            Input::PartitionCounts { seq, result } => self.on_partition_counts(now, seq, result, &mut out),
             Input::Synced { seq, result } => self.on_synced(now, seq, result, &mut out),
             Input::Heartbeat { seq, result } => self.on_heartbeat(now, seq, result, &mut out),
             Input::Left { seq, result } => self.on_left(seq, result),
@@ -585,11 +594,12 @@ impl Member {
                         && check.inflight.is_none()
                         && now >= check.next_check
                     {
+                        let topics = check.partitions.keys().cloned().collect();
                         let seq = self.seq();
                         if let Some(check) = &mut self.leader {
                             check.inflight = Some(seq);
                         }
-                        out.push(Action::FetchPartitionCount { seq });
+                        out.push(Action::FetchPartitionCounts { seq, topics });
                     }
                 }
                 _ => {}
@@ -707,10 +717,11 @@ impl Member {
                                 (id, None)
                             }
                         })
-                        .collect();
+                        .collect::<Vec<_>>();
+                    let topics = subscribed_topics(&members);
                     let seq = self.seq();
                     self.phase = Phase::Assigning { seq, kind, members };
-                    out.push(Action::FetchPartitionCount { seq });
+                    out.push(Action::FetchPartitionCounts { seq, topics });
                 } else {
                     self.leader = None;
                     self.send_sync(now, kind, Vec::new(), out);
@@ -720,11 +731,11 @@ impl Member {
         }
     }
 
-    fn on_partition_count(
+    fn on_partition_counts(
         &mut self,
         now: Instant,
         seq: u64,
-        result: Result<Option<i32>, wire::Error>,
+        result: Result<BTreeMap<String, Option<i32>>, wire::Error>,
         out: &mut Vec<Action>,
     ) {
         if matches!(self.phase, Phase::Assigning { seq: s, .. } if s == seq) {
@@ -733,7 +744,7 @@ impl Member {
                 return;
             };
             match result {
-                Ok(count) => self.assign_as_leader(now, kind, members, count, out),
+                Ok(counts) => self.assign_as_leader(now, kind, &members, &counts, out),
                 Err(e) => self.on_rejoin_error(now, "Metadata", e, out),
             }
             return;
@@ -745,16 +756,22 @@ impl Member {
         check.inflight = None;
         check.next_check = now + METADATA_CHECK_INTERVAL;
         match result {
-            Ok(count) if count != check.partitions => {
-                let before = check.partitions;
-                if matches!(self.phase, Phase::Stable) {
+            Ok(counts) => {
+                let changed: Vec<(String, Option<i32>, Option<i32>)> = check
+                    .partitions
+                    .iter()
+                    .filter_map(|(topic, &before)| {
+                        let count = counts.get(topic).copied().flatten();
+                        (count != before).then(|| (topic.clone(), before, count))
+                    })
+                    .collect();
+                if !changed.is_empty() && matches!(self.phase, Phase::Stable) {
                     info!(self.log, "partition count changed; rebalancing";
                         "member" => &self.member_id, "generation" => self.generation,
-                        "before" => ?before, "now" => ?count);
+                        "changed" => ?changed);
                     self.begin_rebalance(now, "partition count changed", out);
                 }
             }
-            Ok(_) => {}
             Err(e) => {
                 debug!(self.log, "partition count check failed"; "error" => %wire::error_chain(&e));
                 if classify(&e) == Class::Coordinator {
@@ -764,43 +781,64 @@ impl Member {
         }
     }
 
+    /// Runs the assignor once per subscribed topic, over the members subscribed to it (with
+    /// what they owned of it), as Java's assignors do; each member's assignment lists all its
+    /// topics. Undecodable members get an empty assignment; a missing topic assigns nothing.
     fn assign_as_leader(
         &mut self,
         now: Instant,
         kind: AssignorKind,
-        members: Vec<(String, Option<Subscription>)>,
-        count: Option<i32>,
+        members: &[(String, Option<Subscription>)],
+        counts: &BTreeMap<String, Option<i32>>,
         out: &mut Vec<Action>,
     ) {
-        if count.is_none() {
-            warn!(self.log, "subscribed topic does not exist; assigning nothing until it does";
-                "topic" => &self.topic, "generation" => self.generation);
-        }
-        let claims: Vec<(String, Vec<i32>, i32)> = members
-            .iter()
-            .filter_map(|(id, sub)| {
-                let sub = sub.as_ref()?;
-                if !sub.topics.contains(&self.topic) {
-                    warn!(self.log, "member is not subscribed to our topic; it gets no partitions";
-                        "of" => id, "topics" => ?sub.topics);
-                    return None;
-                }
-                Some((id.clone(), sub.owned_of(&self.topic), sub.generation))
+        let counts: BTreeMap<String, Option<i32>> = subscribed_topics(members)
+            .into_iter()
+            .map(|topic| {
+                let count = counts.get(&topic).copied().flatten();
+                (topic, count)
             })
             .collect();
-        let plan = assignor::assign(kind, &assignor::resolve_claims(&claims), count.unwrap_or(0));
+        for (topic, count) in &counts {
+            if count.is_some() {
+                self.missing_topics.remove(topic);
+            } else if self.missing_topics.insert(topic.clone()) {
+                warn!(self.log, "subscribed topic does not exist (or this process may not describe it); \
+                    assigning none of it until it does";
+                    "subscribed" => topic, "generation" => self.generation);
+            }
+        }
+        // member id → (topic, partitions)
+        let mut plan: BTreeMap<String, Vec<(String, Vec<i32>)>> = BTreeMap::new();
+        for (topic, count) in &counts {
+            let claims: Vec<(String, Vec<i32>, i32)> = members
+                .iter()
+                .filter_map(|(id, sub)| {
+                    let sub = sub.as_ref()?;
+                    sub.topics
+                        .contains(topic)
+                        .then(|| (id.clone(), sub.owned_of(topic), sub.generation))
+                })
+                .collect();
+            let resolved = assignor::resolve_claims(&claims);
+            for (id, parts) in assignor::assign(kind, &resolved, count.unwrap_or(0)) {
+                if !parts.is_empty() {
+                    plan.entry(id).or_default().push((topic.clone(), parts));
+                }
+            }
+        }
         info!(self.log, "computed assignment as leader";
             "member" => &self.member_id, "generation" => self.generation, "assignor" => kind.name(),
-            "partitions" => count.unwrap_or(0), "plan" => ?plan);
+            "partitions" => ?counts, "plan" => ?plan);
         let assignments = members
             .iter()
             .map(|(id, _)| {
-                let parts = plan.get(id).map_or(&[][..], Vec::as_slice);
-                (id.clone(), codec::encode_assignment(&self.topic, parts))
+                let assigned = plan.get(id).map_or(&[][..], Vec::as_slice);
+                (id.clone(), codec::encode_assignment(assigned))
             })
             .collect();
         self.leader = Some(LeaderCheck {
-            partitions: count,
+            partitions: counts,
             next_check: now + METADATA_CHECK_INTERVAL,
             inflight: None,
         });
@@ -1197,6 +1235,17 @@ impl Member {
     }
 }
 
+/// The topics of all decodable subscriptions, sorted, each once.
+fn subscribed_topics(members: &[(String, Option<Subscription>)]) -> Vec<String> {
+    members
+        .iter()
+        .filter_map(|(_, sub)| sub.as_ref())
+        .flat_map(|sub| sub.topics.iter().cloned())
+        .collect::<BTreeSet<String>>()
+        .into_iter()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use kafka_protocol::messages::ApiKey;
@@ -1313,7 +1362,7 @@ mod tests {
             }));
             self.input(Input::Synced {
                 seq: sync,
-                result: Ok(codec::encode_assignment("calls", partitions)),
+                result: Ok(codec::encode_assignment(&[("calls", partitions)])),
             })
         }
 
@@ -1445,7 +1494,7 @@ mod tests {
         assert!(assignments.is_empty(), "followers send no assignments");
         let done = h.input(Input::Synced {
             seq: *seq,
-            result: Ok(codec::encode_assignment("calls", &[4, 1])),
+            result: Ok(codec::encode_assignment(&[("calls", [4, 1])])),
         });
         assert_eq!(
             done,
@@ -1486,111 +1535,382 @@ mod tests {
         assert_eq!(h.m.next_deadline(), Some(h.now + HB));
     }
 
+    fn counts(pairs: &[(&str, Option<i32>)]) -> BTreeMap<String, Option<i32>> {
+        pairs.iter().map(|(t, c)| ((*t).to_owned(), *c)).collect()
+    }
+
+    fn fetch(actions: &[Action]) -> (u64, Vec<String>) {
+        match actions {
+            [Action::FetchPartitionCounts { seq, topics }] => (*seq, topics.clone()),
+            other => panic!("expected FetchPartitionCounts, got {other:?}"),
+        }
+    }
+
+    /// Member id → its (topic, partitions), in SyncGroup order.
+    type Plan = Vec<(String, Vec<(String, Vec<i32>)>)>;
+
+    /// Each member's decoded assignment, in SyncGroup order.
+    fn sync_plan(actions: &[Action]) -> Plan {
+        match actions {
+            [Action::SyncGroup { assignments, .. }] => assignments
+                .iter()
+                .map(|(id, b)| (id.clone(), codec::decode_assignment(b).unwrap()))
+                .collect(),
+            other => panic!("expected SyncGroup, got {other:?}"),
+        }
+    }
+
+    type Assigned<'a> = &'a [(&'a str, &'a [i32])];
+
+    /// Plan entries from literals.
+    fn plan(entries: &[(&str, Assigned<'_>)]) -> Plan {
+        entries
+            .iter()
+            .map(|(id, assigned)| {
+                let assigned = assigned
+                    .iter()
+                    .map(|(t, p)| ((*t).to_owned(), p.to_vec()))
+                    .collect();
+                ((*id).to_owned(), assigned)
+            })
+            .collect()
+    }
+
+    /// Connects and joins as the leader "m0" of `members` with `protocol`; returns the fetch.
+    fn lead(h: &mut H, generation: i32, protocol: &str, members: &[(&str, Bytes)]) -> (u64, Vec<String>) {
+        let join = join_seq(&h.connect());
+        let mut outcome = joined(generation, "m0", "m0", members);
+        if let JoinOutcome::Joined { protocol: p, .. } = &mut outcome {
+            *p = Some(protocol.to_owned());
+        }
+        fetch(&h.input(Input::Joined {
+            seq: join,
+            result: Ok(outcome),
+        }))
+    }
+
+    /// Heartbeats (answered) until the leader's metadata check goes out; returns it.
+    fn next_check(h: &mut H) -> (u64, Vec<String>) {
+        for _ in 0..200 {
+            h.now += Duration::from_millis(500);
+            let mut check = None;
+            for a in h.input(Input::Tick) {
+                match a {
+                    Action::Heartbeat { seq, .. } => {
+                        h.input(Input::Heartbeat { seq, result: Ok(()) });
+                    }
+                    Action::FetchPartitionCounts { seq, topics } => check = Some((seq, topics)),
+                    other => panic!("{other:?}"),
+                }
+            }
+            if let Some(check) = check {
+                return check;
+            }
+        }
+        panic!("no metadata check in 100 s: {:?}", h.m);
+    }
+
+    /// A subscription to several topics (as a Java member may send), with owned partitions.
+    fn multi_subscription(topics: &[&str], owned: &[(&str, &[i32])], generation: i32) -> Bytes {
+        use kafka_protocol::messages::ConsumerProtocolSubscription;
+        use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition;
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        let body = ConsumerProtocolSubscription::default()
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| StrBytes::from_string((*t).to_owned()))
+                    .collect(),
+            )
+            .with_owned_partitions(
+                owned
+                    .iter()
+                    .map(|(t, p)| {
+                        TopicPartition::default()
+                            .with_topic(kafka_protocol::messages::TopicName(StrBytes::from_string(
+                                (*t).to_owned(),
+                            )))
+                            .with_partitions(p.to_vec())
+                    })
+                    .collect(),
+            )
+            .with_generation_id(generation);
+        let mut buf = bytes::BytesMut::new();
+        bytes::BufMut::put_i16(&mut buf, codec::SUBSCRIPTION_VERSION);
+        body.encode(&mut buf, codec::SUBSCRIPTION_VERSION).unwrap();
+        buf.freeze()
+    }
+
     #[test]
     fn leader_assigns_every_member_including_undecodable_ones() {
         let mut h = H::new();
-        let join = join_seq(&h.connect());
         let members = [
             ("m0", codec::encode_subscription("calls", &[0, 1, 2], 2)),
             ("m1", codec::encode_subscription("calls", &[], -1)),
             ("bad", Bytes::from_static(&[0, 3, 0xff])),
             ("other", codec::encode_subscription("elsewhere", &[], -1)),
         ];
-        let fetch = h.input(Input::Joined {
-            seq: join,
-            result: Ok(joined(3, "m0", "m0", &members)),
+        let (seq, topics) = lead(&mut h, 3, "sticky", &members);
+        assert_eq!(topics, ["calls", "elsewhere"]);
+        let sync = h.input(Input::PartitionCounts {
+            seq,
+            result: Ok(counts(&[("calls", Some(4)), ("elsewhere", Some(2))])),
         });
-        let [Action::FetchPartitionCount { seq }] = &fetch[..] else {
-            panic!("{fetch:?}");
-        };
-        let sync = h.input(Input::PartitionCount {
-            seq: *seq,
-            result: Ok(Some(4)),
-        });
-        let [
-            Action::SyncGroup {
-                assignments,
-                member_id,
-                ..
-            },
-        ] = &sync[..]
-        else {
-            panic!("{sync:?}");
-        };
-        assert_eq!(member_id, "m0");
-        let plan: Vec<(String, Vec<i32>)> = assignments
-            .iter()
-            .map(|(id, b)| {
-                let parts = codec::decode_assignment(b)
-                    .unwrap()
-                    .into_iter()
-                    .flat_map(|(_, p)| p)
-                    .collect();
-                (id.clone(), parts)
-            })
-            .collect();
-        // Sticky: m0 keeps two of its three, m1 gets the rest; the others nothing.
+        assert!(matches!(&sync[..], [Action::SyncGroup { member_id, .. }] if member_id == "m0"));
+        // Sticky: m0 keeps two of its three, m1 gets the rest; "other" all of its topic; the
+        // undecodable member nothing.
         assert_eq!(
-            plan,
-            [
-                ("m0".to_owned(), vec![0, 1]),
-                ("m1".to_owned(), vec![2, 3]),
-                ("bad".to_owned(), vec![]),
-                ("other".to_owned(), vec![]),
-            ]
+            sync_plan(&sync),
+            plan(&[
+                ("m0", &[("calls", &[0, 1])]),
+                ("m1", &[("calls", &[2, 3])]),
+                ("bad", &[]),
+                ("other", &[("elsewhere", &[0, 1])]),
+            ])
+        );
+    }
+
+    #[test]
+    fn leader_assigns_two_members_on_different_topics_their_own_partitions() {
+        let mut h = H::new();
+        let members = [
+            ("m0", codec::encode_subscription("calls", &[], -1)),
+            ("m1", codec::encode_subscription("audit", &[], -1)),
+        ];
+        let (seq, topics) = lead(&mut h, 1, "sticky", &members);
+        assert_eq!(
+            topics,
+            ["audit", "calls"],
+            "the union of the subscriptions, sorted"
+        );
+        let sync = h.input(Input::PartitionCounts {
+            seq,
+            result: Ok(counts(&[("audit", Some(2)), ("calls", Some(3))])),
+        });
+        let got = sync_plan(&sync);
+        assert_eq!(
+            got,
+            plan(&[("m0", &[("calls", &[0, 1, 2])]), ("m1", &[("audit", &[0, 1])]),])
+        );
+        // Our own share reaches the consumer.
+        let assigned = h.input(Input::Synced {
+            seq: sync_seq(&sync),
+            result: Ok(codec::encode_assignment(&got[0].1)),
+        });
+        assert!(
+            matches!(&assigned[..], [Action::Emit(Event::Assigned { partitions, .. })] if partitions == &[0, 1, 2])
+        );
+    }
+
+    #[test]
+    fn leader_runs_the_assignor_per_topic_over_its_subscribers() {
+        let mut h = H::new();
+        let members = [
+            ("m0", codec::encode_subscription("calls", &[], -1)),
+            ("m1", codec::encode_subscription("calls", &[], -1)),
+            ("m2", codec::encode_subscription("audit", &[], -1)),
+        ];
+        let (seq, topics) = lead(&mut h, 1, "range", &members);
+        assert_eq!(topics, ["audit", "calls"]);
+        let sync = h.input(Input::PartitionCounts {
+            seq,
+            result: Ok(counts(&[("audit", Some(3)), ("calls", Some(4))])),
+        });
+        assert!(
+            matches!(
+                &sync[..],
+                [Action::SyncGroup {
+                    protocol: "range",
+                    ..
+                }]
+            ),
+            "{sync:?}"
+        );
+        // Range per topic: calls split between its two subscribers, audit all to m2 (not
+        // spread over the three members).
+        assert_eq!(
+            sync_plan(&sync),
+            plan(&[
+                ("m0", &[("calls", &[0, 1])]),
+                ("m1", &[("calls", &[2, 3])]),
+                ("m2", &[("audit", &[0, 1, 2])]),
+            ])
+        );
+    }
+
+    #[test]
+    fn sticky_keeps_owned_partitions_per_topic() {
+        let mut h = H::new();
+        // "x" (a Java member, say) subscribes to both topics and owned some of each, plus a
+        // partition of a topic nobody subscribes to any more.
+        let members = [
+            ("m0", codec::encode_subscription("calls", &[], -1)),
+            (
+                "x",
+                multi_subscription(
+                    &["calls", "audit"],
+                    &[("calls", &[1]), ("audit", &[0]), ("gone", &[0])],
+                    4,
+                ),
+            ),
+            ("m2", codec::encode_subscription("audit", &[], -1)),
+        ];
+        let (seq, topics) = lead(&mut h, 5, "sticky", &members);
+        assert_eq!(topics, ["audit", "calls"], "owned topics are not subscriptions");
+        let sync = h.input(Input::PartitionCounts {
+            seq,
+            result: Ok(counts(&[("audit", Some(2)), ("calls", Some(2))])),
+        });
+        // x keeps calls 1 and audit 0 (its audit claim does not stand for calls 0); the
+        // others get the rest of their topic.
+        assert_eq!(
+            sync_plan(&sync),
+            plan(&[
+                ("m0", &[("calls", &[0])]),
+                ("x", &[("audit", &[0]), ("calls", &[1])]),
+                ("m2", &[("audit", &[1])]),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_missing_topic_assigns_nothing_of_it_and_does_not_block_the_others() {
+        let mut h = H::new();
+        let members = [
+            ("m0", codec::encode_subscription("calls", &[], -1)),
+            ("m1", codec::encode_subscription("audit", &[], -1)),
+            ("m2", codec::encode_subscription("ghost", &[1], 3)),
+        ];
+        let (seq, _) = lead(&mut h, 4, "sticky", &members);
+        // "audit" does not exist; "ghost" is absent from the answer, which means the same.
+        let sync = h.input(Input::PartitionCounts {
+            seq,
+            result: Ok(counts(&[("audit", None), ("calls", Some(2))])),
+        });
+        assert_eq!(
+            sync_plan(&sync),
+            plan(&[("m0", &[("calls", &[0, 1])]), ("m1", &[]), ("m2", &[]),])
+        );
+        assert_eq!(
+            h.m.missing_topics.iter().collect::<Vec<_>>(),
+            ["audit", "ghost"],
+            "warned about once"
+        );
+        // Both stay watched: the check asks for every subscribed topic.
+        h.input(Input::Synced {
+            seq: sync_seq(&sync),
+            result: Ok(codec::encode_assignment(&[("calls", [0, 1])])),
+        });
+        let (_, topics) = next_check(&mut h);
+        assert_eq!(topics, ["audit", "calls", "ghost"]);
+    }
+
+    #[test]
+    fn leader_rebalances_when_any_topic_partition_count_changes() {
+        let mut h = H::new();
+        let members = [
+            ("m0", codec::encode_subscription("calls", &[], -1)),
+            ("m1", codec::encode_subscription("audit", &[], -1)),
+        ];
+        let (seq, _) = lead(&mut h, 1, "sticky", &members);
+        let assigned = counts(&[("audit", Some(2)), ("calls", Some(2))]);
+        let sync = sync_seq(&h.input(Input::PartitionCounts {
+            seq,
+            result: Ok(assigned.clone()),
+        }));
+        h.input(Input::Synced {
+            seq: sync,
+            result: Ok(codec::encode_assignment(&[("calls", [0, 1])])),
+        });
+        // Unchanged counts: nothing; the next check comes one interval later.
+        let (check, topics) = next_check(&mut h);
+        assert_eq!(topics, ["audit", "calls"]);
+        let asked = h.now;
+        assert!(
+            h.input(Input::PartitionCounts {
+                seq: check,
+                result: Ok(assigned),
+            })
+            .is_empty()
+        );
+        let (check, _) = next_check(&mut h);
+        assert!(h.now - asked >= METADATA_CHECK_INTERVAL);
+        // Only the other member's topic grew: we still revoke ours and rejoin.
+        let out = h.input(Input::PartitionCounts {
+            seq: check,
+            result: Ok(counts(&[("audit", Some(3)), ("calls", Some(2))])),
+        });
+        let (token, partitions) = revoke_token(&out);
+        assert_eq!(partitions, [0, 1]);
+        let rejoin = h.input(Input::RevokeDone { token });
+        assert!(
+            matches!(&rejoin[..], [Action::JoinGroup { reason, .. }] if reason.contains("partition count"))
         );
     }
 
     #[test]
     fn leader_rebalances_when_the_partition_count_changes() {
         let mut h = H::new();
-        let join = join_seq(&h.connect());
-        let fetch = h.input(Input::Joined {
-            seq: join,
-            result: Ok(joined(
-                1,
-                "m0",
-                "m0",
-                &[("m0", codec::encode_subscription("calls", &[], -1))],
-            )),
-        });
-        let [Action::FetchPartitionCount { seq }] = &fetch[..] else {
-            panic!("{fetch:?}");
-        };
+        let (seq, topics) = lead(
+            &mut h,
+            1,
+            "sticky",
+            &[("m0", codec::encode_subscription("calls", &[], -1))],
+        );
+        assert_eq!(topics, ["calls"]);
         // The topic does not exist yet: nothing to assign.
-        let sync = sync_seq(&h.input(Input::PartitionCount {
-            seq: *seq,
-            result: Ok(None),
-        }));
+        let sync = h.input(Input::PartitionCounts {
+            seq,
+            result: Ok(counts(&[("calls", None)])),
+        });
+        assert_eq!(sync_plan(&sync), plan(&[("m0", &[])]));
         let assigned = h.input(Input::Synced {
-            seq: sync,
-            result: Ok(codec::encode_assignment("calls", &[])),
+            seq: sync_seq(&sync),
+            result: Ok(codec::encode_assignment(&sync_plan(&sync)[0].1)),
         });
         assert!(
             matches!(&assigned[..], [Action::Emit(Event::Assigned { partitions, .. })] if partitions.is_empty())
         );
-        // Keep heartbeating until the metadata check is due.
-        let mut check = None;
-        while check.is_none() {
-            h.now += Duration::from_millis(500);
-            for a in h.input(Input::Tick) {
-                match a {
-                    Action::Heartbeat { seq, .. } => {
-                        h.input(Input::Heartbeat { seq, result: Ok(()) });
-                    }
-                    Action::FetchPartitionCount { seq } => check = Some(seq),
-                    other => panic!("{other:?}"),
-                }
-            }
-        }
+        let (check, topics) = next_check(&mut h);
+        assert_eq!(topics, ["calls"]);
         // Created meanwhile with 3 partitions: rejoin (we own nothing, so no revoke).
-        let rejoin = h.input(Input::PartitionCount {
-            seq: check.unwrap(),
-            result: Ok(Some(3)),
+        let rejoin = h.input(Input::PartitionCounts {
+            seq: check,
+            result: Ok(counts(&[("calls", Some(3))])),
         });
         assert!(
             matches!(&rejoin[..], [Action::JoinGroup { reason, .. }] if reason.contains("partition count"))
         );
+    }
+
+    #[test]
+    fn our_member_takes_only_its_own_topic_from_the_assignment() {
+        let mut h = H::new();
+        let join = join_seq(&h.connect());
+        let sync = sync_seq(&h.input(Input::Joined {
+            seq: join,
+            result: Ok(joined(2, "m1", "m0", &[])),
+        }));
+        let out = h.input(Input::Synced {
+            seq: sync,
+            result: Ok(codec::encode_assignment(&[
+                ("audit".to_owned(), vec![0, 2]),
+                ("calls".to_owned(), vec![3, 1]),
+            ])),
+        });
+        assert!(
+            matches!(&out[..], [Action::Emit(Event::Assigned { partitions, .. })] if partitions == &[1, 3]),
+            "{out:?}"
+        );
+        // The next JoinGroup claims only those.
+        let hb = h.next_heartbeat();
+        let (token, partitions) = revoke_token(&h.input(Input::Heartbeat {
+            seq: hb,
+            result: Err(server(ApiKey::Heartbeat, ResponseError::RebalanceInProgress)),
+        }));
+        assert_eq!(partitions, [1, 3]);
+        let sub = claimed(&h.input(Input::RevokeDone { token }));
+        assert_eq!(sub.owned, [("calls".to_owned(), vec![1, 3])]);
     }
 
     #[test]
