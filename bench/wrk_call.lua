@@ -1,0 +1,64 @@
+-- wrk script for scripts/bench.sh: POSTs bigpipe /rpc/call bodies.
+--
+-- Environment (read once per wrk thread):
+--   BENCH_DATA_BYTES   size of the "data" string (default 100)
+--   BENCH_ACK          "" (server default), "queue" or "kafka"
+--   BENCH_TARGET_URL   the call's "url" (default http://127.0.0.1:1/x)
+--   BENCH_ACL_NAME / BENCH_ACL_SECRET   the caller (default bench / bench-secret)
+--   BENCH_BODIES       distinct bodies to rotate through (default 256), so
+--                      records do not all compress to nothing in a Kafka batch
+--
+-- done() prints one line "BENCHJSON {...}" with requests, duration, errors
+-- and latency percentiles (microseconds) from latency:percentile().
+
+local data_bytes = tonumber(os.getenv("BENCH_DATA_BYTES") or "100")
+local ack = os.getenv("BENCH_ACK") or ""
+local target = os.getenv("BENCH_TARGET_URL") or "http://127.0.0.1:1/x"
+local acl_name = os.getenv("BENCH_ACL_NAME") or "bench"
+local acl_secret = os.getenv("BENCH_ACL_SECRET") or "bench-secret"
+local n_bodies = tonumber(os.getenv("BENCH_BODIES") or "256")
+
+local alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+local requests = {}
+local index = 0
+
+local function random_data(n)
+  local t = {}
+  for i = 1, n do
+    local k = math.random(1, #alphabet)
+    t[i] = alphabet:sub(k, k)
+  end
+  return table.concat(t)
+end
+
+function init(args)
+  math.randomseed(os.time() + (tonumber(tostring({}):sub(8), 16) or 0))
+  local headers = { ["Content-Type"] = "application/json" }
+  for i = 1, n_bodies do
+    local body = '{"acl":{"name":"' .. acl_name .. '","secret":"' .. acl_secret .. '"},'
+      .. '"url":"' .. target .. '","data":"' .. random_data(data_bytes) .. '",'
+      .. '"partition_key":"k' .. i .. '"'
+    if ack ~= "" then
+      body = body .. ',"ack":"' .. ack .. '"'
+    end
+    body = body .. "}"
+    requests[i] = wrk.format("POST", nil, headers, body)
+  end
+end
+
+function request()
+  index = index % n_bodies + 1
+  return requests[index]
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCHJSON {"requests":%d,"duration_us":%d,"bytes":%d,'
+      .. '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},'
+      .. '"latency_us":{"p50":%d,"p90":%d,"p99":%d,"p999":%d,"mean":%.1f,"max":%d,"stdev":%.1f}}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9),
+    latency.mean, latency.max, latency.stdev))
+end
