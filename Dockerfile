@@ -22,6 +22,8 @@ RUN apt-get update \
 COPY --from=build /usr/local/bin/bigpipe /usr/local/bin/bigpipe
 COPY conf/bigpipe.toml /etc/bigpipe/bigpipe.toml
 ENV BIGPIPE_KAFKA_BOOTSTRAP_SERVERS=kafka:9092
+# glibc keeps freed memory per thread arena; two arenas bound RSS after bursts.
+ENV MALLOC_ARENA_MAX=2
 USER bigpipe
 EXPOSE 10086
 ENTRYPOINT ["/usr/local/bin/bigpipe"]

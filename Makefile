@@ -35,7 +35,7 @@ chaos: ## The fault suite only (real Kafka; single broker and a 3-broker cluster
 	scripts/it.sh chaos:: --nocapture
 
 .PHONY: test
-test: unit it ## Unit tests, then the integration tests (fault suite included) against a real Kafka
+test: unit it bench-smoke ## Unit tests, the integration tests (fault suite included) against a real Kafka, a bench smoke run
 
 .PHONY: kafka-up
 kafka-up: ## Start the local single-node Kafka (fetched from Maven Central)

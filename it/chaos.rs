@@ -317,19 +317,7 @@ impl Drop for ClusterDown {
 
 /// The node id that leads `partition` of `topic`, from Kafka's own topic tool.
 fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> Option<i32> {
-    let out = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh"))
-        .args([
-            "tool",
-            "topics",
-            "--bootstrap-server",
-            bootstrap,
-            "--describe",
-            "--topic",
-            topic,
-        ])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let text = kafka_tool("topics", bootstrap, &["--describe", "--topic", topic])?;
     text.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let p = fields.iter().position(|f| *f == "Partition:")?;

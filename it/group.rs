@@ -76,19 +76,11 @@ async fn three_processes_share_partitions_and_survive_a_sigkill_without_loss() {
 
     // Kafka's own tool describes the group with our members and committed offsets.
     let describe = poll("kafka-consumer-groups shows 3 members", || async {
-        let out = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh"))
-            .args([
-                "tool",
-                "consumer-groups",
-                "--bootstrap-server",
-                &bootstrap(),
-                "--describe",
-                "--group",
-                &group,
-            ])
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let text = kafka_tool(
+            "consumer-groups",
+            &bootstrap(),
+            &["--describe", "--group", &group],
+        )?;
         let rows: Vec<&str> = text.lines().filter(|l| l.contains(&topic)).collect();
         let consumers: BTreeSet<&str> = rows.iter().filter_map(|l| l.split_whitespace().nth(6)).collect();
         let committed = rows

@@ -108,23 +108,7 @@ async fn sigusr1_swaps_acls_and_consumers_and_rejects_a_bad_config() {
     proc.rewrite_config(&config(&topic, "rotated", &g1));
     proc.signal("USR1");
     let describe = poll("G2 has no members", || async {
-        let out = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh"))
-            .args([
-                "tool",
-                "consumer-groups",
-                "--bootstrap-server",
-                &bootstrap(),
-                "--describe",
-                "--group",
-                &n2,
-            ])
-            .output()
-            .ok()?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = kafka_tool("consumer-groups", &bootstrap(), &["--describe", "--group", &n2])?;
         text.contains("has no active members").then_some(text)
     })
     .await;

@@ -28,4 +28,7 @@ if ! (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
   esac
 fi
 
+# glibc keeps freed memory per thread arena; two arenas keep RSS near what is
+# really in use after bursts of calls (see README, Benchmarks).
+export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 exec cargo run --release -- --config "$config"

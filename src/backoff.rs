@@ -77,12 +77,12 @@ impl Backoff {
     }
 }
 
+/// Generators with fixed draws, for tests of anything that takes an `Rng`.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A generator that always yields zero bits.
-    struct ZeroRng;
+pub(crate) mod test_rng {
+    /// Always yields zero bits: the smallest draw, so a jittered delay is zero.
+    #[derive(Debug)]
+    pub(crate) struct ZeroRng;
 
     impl rand::RngCore for ZeroRng {
         fn next_u32(&mut self) -> u32 {
@@ -95,6 +95,28 @@ mod tests {
             dst.fill(0);
         }
     }
+
+    /// Always yields one bits: the largest draw, so a jittered delay equals its ceiling.
+    #[derive(Debug)]
+    pub(crate) struct OnesRng;
+
+    impl rand::RngCore for OnesRng {
+        fn next_u32(&mut self) -> u32 {
+            u32::MAX
+        }
+        fn next_u64(&mut self) -> u64 {
+            u64::MAX
+        }
+        fn fill_bytes(&mut self, dst: &mut [u8]) {
+            dst.fill(0xff);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_rng::ZeroRng;
+    use super::*;
 
     #[test]
     fn ceiling_grows_then_caps() {

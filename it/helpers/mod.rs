@@ -70,6 +70,22 @@ pub(crate) fn kafka_script(args: &[&str]) {
     assert!(status.success(), "scripts/kafka.sh {args:?} failed: {status}");
 }
 
+/// Runs one of Kafka's own tools through `scripts/kafka.sh tool` against
+/// `bootstrap`; returns stdout and stderr together (None if it cannot run).
+pub(crate) fn kafka_tool(tool: &str, bootstrap: &str, args: &[&str]) -> Option<String> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
+    let out = std::process::Command::new(script)
+        .args(["tool", tool, "--bootstrap-server", bootstrap])
+        .args(args)
+        .output()
+        .ok()?;
+    Some(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
 /// Builds settings from a TOML document, with `{bootstrap}` replaced.
 pub(crate) fn settings(toml: &str) -> Settings {
     let text = toml.replace("{bootstrap}", &bootstrap());

@@ -233,36 +233,7 @@ mod tests {
     use rand::rngs::StdRng;
 
     use super::*;
-
-    /// A generator that always yields zero bits: the smallest draw.
-    struct ZeroRng;
-
-    impl rand::RngCore for ZeroRng {
-        fn next_u32(&mut self) -> u32 {
-            0
-        }
-        fn next_u64(&mut self) -> u64 {
-            0
-        }
-        fn fill_bytes(&mut self, dst: &mut [u8]) {
-            dst.fill(0);
-        }
-    }
-
-    /// A generator that always yields one bits: the largest draw.
-    struct OnesRng;
-
-    impl rand::RngCore for OnesRng {
-        fn next_u32(&mut self) -> u32 {
-            u32::MAX
-        }
-        fn next_u64(&mut self) -> u64 {
-            u64::MAX
-        }
-        fn fill_bytes(&mut self, dst: &mut [u8]) {
-            dst.fill(0xff);
-        }
-    }
+    use crate::backoff::test_rng::{OnesRng, ZeroRng};
 
     fn policy() -> RetryPolicy {
         RetryPolicy {

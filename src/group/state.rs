@@ -1251,41 +1251,12 @@ mod tests {
     use kafka_protocol::messages::ApiKey;
 
     use super::*;
+    use crate::backoff::test_rng::{OnesRng, ZeroRng};
     use crate::kafka::wire::PoisonReason;
 
     const SESSION: Duration = Duration::from_secs(6);
     const HB: Duration = Duration::from_secs(1);
     const REVOKE: Duration = Duration::from_secs(5);
-
-    /// Always draws zero: backoff delays are 0, so retries happen on the next tick.
-    struct ZeroRng;
-
-    impl RngCore for ZeroRng {
-        fn next_u32(&mut self) -> u32 {
-            0
-        }
-        fn next_u64(&mut self) -> u64 {
-            0
-        }
-        fn fill_bytes(&mut self, dst: &mut [u8]) {
-            dst.fill(0);
-        }
-    }
-
-    /// Always draws the maximum: backoff delays equal their ceiling.
-    struct MaxRng;
-
-    impl RngCore for MaxRng {
-        fn next_u32(&mut self) -> u32 {
-            u32::MAX
-        }
-        fn next_u64(&mut self) -> u64 {
-            u64::MAX
-        }
-        fn fill_bytes(&mut self, dst: &mut [u8]) {
-            dst.fill(0xff);
-        }
-    }
 
     fn config() -> GroupConfig {
         GroupConfig {
@@ -2236,7 +2207,7 @@ mod tests {
 
     #[test]
     fn coordinator_lookups_back_off() {
-        let mut h = H::with_rng(Box::new(MaxRng));
+        let mut h = H::with_rng(Box::new(OnesRng));
         let find = find_seq(&h.input(Input::Tick));
         let out = h.input(Input::CoordinatorFound {
             seq: find,
@@ -2246,7 +2217,7 @@ mod tests {
             )),
         });
         assert!(out.is_empty());
-        // MaxRng: the delay is the ceiling, 100 ms, then 200 ms.
+        // OnesRng: the delay is the ceiling, 100 ms, then 200 ms.
         assert!(h.advance(Duration::from_millis(99)).is_empty());
         let find = find_seq(&h.advance(Duration::from_millis(1)));
         h.input(Input::CoordinatorFound {
@@ -2268,7 +2239,7 @@ mod tests {
 
     #[test]
     fn load_in_progress_retries_the_same_coordinator() {
-        let mut h = H::with_rng(Box::new(MaxRng));
+        let mut h = H::with_rng(Box::new(OnesRng));
         let join = join_seq(&h.connect());
         let out = h.input(Input::Joined {
             seq: join,
