@@ -63,10 +63,8 @@ lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) clippy --all-targets -- -D warnings
 
 .PHONY: musl
-musl: ## Static x86_64-unknown-linux-musl release binary (no C compiler needed)
-	rustup target add $(MUSL_TARGET) >/dev/null 2>&1 || true
-	$(CARGO) build --release --target $(MUSL_TARGET)
-	@file target/$(MUSL_TARGET)/release/bigpipe
+musl: ## Static x86_64-unknown-linux-musl release binary; fails if it is not static or anything compiles C
+	scripts/check-static.sh
 
 .PHONY: bench
 bench: ## Benchmark vs Kafka's own tools on a private Kafka (127.0.0.1:9492) -> bench-out/
