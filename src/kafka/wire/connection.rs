@@ -147,10 +147,13 @@ impl BrokerConnection {
         self.broker_versions.get(&(api as i16)).copied()
     }
 
-    /// The version [`Self::request`] would use for `api`: the highest that both the broker and
-    /// the `kafka-protocol` crate support. `None` if there is none.
+    /// The highest version of `api` that both the broker and the `kafka-protocol` crate's
+    /// API table support. `None` if there is none.
     ///
-    /// Use it to fill version-dependent request fields before sending.
+    /// Use it to fill version-dependent request fields before sending. Caution: a request
+    /// type can support fewer versions than its API key (kafka-protocol 0.18: the OffsetFetch
+    /// key goes to 10, `OffsetFetchRequest` to 9), so cap by the type's `VERSIONS` as
+    /// [`Self::request`] does when the exact version matters.
     pub fn version_for(&self, api: ApiKey) -> Option<i16> {
         self.negotiate_version(api, None).ok()
     }
