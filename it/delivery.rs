@@ -46,7 +46,7 @@ async fn every_call_reaches_its_url_once_per_group_with_body_and_headers_intact(
     let topic = unique("deliver");
     let g1 = unique("G1");
     let extra = format!(
-        "{}{}",
+        "{}{}[delivery]\nheaders.drop = [\"X-Drop-Me\"]\n",
         consumer_entry(&topic, &g1, ""),
         consumer_entry(&topic, &unique("G2"), "")
     );
@@ -66,6 +66,7 @@ async fn every_call_reaches_its_url_once_per_group_with_body_and_headers_intact(
             .post(format!("{}/rpc/call", bp.base))
             .header("X-Custom", "kept")
             .header("Authorization-Hint", "forwarded")
+            .header("X-Drop-Me", "secret")
             .body(body.to_string())
             .send()
             .await
@@ -94,6 +95,7 @@ async fn every_call_reaches_its_url_once_per_group_with_body_and_headers_intact(
         assert_eq!(String::from_utf8(r.body.clone()).unwrap(), *data);
         assert_eq!(r.header("x-custom"), Some("kept"));
         assert_eq!(r.header("authorization-hint"), Some("forwarded"));
+        assert_eq!(r.header("x-drop-me"), None, "delivery.headers.drop");
         assert_eq!(r.header("content-type"), Some("application/octet-stream"));
         assert_eq!(r.header("x-bigpipe-attempt"), Some("1"));
         assert_eq!(r.header("content-length"), Some(data.len().to_string().as_str()));

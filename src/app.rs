@@ -139,6 +139,7 @@ pub fn start(
         Arc::clone(&client),
         Arc::clone(&table),
         Arc::clone(&pool),
+        settings.delivery.drop_headers.clone(),
         Arc::clone(&stats),
         log.new(slog::o!("component" => "consumer")),
     );

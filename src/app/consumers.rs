@@ -31,6 +31,7 @@ pub(super) struct ConsumerSet {
     client: Arc<KafkaClient>,
     table: Arc<PartitionTable>,
     pool: Arc<DeliveryPool>,
+    drop_headers: Vec<String>,
     stats: Arc<Stats>,
     log: Logger,
 }
@@ -61,6 +62,7 @@ impl ConsumerSet {
         client: Arc<KafkaClient>,
         table: Arc<PartitionTable>,
         pool: Arc<DeliveryPool>,
+        drop_headers: Vec<String>,
         stats: Arc<Stats>,
         log: Logger,
     ) -> Self {
@@ -69,6 +71,7 @@ impl ConsumerSet {
             client,
             table,
             pool,
+            drop_headers,
             stats,
             log,
         }
@@ -81,6 +84,7 @@ impl ConsumerSet {
             Arc::clone(&self.client),
             Arc::clone(&self.table),
             Arc::clone(&self.pool),
+            self.drop_headers.clone(),
             self.stats.consumer(&settings.group_id, &settings.topic),
             &self.log,
         )?;

@@ -214,6 +214,9 @@ pub struct DeliverySettings {
     /// At most this many bytes of a target's response body are read
     /// (`delivery.response.max.bytes`, may be 0).
     pub max_response_body: usize,
+    /// Caller headers never forwarded to targets, lower case (`delivery.headers.drop`),
+    /// e.g. `["authorization", "cookie"]`. Empty by default: the Go version forwarded all.
+    pub drop_headers: Vec<String>,
 }
 
 /// `shutdown.*` keys.

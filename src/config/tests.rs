@@ -265,6 +265,7 @@ fn absent_keys_take_their_defaults() {
             connect_timeout: Duration::from_millis(3000),
             keep_alive: Duration::from_millis(15_000),
             max_response_body: 65_536,
+            drop_headers: vec![],
         }
     );
     assert_eq!(
@@ -1093,7 +1094,7 @@ fn new_consumer_keys_problems_are_reported_with_the_entry_index() {
 fn delivery_and_shutdown_settings_are_read() {
     let s = toml(
         "[delivery]\nthreads = 64\nconnect.timeout.ms = 1\nkeepalive.ms = 2\n\
-         response.max.bytes = 0\n[shutdown]\ngrace.ms = 3",
+         response.max.bytes = 0\nheaders.drop = [\"Authorization\", \"cookie\"]\n[shutdown]\ngrace.ms = 3",
     );
     assert_eq!(
         s.delivery,
@@ -1102,6 +1103,7 @@ fn delivery_and_shutdown_settings_are_read() {
             connect_timeout: Duration::from_millis(1),
             keep_alive: Duration::from_millis(2),
             max_response_body: 0,
+            drop_headers: vec!["authorization".to_owned(), "cookie".to_owned()],
         }
     );
     assert_eq!(s.shutdown.grace, Duration::from_millis(3));
@@ -1653,4 +1655,19 @@ fn malformed_values_of_every_consumer_key_are_rejected_with_that_key() {
         let path = format!("kafka.consumer.list[0].{key}");
         assert!(e.problems.iter().any(|p| p.key.starts_with(&path)), "{text}: {e}");
     }
+}
+
+#[test]
+fn drop_headers_must_be_header_names() {
+    let err = load_from_str(
+        "[delivery]\nheaders.drop = [\"ok\", \"bad name\", 3]\n",
+        Format::Toml,
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("delivery.headers.drop[1]: is not an HTTP header name"),
+        "{text}"
+    );
+    assert!(text.contains("delivery.headers.drop[2]"), "{text}");
 }

@@ -57,6 +57,7 @@ pub(crate) const KEYS: &[&str] = &[
     "delivery.connect.timeout.ms",
     "delivery.keepalive.ms",
     "delivery.response.max.bytes",
+    "delivery.headers.drop",
     "shutdown.grace.ms",
 ];
 
@@ -397,10 +398,34 @@ fn delivery(c: &mut Checker<'_>, root: &Dict) -> DeliverySettings {
     let max_response_body = c.setting(root, "delivery.response.max.bytes", 65_536, |c, key, v| {
         c.int_in::<usize>(key, v, 0, MAX_CHUNK_BYTES)
     });
+    let drop_headers = c.setting(root, "delivery.headers.drop", Vec::new(), header_names);
     DeliverySettings {
         threads,
         connect_timeout,
         keep_alive,
         max_response_body,
+        drop_headers,
     }
+}
+
+/// `delivery.headers.drop`: an array of HTTP header names, stored lower case.
+fn header_names(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<Vec<String>> {
+    let items = c.array(key, value)?;
+    let mut names = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{key}[{i}]");
+        let Some(name) = c.string(&path, item) else {
+            ok = false;
+            continue;
+        };
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if name.is_empty() || !name.bytes().all(token) {
+            c.problem(&path, Some(item), "is not an HTTP header name");
+            ok = false;
+            continue;
+        }
+        names.push(name.to_ascii_lowercase());
+    }
+    ok.then_some(names)
 }

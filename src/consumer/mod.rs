@@ -55,6 +55,8 @@ pub struct EntryContext {
     pub concurrency: Arc<Semaphore>,
     /// Where exhausted calls go; `None` when disabled.
     pub dlq: Option<DeadLetterWriter>,
+    /// Caller headers never forwarded (`delivery.headers.drop`, lower case).
+    pub drop_headers: Vec<String>,
     /// Counters.
     pub stats: Arc<ConsumerStats>,
     /// Logger with the entry's group and topic.
@@ -81,6 +83,7 @@ impl EntryContext {
         client: Arc<KafkaClient>,
         table: Arc<PartitionTable>,
         pool: Arc<DeliveryPool>,
+        drop_headers: Vec<String>,
         stats: Arc<ConsumerStats>,
         log: &Logger,
     ) -> Result<Self, EntryError> {
@@ -113,6 +116,7 @@ impl EntryContext {
             pool,
             policy,
             dlq,
+            drop_headers,
             stats,
             log,
             group_log,

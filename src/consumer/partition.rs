@@ -418,7 +418,7 @@ async fn deliver(ctx: &EntryContext, partition: i32, record: RecordAndOffset, sl
         let request = OutboundRequest {
             url: message.url.clone(),
             body: body.clone(),
-            headers: outbound_headers(&message.headers, &call_id, attempt),
+            headers: outbound_headers(&message.headers, &call_id, attempt, &ctx.drop_headers),
             timeout: ctx.settings.timeout,
         };
         let outcome = ctx.pool.send(request).await;

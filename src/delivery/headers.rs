@@ -51,7 +51,8 @@ const REPLACED: [&str; 5] = [
 ///
 /// Drops hop-by-hop headers, including any the `Connection` header names;
 /// `Host`, `Content-Length`, `Expect`, `Accept-Encoding`, and any
-/// `Content-Type` or `X-Bigpipe-*` the caller sent. Adds
+/// `Content-Type` or `X-Bigpipe-*` the caller sent, and any header named in
+/// `drop` (lower case; `delivery.headers.drop`). Adds
 /// `Content-Type: application/octet-stream`, `X-Bigpipe-Call-Id: <call_id>`
 /// and `X-Bigpipe-Attempt: <attempt>`. Names and values that are not valid
 /// HTTP are skipped rather than failing the call: they came from the caller
@@ -61,6 +62,7 @@ pub fn outbound_headers(
     stored: &BTreeMap<String, Vec<String>>,
     call_id: &str,
     attempt: u32,
+    drop: &[String],
 ) -> Vec<(String, String)> {
     // Connection: close, x-secret  →  x-secret is hop-by-hop for this request.
     let named_by_connection: HashSet<String> = stored
@@ -79,6 +81,7 @@ pub fn outbound_headers(
             || REPLACED.contains(&lower.as_str())
             || lower.starts_with("x-bigpipe-")
             || named_by_connection.contains(&lower)
+            || drop.contains(&lower)
             || HeaderName::from_bytes(name.as_bytes()).is_err()
         {
             continue;
@@ -134,7 +137,7 @@ mod tests {
             ("X-Bigpipe-Attempt", &["99"]),
             ("User-Agent", &["curl/8.5.0"]),
         ]);
-        let h = outbound_headers(&s, "0193-abc", 2);
+        let h = outbound_headers(&s, "0193-abc", 2, &[]);
         assert_eq!(
             h,
             vec![
@@ -153,7 +156,7 @@ mod tests {
             ("X-Hop", &["1"]),
             ("X-Keep", &["2"]),
         ]);
-        let n = names(&outbound_headers(&s, "id", 1));
+        let n = names(&outbound_headers(&s, "id", 1, &[]));
         assert!(!n.contains(&"x-hop".to_owned()));
         assert!(n.contains(&"x-keep".to_owned()));
     }
@@ -166,7 +169,7 @@ mod tests {
             ("Cookie", &["a=1", "b=2"]),
             ("X-Unicode", &["héllo wörld ✓"]),
         ]);
-        let h = outbound_headers(&s, "id-1", 1);
+        let h = outbound_headers(&s, "id-1", 1, &[]);
         let get = |k: &str| -> Vec<&str> {
             h.iter()
                 .filter(|(n, _)| n == k)
@@ -189,7 +192,7 @@ mod tests {
             ("", &["x"]),
             ("X-Ok", &["fine", "line\r\nX-Injected: 1", "nul\0"]),
         ]);
-        let h = outbound_headers(&s, "bad\nid", 3);
+        let h = outbound_headers(&s, "bad\nid", 3, &[]);
         assert_eq!(
             h,
             vec![
@@ -202,10 +205,30 @@ mod tests {
 
     #[test]
     fn empty_store_still_gets_ids() {
-        let h = outbound_headers(&BTreeMap::new(), "id", 1);
+        let h = outbound_headers(&BTreeMap::new(), "id", 1, &[]);
         assert_eq!(
             names(&h),
             ["content-type", "x-bigpipe-call-id", "x-bigpipe-attempt"]
         );
+    }
+
+    #[test]
+    fn configured_headers_are_dropped_whatever_their_case() {
+        let mut s = BTreeMap::new();
+        s.insert("Authorization".to_owned(), vec!["Bearer secret".to_owned()]);
+        s.insert("Cookie".to_owned(), vec!["a=1".to_owned()]);
+        s.insert("X-Keep".to_owned(), vec!["yes".to_owned()]);
+        let drop = ["authorization".to_owned(), "cookie".to_owned()];
+        let h = outbound_headers(&s, "id", 1, &drop);
+        let names: Vec<&str> = h.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(names.contains(&"X-Keep"));
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case("authorization") || n.eq_ignore_ascii_case("cookie"))
+        );
+        // Without the setting both are forwarded, as the Go version did.
+        let all = outbound_headers(&s, "id", 1, &[]);
+        assert!(all.iter().any(|(k, _)| k == "Authorization") && all.iter().any(|(k, _)| k == "Cookie"));
     }
 }
