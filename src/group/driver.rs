@@ -223,25 +223,17 @@ impl GroupMember {
                 protocols,
                 reason,
             } => {
-                let conn = self.conn.clone();
-                self.spawn(async move {
-                    let result = match conn {
-                        Some(conn) => join_group(&conn, &config, member_id, protocols, reason).await,
-                        None => Err(no_connection()),
-                    };
-                    Completion::Input(Input::Joined { seq, result })
-                });
+                self.on_coordinator(
+                    async move |conn| join_group(&conn, &config, member_id, protocols, reason).await,
+                    move |result| Input::Joined { seq, result },
+                );
             }
             Action::FetchPartitionCounts { seq, topics } => {
-                let conn = self.conn.clone();
                 let log = self.log.clone();
-                self.spawn(async move {
-                    let result = match conn {
-                        Some(conn) => partition_counts(&conn, &config, topics, &log).await,
-                        None => Err(no_connection()),
-                    };
-                    Completion::Input(Input::PartitionCounts { seq, result })
-                });
+                self.on_coordinator(
+                    async move |conn| partition_counts(&conn, &config, topics, &log).await,
+                    move |result| Input::PartitionCounts { seq, result },
+                );
             }
             Action::SyncGroup {
                 seq,
@@ -250,30 +242,22 @@ impl GroupMember {
                 protocol,
                 assignments,
             } => {
-                let conn = self.conn.clone();
-                self.spawn(async move {
-                    let result = match conn {
-                        Some(conn) => {
-                            sync_group(&conn, &config, generation, member_id, protocol, assignments).await
-                        }
-                        None => Err(no_connection()),
-                    };
-                    Completion::Input(Input::Synced { seq, result })
-                });
+                self.on_coordinator(
+                    async move |conn| {
+                        sync_group(&conn, &config, generation, member_id, protocol, assignments).await
+                    },
+                    move |result| Input::Synced { seq, result },
+                );
             }
             Action::Heartbeat {
                 seq,
                 generation,
                 member_id,
             } => {
-                let conn = self.conn.clone();
-                self.spawn(async move {
-                    let result = match conn {
-                        Some(conn) => heartbeat(&conn, &config, generation, member_id).await,
-                        None => Err(no_connection()),
-                    };
-                    Completion::Input(Input::Heartbeat { seq, result })
-                });
+                self.on_coordinator(
+                    async move |conn| heartbeat(&conn, &config, generation, member_id).await,
+                    move |result| Input::Heartbeat { seq, result },
+                );
             }
             Action::LeaveGroup {
                 seq,
@@ -399,6 +383,25 @@ impl GroupMember {
 
     fn spawn(&self, future: impl Future<Output = Completion> + Send + 'static) {
         self.inflight.push(Box::pin(future));
+    }
+
+    /// Runs `call` on the coordinator connection (or fails it when there is
+    /// none) and feeds its result back to the state machine as `input(result)`.
+    fn on_coordinator<T, Fut>(
+        &self,
+        call: impl FnOnce(Arc<BrokerConnection>) -> Fut + Send + 'static,
+        input: impl FnOnce(Result<T, wire::Error>) -> Input + Send + 'static,
+    ) where
+        Fut: Future<Output = Result<T, wire::Error>> + Send,
+    {
+        let conn = self.conn.clone();
+        self.spawn(async move {
+            let result = match conn {
+                Some(conn) => call(conn).await,
+                None => Err(no_connection()),
+            };
+            Completion::Input(input(result))
+        });
     }
 }
 
