@@ -319,7 +319,7 @@ done
   "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
   "cores:=$(nproc)" "mem_gib:=$(awk '/MemTotal/ {printf "%.1f", $2/1048576}' /proc/meminfo)" \
   "kernel=$(uname -r)" "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)" \
-  "rustc=$(rustc --version 2>/dev/null || echo unknown)" "wrk=$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)" \
+  "rustc=$(rustc --version 2>/dev/null || echo unknown)" "wrk=$(wrk -v 2>&1 | sed -n 1p | cut -d' ' -f1-2)" \
   "smoke:=$SMOKE" "seconds:=$DURATION" "connections:=$CONNECTIONS" "wrk_threads:=$WRK_THREADS" \
   "partitions:=$PARTITIONS" "drain_records:=$DRAIN_RECORDS" "backlog_records:=$BACKLOG_RECORDS" \
   "backlog_rate:=$BACKLOG_RATE" "delivery_concurrency:=$DELIVERY_CONCURRENCY" \

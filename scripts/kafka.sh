@@ -343,7 +343,9 @@ log_since_start() {
 node_ready() {
   running "$1/kafka.pid" >/dev/null || return 1
   kafka_answers "$HOST" "$2" || return 1
-  log_since_start "$1" | grep -q "$READY_LINE"
+  # not `log_since_start | grep -q`: grep -q stops at the first match, and under
+  # pipefail tail's SIGPIPE would then read as "not ready"
+  grep -qF "$READY_LINE" <(log_since_start "$1")
 }
 
 # wait_ready T0 DIR:PORT...  - fails (with log tails) at the deadline or when a node dies

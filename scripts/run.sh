@@ -9,7 +9,7 @@ bootstrap="${BIGPIPE_KAFKA_BOOTSTRAP_SERVERS:-}"
 if [ -z "$bootstrap" ]; then
   # First `bootstrap.servers` value of the config (TOML `bootstrap.servers = "..."`
   # or the Go JSON `"kafka.bootstrap.servers": "..."`).
-  bootstrap=$(grep -Eo 'bootstrap\.servers"?[[:space:]]*[:=][[:space:]]*"[^"]*"' "$config" | head -n1 | sed -E 's/.*"([^"]*)"$/\1/' || true)
+  bootstrap=$(grep -Eo 'bootstrap\.servers"?[[:space:]]*[:=][[:space:]]*"[^"]*"' "$config" | sed -n 1p | sed -E 's/.*"([^"]*)"$/\1/' || true)
 fi
 first="${bootstrap%%,*}"
 first="${first:-127.0.0.1:9092}"
