@@ -7,6 +7,7 @@
 
 mod helpers;
 
+mod breaker;
 mod chaos;
 mod cli;
 mod delivery;

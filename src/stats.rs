@@ -80,6 +80,10 @@ pub struct ConsumerStats {
     pub in_flight: AtomicI64,
     /// Calls waiting for a retry.
     pub retries_scheduled: AtomicI64,
+    /// Target hosts whose circuit breaker is open or recovering.
+    pub circuits_open: AtomicI64,
+    /// Calls held back by an open or recovering breaker.
+    pub circuit_held: AtomicI64,
     /// Per assigned partition: committed offset and high watermark.
     pub partitions: std::sync::Mutex<BTreeMap<i32, PartitionView>>,
 }
@@ -118,6 +122,8 @@ impl ConsumerStats {
             })
             .collect();
         json!({
+            "circuitHeld": self.circuit_held.load(Ordering::Relaxed),
+            "circuitsOpen": self.circuits_open.load(Ordering::Relaxed),
             "deadLettered": load(&self.dead_lettered),
             "groupId": self.group_id,
             "handleMessage": load(&self.handle_message),
@@ -215,9 +221,13 @@ impl Stats {
             .collect();
         let consumers = read(&self.consumers);
         // clientStats is keyed by topic, as in the Go version: all groups on a topic add up.
-        let mut client: BTreeMap<&str, [u64; 4]> = BTreeMap::new();
+        let mut client: BTreeMap<&str, [u64; 5]> = BTreeMap::new();
         for c in consumers.iter() {
             let sums = client.entry(c.topic.as_str()).or_default();
+            // Go: 1 while a call waits on the breaker; here, while any target's breaker is open.
+            if c.circuits_open.load(Ordering::Relaxed) > 0 {
+                sums[4] = 1;
+            }
             for (sum, counter) in
                 sums.iter_mut()
                     .zip([&c.rpc_fail, &c.rpc_retries, &c.rpc_success, &c.rpc_total])
@@ -227,10 +237,10 @@ impl Stats {
         }
         let client: BTreeMap<&str, Value> = client
             .into_iter()
-            .map(|(topic, [fail, retries, success, total])| {
+            .map(|(topic, [fail, retries, success, total, broken])| {
                 (
                     topic,
-                    json!({"circuitIsBreak": 0, "rpcFail": fail, "rpcRetries": retries,
+                    json!({"circuitIsBreak": broken, "rpcFail": fail, "rpcRetries": retries,
                            "rpcSuccess": success, "rpcTotal": total}),
                 )
             })
@@ -314,6 +324,22 @@ mod tests {
         assert_eq!(v["consumerStats"][0]["groupId"], "G1");
         assert_eq!(v["consumerStats"][1]["handleMessage"], 1);
         assert_eq!(v["consumerStats"][0]["partitions"]["0"]["lag"], 4);
+        assert_eq!(v["clientStats"]["test"]["circuitIsBreak"], 0);
+    }
+
+    #[test]
+    fn circuit_is_break_while_any_group_of_the_topic_has_an_open_circuit() {
+        let stats = Stats::new([]);
+        stats.consumer("G1", "a");
+        let g2 = stats.consumer("G2", "a");
+        stats.consumer("G3", "b");
+        g2.circuits_open.store(2, Ordering::Relaxed);
+        g2.circuit_held.store(7, Ordering::Relaxed);
+        let v = stats.to_json();
+        assert_eq!(v["clientStats"]["a"]["circuitIsBreak"], 1);
+        assert_eq!(v["clientStats"]["b"]["circuitIsBreak"], 0);
+        assert_eq!(v["consumerStats"][1]["circuitsOpen"], 2);
+        assert_eq!(v["consumerStats"][1]["circuitHeld"], 7);
     }
 
     #[test]

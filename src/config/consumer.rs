@@ -13,7 +13,7 @@ use super::rules::{
     MAX_CHUNK_BYTES, MAX_CONCURRENCY, MAX_PREFETCH_RECORDS, MAX_RATE, MAX_RETRIES, MAX_SESSION_MS,
     MIN_PREFETCH_BYTES, MIN_RATE, MIN_SESSION_MS, ms, status_range, topic_name_problem,
 };
-use super::settings::{Assignor, ConsumerSettings, OffsetReset};
+use super::settings::{Assignor, BreakerSettings, ConsumerSettings, OffsetReset};
 
 /// Every key of a `kafka.consumer.list` entry (Go's camelCase); others are warned about.
 pub(crate) const KEYS: &[&str] = &[
@@ -101,13 +101,9 @@ fn consumer(c: &mut Checker<'_>, entry: &Dict, path: &str, topics: &TopicNames) 
     let concurrency = c.optional(entry, path, "concurrency", 5, |c, key, value| {
         c.int_in::<usize>(key, value, 1, MAX_CONCURRENCY)
     });
-    if let Some(breaker) = entry.get("circuitBreaker") {
-        c.warn(
-            &format!("{path}.circuitBreaker"),
-            Some(breaker),
-            format!("{path}.circuitBreaker is ignored: circuit breakers are not implemented yet"),
-        );
-    }
+    let circuit_breaker = entry
+        .get("circuitBreaker")
+        .and_then(|value| circuit_breaker(c, &format!("{path}.circuitBreaker"), value));
 
     let (session_timeout, heartbeat_interval) = membership(c, entry, path);
     let rebalance_timeout = c.optional(entry, path, "rebalanceTimeout", ms(30_000), |c, key, value| {
@@ -188,6 +184,62 @@ fn consumer(c: &mut Checker<'_>, entry: &Dict, path: &str, topics: &TopicNames) 
         commit_interval,
         drain_timeout,
         fetch_max_wait,
+        circuit_breaker,
+    })
+}
+
+/// Every key of `circuitBreaker` (Go's names); all are required.
+const BREAKER_KEYS: &[&str] = &[
+    "breakPeriod",
+    "recoverPeriod",
+    "winSize",
+    "minStats",
+    "healthRate",
+];
+
+/// Longest `breakPeriod` or `recoverPeriod`, and `winSize`, in seconds.
+const MAX_BREAKER_SECS: i128 = 3600;
+
+/// `circuitBreaker`: a table with the five keys of [`BREAKER_KEYS`]; `None` when anything is
+/// missing or invalid (reported). Go panicked on a missing key and accepted any `healthRate`
+/// up to 100 (its check was `> 100` instead of `> 1`).
+fn circuit_breaker(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<BreakerSettings> {
+    let table = c.table(key, value)?;
+    c.unknown_entry_keys(table, key, BREAKER_KEYS);
+    let seconds = |c: &mut Checker<'_>, name: &str, min: i128| {
+        c.required(table, key, name, |c, k, v| {
+            c.int_in::<u64>(k, v, min, MAX_BREAKER_SECS)
+        })
+    };
+    let break_period = seconds(c, "breakPeriod", 0);
+    let recover_period = seconds(c, "recoverPeriod", 0);
+    let window = c.required(table, key, "winSize", |c, k, v| {
+        c.int_in::<u32>(k, v, 1, MAX_BREAKER_SECS)
+    });
+    let min_stats = c.required(table, key, "minStats", |c, k, v| {
+        c.int_in::<u32>(k, v, 1, i128::from(u32::MAX))
+    });
+    let health_rate = c.required(table, key, "healthRate", |c, k, v| {
+        let rate = c.number(k, v)?;
+        if rate > 0.0 && rate <= 1.0 {
+            return Some(rate);
+        }
+        c.problem(
+            k,
+            Some(v),
+            format!(
+                "must be a success rate greater than 0 and at most 1, got {}",
+                show_f64(rate)
+            ),
+        );
+        None
+    });
+    Some(BreakerSettings {
+        break_period: Duration::from_secs(break_period?),
+        recover_period: Duration::from_secs(recover_period?),
+        window_secs: window?,
+        min_stats: min_stats?,
+        health_rate: health_rate?,
     })
 }
 

@@ -46,8 +46,8 @@ use std::path::Path;
 
 pub use error::{ConfigError, Problem};
 pub use settings::{
-    AckMode, AclEntry, Assignor, ConsumerSettings, DeliverySettings, HttpSettings, KafkaSettings,
-    LogSettings, OffsetReset, ProducerSettings, Settings, ShutdownSettings, TopicSettings,
+    AckMode, AclEntry, Assignor, BreakerSettings, ConsumerSettings, DeliverySettings, HttpSettings,
+    KafkaSettings, LogSettings, OffsetReset, ProducerSettings, Settings, ShutdownSettings, TopicSettings,
 };
 
 use source::Sources;

@@ -163,6 +163,25 @@ pub struct ConsumerSettings {
     pub drain_timeout: Duration,
     /// Longest time a fetch waits on the broker for new records (`fetchMaxWait`, ms).
     pub fetch_max_wait: Duration,
+    /// Circuit breaker per target host (`circuitBreaker`); `None`: no breaker.
+    pub circuit_breaker: Option<BreakerSettings>,
+}
+
+/// `circuitBreaker` of a consumer entry: the Go version's five keys, all required when the
+/// table is present (see `crate::delivery::breaker`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BreakerSettings {
+    /// Least time a breaker stays open (`breakPeriod`, seconds, may be 0).
+    pub break_period: Duration,
+    /// Time over which a recovering breaker ramps up to letting every call through
+    /// (`recoverPeriod`, seconds, may be 0).
+    pub recover_period: Duration,
+    /// Length of the sliding window of outcomes, in one-second buckets (`winSize`), 1 to 3600.
+    pub window_secs: u32,
+    /// Fewer samples than this in the window count as healthy (`minStats`), at least 1.
+    pub min_stats: u32,
+    /// Success rate at or above which a target is healthy (`healthRate`), in (0, 1].
+    pub health_rate: f64,
 }
 
 /// Partition assignment strategy of a consumer group (`assignor`).

@@ -711,6 +711,7 @@ fn consumer_optional_keys_default_to_the_go_shipped_values() {
             commit_interval: Duration::from_millis(1000),
             drain_timeout: Duration::from_millis(10_000),
             fetch_max_wait: Duration::from_millis(500),
+            circuit_breaker: None,
         }]
     );
 }
@@ -797,20 +798,100 @@ fn same_group_on_different_topics_is_fine() {
 }
 
 #[test]
-fn circuit_breaker_and_unknown_entry_keys_are_warnings() {
+fn unknown_entry_keys_are_warnings() {
     let text = format!(
         "{TOPIC_TEST}[[kafka.consumer.list]]\ntopic = \"test\"\ngroupId = \"G\"\nrateLimit = 1\n\
-         url = \"http://x\"\n[kafka.consumer.list.circuitBreaker]\nbreakPeriod = 10"
+         url = \"http://x\"\n[kafka.consumer.list.circuitBreaker]\nbreakPeriod = 10\n\
+         recoverPeriod = 30\nwinSize = 60\nminStats = 100\nhealthRate = 0.85\nslowStart = 1"
     );
     let s = toml(&text);
     assert_eq!(
         s.warnings,
         vec![
             "unknown key 'kafka.consumer.list[0].url' is ignored",
-            "kafka.consumer.list[0].circuitBreaker is ignored: circuit breakers are not \
-             implemented yet",
+            "unknown key 'kafka.consumer.list[0].circuitBreaker.slowStart' is ignored",
         ]
     );
+    assert!(s.consumers[0].circuit_breaker.is_some());
+}
+
+/// The README example of the Go version, in its JSON config.
+const GO_BREAKER: &str =
+    r#"{"breakPeriod":10,"recoverPeriod":30,"winSize":60,"minStats":100,"healthRate":0.85}"#;
+
+#[test]
+fn the_go_circuit_breaker_is_read_from_go_json() {
+    let text = format!(
+        r#"{{"kafka.topics": [{{"name": "test", "partitions": 3}}],
+            "kafka.consumer.list": [{{"topic": "test", "groupId": "G", "rateLimit": 100,
+                                      "circuitBreaker": {GO_BREAKER}}}]}}"#
+    );
+    let s = ok(&text, Format::Json);
+    assert_eq!(
+        s.consumers[0].circuit_breaker,
+        Some(BreakerSettings {
+            break_period: Duration::from_secs(10),
+            recover_period: Duration::from_secs(30),
+            window_secs: 60,
+            min_stats: 100,
+            health_rate: 0.85,
+        })
+    );
+}
+
+#[test]
+fn every_missing_circuit_breaker_key_is_named() {
+    // Go panicked on the first missing key.
+    let problems = toml_problems(&consumer_entry(&format!(
+        "{REQUIRED}[kafka.consumer.list.circuitBreaker]\nwinSize = 60"
+    )));
+    let key = "kafka.consumer.list[0].circuitBreaker";
+    assert_eq!(
+        problems,
+        vec![
+            format!("{key}.breakPeriod: required key is missing"),
+            format!("{key}.recoverPeriod: required key is missing"),
+            format!("{key}.minStats: required key is missing"),
+            format!("{key}.healthRate: required key is missing"),
+        ]
+    );
+}
+
+#[test]
+fn circuit_breaker_values_are_checked() {
+    let entry = |fields: &str| {
+        consumer_entry(&format!(
+            "{REQUIRED}[kafka.consumer.list.circuitBreaker]\nbreakPeriod = 10\n\
+             recoverPeriod = 30\n{fields}"
+        ))
+    };
+    let key = "kafka.consumer.list[0].circuitBreaker";
+    // Go's check was `> 100` where it meant `> 1`: 50 passed and nothing ever broke.
+    assert_only_problem(
+        &entry("winSize = 60\nminStats = 1\nhealthRate = 50"),
+        &format!("{key}.healthRate: must be a success rate greater than 0 and at most 1, got 50"),
+    );
+    assert_only_problem(
+        &entry("winSize = 0\nminStats = 1\nhealthRate = 1"),
+        &format!("{key}.winSize: must be at least 1, got 0"),
+    );
+    assert_only_problem(
+        &entry("winSize = 60\nminStats = 0\nhealthRate = 0.5"),
+        &format!("{key}.minStats: must be at least 1, got 0"),
+    );
+    assert_only_problem(
+        &entry("winSize = 60\nminStats = 1\nhealthRate = 0"),
+        &format!("{key}.healthRate: must be a success rate greater than 0 and at most 1, got 0"),
+    );
+    assert_only_problem(
+        &consumer_entry(&format!("{REQUIRED}circuitBreaker = true")),
+        &format!("{key}: expected a table (JSON object), got a boolean (true)"),
+    );
+    let c = consumer(
+        "[kafka.consumer.list.circuitBreaker]\nbreakPeriod = 0\nrecoverPeriod = 0\n\
+         winSize = 1\nminStats = 1\nhealthRate = 1",
+    );
+    assert_eq!(c.circuit_breaker.map(|b| b.break_period), Some(Duration::ZERO));
 }
 
 #[test]
@@ -1645,9 +1726,6 @@ fn malformed_values_of_every_key_are_rejected_with_that_key() {
 fn malformed_values_of_every_consumer_key_are_rejected_with_that_key() {
     // Every entry key refuses an array of tables (no key takes one), naming the key.
     for key in consumer::KEYS {
-        if *key == "circuitBreaker" {
-            continue; // ignored key, accepts anything
-        }
         let text = consumer_entry(&format!("{}{key} = [{{}}]", required_without(key)));
         let Err(e) = load_from_str(&text, Format::Toml) else {
             panic!("{text} was accepted");

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Assignor, ConsumerSettings};
 use crate::delivery::DeliveryPool;
+use crate::delivery::breaker::Breakers;
 use crate::delivery::retry::{RetryPolicy, SuccessCodes};
 use crate::group::{self, AssignorKind, GroupConfig, GroupEvent, GroupHandle};
 use crate::kafka::client::KafkaClient;
@@ -53,6 +54,8 @@ pub struct EntryContext {
     pub rate: GroupRate,
     /// Calls in flight for this entry in this process.
     pub concurrency: Arc<Semaphore>,
+    /// Circuit breakers per target host (pass-through without `circuitBreaker`).
+    pub breakers: Breakers,
     /// Where exhausted calls go; `None` when disabled.
     pub dlq: Option<DeadLetterWriter>,
     /// Caller headers never forwarded (`delivery.headers.drop`, lower case).
@@ -63,6 +66,17 @@ pub struct EntryContext {
     pub log: Logger,
     /// The parent logger, for the group member (which adds group and topic itself).
     group_log: Logger,
+}
+
+impl Drop for EntryContext {
+    // The gauge lives in the entry's stats, which outlive a restarted entry (reload);
+    // its breakers do not.
+    fn drop(&mut self) {
+        let open = i64::try_from(self.breakers.open_hosts()).unwrap_or(i64::MAX);
+        self.stats
+            .circuits_open
+            .fetch_sub(open, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Errors building an entry.
@@ -110,6 +124,7 @@ impl EntryContext {
         Ok(Self {
             rate: GroupRate::new(settings.rate_limit),
             concurrency: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+            breakers: Breakers::new(settings.circuit_breaker),
             settings,
             client,
             table,

@@ -30,6 +30,7 @@ use super::dlq::DeadLetter;
 use super::offsets::OffsetTracker;
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::config::OffsetReset;
+use crate::delivery::breaker::{State, Transition, host_key};
 use crate::delivery::headers::outbound_headers;
 use crate::delivery::retry::{GiveUpReason, Verdict};
 use crate::delivery::{AttemptOutcome, OutboundRequest};
@@ -398,7 +399,13 @@ async fn deliver(ctx: &EntryContext, partition: i32, record: RecordAndOffset, sl
     let first_attempt = chrono::Utc::now().timestamp_millis();
     let mut attempt = 1u32;
     let mut first_slot = Some(slot);
+    let host = host_key(&message.url);
     loop {
+        if let Some(host) = &host
+            && ctx.breakers.enabled()
+        {
+            hold_while_broken(ctx, host, &mut first_slot).await;
+        }
         // Concurrency first, then the rate token: a slot is held only while
         // the attempt runs, not while it waits for a retry. The fetch loop
         // took both for the first attempt.
@@ -424,6 +431,12 @@ async fn deliver(ctx: &EntryContext, partition: i32, record: RecordAndOffset, sl
         let outcome = ctx.pool.send(request).await;
         drop(permit);
         let verdict = ctx.policy.decide(attempt, &outcome, &mut rand::rng());
+        if let Some(host) = &host
+            && let Some(success) = breaker_sample(&verdict, &outcome)
+            && let Some(t) = ctx.breakers.record(host, success)
+        {
+            breaker_changed(ctx, host, &t);
+        }
         match verdict {
             Verdict::Success => {
                 inc(&stats.rpc_success);
@@ -451,6 +464,63 @@ async fn deliver(ctx: &EntryContext, partition: i32, record: RecordAndOffset, sl
                 return;
             }
         }
+    }
+}
+
+/// How often a held call asks its breaker again. Go waited 1 s; the jitter spreads
+/// the held calls of one target over the second.
+const BREAKER_RECHECK: Duration = Duration::from_secs(1);
+
+/// Waits until `host`'s breaker lets an attempt start. A held call gives back the
+/// concurrency slot the fetch loop took for it (`first_slot`), so calls to other
+/// hosts keep flowing; it stays unfinished, and is abandoned uncommitted at revoke
+/// or shutdown like any call in flight.
+async fn hold_while_broken(ctx: &EntryContext, host: &str, first_slot: &mut Option<OwnedSemaphorePermit>) {
+    let mut held = None;
+    loop {
+        let admission = ctx.breakers.admit(host);
+        if let Some(t) = &admission.transition {
+            breaker_changed(ctx, host, t);
+        }
+        if admission.pass {
+            return;
+        }
+        if held.is_none() {
+            first_slot.take();
+            ctx.stats.circuit_held.fetch_add(1, Ordering::Relaxed);
+            held = Some(scopeguard(|| {
+                ctx.stats.circuit_held.fetch_sub(1, Ordering::Relaxed);
+            }));
+        }
+        let jitter = rand::random_range(0.5..=1.0);
+        tokio::time::sleep(BREAKER_RECHECK.mul_f64(jitter)).await;
+    }
+}
+
+/// What an attempt tells the breaker: `Some(true)` delivered, `Some(false)` the target
+/// failed (any other status, timeout, connection error, as in Go); `None` for attempts
+/// that never reached it (invalid request, pool down).
+fn breaker_sample(verdict: &Verdict, outcome: &AttemptOutcome) -> Option<bool> {
+    match (verdict, outcome) {
+        (Verdict::Success, _) => Some(true),
+        (_, AttemptOutcome::Response { .. } | AttemptOutcome::Timeout | AttemptOutcome::Connect(_)) => {
+            Some(false)
+        }
+        (_, AttemptOutcome::Invalid(_) | AttemptOutcome::Unavailable) => None,
+    }
+}
+
+/// Logs a breaker's change of state and keeps the open-circuits gauge.
+fn breaker_changed(ctx: &EntryContext, host: &str, t: &Transition) {
+    ctx.stats
+        .circuits_open
+        .fetch_add(t.open_delta(), Ordering::Relaxed);
+    let rate = format!("{:.3}", t.success_rate);
+    match t.to {
+        State::Open { .. } => warn!(ctx.log, "circuit open: calls to this target are held";
+            "target" => host, "from" => t.from.name(), "success_rate" => rate, "samples" => t.samples),
+        _ => info!(ctx.log, "circuit {}", t.to.name(); "target" => host, "success_rate" => rate,
+            "samples" => t.samples),
     }
 }
 

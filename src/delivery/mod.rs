@@ -33,6 +33,7 @@
 //! - One timeout bounds the whole attempt, connect included.
 //! - Hop-by-hop headers and `Expect` are not forwarded ([`headers`]).
 
+pub mod breaker;
 mod client;
 pub mod headers;
 pub mod retry;
