@@ -24,7 +24,7 @@ check-config: ## Validate $(CONFIG) and list every problem
 
 .PHONY: unit
 unit: ## Unit tests only (no Kafka)
-	$(CARGO) test --lib --bins
+	$(CARGO) test --lib
 
 .PHONY: it
 it: ## Integration tests in it/ against a real Kafka (started and stopped here)
