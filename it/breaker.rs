@@ -93,3 +93,62 @@ async fn a_failing_target_is_held_while_others_flow_then_delivered() {
     broken.stop().await;
     healthy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_calls_leave_at_once_on_shutdown_and_are_delivered_after_restart() {
+    let _k = kafka().await;
+    let target = Target::start();
+    let topic = unique("breakstop");
+    // A drain this long would show in the shutdown time if held calls waited for it.
+    let extra = consumer_entry(&topic, &unique("G"), &format!("drainTimeout = 15000\n{BREAKER}"))
+        .replace("retries = 2", "retries = 0");
+    let config = settings(&simple_config(&topic, 1, &extra));
+    let bp = Bigpipe::start_ready(&config).await;
+
+    target.set_down(true);
+    for i in 0..3 {
+        send(&bp, &target.url("/ok"), &format!("lost-{i}")).await;
+    }
+    poll("the circuit opens", || async {
+        let (c, _) = consumer_stats(&bp).await;
+        (c["circuitsOpen"] == 1 && c["deadLettered"] == 3).then_some(())
+    })
+    .await;
+    send(&bp, &target.url("/ok"), "held-1").await;
+    send(&bp, &target.url("/ok"), "held-2").await;
+    poll("two calls held", || async {
+        let (c, _) = consumer_stats(&bp).await;
+        (c["circuitHeld"] == 2).then_some(())
+    })
+    .await;
+    let t0 = std::time::Instant::now();
+    bp.stop().await;
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(8),
+        "shutdown took {took:?} with two held calls"
+    );
+    assert_eq!(target.count(), 3, "held calls were not sent on the way out");
+
+    target.set_down(false);
+    let bp = Bigpipe::start_ready(&config).await;
+    let delivered = poll("held calls delivered by the next process", || async {
+        let mut ok: Vec<_> = target
+            .received()
+            .into_iter()
+            .filter(|r| r.status == 200)
+            .map(|r| r.body)
+            .collect();
+        ok.sort();
+        (ok.len() == 2).then_some(ok)
+    })
+    .await;
+    assert_eq!(delivered, [b"held-1".to_vec(), b"held-2".to_vec()]);
+    assert_eq!(
+        target.count(),
+        5,
+        "dead-lettered calls were committed, not sent again"
+    );
+    bp.stop().await;
+    target.stop().await;
+}

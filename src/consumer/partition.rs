@@ -114,15 +114,16 @@ impl PartitionRun {
     pub async fn stop(self, drain: Duration) -> (Option<i64>, usize) {
         self.shared.stop_fetch.cancel();
         self.shared.tasks.close();
-        let mut abandoned = 0;
         if tokio::time::timeout(drain, self.shared.tasks.wait())
             .await
             .is_err()
         {
-            abandoned = self.shared.with_tracker(|t| t.in_flight()).unwrap_or(0);
             self.shared.abandon.cancel();
             self.shared.tasks.wait().await;
         }
+        // Every task has ended: what started and did not finish was abandoned, whether
+        // at the drain deadline or earlier (calls held by a circuit breaker leave at once).
+        let abandoned = self.shared.with_tracker(|t| t.in_flight()).unwrap_or(0);
         (self.committable(), abandoned)
     }
 
@@ -304,9 +305,12 @@ async fn fetch_loop(ctx: Arc<EntryContext>, partition: i32, start: StartAt, shar
             let task_shared = Arc::clone(&shared);
             shared.tasks.spawn(async move {
                 let abandon = task_shared.abandon.clone();
+                let stopping = task_shared.stop_fetch.clone();
                 tokio::select! {
-                    () = deliver(&task_ctx, partition, record, slot) => {
-                        task_shared.with_tracker(|t| t.finished(offset));
+                    finished = deliver(&task_ctx, partition, record, slot, &stopping) => {
+                        if finished {
+                            task_shared.with_tracker(|t| t.finished(offset));
+                        }
                     }
                     () = abandon.cancelled() => {}
                 }
@@ -349,8 +353,15 @@ async fn reset_position(ctx: &EntryContext, pc: &PartitionClient, reset: OffsetR
 }
 
 /// Delivers one record: attempts with the retry policy, then a dead letter if
-/// it never succeeded. Returns when the call is finished.
-async fn deliver(ctx: &EntryContext, partition: i32, record: RecordAndOffset, slot: OwnedSemaphorePermit) {
+/// it never succeeded. Returns true when the call is finished; false when it
+/// was held by a circuit breaker as the partition stopped (left uncommitted).
+async fn deliver(
+    ctx: &EntryContext,
+    partition: i32,
+    record: RecordAndOffset,
+    slot: OwnedSemaphorePermit,
+    stopping: &CancellationToken,
+) -> bool {
     let stats = &ctx.stats;
     inc(&stats.handle_message);
     stats.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -391,7 +402,7 @@ async fn deliver(ctx: &EntryContext, partition: i32, record: RecordAndOffset, sl
                 letter(format!("invalid message: {e}"), None, 0, now),
             )
             .await;
-            return;
+            return true;
         }
     };
     inc(&stats.rpc_total);
@@ -403,8 +414,9 @@ async fn deliver(ctx: &EntryContext, partition: i32, record: RecordAndOffset, sl
     loop {
         if let Some(host) = &host
             && ctx.breakers.enabled()
+            && !hold_while_broken(ctx, host, &mut first_slot, stopping).await
         {
-            hold_while_broken(ctx, host, &mut first_slot).await;
+            return false;
         }
         // Concurrency first, then the rate token: a slot is held only while
         // the attempt runs, not while it waits for a retry. The fetch loop
@@ -413,7 +425,8 @@ async fn deliver(ctx: &EntryContext, partition: i32, record: RecordAndOffset, sl
             Some(slot) => slot,
             None => {
                 let Ok(slot) = Arc::clone(&ctx.concurrency).acquire_owned().await else {
-                    return;
+                    // The semaphore is never closed; if it were, the call is not finished.
+                    return false;
                 };
                 ctx.rate.acquire().await;
                 slot
@@ -441,7 +454,7 @@ async fn deliver(ctx: &EntryContext, partition: i32, record: RecordAndOffset, sl
             Verdict::Success => {
                 inc(&stats.rpc_success);
                 debug!(ctx.log, "call delivered"; "call_id" => &call_id, "attempt" => attempt);
-                return;
+                return true;
             }
             Verdict::Retry { after } => {
                 debug!(ctx.log, "attempt failed, retrying"; "call_id" => &call_id, "attempt" => attempt,
@@ -461,7 +474,7 @@ async fn deliver(ctx: &EntryContext, partition: i32, record: RecordAndOffset, sl
                 warn!(ctx.log, "call failed"; "call_id" => &call_id, "attempts" => attempt,
                     "url" => &message.url, "reason" => &reason);
                 dead_letter(ctx, &call_id, letter(reason, last_status, attempt, first_attempt)).await;
-                return;
+                return true;
             }
         }
     }
@@ -471,11 +484,17 @@ async fn deliver(ctx: &EntryContext, partition: i32, record: RecordAndOffset, sl
 /// the held calls of one target over the second.
 const BREAKER_RECHECK: Duration = Duration::from_secs(1);
 
-/// Waits until `host`'s breaker lets an attempt start. A held call gives back the
-/// concurrency slot the fetch loop took for it (`first_slot`), so calls to other
-/// hosts keep flowing; it stays unfinished, and is abandoned uncommitted at revoke
-/// or shutdown like any call in flight.
-async fn hold_while_broken(ctx: &EntryContext, host: &str, first_slot: &mut Option<OwnedSemaphorePermit>) {
+/// Waits until `host`'s breaker lets an attempt start (true), or until the
+/// partition stops (false). A held call gives back the concurrency slot the fetch
+/// loop took for it (`first_slot`), so calls to other hosts keep flowing. It gives
+/// up at once when the partition stops, rather than at the drain deadline: it could
+/// not finish anyway, and stays uncommitted for the next owner.
+async fn hold_while_broken(
+    ctx: &EntryContext,
+    host: &str,
+    first_slot: &mut Option<OwnedSemaphorePermit>,
+    stopping: &CancellationToken,
+) -> bool {
     let mut held = None;
     loop {
         let admission = ctx.breakers.admit(host);
@@ -483,7 +502,7 @@ async fn hold_while_broken(ctx: &EntryContext, host: &str, first_slot: &mut Opti
             breaker_changed(ctx, host, t);
         }
         if admission.pass {
-            return;
+            return true;
         }
         if held.is_none() {
             first_slot.take();
@@ -493,7 +512,10 @@ async fn hold_while_broken(ctx: &EntryContext, host: &str, first_slot: &mut Opti
             }));
         }
         let jitter = rand::random_range(0.5..=1.0);
-        tokio::time::sleep(BREAKER_RECHECK.mul_f64(jitter)).await;
+        tokio::select! {
+            () = tokio::time::sleep(BREAKER_RECHECK.mul_f64(jitter)) => {}
+            () = stopping.cancelled() => return false,
+        }
     }
 }
 
