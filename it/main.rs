@@ -15,4 +15,5 @@ mod group;
 mod ingest;
 mod outage;
 mod reload;
+mod tls;
 mod wire;

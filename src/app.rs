@@ -44,6 +44,9 @@ pub enum StartError {
     /// A consumer entry could not be built.
     #[error(transparent)]
     Consumer(#[from] EntryError),
+    /// TLS for https targets could not be set up.
+    #[error("delivery.tls: {0}")]
+    Tls(#[from] crate::delivery::tls::TlsError),
 }
 
 /// A running bigpipe.
@@ -123,6 +126,14 @@ pub fn start(
     );
 
     let d = &settings.delivery;
+    let tls = crate::delivery::tls::client_config(d.tls_ca.as_ref().map(|ca| ca.pem.as_slice()))?;
+    if tls.is_none() {
+        warn!(
+            log,
+            "https targets are not supported on this CPU (the TLS crypto provider needs \
+            AES-NI, PCLMULQDQ, AVX2, BMI1/2 and ADX); https calls will be dead-lettered"
+        );
+    }
     let pool = Arc::new(
         DeliveryPool::start(
             PoolConfig {
@@ -130,6 +141,7 @@ pub fn start(
                 connect_timeout: d.connect_timeout,
                 keep_alive: d.keep_alive,
                 max_response_body: d.max_response_body,
+                tls,
             },
             log.new(slog::o!("component" => "delivery")),
         )

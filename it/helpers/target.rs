@@ -58,8 +58,19 @@ pub(crate) struct Target {
 impl Target {
     /// Starts on 127.0.0.1 with an ephemeral port.
     pub(crate) fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts an https target on 127.0.0.1 with the test certificate of
+    /// `it/fixtures/tls` (signed by its `ca.pem`, valid for 127.0.0.1 and localhost).
+    pub(crate) fn start_tls() -> Self {
+        Self::start_with(Some(tls_server_config()))
+    }
+
+    fn start_with(tls: Option<rustls::ServerConfig>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind target");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", listener.local_addr().expect("addr"));
         let state = Arc::new(State::default());
         let data = web::Data::from(Arc::clone(&state));
         let server = HttpServer::new(move || {
@@ -69,8 +80,11 @@ impl Target {
                 .default_service(web::to(handle))
         })
         .workers(2)
-        .disable_signals()
-        .listen(listener)
+        .disable_signals();
+        let server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config),
+            None => server.listen(listener),
+        }
         .expect("listen")
         .run();
         let handle = server.handle();
@@ -158,4 +172,23 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
         resp.insert_header(("Retry-After", secs.to_string()));
     }
     resp.body("ok")
+}
+
+/// The test certificate and key, with the same crypto provider bigpipe uses.
+fn tls_server_config() -> rustls::ServerConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("it/fixtures/tls");
+    let certs = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .expect("server.pem")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("server.pem parses");
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).expect("server.key");
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls_graviola::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("certificate and key match")
 }

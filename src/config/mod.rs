@@ -46,7 +46,7 @@ use std::path::Path;
 
 pub use error::{ConfigError, Problem};
 pub use settings::{
-    AckMode, AclEntry, Assignor, BreakerSettings, ConsumerSettings, DeliverySettings, HttpSettings,
+    AckMode, AclEntry, Assignor, BreakerSettings, CaBundle, ConsumerSettings, DeliverySettings, HttpSettings,
     KafkaSettings, LogSettings, OffsetReset, ProducerSettings, Settings, ShutdownSettings, TopicSettings,
 };
 

@@ -236,6 +236,27 @@ pub struct DeliverySettings {
     /// Caller headers never forwarded to targets, lower case (`delivery.headers.drop`),
     /// e.g. `["authorization", "cookie"]`. Empty by default: the Go version forwarded all.
     pub drop_headers: Vec<String>,
+    /// Certificates trusted for https targets besides the built-in roots
+    /// (`delivery.tls.ca.file`), read and checked when the config is loaded.
+    pub tls_ca: Option<CaBundle>,
+}
+
+/// A PEM file of CA certificates, as read when the config was loaded.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaBundle {
+    /// Where it was read from.
+    pub path: std::path::PathBuf,
+    /// Its contents: at least one valid PEM certificate.
+    pub pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for CaBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaBundle")
+            .field("path", &self.path)
+            .field("bytes", &self.pem.len())
+            .finish()
+    }
 }
 
 /// `shutdown.*` keys.

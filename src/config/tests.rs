@@ -266,6 +266,7 @@ fn absent_keys_take_their_defaults() {
             keep_alive: Duration::from_millis(15_000),
             max_response_body: 65_536,
             drop_headers: vec![],
+            tls_ca: None,
         }
     );
     assert_eq!(
@@ -1185,6 +1186,7 @@ fn delivery_and_shutdown_settings_are_read() {
             keep_alive: Duration::from_millis(2),
             max_response_body: 0,
             drop_headers: vec!["authorization".to_owned(), "cookie".to_owned()],
+            tls_ca: None,
         }
     );
     assert_eq!(s.shutdown.grace, Duration::from_millis(3));
@@ -1733,6 +1735,38 @@ fn malformed_values_of_every_consumer_key_are_rejected_with_that_key() {
         let path = format!("kafka.consumer.list[0].{key}");
         assert!(e.problems.iter().any(|p| p.key.starts_with(&path)), "{text}: {e}");
     }
+}
+
+#[test]
+fn the_tls_ca_file_is_read_and_checked_when_the_config_loads() {
+    let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("it/fixtures/tls/ca.pem");
+    let s = toml(&format!(
+        "[delivery]\ntls.ca.file = {:?}\n",
+        ca.display().to_string()
+    ));
+    let bundle = s.delivery.tls_ca.expect("read");
+    assert_eq!(bundle.path, ca);
+    assert!(bundle.pem.starts_with(b"-----BEGIN CERTIFICATE-----"));
+
+    let missing = toml_problems("[delivery]\ntls.ca.file = \"/nonexistent/ca.pem\"\n");
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(
+        missing[0].starts_with("delivery.tls.ca.file: cannot read '/nonexistent/ca.pem': "),
+        "{missing:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("ca.txt");
+    std::fs::write(&not_pem, "hello\n").unwrap();
+    let shown = not_pem.display().to_string();
+    assert_only_problem(
+        &format!("[delivery]\ntls.ca.file = {shown:?}\n"),
+        &format!("delivery.tls.ca.file: '{shown}' holds no PEM certificate (-----BEGIN CERTIFICATE-----)"),
+    );
+    assert_only_problem(
+        "[delivery]\ntls.ca.file = \"\"\n",
+        "delivery.tls.ca.file: must not be empty",
+    );
 }
 
 #[test]

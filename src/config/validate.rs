@@ -16,8 +16,8 @@ use super::rules::{
     bootstrap_server, ms,
 };
 use super::settings::{
-    AckMode, DeliverySettings, HttpSettings, KafkaSettings, LogSettings, ProducerSettings, Settings,
-    ShutdownSettings,
+    AckMode, CaBundle, DeliverySettings, HttpSettings, KafkaSettings, LogSettings, ProducerSettings,
+    Settings, ShutdownSettings,
 };
 use super::source::Sources;
 use super::{consumer, entries};
@@ -58,6 +58,7 @@ pub(crate) const KEYS: &[&str] = &[
     "delivery.keepalive.ms",
     "delivery.response.max.bytes",
     "delivery.headers.drop",
+    "delivery.tls.ca.file",
     "shutdown.grace.ms",
 ];
 
@@ -399,13 +400,38 @@ fn delivery(c: &mut Checker<'_>, root: &Dict) -> DeliverySettings {
         c.int_in::<usize>(key, v, 0, MAX_CHUNK_BYTES)
     });
     let drop_headers = c.setting(root, "delivery.headers.drop", Vec::new(), header_names);
+    let tls_ca = c.setting(root, "delivery.tls.ca.file", None, |c, key, v| {
+        ca_bundle(c, key, v).map(Some)
+    });
     DeliverySettings {
         threads,
         connect_timeout,
         keep_alive,
         max_response_body,
         drop_headers,
+        tls_ca,
     }
+}
+
+/// `delivery.tls.ca.file`: a readable PEM file with at least one certificate, read now so
+/// that check-config catches what would otherwise fail at start-up.
+fn ca_bundle(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<CaBundle> {
+    let path = c.non_empty_string(key, value)?;
+    let pem = match std::fs::read(&path) {
+        Ok(pem) => pem,
+        Err(e) => {
+            c.problem(key, Some(value), format!("cannot read '{path}': {e}"));
+            return None;
+        }
+    };
+    if let Err(why) = crate::delivery::tls::ca_certificates(&pem) {
+        c.problem(key, Some(value), format!("'{path}' {why}"));
+        return None;
+    }
+    Some(CaBundle {
+        path: path.into(),
+        pem,
+    })
 }
 
 /// `delivery.headers.drop`: an array of HTTP header names, stored lower case.

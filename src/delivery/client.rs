@@ -2,6 +2,7 @@
 //! client, fed jobs over a bounded channel; plus the attempt itself.
 
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
@@ -99,6 +100,7 @@ impl Worker {
             keep_alive: config.keep_alive,
             max_response_body: config.max_response_body,
         };
+        let tls = config.tls.clone();
         let thread = thread::Builder::new()
             .name(format!("bigpipe-delivery-{index}"))
             .spawn(move || {
@@ -107,7 +109,7 @@ impl Worker {
                 let _done = done_tx;
                 let runtime = runtime;
                 let local = LocalSet::new();
-                local.block_on(&runtime, run(jobs_rx, stop_rx, settings, log));
+                local.block_on(&runtime, run(jobs_rx, stop_rx, settings, tls, log));
             })?;
         Ok(Self {
             index,
@@ -175,9 +177,10 @@ async fn run(
     mut jobs: mpsc::Receiver<Job>,
     mut stop: oneshot::Receiver<Instant>,
     settings: Settings,
+    tls: Option<Arc<rustls::ClientConfig>>,
     log: Logger,
 ) {
-    let client = build_client(settings);
+    let client = build_client(settings, tls);
     // Owns the attempts, so stopping can wait for them.
     let tracker = TaskTracker::new();
     let deadline = loop {
@@ -212,11 +215,16 @@ async fn run(
 /// caller caps concurrency), connections reused while idle for 15 s
 /// (`keep_alive`) and closed after 75 s of age (kept, so DNS changes are
 /// picked up).
-fn build_client(s: Settings) -> Client {
-    let connector = Connector::new()
+fn build_client(s: Settings, tls: Option<Arc<rustls::ClientConfig>>) -> Client {
+    let mut connector = Connector::new()
         .limit(0)
         .timeout(s.connect_timeout)
         .conn_keep_alive(s.keep_alive);
+    // Without it awc answers https with `SslIsNotSupported` (see `classify`). Not
+    // followed by `max_http_version`, which would replace it with awc's default (none).
+    if let Some(tls) = tls {
+        connector = connector.rustls_0_23(tls);
+    }
     Client::builder()
         .connector(connector)
         .disable_redirects()
@@ -342,9 +350,9 @@ fn classify(err: &SendRequestError) -> AttemptOutcome {
         SendRequestError::Url(e) => AttemptOutcome::Invalid(format!("invalid URL: {e}")),
         SendRequestError::Http(e) => AttemptOutcome::Invalid(format!("invalid request: {e}")),
         SendRequestError::TunnelNotSupported => AttemptOutcome::Invalid(err.to_string()),
-        SendRequestError::Connect(ConnectError::SslIsNotSupported) => {
-            AttemptOutcome::Invalid("https is not supported: this build has no TLS support".to_owned())
-        }
+        SendRequestError::Connect(ConnectError::SslIsNotSupported) => AttemptOutcome::Invalid(
+            "https is not supported: this CPU lacks the features of the TLS crypto provider".to_owned(),
+        ),
         // awc's own timeout is disabled; kept for completeness.
         SendRequestError::Timeout => AttemptOutcome::Timeout,
         other => AttemptOutcome::Connect(other.to_string()),
@@ -375,10 +383,10 @@ mod tests {
 
     #[test]
     fn error_classification() {
-        assert_eq!(
+        assert!(matches!(
             classify(&SendRequestError::Connect(ConnectError::SslIsNotSupported)),
-            AttemptOutcome::Invalid("https is not supported: this build has no TLS support".to_owned())
-        );
+            AttemptOutcome::Invalid(why) if why.contains("https is not supported")
+        ));
         assert_eq!(classify(&SendRequestError::Timeout), AttemptOutcome::Timeout);
         assert!(matches!(
             classify(&SendRequestError::Connect(ConnectError::Timeout)),

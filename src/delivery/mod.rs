@@ -39,10 +39,12 @@ pub mod headers;
 pub mod retry;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -61,7 +63,7 @@ use client::{Job, Worker};
 const JOIN_MARGIN: Duration = Duration::from_secs(2);
 
 /// Settings of a [`DeliveryPool`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PoolConfig {
     /// OS threads, each with its own awc client; at least 1.
     pub threads: usize,
@@ -73,6 +75,9 @@ pub struct PoolConfig {
     /// Response bytes read (and discarded) so the connection can be reused.
     /// A longer body is not read: the connection is dropped instead.
     pub max_response_body: usize,
+    /// TLS for `https://` targets (see [`tls::client_config`]); `None`: https calls fail
+    /// as not retryable.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// One HTTP attempt: `POST url` with exactly `body` and `headers`.

@@ -241,6 +241,7 @@ fn config(threads: usize) -> PoolConfig {
         connect_timeout: Duration::from_secs(2),
         keep_alive: Duration::from_secs(15),
         max_response_body: 64 * 1024,
+        tls: None,
     }
 }
 

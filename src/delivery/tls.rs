@@ -1,0 +1,128 @@
+//! TLS for `https://` targets: rustls with the graviola crypto provider, which is pure Rust
+//! and assembly, so the static musl binary still builds without a C compiler (ring and
+//! aws-lc-rs, rustls's usual providers, both compile C).
+//!
+//! Trust: Mozilla's root certificates, built in (`webpki-roots`), so https works on a bare
+//! host with no CA bundle, plus the certificates of `delivery.tls.ca.file` for targets
+//! behind a private CA.
+
+use std::sync::Arc;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use rustls::{ClientConfig, RootCertStore};
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The CA file did not parse or held no certificate.
+    #[error("{0}")]
+    CaFile(String),
+    /// rustls refused a certificate or the protocol versions.
+    #[error("TLS setup failed: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The client configuration for https targets, or `None` when this CPU lacks what the
+/// crypto provider needs (https calls then fail as not retryable, saying so).
+///
+/// # Errors
+/// When `extra_ca_pem` holds no valid certificate, or rustls refuses one.
+pub fn client_config(extra_ca_pem: Option<&[u8]>) -> Result<Option<Arc<ClientConfig>>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = extra_ca_pem {
+        for cert in ca_certificates(pem).map_err(TlsError::CaFile)? {
+            roots.add(cert)?;
+        }
+    }
+    if !cpu_supported() {
+        return Ok(None);
+    }
+    let mut config = ClientConfig::builder_with_provider(Arc::new(rustls_graviola::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // HTTP/1.1 only: one POST per call gains nothing from HTTP/2's multiplexing, and
+    // the plain-http path is HTTP/1.1 too.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(config)))
+}
+
+/// The certificates of a PEM bundle; other PEM sections (keys, CRLs) are skipped.
+///
+/// # Errors
+/// A malformed certificate section, or none at all.
+pub fn ca_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("is not a valid PEM certificate file: {e}"))?;
+    if certs.is_empty() {
+        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned());
+    }
+    Ok(certs)
+}
+
+/// Whether this CPU has the features graviola requires; it panics without them, so they
+/// are checked first.
+pub fn cpu_supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+            && std::arch::is_x86_feature_detected!("bmi1")
+            && std::arch::is_x86_feature_detected!("bmi2")
+            && std::arch::is_x86_feature_detected!("adx")
+            && std::arch::is_x86_feature_detected!("avx")
+            && std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+            && std::arch::is_aarch64_feature_detected!("sha2")
+            && std::arch::is_aarch64_feature_detected!("pmull")
+            && std::arch::is_aarch64_feature_detected!("neon")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEST_CA: &[u8] = include_bytes!("../../it/fixtures/tls/ca.pem");
+
+    #[test]
+    fn built_in_roots_alone_make_a_config() {
+        let config = client_config(None).expect("config");
+        assert_eq!(config.is_some(), cpu_supported());
+    }
+
+    #[test]
+    fn a_private_ca_is_added() {
+        assert_eq!(ca_certificates(TEST_CA).map(|c| c.len()), Ok(1));
+        assert!(client_config(Some(TEST_CA)).is_ok());
+    }
+
+    #[test]
+    fn a_file_without_certificates_is_refused() {
+        let err = ca_certificates(b"just text\n").unwrap_err();
+        assert!(err.contains("no PEM certificate"), "{err}");
+        let key_only = include_bytes!("../../it/fixtures/tls/server.key");
+        assert!(ca_certificates(key_only).is_err());
+        let broken = b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n";
+        let err = ca_certificates(broken).unwrap_err();
+        assert!(err.contains("not a valid PEM"), "{err}");
+        assert!(matches!(client_config(Some(broken)), Err(TlsError::CaFile(_))));
+    }
+
+    #[test]
+    fn a_certificate_that_is_not_a_ca_is_still_parsed() {
+        // Trust anchors are taken as given (a pinned leaf works too); rustls checks the chain.
+        let leaf = include_bytes!("../../it/fixtures/tls/server.pem");
+        assert_eq!(ca_certificates(leaf).map(|c| c.len()), Ok(1));
+    }
+}
