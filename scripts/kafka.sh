@@ -228,6 +228,15 @@ pid_alive() {
   [[ -n $out && ${out# } != Z* && $out == *kafka.Kafka* ]]
 }
 
+# pid_exists PID: a live process (not a zombie), whatever it runs. Right after
+# launch the child may still be the forked shell that has not exec'd java yet:
+# pid_alive would call it dead (seen in CI under load), so wait_ready uses this.
+pid_exists() {
+  local stat
+  stat=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [[ -n $stat && ${stat# } != Z* ]]
+}
+
 # running PIDFILE: prints the pid and returns 0 if that broker is alive
 running() {
   local pid
@@ -357,7 +366,7 @@ wait_ready() {
     pending=()
     for spec in "$@"; do
       dir=${spec%:*} port=${spec##*:}
-      if ! running "$dir/kafka.pid" >/dev/null; then
+      if ! pid_exists "$(cat "$dir/kafka.pid" 2>/dev/null)"; then
         log "broker in $dir died during start-up; last 50 log lines:"
         tail -n 50 "$dir/kafka.log" >&2
         return 1
