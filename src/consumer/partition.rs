@@ -410,10 +410,14 @@ async fn deliver(
     let first_attempt = chrono::Utc::now().timestamp_millis();
     let mut attempt = 1u32;
     let mut first_slot = Some(slot);
-    let host = host_key(&message.url);
+    // Parsed only when the entry has breakers: this is the delivery hot path.
+    let host = if ctx.breakers.enabled() {
+        host_key(&message.url)
+    } else {
+        None
+    };
     loop {
         if let Some(host) = &host
-            && ctx.breakers.enabled()
             && !hold_while_broken(ctx, host, &mut first_slot, stopping).await
         {
             return false;
