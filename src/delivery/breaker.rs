@@ -132,23 +132,19 @@ impl Window {
 
     fn record(&mut self, second: u64, success: bool) {
         self.expire(second);
-        let bucket = match self.buckets.back_mut() {
+        let (ok, failed) = (u64::from(success), u64::from(!success));
+        match self.buckets.back_mut() {
             // Samples arrive in time order but from many tasks: one that read the clock
             // a little earlier joins the newest bucket rather than reordering the window.
-            Some(b) if b.second >= second => b,
-            _ => {
-                self.buckets.push_back(Bucket {
-                    second,
-                    success: 0,
-                    fail: 0,
-                });
-                self.buckets.back_mut().expect("just pushed")
+            Some(b) if b.second >= second => {
+                b.success += ok;
+                b.fail += failed;
             }
-        };
-        if success {
-            bucket.success += 1;
-        } else {
-            bucket.fail += 1;
+            _ => self.buckets.push_back(Bucket {
+                second,
+                success: ok,
+                fail: failed,
+            }),
         }
     }
 
