@@ -294,7 +294,11 @@ impl Breakers {
             .hosts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !hosts.contains_key(host) && hosts.len() >= MAX_IDLE_HOSTS {
+        // get_mut first: `entry` would allocate the key on every call.
+        if let Some(breaker) = hosts.get_mut(host) {
+            return Some(f(breaker, now));
+        }
+        if hosts.len() >= MAX_IDLE_HOSTS {
             hosts.retain(|_, b| !b.idle(now));
         }
         let breaker = hosts
