@@ -382,23 +382,9 @@ fn success_codes(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<Vec<St
         );
         return None;
     }
-    let mut codes = Vec::with_capacity(items.len());
-    let mut ok = true;
-    for (i, item) in items.iter().enumerate() {
-        let path = format!("{key}[{i}]");
-        let Some(code) = c.string(&path, item) else {
-            ok = false;
-            continue;
-        };
-        match status_range(&code) {
-            Ok(_) => codes.push(code.to_ascii_lowercase()),
-            Err(reason) => {
-                c.problem(&path, Some(item), reason);
-                ok = false;
-            }
-        }
-    }
-    ok.then_some(codes)
+    c.each_string(key, items, |code| {
+        status_range(code).map(|_| code.to_ascii_lowercase())
+    })
 }
 
 /// Whole milliseconds of a validated duration (at most a week, so the conversion never fails).

@@ -177,6 +177,33 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Every item of the array `items` (the value of `key`) as a string passed through `check`;
+    /// each refusal is reported at `key[i]`. `None` when any item is refused or not a string.
+    pub(crate) fn each_string<T>(
+        &mut self,
+        key: &str,
+        items: &[Value],
+        mut check: impl FnMut(&str) -> Result<T, String>,
+    ) -> Option<Vec<T>> {
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{key}[{i}]");
+            let Some(s) = self.string(&path, item) else {
+                ok = false;
+                continue;
+            };
+            match check(&s) {
+                Ok(v) => out.push(v),
+                Err(reason) => {
+                    self.problem(&path, Some(item), reason);
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
     /// A string that must not be empty.
     pub(crate) fn non_empty_string(&mut self, key: &str, value: &Value) -> Option<String> {
         let s = self.string(key, value)?;

@@ -437,21 +437,11 @@ fn ca_bundle(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<CaBundle> 
 /// `delivery.headers.drop`: an array of HTTP header names, stored lower case.
 fn header_names(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<Vec<String>> {
     let items = c.array(key, value)?;
-    let mut names = Vec::with_capacity(items.len());
-    let mut ok = true;
-    for (i, item) in items.iter().enumerate() {
-        let path = format!("{key}[{i}]");
-        let Some(name) = c.string(&path, item) else {
-            ok = false;
-            continue;
-        };
-        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    c.each_string(key, items, |name| {
         if name.is_empty() || !name.bytes().all(token) {
-            c.problem(&path, Some(item), "is not an HTTP header name");
-            ok = false;
-            continue;
+            return Err("is not an HTTP header name".to_owned());
         }
-        names.push(name.to_ascii_lowercase());
-    }
-    ok.then_some(names)
+        Ok(name.to_ascii_lowercase())
+    })
 }
