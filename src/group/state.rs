@@ -52,6 +52,20 @@ pub(crate) const FATAL_RETRY: Duration = Duration::from_secs(30);
 /// metadata refresh).
 pub(crate) const METADATA_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
+/// The leader's check while a subscribed topic is missing: bigpipe creates its topics
+/// (retry tiers, new entries) while the groups join, and their partitions should get
+/// an owner within a second of existing, not at the next 30 s check.
+pub(crate) const MISSING_TOPIC_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// When the leader checks partition counts next, given the counts it knows.
+fn next_check_after(now: Instant, counts: &BTreeMap<String, Option<i32>>) -> Instant {
+    if counts.values().any(Option::is_none) {
+        now + MISSING_TOPIC_CHECK_INTERVAL
+    } else {
+        now + METADATA_CHECK_INTERVAL
+    }
+}
+
 /// Retry delay for a heartbeat that failed without ending the membership (at most the
 /// heartbeat interval).
 pub(crate) const HEARTBEAT_RETRY: Duration = Duration::from_millis(200);
@@ -754,7 +768,7 @@ impl Member {
             return;
         }
         check.inflight = None;
-        check.next_check = now + METADATA_CHECK_INTERVAL;
+        check.next_check = next_check_after(now, &check.partitions);
         match result {
             Ok(counts) => {
                 let changed: Vec<(String, Option<i32>, Option<i32>)> = check
@@ -838,8 +852,8 @@ impl Member {
             })
             .collect();
         self.leader = Some(LeaderCheck {
+            next_check: next_check_after(now, &counts),
             partitions: counts,
-            next_check: now + METADATA_CHECK_INTERVAL,
             inflight: None,
         });
         self.send_sync(now, kind, assignments, out);
@@ -1772,8 +1786,13 @@ mod tests {
             seq: sync_seq(&sync),
             result: Ok(codec::encode_assignment(&[("calls", [0, 1])])),
         });
+        let asked = h.now;
         let (_, topics) = next_check(&mut h);
         assert_eq!(topics, ["audit", "calls", "ghost"]);
+        assert!(
+            h.now - asked <= MISSING_TOPIC_CHECK_INTERVAL,
+            "a missing topic is looked for again within a second"
+        );
     }
 
     #[test]
