@@ -39,6 +39,9 @@ pub(crate) const KEYS: &[&str] = &[
     "commitInterval",
     "drainTimeout",
     "fetchMaxWait",
+    "retryTiers",
+    "retryFor",
+    "hostConcurrency",
 ];
 
 /// `sessionTimeout` default; `heartbeatInterval` defaults to a third of the session timeout.
@@ -46,6 +49,16 @@ const SESSION_TIMEOUT: Duration = ms(10_000);
 
 /// Appended to the default dead-letter topic name: `<topic>.dlq`.
 const DEAD_LETTER_SUFFIX: &str = ".dlq";
+
+/// `retryTiers` default: uForwarder-style delay topics of 5 s, 1 min and 10 min.
+const RETRY_TIERS_MS: [u64; 3] = [5_000, 60_000, 600_000];
+
+/// Shortest tier: a retry due sooner than this waits in the partition's window anyway
+/// (`crate::consumer::tiers::IN_WINDOW_RETRY_MAX`), so a shorter tier would never be used.
+const MIN_TIER_MS: u64 = 1_000;
+
+/// Most tiers per entry: each is a topic and a consumer group.
+const MAX_TIERS: usize = 8;
 
 /// Reads `kafka.consumer.list` (see [`KEYS`]), default empty.
 pub(crate) fn consumers(c: &mut Checker<'_>, root: &Dict, topics: &TopicNames) -> Vec<ConsumerSettings> {
@@ -161,6 +174,18 @@ fn consumer(c: &mut Checker<'_>, entry: &Dict, path: &str, topics: &TopicNames) 
     let fetch_max_wait = c.optional(entry, path, "fetchMaxWait", ms(500), |c, key, value| {
         c.millis(key, value, 1)
     });
+    let retry_tiers = retry_tiers(c, entry, path, topic.as_deref(), group_id.as_deref());
+    let retry_for = c.optional(entry, path, "retryFor", Duration::ZERO, |c, key, value| {
+        c.millis(key, value, 0)
+    });
+    // Half the entry's slots by default: one slow host can take half the entry, never all of it.
+    let host_concurrency = c.optional(
+        entry,
+        path,
+        "hostConcurrency",
+        (concurrency / 2).max(1),
+        |c, key, value| c.int_in::<usize>(key, value, 1, i128::try_from(concurrency).unwrap_or(i128::MAX)),
+    );
 
     Some(ConsumerSettings {
         topic: topic?,
@@ -185,7 +210,73 @@ fn consumer(c: &mut Checker<'_>, entry: &Dict, path: &str, topics: &TopicNames) 
         drain_timeout,
         fetch_max_wait,
         circuit_breaker,
+        retry_tiers,
+        retry_for,
+        host_concurrency,
     })
+}
+
+/// `retryTiers`: delays in ms of the entry's retry tier topics, increasing, each at least
+/// [`MIN_TIER_MS`]; `[]` keeps every retry in the partition's window (the behaviour before
+/// tiers). Each tier's topic (`<topic>.retry.<label>`) and group id must be legal names.
+fn retry_tiers(
+    c: &mut Checker<'_>,
+    entry: &Dict,
+    path: &str,
+    topic: Option<&str>,
+    group_id: Option<&str>,
+) -> Vec<Duration> {
+    let key = format!("{path}.retryTiers");
+    let Some(value) = entry.get("retryTiers") else {
+        return RETRY_TIERS_MS.iter().map(|&t| ms(t)).collect();
+    };
+    let Some(items) = c.array(&key, value) else {
+        return Vec::new();
+    };
+    if items.len() > MAX_TIERS {
+        c.problem(
+            &key,
+            Some(value),
+            format!(
+                "at most {MAX_TIERS} tiers (each is a topic and a consumer group), got {}",
+                items.len()
+            ),
+        );
+        return Vec::new();
+    }
+    let mut tiers: Vec<Duration> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let item_key = format!("{key}[{i}]");
+        let Some(delay) = c.millis(&item_key, item, MIN_TIER_MS) else {
+            continue;
+        };
+        if let Some(&before) = tiers.last()
+            && delay <= before
+        {
+            c.problem(
+                &item_key,
+                Some(item),
+                format!(
+                    "tiers must be in increasing order, got {} ms after {} ms",
+                    duration_ms(delay),
+                    duration_ms(before)
+                ),
+            );
+            continue;
+        }
+        let label = crate::config::tier_label(delay);
+        for name in [topic, group_id].into_iter().flatten() {
+            if let Some(problem) = topic_name_problem(&format!("{name}.retry.{label}")) {
+                c.problem(
+                    &item_key,
+                    Some(item),
+                    format!("tier name '{name}.retry.{label}': {problem}"),
+                );
+            }
+        }
+        tiers.push(delay);
+    }
+    tiers
 }
 
 /// Every key of `circuitBreaker` (Go's names); all are required.

@@ -48,6 +48,7 @@ pub use error::{ConfigError, Problem};
 pub use settings::{
     AckMode, AclEntry, Assignor, BreakerSettings, CaBundle, ConsumerSettings, DeliverySettings, HttpSettings,
     KafkaSettings, LogSettings, OffsetReset, ProducerSettings, Settings, ShutdownSettings, TopicSettings,
+    tier_label,
 };
 
 use source::Sources;

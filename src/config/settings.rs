@@ -165,6 +165,43 @@ pub struct ConsumerSettings {
     pub fetch_max_wait: Duration,
     /// Circuit breaker per target host (`circuitBreaker`); `None`: no breaker.
     pub circuit_breaker: Option<BreakerSettings>,
+    /// Delays of the retry tier topics (`retryTiers`, ms, increasing, each at least 1 s;
+    /// default 5 s, 1 min, 10 min). A retry due later than 1 s leaves the partition's window
+    /// for the smallest tier at least as long as its delay. Empty: retries wait in the window.
+    pub retry_tiers: Vec<Duration>,
+    /// Time budget of a call (`retryFor`, ms, default 0): a failing call gives up only when its
+    /// attempts are used *and* this long has passed since its first attempt (Cloud Tasks'
+    /// `max_attempts` + `max_retry_duration` rule). 0: the attempt count alone decides.
+    pub retry_for: Duration,
+    /// Most calls in flight to one target host (`hostConcurrency`), 1 to `concurrency`;
+    /// default half of `concurrency` (at least 1), so one slow host cannot take every slot.
+    pub host_concurrency: usize,
+}
+
+impl ConsumerSettings {
+    /// Topic of the retry tier of `delay`: `<topic>.retry.<label>`.
+    pub fn tier_topic(&self, delay: Duration) -> String {
+        format!("{}.retry.{}", self.topic, tier_label(delay))
+    }
+
+    /// Group id of the retry tier of `delay`: `<groupId>.retry.<label>`, so Kafka's tools
+    /// show each tier's lag apart from the main group's.
+    pub fn tier_group(&self, delay: Duration) -> String {
+        format!("{}.retry.{}", self.group_id, tier_label(delay))
+    }
+}
+
+/// A short name of a tier delay for topic and group names: `5s`, `1m`, `10m`, `2h`, or
+/// `1500ms` when no larger unit divides it.
+pub fn tier_label(delay: Duration) -> String {
+    let ms = delay.as_millis();
+    match ms {
+        0 => "0ms".to_owned(),
+        _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
+        _ if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
+        _ if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
+        _ => format!("{ms}ms"),
+    }
 }
 
 /// `circuitBreaker` of a consumer entry: the Go version's five keys, all required when the

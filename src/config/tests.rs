@@ -713,6 +713,13 @@ fn consumer_optional_keys_default_to_the_go_shipped_values() {
             drain_timeout: Duration::from_millis(10_000),
             fetch_max_wait: Duration::from_millis(500),
             circuit_breaker: None,
+            retry_tiers: vec![
+                Duration::from_secs(5),
+                Duration::from_secs(60),
+                Duration::from_secs(600)
+            ],
+            retry_for: Duration::ZERO,
+            host_concurrency: 2,
         }]
     );
 }
@@ -1782,4 +1789,56 @@ fn drop_headers_must_be_header_names() {
         "{text}"
     );
     assert!(text.contains("delivery.headers.drop[2]"), "{text}");
+}
+
+#[test]
+fn retry_tiers_default_names_and_off() {
+    let c = consumer("");
+    let names: Vec<(String, String)> = c
+        .retry_tiers
+        .iter()
+        .map(|&d| (c.tier_topic(d), c.tier_group(d)))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("test.retry.5s".to_owned(), "G.retry.5s".to_owned()),
+            ("test.retry.1m".to_owned(), "G.retry.1m".to_owned()),
+            ("test.retry.10m".to_owned(), "G.retry.10m".to_owned()),
+        ]
+    );
+    assert!(consumer("retryTiers = []").retry_tiers.is_empty());
+    assert_eq!(
+        consumer("retryTiers = [1500, 7200000]").retry_tiers,
+        vec![Duration::from_millis(1500), Duration::from_secs(7200)]
+    );
+    assert_eq!(crate::config::tier_label(Duration::from_millis(1500)), "1500ms");
+}
+
+#[test]
+fn retry_tiers_must_increase_and_be_long_enough() {
+    assert_only_consumer_problem(
+        "retryTiers = [5000, 5000]",
+        "kafka.consumer.list[0].retryTiers[1]: tiers must be in increasing order, got 5000 ms after 5000 ms",
+    );
+    assert_only_consumer_problem(
+        "retryTiers = [500]",
+        "kafka.consumer.list[0].retryTiers[0]: must be at least 1000, got 500",
+    );
+}
+
+#[test]
+fn host_concurrency_defaults_to_half_and_is_at_most_concurrency() {
+    assert_eq!(consumer("concurrency = 1").host_concurrency, 1);
+    assert_eq!(consumer("concurrency = 9").host_concurrency, 4);
+    assert_only_consumer_problem(
+        "concurrency = 4\nhostConcurrency = 5",
+        "kafka.consumer.list[0].hostConcurrency: must be at most 4, got 5",
+    );
+}
+
+#[test]
+fn retry_for_is_a_duration() {
+    assert_eq!(consumer("retryFor = 300000").retry_for, Duration::from_secs(300));
+    assert_eq!(consumer("").retry_for, Duration::ZERO);
 }
