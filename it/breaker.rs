@@ -2,6 +2,7 @@
 //! are held, not spent on attempts, while another target's calls keep flowing; held calls
 //! are delivered once the target is back.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -13,6 +14,9 @@ use crate::helpers::*;
 /// Opens after 3 samples under 50 % success; stays open at least 5 s.
 const BREAKER: &str = "[kafka.consumer.list.circuitBreaker]\nbreakPeriod = 5\n\
                        recoverPeriod = 0\nwinSize = 5\nminStats = 3\nhealthRate = 0.5\n";
+
+/// No retry tiers: held calls wait in the partition's window, as in the Go version.
+const NO_TIERS: &str = "retryTiers = []\n";
 
 async fn consumer_stats(bp: &Bigpipe) -> (Value, Value) {
     let s = bp.get("/stats").await.1["data"].clone();
@@ -33,7 +37,8 @@ async fn a_failing_target_is_held_while_others_flow_then_delivered() {
     let broken = Target::start();
     let healthy = Target::start();
     let topic = unique("breaker");
-    let extra = consumer_entry(&topic, &unique("G"), BREAKER).replace("retries = 2", "retries = 0");
+    let extra = consumer_entry(&topic, &unique("G"), &format!("{NO_TIERS}{BREAKER}"))
+        .replace("retries = 2", "retries = 0");
     let bp = Bigpipe::start_ready(&settings(&simple_config(&topic, 1, &extra))).await;
 
     broken.set_down(true);
@@ -100,8 +105,12 @@ async fn held_calls_leave_at_once_on_shutdown_and_are_delivered_after_restart() 
     let target = Target::start();
     let topic = unique("breakstop");
     // A drain this long would show in the shutdown time if held calls waited for it.
-    let extra = consumer_entry(&topic, &unique("G"), &format!("drainTimeout = 15000\n{BREAKER}"))
-        .replace("retries = 2", "retries = 0");
+    let extra = consumer_entry(
+        &topic,
+        &unique("G"),
+        &format!("drainTimeout = 15000\n{NO_TIERS}{BREAKER}"),
+    )
+    .replace("retries = 2", "retries = 0");
     let config = settings(&simple_config(&topic, 1, &extra));
     let bp = Bigpipe::start_ready(&config).await;
 
@@ -151,4 +160,64 @@ async fn held_calls_leave_at_once_on_shutdown_and_are_delivered_after_restart() 
     );
     bp.stop().await;
     target.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tiers_held_calls_are_parked_not_kept_in_the_partition() {
+    let _k = kafka().await;
+    let broken = Target::start();
+    let healthy = Target::start();
+    let topic = unique("breaktier");
+    // retryFor: parked calls may wait a minute for the circuit to close.
+    let extra = consumer_entry(&topic, &unique("G"), &format!("retryFor = 60000\n{BREAKER}"))
+        .replace("retries = 2", "retries = 0");
+    let bp = Bigpipe::start_ready(&settings(&simple_config(&topic, 1, &extra))).await;
+
+    broken.set_down(true);
+    for i in 0..3 {
+        send(&bp, &broken.url("/ok"), &format!("fail-{i}")).await;
+    }
+    poll("three failures open the circuit", || async {
+        let (c, _) = consumer_stats(&bp).await;
+        (c["circuitsOpen"] == 1).then_some(())
+    })
+    .await;
+    send(&bp, &broken.url("/ok"), "held-1").await;
+    send(&bp, &broken.url("/ok"), "held-2").await;
+    send(&bp, &healthy.url("/ok"), "other-host").await;
+    poll(
+        "held calls parked, the other host delivered, the partition committed",
+        || async {
+            let (c, _) = consumer_stats(&bp).await;
+            let lag: Option<i64> = c["partitions"]
+                .as_object()?
+                .values()
+                .map(|p| p["lag"].as_i64())
+                .sum();
+            (c["retryParked"].as_u64()? >= 2 && healthy.count() == 1 && lag == Some(0)).then_some(())
+        },
+    )
+    .await;
+    let (c, _) = consumer_stats(&bp).await;
+    assert_eq!(c["circuitHeld"], 0, "nothing held in the partition: {c}");
+
+    broken.set_down(false);
+    poll(
+        "every call to the broken host delivered once it is back",
+        || async {
+            let ok: BTreeSet<Vec<u8>> = broken
+                .received()
+                .into_iter()
+                .filter(|r| r.status == 200)
+                .map(|r| r.body)
+                .collect();
+            (ok.len() == 5).then_some(())
+        },
+    )
+    .await;
+    let (c, _) = consumer_stats(&bp).await;
+    assert_eq!(c["deadLettered"], 0, "retryFor kept every call: {c}");
+    bp.stop().await;
+    broken.stop().await;
+    healthy.stop().await;
 }

@@ -208,6 +208,76 @@ async fn target_down_for_a_minute_then_every_call_is_delivered() {
     target.stop().await;
 }
 
+/// Sum of the lag of a `/stats` view's partitions; `None` until each has a commit.
+fn view_lag(view: &serde_json::Value) -> Option<i64> {
+    let parts = view["partitions"].as_object()?;
+    if parts.is_empty() {
+        return None;
+    }
+    parts.values().map(|p| p["lag"].as_i64()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_down_for_5_minutes_waits_in_retry_tiers_then_everything_is_delivered() {
+    let _k = kafka().await;
+    let target = Target::start();
+    let topic = unique("longdown");
+    // retryFor 10 min keeps calls retrying through the outage (attempts alone would give
+    // up); backoff up to 20 s parks them in the 5 s and 1 min tiers.
+    let entry = consumer_entry(&topic, &unique("G"), "retryFor = 600000")
+        .replace("retryBackoff = 20", "retryBackoff = 1000")
+        .replace("retryBackoffMax = 200", "retryBackoffMax = 20000");
+    let bp = Bigpipe::start_ready(&settings(&simple_config(&topic, 3, &entry))).await;
+    let load = Load::start(bp.base.clone(), target.url("/ok"), 5, None);
+    poll("load flowing", || async { (target.count() >= 10).then_some(()) }).await;
+    target.set_down(true);
+    let down_at = Instant::now();
+    let outage = Duration::from_secs(300);
+    // Throughout the outage the main partitions keep up: their calls wait in the tiers.
+    let mut checks = 0;
+    let mut max_main_lag = 0;
+    while down_at.elapsed() < outage {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let s = bp.get("/stats").await.1["data"]["consumerStats"][0].clone();
+        if down_at.elapsed() > Duration::from_secs(20) {
+            let main = view_lag(&s).unwrap_or(i64::MAX);
+            max_main_lag = max_main_lag.max(main);
+            checks += 1;
+        }
+    }
+    let s = bp.get("/stats").await.1["data"]["consumerStats"][0].clone();
+    let parked = s["retryParked"].as_u64().unwrap_or(0);
+    eprintln!(
+        "outage: {checks} checks, max main-partition lag {max_main_lag}, parked {parked}, \
+         dead letters {}",
+        s["deadLettered"]
+    );
+    // A few calls can be between their read and their park at any moment.
+    assert!(
+        max_main_lag <= 20,
+        "main partitions fell behind during the outage: lag {max_main_lag}"
+    );
+    assert!(parked > 0, "calls waited in the tiers: {s}");
+    target.set_down(false);
+    let back = Instant::now();
+    let sent = load.stop().await;
+    wait_delivered(&target, &sent.accepted).await;
+    let row = Row::tally(
+        "target down 5 min, calls wait in retry tiers",
+        &sent,
+        &target,
+        &BTreeSet::new(),
+        back.elapsed(),
+    );
+    eprintln!("{HEADER}");
+    row.print();
+    assert_eq!(row.lost, 0);
+    let s = bp.get("/stats").await.1["data"]["consumerStats"][0].clone();
+    assert_eq!(s["deadLettered"], 0, "no call gave up: {s}");
+    bp.stop().await;
+    target.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_for_30s_never_hangs_ingest_and_loses_nothing_accepted() {
     let _k = kafka_exclusive().await;

@@ -217,7 +217,9 @@ async fn concurrency_caps_calls_in_flight() {
     let _k = kafka().await;
     let target = Target::start();
     let topic = unique("concurrency");
-    let extra = consumer_entry(&topic, &unique("G"), "").replace("concurrency = 20", "concurrency = 3");
+    // One host here, so its cap (default: half of concurrency) is lifted to the entry's.
+    let extra = consumer_entry(&topic, &unique("G"), "hostConcurrency = 3")
+        .replace("concurrency = 20", "concurrency = 3");
     let bp = Bigpipe::start_ready(&settings(&simple_config(&topic, 3, &extra))).await;
     send_calls(&bp, &target, 24, |i| {
         ("/slow/150".into(), format!("{i}"), String::new())

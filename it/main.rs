@@ -13,6 +13,7 @@ mod cli;
 mod delivery;
 mod group;
 mod ingest;
+mod never_stall;
 mod outage;
 mod reload;
 mod tls;

@@ -197,8 +197,9 @@ pub fn start(
     })
 }
 
-/// The configured topics plus every consumer entry's dead-letter topic,
-/// created like its source topic.
+/// The configured topics plus every consumer entry's dead-letter and retry tier
+/// topics, created like its source topic (same partitions, so a call keeps its
+/// partition number, and with it its key's neighbours, through the tiers).
 fn wanted_topics(settings: &Settings) -> Vec<WantedTopic> {
     let mut topics: Vec<WantedTopic> = settings
         .kafka
@@ -211,18 +212,18 @@ fn wanted_topics(settings: &Settings) -> Vec<WantedTopic> {
         })
         .collect();
     for c in &settings.consumers {
-        let (Some(dlq), Some(source)) = (
-            &c.dead_letter_topic,
-            settings.kafka.topics.iter().find(|t| t.name == c.topic),
-        ) else {
+        let Some(source) = settings.kafka.topics.iter().find(|t| t.name == c.topic) else {
             continue;
         };
-        if !topics.iter().any(|t| &t.name == dlq) {
-            topics.push(WantedTopic {
-                name: dlq.clone(),
-                partitions: source.partitions,
-                replication_factor: source.replication_factor,
-            });
+        let tiers = c.retry_tiers.iter().map(|&d| c.tier_topic(d));
+        for name in c.dead_letter_topic.iter().cloned().chain(tiers) {
+            if !topics.iter().any(|t| t.name == name) {
+                topics.push(WantedTopic {
+                    name,
+                    partitions: source.partitions,
+                    replication_factor: source.replication_factor,
+                });
+            }
         }
     }
     topics

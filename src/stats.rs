@@ -84,8 +84,17 @@ pub struct ConsumerStats {
     pub circuits_open: AtomicI64,
     /// Calls held back by an open or recovering breaker.
     pub circuit_held: AtomicI64,
+    /// Calls written to a retry tier to wait for their next attempt there.
+    pub retry_parked: AtomicU64,
+    /// Calls a retry tier would not take (too large, Kafka failing): they waited in the window.
+    pub retry_park_failed: AtomicU64,
+    /// Offsets stepped over in batches that could not be read (each dead-lettered by reference).
+    pub unreadable_records: AtomicU64,
     /// Per assigned partition: committed offset and high watermark.
     pub partitions: std::sync::Mutex<BTreeMap<i32, PartitionView>>,
+    /// The views of the entry's retry tier lanes (their partitions and depth), shown
+    /// inside the entry's object so `consumerStats` keeps one item per entry.
+    tiers: std::sync::Mutex<Vec<Arc<ConsumerStats>>>,
 }
 
 impl ConsumerStats {
@@ -107,21 +116,65 @@ impl ConsumerStats {
         map.remove(&partition);
     }
 
-    fn to_json(&self) -> Value {
-        let partitions: BTreeMap<String, Value> = self
+    /// The view of this entry's retry tier lane (`group_id`, `topic`), created on first
+    /// use; a reloaded entry keeps it.
+    pub fn tier(&self, group_id: &str, topic: &str) -> Arc<ConsumerStats> {
+        let mut tiers = self
+            .tiers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(found) = tiers.iter().find(|t| t.group_id == group_id && t.topic == topic) {
+            return Arc::clone(found);
+        }
+        let created = Arc::new(ConsumerStats {
+            group_id: group_id.to_owned(),
+            topic: topic.to_owned(),
+            ..Default::default()
+        });
+        tiers.push(Arc::clone(&created));
+        created
+    }
+
+    /// Per partition: committed, high watermark and lag; and the summed lag.
+    fn partitions_json(&self) -> (BTreeMap<String, Value>, i64) {
+        let mut total = 0;
+        let partitions = self
             .partitions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
             .map(|(p, v)| {
                 let lag = v.committed.map(|c| (v.high_watermark - c).max(0));
+                total += lag.unwrap_or(0);
                 (
                     p.to_string(),
                     json!({"committed": v.committed, "highWatermark": v.high_watermark, "lag": lag}),
                 )
             })
             .collect();
+        (partitions, total)
+    }
+
+    fn to_json(&self) -> Value {
+        let (partitions, _) = self.partitions_json();
+        let tiers: Vec<Value> = self
+            .tiers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|t| {
+                let (partitions, waiting) = t.partitions_json();
+                json!({
+                    "groupId": t.group_id,
+                    "inFlight": t.in_flight.load(Ordering::Relaxed),
+                    "partitions": partitions,
+                    "topic": t.topic,
+                    "waiting": waiting,
+                })
+            })
+            .collect();
         json!({
+            "retryTiers": tiers,
             "circuitHeld": self.circuit_held.load(Ordering::Relaxed),
             "circuitsOpen": self.circuits_open.load(Ordering::Relaxed),
             "deadLettered": load(&self.dead_lettered),
@@ -131,6 +184,9 @@ impl ConsumerStats {
             "invalidMessage": load(&self.invalid_message),
             "partitions": partitions,
             "retriesScheduled": self.retries_scheduled.load(Ordering::Relaxed),
+            "retryParked": load(&self.retry_parked),
+            "retryParkFailed": load(&self.retry_park_failed),
+            "unreadableRecords": load(&self.unreadable_records),
             "rpcFail": load(&self.rpc_fail),
             "rpcRetries": load(&self.rpc_retries),
             "rpcSuccess": load(&self.rpc_success),

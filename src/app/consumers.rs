@@ -85,7 +85,7 @@ impl ConsumerSet {
             Arc::clone(&self.table),
             Arc::clone(&self.pool),
             self.drop_headers.clone(),
-            self.stats.consumer(&settings.group_id, &settings.topic),
+            &self.stats,
             &self.log,
         )?;
         let stop = CancellationToken::new();

@@ -1,21 +1,29 @@
 //! Delivery workers: one Kafka consumer group per consumer entry, whose
-//! members are bigpipe processes.
+//! members are bigpipe processes, plus one group per retry tier of the entry.
 //!
 //! ```text
-//!  group::start ──events──► run(): Assigned → PartitionRun per partition (from the committed offset)
-//!   (our own member)               Revoke   → stop runs (drain, abandon after drainTimeout), commit, ack
-//!        ▲                         Lost     → abort runs, commit nothing
-//!        └──── commit(offsets) ◄── every commitInterval: the lowest unfinished offset per partition
+//!  group::start ──events──► run_lane(): Assigned → PartitionRun per partition (from the committed offset)
+//!   (our own member)                    Revoke   → stop runs (drain, abandon after drainTimeout), commit, ack
+//!        ▲                              Lost     → abort runs, commit nothing
+//!        └──── commit(offsets) ◄─────── every commitInterval: the lowest unfinished offset per partition
 //! ```
 //!
-//! Offsets are committed only for finished calls (delivered, dead-lettered
+//! An entry is one [`EntryContext`] (settings, slots, rate, breakers, writers)
+//! shared by its [`Lane`]s: its own topic, and each retry tier topic
+//! (`<topic>.retry.<tier>`, group `<groupId>.retry.<tier>`). Offsets are
+//! committed only for finished calls (delivered, parked in a tier, dead-lettered
 //! or reported), so a crash re-delivers instead of losing (the Go version
-//! committed at read time).
+//! committed at read time). One call's life is [`call`]; the fetch loop is
+//! [`fetch`].
 
+pub mod call;
 pub mod dlq;
+pub mod fetch;
+pub mod hosts;
 pub mod offsets;
 pub mod partition;
 pub mod rate;
+pub mod tiers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,20 +39,23 @@ use crate::delivery::breaker::Breakers;
 use crate::delivery::retry::{RetryPolicy, SuccessCodes};
 use crate::group::{self, AssignorKind, GroupConfig, GroupEvent, GroupHandle};
 use crate::kafka::client::KafkaClient;
+use crate::kafka::records::RecordWriter;
 use crate::producer::partitioner::PartitionTable;
-use crate::stats::ConsumerStats;
+use crate::stats::{ConsumerStats, Stats};
 use dlq::DeadLetterWriter;
-use partition::{PartitionRun, StartAt};
+use fetch::StartAt;
+use hosts::HostSlots;
+use partition::PartitionRun;
 use rate::GroupRate;
 
-/// Everything the partitions of one consumer entry share.
+/// Everything the lanes and partitions of one consumer entry share.
 #[derive(Debug)]
 pub struct EntryContext {
     /// The entry's settings.
     pub settings: ConsumerSettings,
     /// The shared rskafka client (fetching uses its own partition connections).
     pub client: Arc<KafkaClient>,
-    /// Partition counts (for the rate share and dead-letter partitions).
+    /// Partition counts (for the rate share, dead-letter and tier partitions).
     pub table: Arc<PartitionTable>,
     /// The awc delivery threads.
     pub pool: Arc<DeliveryPool>,
@@ -52,20 +63,26 @@ pub struct EntryContext {
     pub policy: RetryPolicy,
     /// This member's share of the group rate.
     pub rate: GroupRate,
-    /// Calls in flight for this entry in this process.
+    /// Calls in flight for this entry in this process, all lanes together.
     pub concurrency: Arc<Semaphore>,
+    /// Calls in flight per target host (`hostConcurrency`).
+    pub hosts: HostSlots,
     /// Circuit breakers per target host (pass-through without `circuitBreaker`).
     pub breakers: Breakers,
     /// Where exhausted calls go; `None` when disabled.
     pub dlq: Option<DeadLetterWriter>,
+    /// One writer per retry tier, in `retryTiers` order.
+    pub tiers: Vec<RecordWriter>,
     /// Caller headers never forwarded (`delivery.headers.drop`, lower case).
     pub drop_headers: Vec<String>,
-    /// Counters.
+    /// The entry's counters (every lane counts its calls here).
     pub stats: Arc<ConsumerStats>,
     /// Logger with the entry's group and topic.
     pub log: Logger,
-    /// The parent logger, for the group member (which adds group and topic itself).
+    /// The parent logger, for the group members (which add group and topic themselves).
     group_log: Logger,
+    /// The tiers' views (partitions, lag), one per tier.
+    tier_stats: Vec<Arc<ConsumerStats>>,
 }
 
 impl Drop for EntryContext {
@@ -88,7 +105,7 @@ pub enum EntryError {
 }
 
 impl EntryContext {
-    /// Builds the context of one entry.
+    /// Builds the context of one entry; its counters (and its tiers' views) live in `stats`.
     ///
     /// # Errors
     /// When `successCodes` cannot be parsed.
@@ -98,7 +115,7 @@ impl EntryContext {
         table: Arc<PartitionTable>,
         pool: Arc<DeliveryPool>,
         drop_headers: Vec<String>,
-        stats: Arc<ConsumerStats>,
+        stats: &Stats,
         log: &Logger,
     ) -> Result<Self, EntryError> {
         let group_log = log.clone();
@@ -110,6 +127,7 @@ impl EntryContext {
             max_backoff: settings.retry_backoff_max,
             retry_after_max: settings.retry_after_max,
             success,
+            retry_for: settings.retry_for,
         };
         let dlq = settings.dead_letter_topic.as_ref().map(|topic| {
             DeadLetterWriter::new(
@@ -121,51 +139,127 @@ impl EntryContext {
                 log.new(slog::o!("component" => "dlq")),
             )
         });
+        let tiers = settings
+            .retry_tiers
+            .iter()
+            .map(|&d| RecordWriter::new(settings.tier_topic(d), Arc::clone(&client)))
+            .collect();
+        let entry_stats = stats.consumer(&settings.group_id, &settings.topic);
+        let tier_stats = settings
+            .retry_tiers
+            .iter()
+            .map(|&d| entry_stats.tier(&settings.tier_group(d), &settings.tier_topic(d)))
+            .collect();
         Ok(Self {
             rate: GroupRate::new(settings.rate_limit),
             concurrency: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+            hosts: HostSlots::new(settings.host_concurrency),
             breakers: Breakers::new(settings.circuit_breaker),
+            stats: entry_stats,
             settings,
             client,
             table,
             pool,
             policy,
             dlq,
+            tiers,
             drop_headers,
-            stats,
             log,
             group_log,
+            tier_stats,
         })
     }
 
-    fn group_config(&self) -> GroupConfig {
+    /// The entry's lanes: its own topic first, then each retry tier.
+    fn lanes(self: &Arc<Self>) -> Vec<Lane> {
         let s = &self.settings;
-        GroupConfig {
-            bootstrap: self.client.bootstrap().to_vec(),
-            client_id: self.client.client_id().to_owned(),
-            group_id: s.group_id.clone(),
+        let main = Lane {
+            entry: Arc::clone(self),
             topic: s.topic.clone(),
+            group_id: s.group_id.clone(),
+            tier: None,
+            stats: Arc::clone(&self.stats),
+            log: self.log.clone(),
+        };
+        let tiers = s.retry_tiers.iter().enumerate().map(|(i, &d)| {
+            let (topic, group_id) = (s.tier_topic(d), s.tier_group(d));
+            Lane {
+                entry: Arc::clone(self),
+                log: self.log.new(slog::o!("tier" => topic.clone())),
+                topic,
+                group_id,
+                tier: Some(i),
+                stats: self
+                    .tier_stats
+                    .get(i)
+                    .map_or_else(|| Arc::clone(&self.stats), Arc::clone),
+            }
+        });
+        std::iter::once(main).chain(tiers).collect()
+    }
+}
+
+/// One topic an entry consumes with its own consumer group: the entry's topic, or
+/// one of its retry tiers.
+#[derive(Debug)]
+pub struct Lane {
+    /// The entry the lane belongs to.
+    pub entry: Arc<EntryContext>,
+    /// The topic consumed.
+    pub topic: String,
+    /// The consumer group.
+    pub group_id: String,
+    /// `Some(index)` for a retry tier (of `retryTiers`).
+    pub tier: Option<usize>,
+    /// Where the lane's partitions (committed, lag, in flight) are shown.
+    pub stats: Arc<ConsumerStats>,
+    /// Logger with group, topic (and tier).
+    pub log: Logger,
+}
+
+impl Lane {
+    fn group_config(&self) -> GroupConfig {
+        let s = &self.entry.settings;
+        let client = &self.entry.client;
+        GroupConfig {
+            bootstrap: client.bootstrap().to_vec(),
+            client_id: client.client_id().to_owned(),
+            group_id: self.group_id.clone(),
+            topic: self.topic.clone(),
             session_timeout: s.session_timeout,
             heartbeat_interval: s.heartbeat_interval,
             rebalance_timeout: s.rebalance_timeout,
-            request_timeout: self.client.timeout(),
+            request_timeout: client.timeout(),
             assignor: match s.assignor {
                 Assignor::Sticky => AssignorKind::Sticky,
                 Assignor::Range => AssignorKind::Range,
                 Assignor::RoundRobin => AssignorKind::RoundRobin,
             },
             // Our own revoke waits drainTimeout for deliveries, plus time to commit.
-            revoke_timeout: s.drain_timeout + self.client.timeout(),
+            revoke_timeout: s.drain_timeout + client.timeout(),
         }
     }
 }
 
-/// Runs one consumer entry until `stop` is cancelled: joins the group,
-/// delivers assigned partitions, commits, and leaves the group at the end.
+/// Runs one consumer entry until `stop` is cancelled: its own group and one group per
+/// retry tier, each joining, delivering assigned partitions, committing, and leaving
+/// its group at the end.
 pub async fn run(ctx: Arc<EntryContext>, stop: CancellationToken) {
-    let (handle, mut events, driver) = group::start(ctx.group_config(), ctx.group_log.clone(), stop);
+    let lanes = ctx.lanes();
+    futures::future::join_all(
+        lanes
+            .into_iter()
+            .map(|lane| run_lane(Arc::new(lane), stop.clone())),
+    )
+    .await;
+    info!(ctx.log, "consumer entry stopped");
+}
+
+/// Runs one lane until `stop` is cancelled.
+async fn run_lane(ctx: Arc<Lane>, stop: CancellationToken) {
+    let (handle, mut events, driver) = group::start(ctx.group_config(), ctx.entry.group_log.clone(), stop);
     let mut owned: BTreeMap<i32, PartitionRun> = BTreeMap::new();
-    let mut tick = tokio::time::interval(ctx.settings.commit_interval);
+    let mut tick = tokio::time::interval(ctx.entry.settings.commit_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -200,20 +294,25 @@ pub async fn run(ctx: Arc<EntryContext>, stop: CancellationToken) {
     if let Err(e) = driver.await {
         error!(ctx.log, "group driver failed"; "error" => %e);
     }
-    info!(ctx.log, "consumer entry stopped");
 }
 
 async fn assign(
-    ctx: &Arc<EntryContext>,
+    ctx: &Arc<Lane>,
     handle: &GroupHandle,
     owned: &mut BTreeMap<i32, PartitionRun>,
     partitions: Vec<i32>,
 ) {
-    let total = ctx
-        .table
-        .count(&ctx.settings.topic)
-        .map_or(partitions.len(), |n| n.unsigned_abs() as usize);
-    ctx.rate.set_share(partitions.len(), total.max(partitions.len()));
+    // The rate share follows the entry's own topic; tiers share the same bucket.
+    if ctx.tier.is_none() {
+        let total = ctx
+            .entry
+            .table
+            .count(&ctx.topic)
+            .map_or(partitions.len(), |n| n.unsigned_abs() as usize);
+        ctx.entry
+            .rate
+            .set_share(partitions.len(), total.max(partitions.len()));
+    }
     let fresh: Vec<i32> = partitions
         .iter()
         .copied()
@@ -230,7 +329,7 @@ async fn assign(
             Ok(c) => break c,
             Err(e) => {
                 attempt += 1;
-                if Duration::from_millis(500) * attempt > ctx.settings.session_timeout {
+                if Duration::from_millis(500) * attempt > ctx.entry.settings.session_timeout {
                     error!(ctx.log, "committed offsets unavailable, partitions left idle until the next rebalance";
                         "partitions" => ?fresh, "error" => %e);
                     return;
@@ -243,7 +342,7 @@ async fn assign(
     for p in fresh {
         let start = match committed.get(&p).copied().flatten() {
             Some(offset) => StartAt::Committed(offset),
-            None => StartAt::Reset(ctx.settings.offset_reset),
+            None => StartAt::Reset(ctx.entry.settings.offset_reset),
         };
         if let StartAt::Committed(offset) = start {
             ctx.stats.set_partition(p, |v| v.committed = Some(offset));
@@ -253,7 +352,7 @@ async fn assign(
 }
 
 async fn revoke(
-    ctx: &EntryContext,
+    ctx: &Lane,
     handle: &GroupHandle,
     owned: &mut BTreeMap<i32, PartitionRun>,
     partitions: &[i32],
@@ -262,7 +361,7 @@ async fn revoke(
     if runs.is_empty() {
         return;
     }
-    let drain = ctx.settings.drain_timeout;
+    let drain = ctx.entry.settings.drain_timeout;
     let stopped = futures::future::join_all(runs.into_iter().map(|run| async move {
         let p = run.partition;
         (p, run.stop(drain).await)
@@ -289,7 +388,7 @@ async fn revoke(
     }
 }
 
-async fn commit_progress(ctx: &EntryContext, handle: &GroupHandle, owned: &BTreeMap<i32, PartitionRun>) {
+async fn commit_progress(ctx: &Lane, handle: &GroupHandle, owned: &BTreeMap<i32, PartitionRun>) {
     let offsets: Vec<(i32, i64)> = owned
         .values()
         .filter_map(|run| run.take_commit().map(|o| (run.partition, o)))

@@ -83,6 +83,10 @@ pub struct RetryPolicy {
     pub retry_after_max: Duration,
     /// Which statuses mean "delivered".
     pub success: SuccessCodes,
+    /// Time budget (`retryFor`): a failing call gives up only when its attempts are
+    /// used *and* this long has passed since its first attempt (the rule of Cloud
+    /// Tasks' `max_attempts` + `max_retry_duration`). Zero: attempts alone decide.
+    pub retry_for: Duration,
 }
 
 /// What to do after an attempt.
@@ -141,6 +145,18 @@ impl RetryPolicy {
     /// cannot turn the retries into a tight loop, and calls that were
     /// throttled together stay spread out.
     pub fn decide<R: Rng + ?Sized>(&self, attempt: u32, outcome: &AttemptOutcome, rng: &mut R) -> Verdict {
+        self.decide_after(attempt, Duration::MAX, outcome, rng)
+    }
+
+    /// [`decide`](Self::decide) for a call whose first attempt was `elapsed` ago: with a
+    /// `retry_for` budget, used-up attempts give up only once `elapsed` reaches it.
+    pub fn decide_after<R: Rng + ?Sized>(
+        &self,
+        attempt: u32,
+        elapsed: Duration,
+        outcome: &AttemptOutcome,
+        rng: &mut R,
+    ) -> Verdict {
         let retry_after = match outcome {
             AttemptOutcome::Response { status, .. } if self.success.contains(*status) => {
                 return Verdict::Success;
@@ -165,7 +181,7 @@ impl RetryPolicy {
             AttemptOutcome::Timeout | AttemptOutcome::Connect(_) | AttemptOutcome::Unavailable => None,
         };
         let attempt = attempt.max(1);
-        if attempt > self.max_retries {
+        if self.exhausted(attempt, elapsed) {
             return Verdict::GiveUp {
                 reason: GiveUpReason::AttemptsExhausted {
                     last: outcome.to_string(),
@@ -178,6 +194,12 @@ impl RetryPolicy {
             None => jittered,
         };
         Verdict::Retry { after }
+    }
+
+    /// Whether a call that has made `attempts` attempts, the first `elapsed` ago, is out
+    /// of both budgets.
+    pub fn exhausted(&self, attempts: u32, elapsed: Duration) -> bool {
+        attempts > self.max_retries && elapsed >= self.retry_for
     }
 
     /// The delay bound after `attempt` (1-based), before jitter:
@@ -242,7 +264,28 @@ mod tests {
             max_backoff: Duration::from_secs(1),
             retry_after_max: Duration::from_secs(30),
             success: SuccessCodes::default_2xx(),
+            retry_for: Duration::ZERO,
         }
+    }
+
+    #[test]
+    fn a_time_budget_keeps_retrying_after_the_attempts() {
+        let mut p = policy();
+        p.retry_for = Duration::from_secs(60);
+        let mut rng = ZeroRng;
+        let early = p.decide_after(9, Duration::from_secs(59), &resp(503), &mut rng);
+        assert!(is_retry(&early), "attempts used, time left: retry");
+        let late = p.decide_after(9, Duration::from_secs(60), &resp(503), &mut rng);
+        assert!(matches!(late, Verdict::GiveUp { .. }), "both used: give up");
+        let too_soon = p.decide_after(2, Duration::from_secs(600), &resp(503), &mut rng);
+        assert!(is_retry(&too_soon), "time used, attempts left: retry");
+        assert_eq!(
+            p.decide_after(1, Duration::ZERO, &resp(404), &mut rng),
+            Verdict::GiveUp {
+                reason: GiveUpReason::Status(404)
+            },
+            "a final status is final whatever the budget"
+        );
     }
 
     fn resp(status: u16) -> AttemptOutcome {

@@ -5,9 +5,11 @@
 //!   has none of its own).
 //! - [`wire`]: our own protocol connection for the APIs rskafka lacks
 //!   (CreateTopics with configs, and the consumer-group APIs).
+//! - [`records`]: single-record writes for the consumer side (retry tiers).
 //! - [`topics`]: creates the configured topics and keeps partition counts and
 //!   readiness up to date from metadata.
 
 pub mod client;
+pub mod records;
 pub mod topics;
 pub mod wire;

@@ -1,0 +1,778 @@
+//! One call's life, from a fetched record to its end.
+//!
+//! ```text
+//!  decode ──► (tier lane: hold until due) ──► admit ──► attempt ──► decide ──► finish
+//!    │ not a call                              │ breaker open     │             ├ delivered
+//!    └──────────────► dead letter              └─► park / hold    │             ├ retry soon: wait in the window, attempt again
+//!                                                                               ├ retry later: park in a retry tier
+//!                                                                               └ give up: dead letter
+//! ```
+//!
+//! [`decode`] and [`decide`] are pure; [`live`] drives the stages. A call ends
+//! [`End::Finished`] (delivered, parked in a tier that Kafka acknowledged,
+//! dead-lettered or reported), after which its offset may be committed, or
+//! [`End::Abandoned`] when its partition stopped before it could finish: then
+//! the next owner reads it again.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rskafka::record::{Record, RecordAndOffset};
+use slog::{debug, error, info, warn};
+use tokio_util::sync::CancellationToken;
+
+use super::dlq::DeadLetter;
+use super::fetch::Unreadable;
+use super::tiers::{self, IN_WINDOW_RETRY_MAX, Progress, Wait};
+use super::{EntryContext, Lane};
+use crate::delivery::breaker::{State, Transition, host_key};
+use crate::delivery::headers::outbound_headers;
+use crate::delivery::retry::{GiveUpReason, RetryPolicy, Verdict};
+use crate::delivery::{AttemptOutcome, OutboundRequest};
+use crate::message::{CALL_ID_HEADER, CallMessage, DecodeError};
+use crate::stats::inc;
+
+/// How a call's life ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Delivered, parked in a retry tier, dead-lettered or reported: commit past it.
+    Finished,
+    /// Its partition stopped first: leave it uncommitted for the next owner.
+    Abandoned,
+}
+
+/// A decoded call and where it was read.
+#[derive(Debug)]
+pub struct Call {
+    /// The call id (the `bigpipe-call-id` header, or `topic-partition-offset`).
+    pub id: String,
+    /// The partition it was read from.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+    /// The record as read (key, value, headers, timestamp).
+    pub record: Record,
+    /// Target URL and caller headers.
+    pub message: CallMessage,
+    /// The body to send.
+    pub body: Bytes,
+    /// The target host key (`scheme://authority`), "" when the URL has none.
+    pub host: String,
+    /// Attempts made before this read and when they started (from retry-tier headers).
+    pub progress: Progress,
+}
+
+/// A record that is not a call.
+#[derive(Debug)]
+pub struct NotACall {
+    /// The id the record is known by.
+    pub id: String,
+    /// The record, for the dead letter.
+    pub record: RecordAndOffset,
+    /// Why.
+    pub error: DecodeError,
+}
+
+/// The id of a record: its call-id header, or `topic-partition-offset` for records
+/// written by the Go version (which carry none).
+pub fn call_id(record: &Record, topic: &str, partition: i32, offset: i64) -> String {
+    record
+        .headers
+        .get(CALL_ID_HEADER)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_else(|| format!("{topic}-{partition}-{offset}"))
+}
+
+/// Stage 1: the record as a call.
+///
+/// # Errors
+/// When the value is not a Go call JSON.
+pub fn decode(topic: &str, partition: i32, read: RecordAndOffset) -> Result<Call, Box<NotACall>> {
+    let id = call_id(&read.record, topic, partition, read.offset);
+    let value = read.record.value.as_deref().unwrap_or_default();
+    let message = match CallMessage::decode(value) {
+        Ok(m) => m,
+        Err(error) => {
+            return Err(Box::new(NotACall {
+                id,
+                record: read,
+                error,
+            }));
+        }
+    };
+    let RecordAndOffset { record, offset } = read;
+    Ok(Call {
+        id,
+        partition,
+        offset,
+        progress: Progress::from_headers(&record.headers),
+        body: Bytes::from(message.data.clone().into_bytes()),
+        host: host_key(&message.url).unwrap_or_default(),
+        message,
+        record,
+    })
+}
+
+/// What follows an attempt, or an admission refused by an open circuit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    /// The target took the call.
+    Delivered,
+    /// Attempt again after `after`, waiting where `wait` says.
+    Retry {
+        /// Delay before the next attempt.
+        after: Duration,
+        /// In the window, or parked in a tier.
+        wait: Wait,
+    },
+    /// Stop: dead-letter the call.
+    GiveUp {
+        /// Why, for logs and the dead letter.
+        reason: String,
+        /// The last HTTP status, when the target answered.
+        last_status: Option<u16>,
+    },
+}
+
+/// Stage 4: what to do after attempt number `attempt` (1-based, counted across tiers)
+/// ended with `outcome`, `elapsed` after the call's first attempt.
+pub fn decide<R: rand::Rng + ?Sized>(
+    policy: &RetryPolicy,
+    tiers: &[Duration],
+    attempt: u32,
+    elapsed: Duration,
+    outcome: &AttemptOutcome,
+    rng: &mut R,
+) -> Next {
+    match policy.decide_after(attempt, elapsed, outcome, rng) {
+        Verdict::Success => Next::Delivered,
+        Verdict::Retry { after } => Next::Retry {
+            after,
+            wait: tiers::place(after, tiers),
+        },
+        Verdict::GiveUp { reason } => Next::GiveUp {
+            reason: describe(&reason),
+            last_status: match outcome {
+                AttemptOutcome::Response { status, .. } => Some(*status),
+                _ => None,
+            },
+        },
+    }
+}
+
+/// What to do with a call its host's open circuit refused, with tiers: after `held`
+/// attempts and refusals (each refusal counts as an attempt for the give-up rule, so
+/// parking is bounded: set `retryFor` to how long calls should wait out an outage),
+/// park it in the first tier or give up.
+pub fn decide_held(policy: &RetryPolicy, tiers: &[Duration], held: u32, elapsed: Duration) -> Next {
+    match tiers.first() {
+        Some(_) if policy.exhausted(held, elapsed) => Next::GiveUp {
+            reason: format!("circuit open: held {held} times, {} ms", elapsed.as_millis()),
+            last_status: None,
+        },
+        Some(&first) => Next::Retry {
+            after: first,
+            wait: Wait::Tier(0),
+        },
+        // Without tiers the driver holds the call in the window instead (the breaker's
+        // own probing lets it through once the host recovers, within `breakPeriod` +
+        // `recoverPeriod`, each at most 1 h).
+        None => Next::Retry {
+            after: BREAKER_RECHECK,
+            wait: Wait::InWindow(BREAKER_RECHECK),
+        },
+    }
+}
+
+/// How often a call held in the window asks its breaker again (Go waited 1 s).
+const BREAKER_RECHECK: Duration = Duration::from_secs(1);
+
+fn describe(reason: &GiveUpReason) -> String {
+    match reason {
+        GiveUpReason::Status(s) => format!("status {s} is not retryable"),
+        GiveUpReason::AttemptsExhausted { last } => format!("attempts exhausted, last: {last}"),
+        GiveUpReason::Invalid(why) => format!("request cannot succeed: {why}"),
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn since(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(now_ms().saturating_sub(ms)).unwrap_or(0))
+}
+
+/// Drives one record of `partition` through its life. `stopping` is the partition
+/// stopping: a call that has not started an attempt leaves at once (abandoned); one
+/// that has may finish within the drain timeout (the caller cancels it after that).
+pub async fn live(lane: &Lane, partition: i32, read: RecordAndOffset, stopping: &CancellationToken) -> End {
+    let entry = &*lane.entry;
+    inc(&entry.stats.handle_message);
+    lane.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+    let _in_flight = scopeguard(|| {
+        lane.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    });
+    let call = match decode(&lane.topic, partition, read) {
+        Ok(call) => call,
+        Err(bad) => {
+            inc(&entry.stats.invalid_message);
+            error!(lane.log, "invalid call record"; "partition" => partition, "offset" => bad.record.offset,
+                "call_id" => &bad.id, "error" => %bad.error);
+            let reason = format!("invalid message: {}", bad.error);
+            let letter = letter_for(
+                &bad.record.record,
+                (partition, bad.record.offset),
+                reason,
+                None,
+                0,
+                now_ms(),
+            );
+            dead_letter(entry, &bad.id, letter).await;
+            return End::Finished;
+        }
+    };
+    if let Some(tier) = lane.tier {
+        match hold_until_due(lane, tier, &call, stopping).await {
+            Some(End::Abandoned) => return End::Abandoned,
+            Some(End::Finished) => return End::Finished,
+            None => {}
+        }
+    }
+    inc(&entry.stats.rpc_total);
+    attempts(lane, call, stopping).await
+}
+
+/// Stage 2 of a tier lane: waits until the call is due (at most the tier's delay after
+/// it was parked). A call still not due then is parked again without an attempt.
+/// `None`: go on to the attempt.
+async fn hold_until_due(lane: &Lane, tier: usize, call: &Call, stopping: &CancellationToken) -> Option<End> {
+    let delay = lane.entry.settings.retry_tiers.get(tier).copied()?;
+    let written = call.record.timestamp.timestamp_millis();
+    let wait = tiers::hold_for(now_ms(), call.progress.due_ms, written, delay);
+    tokio::select! {
+        () = tokio::time::sleep(wait) => {}
+        () = stopping.cancelled() => return Some(End::Abandoned),
+    }
+    let due = call.progress.due_ms?;
+    let left = Duration::from_millis(u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0));
+    if left < IN_WINDOW_RETRY_MAX {
+        return None;
+    }
+    // Due later than the largest tier holds: park again, no attempt made.
+    let wait = tiers::place(left, &lane.entry.settings.retry_tiers);
+    let progress = call.progress.clone();
+    match wait {
+        Wait::Tier(index) if park(lane, call, progress, index, "not due yet").await => Some(End::Finished),
+        _ => None,
+    }
+}
+
+/// Stages 3 to 5, for as many attempts as the policy allows.
+async fn attempts(lane: &Lane, call: Call, stopping: &CancellationToken) -> End {
+    let entry = &*lane.entry;
+    let tiers = &entry.settings.retry_tiers;
+    let first_attempt_ms = call.progress.first_attempt_ms.unwrap_or_else(now_ms);
+    // Attempts (and circuit refusals) so far, across tiers.
+    let mut made = call.progress.attempts;
+    loop {
+        let (next, why) = match admit(entry, &call.host, stopping).await {
+            Admission::Stopped => return End::Abandoned,
+            Admission::Broken if tiers.is_empty() => {
+                // No tier to park in: wait in the window (Go's hold), without counting
+                // attempts; the breaker's own probing lets the call through in the end.
+                if hold_in_window(entry, stopping).await == End::Abandoned {
+                    return End::Abandoned;
+                }
+                continue;
+            }
+            Admission::Broken => {
+                // Each refusal counts as an attempt, so parking is bounded by the budget.
+                made += 1;
+                let next = decide_held(&entry.policy, tiers, made, since(first_attempt_ms));
+                (next, "circuit open".to_owned())
+            }
+            Admission::Go(slots) => {
+                made += 1;
+                if made > 1 {
+                    inc(&entry.stats.rpc_retries);
+                }
+                let request = OutboundRequest {
+                    url: call.message.url.clone(),
+                    body: call.body.clone(),
+                    headers: outbound_headers(&call.message.headers, &call.id, made, &entry.drop_headers),
+                    timeout: entry.settings.timeout,
+                };
+                let outcome = entry.pool.send(request).await;
+                drop(slots);
+                if entry.breakers.enabled()
+                    && let Some(success) = breaker_sample(&outcome, &entry.policy)
+                    && let Some(t) = entry.breakers.record(&call.host, success)
+                {
+                    breaker_changed(entry, &call.host, &t);
+                }
+                let next = decide(
+                    &entry.policy,
+                    tiers,
+                    made,
+                    since(first_attempt_ms),
+                    &outcome,
+                    &mut rand::rng(),
+                );
+                if let Next::Retry { after, .. } = &next {
+                    debug!(lane.log, "attempt failed, retrying"; "call_id" => &call.id, "attempt" => made,
+                        "outcome" => %outcome, "retry_in_ms" => after.as_millis());
+                }
+                (next, outcome.to_string())
+            }
+        };
+        match next {
+            Next::Delivered => {
+                inc(&entry.stats.rpc_success);
+                debug!(lane.log, "call delivered"; "call_id" => &call.id, "attempt" => made);
+                return End::Finished;
+            }
+            Next::Retry { after, wait } => {
+                let parked = match wait {
+                    Wait::Tier(index) => {
+                        let progress = Progress {
+                            attempts: made,
+                            first_attempt_ms: Some(first_attempt_ms),
+                            due_ms: Some(
+                                now_ms().saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX)),
+                            ),
+                            source: call.progress.source.clone(),
+                        };
+                        park(lane, &call, progress, index, &why).await
+                    }
+                    Wait::InWindow(_) => false,
+                };
+                if parked {
+                    return End::Finished;
+                }
+                // In the window: short waits, no tiers, or a tier Kafka would not take.
+                entry.stats.retries_scheduled.fetch_add(1, Ordering::Relaxed);
+                let _scheduled = scopeguard(|| {
+                    entry.stats.retries_scheduled.fetch_sub(1, Ordering::Relaxed);
+                });
+                tokio::time::sleep(after).await;
+            }
+            Next::GiveUp { reason, last_status } => {
+                inc(&entry.stats.rpc_fail);
+                warn!(lane.log, "call failed"; "call_id" => &call.id, "attempts" => made,
+                    "url" => &call.message.url, "reason" => &reason);
+                let letter = letter_for(
+                    &call.record,
+                    (call.partition, call.offset),
+                    reason,
+                    last_status,
+                    made,
+                    first_attempt_ms,
+                );
+                dead_letter(entry, &call.id, letter).await;
+                return End::Finished;
+            }
+        }
+    }
+}
+
+/// Holds a call refused by an open circuit for about [`BREAKER_RECHECK`] (jittered, so
+/// the held calls of one host spread over the second). It leaves at once when the
+/// partition stops: it could not finish anyway, and stays uncommitted for the next owner.
+async fn hold_in_window(entry: &EntryContext, stopping: &CancellationToken) -> End {
+    entry.stats.circuit_held.fetch_add(1, Ordering::Relaxed);
+    let _held = scopeguard(|| {
+        entry.stats.circuit_held.fetch_sub(1, Ordering::Relaxed);
+    });
+    let jitter = rand::random_range(0.5..=1.0);
+    tokio::select! {
+        () = tokio::time::sleep(BREAKER_RECHECK.mul_f64(jitter)) => End::Finished,
+        () = stopping.cancelled() => End::Abandoned,
+    }
+}
+
+/// Whether an attempt may start, and the slots it holds while it runs.
+enum Admission<'a> {
+    /// Go ahead; dropping the slots frees them.
+    Go(Slots<'a>),
+    /// The host's circuit is open.
+    Broken,
+    /// The partition stopped before the attempt started.
+    Stopped,
+}
+
+/// The host slot, the entry's concurrency slot (the rate token is spent).
+struct Slots<'a> {
+    _host: super::hosts::HostSlot<'a>,
+    _entry: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Stage 3: the breaker, then the host's slot, then one of the entry's slots, then a
+/// rate token, in that order, so a call waiting for a busy host holds nothing that
+/// calls to other hosts need.
+async fn admit<'a>(entry: &'a EntryContext, host: &str, stopping: &CancellationToken) -> Admission<'a> {
+    if entry.breakers.enabled() {
+        let admission = entry.breakers.admit(host);
+        if let Some(t) = &admission.transition {
+            breaker_changed(entry, host, t);
+        }
+        if !admission.pass {
+            return Admission::Broken;
+        }
+    }
+    let take = async {
+        let host = entry.hosts.acquire(host).await;
+        let slot = std::sync::Arc::clone(&entry.concurrency)
+            .acquire_owned()
+            .await
+            .ok()?;
+        entry.rate.acquire().await;
+        Some(Slots {
+            _host: host,
+            _entry: slot,
+        })
+    };
+    tokio::select! {
+        // The entry's semaphore is never closed; if it were, the call is not started.
+        slots = take => slots.map_or(Admission::Stopped, Admission::Go),
+        () = stopping.cancelled() => Admission::Stopped,
+    }
+}
+
+/// Stage 5 (retry later): writes the call to retry tier `index` with `progress`.
+/// True once Kafka has it; false when it could not be written in a few tries (too
+/// large, or Kafka failing), and the caller then keeps the call in the window.
+async fn park(lane: &Lane, call: &Call, progress: Progress, index: usize, why: &str) -> bool {
+    let entry = &*lane.entry;
+    let Some(writer) = entry.tiers.get(index) else {
+        return false;
+    };
+    let source = format!("{}/{}/{}", lane.topic, call.partition, call.offset);
+    let record = Record {
+        key: call.record.key.clone(),
+        value: call.record.value.clone(),
+        headers: progress.park_headers(&call.record.headers, &source, why),
+        timestamp: chrono::Utc::now(),
+    };
+    let count = entry.table.count(writer.topic()).unwrap_or(1).max(1);
+    let partition = call.partition.rem_euclid(count);
+    for attempt in 1..=PARK_TRIES {
+        match writer.write(partition, record.clone()).await {
+            Ok(_) => {
+                inc(&entry.stats.retry_parked);
+                debug!(lane.log, "call parked in a retry tier"; "call_id" => &call.id, "tier" => writer.topic(),
+                    "due_ms" => progress.due_ms, "attempts" => progress.attempts);
+                return true;
+            }
+            Err(e) if e.is_too_large() || attempt == PARK_TRIES => {
+                inc(&entry.stats.retry_park_failed);
+                warn!(lane.log, "call not parked in its retry tier, it waits in the partition instead";
+                    "call_id" => &call.id, "tier" => writer.topic(), "error" => %e);
+                return false;
+            }
+            Err(e) => {
+                debug!(lane.log, "retry tier write failed, trying again"; "call_id" => &call.id, "error" => %e);
+                tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+            }
+        }
+    }
+    false
+}
+
+/// Tries to write a call to its tier before it waits in the window instead.
+const PARK_TRIES: u32 = 3;
+
+/// What an attempt tells the breaker: `Some(true)` delivered, `Some(false)` the target
+/// failed (any other status, timeout, connection error, as in Go); `None` for attempts
+/// that never reached it (invalid request, pool down).
+fn breaker_sample(outcome: &AttemptOutcome, policy: &RetryPolicy) -> Option<bool> {
+    match outcome {
+        AttemptOutcome::Response { status, .. } => Some(policy.success.contains(*status)),
+        AttemptOutcome::Timeout | AttemptOutcome::Connect(_) => Some(false),
+        AttemptOutcome::Invalid(_) | AttemptOutcome::Unavailable => None,
+    }
+}
+
+/// Logs a breaker's change of state and keeps the open-circuits gauge.
+fn breaker_changed(entry: &EntryContext, host: &str, t: &Transition) {
+    entry
+        .stats
+        .circuits_open
+        .fetch_add(t.open_delta(), Ordering::Relaxed);
+    let rate = format!("{:.3}", t.success_rate);
+    match t.to {
+        State::Open { .. } => warn!(entry.log, "circuit open: calls to this target are held";
+            "target" => host, "from" => t.from.name(), "success_rate" => rate, "samples" => t.samples),
+        _ => info!(entry.log, "circuit {}", t.to.name(); "target" => host, "success_rate" => rate,
+            "samples" => t.samples),
+    }
+}
+
+/// Finishes an unreadable batch: one dead letter by reference (no value), so the
+/// partition commits past it and an operator can find the offsets.
+pub async fn step_over(lane: &Lane, partition: i32, batch: Unreadable) -> End {
+    let entry = &*lane.entry;
+    let count = u64::try_from(batch.last - batch.first + 1).unwrap_or(1);
+    entry.stats.unreadable_records.fetch_add(count, Ordering::Relaxed);
+    error!(lane.log, "unreadable batch stepped over"; "partition" => partition, "first_offset" => batch.first,
+        "last_offset" => batch.last, "reason" => &batch.reason);
+    let mut headers = std::collections::BTreeMap::new();
+    headers.insert(
+        "bigpipe-dlq-unreadable-last-offset".to_owned(),
+        batch.last.to_string().into_bytes(),
+    );
+    let letter = DeadLetter {
+        key: None,
+        value: Vec::new(),
+        headers,
+        source: (partition, batch.first),
+        reason: format!(
+            "unreadable batch, offsets {}..={}: {}",
+            batch.first, batch.last, batch.reason
+        ),
+        last_status: None,
+        attempts: 0,
+        first_attempt_ms: now_ms(),
+        last_attempt_ms: now_ms(),
+    };
+    let id = format!("{}-{partition}-{}", lane.topic, batch.first);
+    dead_letter(entry, &id, letter).await;
+    End::Finished
+}
+
+/// A dead letter of `record` read at `source` (partition, offset).
+fn letter_for(
+    record: &Record,
+    source: (i32, i64),
+    reason: String,
+    last_status: Option<u16>,
+    attempts: u32,
+    first_attempt_ms: i64,
+) -> DeadLetter {
+    DeadLetter {
+        key: record.key.clone(),
+        value: record.value.clone().unwrap_or_default(),
+        headers: record.headers.clone(),
+        source,
+        reason,
+        last_status,
+        attempts,
+        first_attempt_ms,
+        last_attempt_ms: now_ms(),
+    }
+}
+
+async fn dead_letter(entry: &EntryContext, call_id: &str, letter: DeadLetter) {
+    match &entry.dlq {
+        Some(dlq) => {
+            dlq.write(&letter).await;
+            inc(&entry.stats.dead_lettered);
+            info!(entry.log, "call dead-lettered"; "call_id" => call_id, "topic" => &dlq.topic,
+                "reason" => &letter.reason);
+        }
+        None => {
+            // Dead-lettering is disabled for this entry: the call ends here, reported.
+            error!(entry.log, "call dropped after its last attempt (no dead-letter topic)";
+                "call_id" => call_id, "reason" => &letter.reason,
+                "record" => String::from_utf8_lossy(&letter.value).into_owned());
+        }
+    }
+}
+
+/// Runs `f` when dropped (also when the call is abandoned mid-way).
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::backoff::test_rng::{OnesRng, ZeroRng};
+    use crate::delivery::retry::SuccessCodes;
+
+    const TIERS: [Duration; 2] = [Duration::from_secs(5), Duration::from_secs(60)];
+
+    fn policy(max_retries: u32) -> RetryPolicy {
+        RetryPolicy {
+            max_retries,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            retry_after_max: Duration::from_secs(120),
+            success: SuccessCodes::default_2xx(),
+            retry_for: Duration::ZERO,
+        }
+    }
+
+    fn read(value: &[u8], headers: &[(&str, &str)]) -> RecordAndOffset {
+        RecordAndOffset {
+            record: Record {
+                key: Some(b"k".to_vec()),
+                value: Some(value.to_vec()),
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
+                    .collect::<BTreeMap<_, _>>(),
+                timestamp: chrono::Utc::now(),
+            },
+            offset: 42,
+        }
+    }
+
+    const GO_CALL: &[u8] =
+        br#"{"Headers":{},"Url":"http://Target:81/x?y","Data":"body","Topic":"t","Partition":1,"CreateTime":1}"#;
+
+    #[test]
+    fn decode_reads_the_call_and_its_progress() {
+        let call = decode(
+            "t",
+            1,
+            read(
+                GO_CALL,
+                &[("bigpipe-call-id", "id-7"), (tiers::ATTEMPTS_HEADER, "3")],
+            ),
+        )
+        .unwrap();
+        assert_eq!(call.id, "id-7");
+        assert_eq!(call.host, "http://target:81");
+        assert_eq!(&call.body[..], b"body");
+        assert_eq!(call.progress.attempts, 3);
+        assert_eq!((call.partition, call.offset), (1, 42));
+    }
+
+    #[test]
+    fn a_go_record_without_id_is_named_by_its_position() {
+        let call = decode("t", 1, read(GO_CALL, &[])).unwrap();
+        assert_eq!(call.id, "t-1-42");
+        assert_eq!(call.progress, Progress::default());
+    }
+
+    #[test]
+    fn decode_refuses_what_is_not_a_call() {
+        let bad = decode("t", 0, read(b"\xff\x00", &[])).unwrap_err();
+        assert_eq!(bad.error, DecodeError::NotObject);
+        assert_eq!(bad.record.offset, 42, "the record is kept for the dead letter");
+        let no_url = decode(
+            "t",
+            0,
+            read(
+                br#"{"Headers":{},"Data":"","Topic":"t","Partition":0,"CreateTime":1}"#,
+                &[],
+            ),
+        );
+        assert_eq!(no_url.unwrap_err().error, DecodeError::Field("Url"));
+    }
+
+    fn response(status: u16, retry_after: Option<u64>) -> AttemptOutcome {
+        AttemptOutcome::Response {
+            status,
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn decide_delivers_retries_in_place_or_parks() {
+        let p = policy(3);
+        assert_eq!(
+            decide(&p, &TIERS, 1, Duration::ZERO, &response(200, None), &mut ZeroRng),
+            Next::Delivered
+        );
+        // A short jittered backoff waits in the window.
+        assert_eq!(
+            decide(&p, &TIERS, 1, Duration::ZERO, &response(503, None), &mut OnesRng),
+            Next::Retry {
+                after: Duration::from_millis(500),
+                wait: Wait::InWindow(Duration::from_millis(500))
+            }
+        );
+        // Retry-After 30 s parks in the 60 s tier.
+        assert_eq!(
+            decide(
+                &p,
+                &TIERS,
+                1,
+                Duration::ZERO,
+                &response(503, Some(30)),
+                &mut ZeroRng
+            ),
+            Next::Retry {
+                after: Duration::from_secs(30),
+                wait: Wait::Tier(1)
+            }
+        );
+        // Without tiers the same retry waits in the window.
+        assert_eq!(
+            decide(&p, &[], 1, Duration::ZERO, &response(503, Some(30)), &mut ZeroRng),
+            Next::Retry {
+                after: Duration::from_secs(30),
+                wait: Wait::InWindow(Duration::from_secs(30))
+            }
+        );
+    }
+
+    #[test]
+    fn decide_gives_up_with_the_last_status() {
+        let p = policy(1);
+        assert_eq!(
+            decide(&p, &TIERS, 1, Duration::ZERO, &response(404, None), &mut ZeroRng),
+            Next::GiveUp {
+                reason: "status 404 is not retryable".into(),
+                last_status: Some(404)
+            }
+        );
+        let Next::GiveUp { reason, last_status } = decide(
+            &p,
+            &TIERS,
+            2,
+            Duration::ZERO,
+            &AttemptOutcome::Timeout,
+            &mut ZeroRng,
+        ) else {
+            panic!("the second failure of max_retries 1 gives up");
+        };
+        assert!(reason.starts_with("attempts exhausted"), "{reason}");
+        assert_eq!(last_status, None);
+    }
+
+    #[test]
+    fn an_open_circuit_parks_then_gives_up_within_the_budget() {
+        let mut p = policy(2);
+        assert_eq!(
+            decide_held(&p, &TIERS, 1, Duration::ZERO),
+            Next::Retry {
+                after: TIERS[0],
+                wait: Wait::Tier(0)
+            }
+        );
+        assert!(matches!(
+            decide_held(&p, &TIERS, 3, Duration::ZERO),
+            Next::GiveUp { .. }
+        ));
+        p.retry_for = Duration::from_secs(3600);
+        assert!(
+            matches!(
+                decide_held(&p, &TIERS, 30, Duration::from_secs(60)),
+                Next::Retry { .. }
+            ),
+            "retryFor keeps a held call waiting out the outage"
+        );
+        assert_eq!(
+            decide_held(&p, &[], 99, Duration::MAX),
+            Next::Retry {
+                after: BREAKER_RECHECK,
+                wait: Wait::InWindow(BREAKER_RECHECK)
+            },
+            "without tiers the breaker's own probing bounds the hold"
+        );
+    }
+}

@@ -1,0 +1,634 @@
+//! The fetch loop of one partition: reads records into a bounded window and hands
+//! each one on as work, whatever the records contain.
+//!
+//! ```text
+//!  FetchSource::fetch(pos) ──► window permits (records + bytes) ──► on_work(Work, Held)
+//!        ▲ stops while the window is full                               │ (a call task)
+//!        └────────────── permits come back when the work is done ◄──────┘
+//! ```
+//!
+//! The source is a trait (rskafka's own `FetchClient` pattern) so the loop is
+//! tested with a scripted source; [`KafkaSource`] is the real one. A batch the
+//! source cannot read is handed on as [`Work::Unreadable`] with its offsets, so
+//! the partition steps over it instead of stopping there.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rskafka::client::error::{Error as RsError, ProtocolError};
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::record::RecordAndOffset;
+use slog::{Logger, debug, info, warn};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::offsets::OffsetTracker;
+use crate::backoff::{Backoff, BackoffConfig};
+use crate::config::OffsetReset;
+use crate::kafka::client::{self, KafkaClient, bounded};
+
+/// Where a partition starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// The group's committed offset.
+    Committed(i64),
+    /// No committed offset: apply the entry's reset policy.
+    Reset(OffsetReset),
+}
+
+/// A batch that could not be read: its offsets are stepped over and reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// First offset of the batch.
+    pub first: i64,
+    /// Last offset of the batch (inclusive).
+    pub last: i64,
+    /// Why it could not be read.
+    pub reason: String,
+}
+
+/// What one fetch returned.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    /// Records, in offset order.
+    pub records: Vec<RecordAndOffset>,
+    /// The partition's high watermark.
+    pub high_watermark: i64,
+    /// Batches that could not be decoded, in offset order.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// Why a fetch or an offset lookup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The position is outside the log (retention deleted it, or the topic was recreated).
+    #[error("offset is out of range")]
+    OutOfRange,
+    /// The client, a lookup or the request failed or timed out.
+    #[error(transparent)]
+    Kafka(#[from] client::Error),
+}
+
+/// Reads one partition. A trait so the fetch loop can be tested without Kafka.
+pub trait FetchSource: Send {
+    /// Fetches from `offset`, at most about `max_bytes`, waiting up to `max_wait_ms` for data.
+    fn fetch(
+        &mut self,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> impl Future<Output = Result<Fetched, FetchError>> + Send;
+
+    /// The offset the reset policy points at.
+    fn reset_offset(&mut self, reset: OffsetReset) -> impl Future<Output = Result<i64, FetchError>> + Send;
+}
+
+/// One unit of work taken from the partition.
+#[derive(Debug)]
+pub enum Work {
+    /// A record to deliver.
+    Record(RecordAndOffset),
+    /// A batch to step over (and report).
+    Unreadable(Unreadable),
+}
+
+impl Work {
+    /// The offset the work is tracked under.
+    pub fn offset(&self) -> i64 {
+        match self {
+            Self::Record(r) => r.offset,
+            Self::Unreadable(u) => u.first,
+        }
+    }
+}
+
+/// The window permits one piece of work holds until it is done.
+#[derive(Debug)]
+pub struct Held {
+    _record: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
+}
+
+/// The read-ahead window of one partition: permits for records and for bytes.
+#[derive(Debug, Clone)]
+pub struct Window {
+    records: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    max_bytes: usize,
+}
+
+impl Window {
+    /// A window of `records` records and `bytes` bytes (each at least 1).
+    pub fn new(records: usize, bytes: usize) -> Self {
+        Self {
+            records: Arc::new(Semaphore::new(records.max(1))),
+            bytes: Arc::new(Semaphore::new(bytes.max(1))),
+            max_bytes: bytes.max(1),
+        }
+    }
+
+    /// Bytes free, clamped to what one fetch may ask for.
+    fn room(&self) -> i32 {
+        let room = self.bytes.available_permits().clamp(1, 8 << 20);
+        i32::try_from(room).unwrap_or(i32::MAX)
+    }
+}
+
+/// What the loop needs besides its source.
+#[derive(Debug)]
+pub struct FetchLoop {
+    /// The read-ahead window.
+    pub window: Window,
+    /// The reset policy when the start is unknown or out of range.
+    pub reset: OffsetReset,
+    /// Longest broker-side wait of one fetch.
+    pub max_wait: Duration,
+    /// Stops the loop (revoke, shutdown).
+    pub stop: CancellationToken,
+    /// Logger with the partition.
+    pub log: Logger,
+}
+
+/// Offsets read and finished, shared with the work and the partition's owner.
+pub type SharedTracker = std::sync::Mutex<Option<OffsetTracker>>;
+
+/// Locks the tracker, whatever a panicking holder left.
+pub fn lock(tracker: &SharedTracker) -> std::sync::MutexGuard<'_, Option<OffsetTracker>> {
+    tracker.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl FetchLoop {
+    /// Runs until stopped. Every piece of work is marked started in `tracker` before it
+    /// is handed to `on_work`, which must mark it finished when done. `on_fetch` sees
+    /// every fetch's outcome (for the partition's view: high watermark, last error).
+    pub async fn run<S: FetchSource>(
+        &self,
+        source: &mut S,
+        start: StartAt,
+        tracker: &SharedTracker,
+        mut on_work: impl FnMut(Work, Held),
+        mut on_fetch: impl FnMut(Result<i64, &FetchError>),
+    ) {
+        let stop = &self.stop;
+        let mut position = match start {
+            StartAt::Committed(offset) => Some(offset),
+            StartAt::Reset(_) => None,
+        };
+        let reset = match start {
+            StartAt::Committed(_) => self.reset,
+            StartAt::Reset(policy) => policy,
+        };
+        let max_wait_ms = i32::try_from(self.max_wait.as_millis()).unwrap_or(i32::MAX);
+        let mut backoff = fetch_backoff();
+        while !stop.is_cancelled() {
+            let pos = match position {
+                Some(p) => p,
+                None => match source.reset_offset(reset).await {
+                    Ok(p) => {
+                        info!(self.log, "no usable committed offset, starting from the reset policy";
+                            "policy" => ?reset, "offset" => p);
+                        position = Some(p);
+                        p
+                    }
+                    Err(e) => {
+                        warn!(self.log, "offset lookup failed"; "error" => %e);
+                        on_fetch(Err(&e));
+                        pause(stop, backoff.next_delay()).await;
+                        continue;
+                    }
+                },
+            };
+            {
+                let mut t = lock(tracker);
+                match t.as_mut() {
+                    None => *t = Some(OffsetTracker::new(pos)),
+                    Some(t) => t.skipped_to(pos),
+                }
+            }
+            // Wait for room in the window before fetching more.
+            let first = tokio::select! {
+                p = Arc::clone(&self.window.records).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                () = stop.cancelled() => break,
+            };
+            let fetched = tokio::select! {
+                r = source.fetch(pos, self.window.room(), max_wait_ms) => r,
+                () = stop.cancelled() => break,
+            };
+            let fetched = match fetched {
+                Ok(f) => f,
+                Err(FetchError::OutOfRange) => {
+                    warn!(self.log, "offset out of range, applying the reset policy"; "offset" => pos, "policy" => ?reset);
+                    on_fetch(Err(&FetchError::OutOfRange));
+                    position = None;
+                    let mut t = lock(tracker);
+                    if t.as_ref().is_some_and(|t| t.in_flight() == 0) {
+                        *t = None;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    warn!(self.log, "fetch failed"; "offset" => pos, "error" => %e);
+                    on_fetch(Err(&e));
+                    pause(stop, backoff.next_delay()).await;
+                    continue;
+                }
+            };
+            backoff = fetch_backoff();
+            on_fetch(Ok(fetched.high_watermark));
+            let Some(next) = self.hand_on(fetched, pos, first, tracker, &mut on_work).await else {
+                break;
+            };
+            position = Some(next);
+        }
+        debug!(self.log, "fetch loop stopped");
+    }
+
+    /// Hands on the fetched work in offset order, taking window permits for each.
+    /// Returns the next position, or `None` when stopped.
+    async fn hand_on(
+        &self,
+        fetched: Fetched,
+        pos: i64,
+        first: OwnedSemaphorePermit,
+        tracker: &SharedTracker,
+        on_work: &mut impl FnMut(Work, Held),
+    ) -> Option<i64> {
+        let mut next = pos;
+        let mut first = Some(first);
+        let mut unreadable = fetched.unreadable.into_iter().peekable();
+        let mut records = fetched.records.into_iter().peekable();
+        loop {
+            // Merge the two offset-ordered lists.
+            let take_unreadable = match (unreadable.peek(), records.peek()) {
+                (Some(u), Some(r)) => u.first < r.offset,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let work = if take_unreadable {
+                unreadable.next().map(Work::Unreadable)
+            } else {
+                records.next().map(Work::Record)
+            };
+            let Some(work) = work else { break };
+            let (start, end) = match &work {
+                Work::Record(r) => (r.offset, r.offset),
+                Work::Unreadable(u) => (u.first.max(pos), u.last),
+            };
+            // A compressed batch can start before the requested offset.
+            if end < next {
+                continue;
+            }
+            let size = match &work {
+                Work::Record(r) => r.record.approximate_size(),
+                Work::Unreadable(_) => 1,
+            }
+            .clamp(1, self.window.max_bytes);
+            let record_permit = match first.take() {
+                Some(p) => p,
+                None => tokio::select! {
+                    p = Arc::clone(&self.window.records).acquire_owned() => p.ok()?,
+                    () = self.stop.cancelled() => return None,
+                },
+            };
+            let byte_permit = tokio::select! {
+                p = Arc::clone(&self.window.bytes).acquire_many_owned(u32::try_from(size).unwrap_or(u32::MAX)) => p.ok()?,
+                () = self.stop.cancelled() => return None,
+            };
+            let work = match work {
+                Work::Unreadable(u) => Work::Unreadable(Unreadable { first: start, ..u }),
+                w => w,
+            };
+            if let Some(t) = lock(tracker).as_mut() {
+                t.started(work.offset());
+                t.skipped_to(end + 1);
+            }
+            next = end + 1;
+            on_work(
+                work,
+                Held {
+                    _record: record_permit,
+                    _bytes: byte_permit,
+                },
+            );
+        }
+        Some(next)
+    }
+}
+
+fn fetch_backoff() -> Backoff {
+    Backoff::new(BackoffConfig {
+        max: Duration::from_secs(5),
+        ..BackoffConfig::default()
+    })
+}
+
+async fn pause(stop: &CancellationToken, delay: Duration) {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        () = stop.cancelled() => {}
+    }
+}
+
+/// The real source: rskafka's partition client, looked up (again) when needed.
+#[derive(Debug)]
+pub struct KafkaSource {
+    client: Arc<KafkaClient>,
+    topic: String,
+    partition: i32,
+    /// Dropped after an error, so a moved leader is looked up again.
+    pc: Option<Arc<PartitionClient>>,
+    /// Bound of one fetch: the broker-side wait plus a request timeout.
+    fetch_bound: Duration,
+}
+
+impl KafkaSource {
+    /// A source for `topic`/`partition`; `max_wait` is the longest broker-side wait.
+    pub fn new(client: Arc<KafkaClient>, topic: String, partition: i32, max_wait: Duration) -> Self {
+        let fetch_bound = max_wait + client.timeout();
+        Self {
+            client,
+            topic,
+            partition,
+            pc: None,
+            fetch_bound,
+        }
+    }
+
+    async fn partition_client(&mut self) -> Result<Arc<PartitionClient>, FetchError> {
+        if let Some(pc) = &self.pc {
+            return Ok(Arc::clone(pc));
+        }
+        let client = self.client.get().await?;
+        let pc = bounded(
+            "partition lookup",
+            self.client.timeout(),
+            client.partition_client(self.topic.clone(), self.partition, UnknownTopicHandling::Retry),
+        )
+        .await?
+        .map_err(client::Error::Kafka)?;
+        let pc = Arc::new(pc);
+        self.pc = Some(Arc::clone(&pc));
+        Ok(pc)
+    }
+
+    fn failed(&mut self, e: RsError) -> FetchError {
+        if matches!(
+            e,
+            RsError::ServerError {
+                protocol_error: ProtocolError::OffsetOutOfRange,
+                ..
+            }
+        ) {
+            return FetchError::OutOfRange;
+        }
+        self.pc = None;
+        FetchError::Kafka(client::Error::Kafka(e))
+    }
+}
+
+impl FetchSource for KafkaSource {
+    async fn fetch(&mut self, offset: i64, max_bytes: i32, max_wait_ms: i32) -> Result<Fetched, FetchError> {
+        let pc = self.partition_client().await?;
+        let fetched = bounded(
+            "fetch",
+            self.fetch_bound,
+            pc.fetch_records(offset, 1..max_bytes, max_wait_ms),
+        )
+        .await;
+        match fetched {
+            Ok(Ok((records, high_watermark))) => Ok(Fetched {
+                records,
+                high_watermark,
+                unreadable: vec![],
+            }),
+            Ok(Err(e)) => Err(self.failed(e)),
+            Err(e) => {
+                self.pc = None;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn reset_offset(&mut self, reset: OffsetReset) -> Result<i64, FetchError> {
+        let pc = self.partition_client().await?;
+        let at = match reset {
+            OffsetReset::Earliest => OffsetAt::Earliest,
+            OffsetReset::Latest => OffsetAt::Latest,
+        };
+        match bounded("offset lookup", self.client.timeout(), pc.get_offset(at)).await {
+            Ok(Ok(offset)) => Ok(offset),
+            Ok(Err(e)) => Err(self.failed(e)),
+            Err(e) => {
+                self.pc = None;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use rskafka::record::Record;
+
+    use super::*;
+
+    /// A scripted source: each fetch pops the next answer; an empty script waits.
+    struct Script {
+        answers: VecDeque<Result<Fetched, FetchError>>,
+        fetched_at: Arc<Mutex<Vec<i64>>>,
+        reset_to: i64,
+    }
+
+    impl FetchSource for Script {
+        async fn fetch(&mut self, offset: i64, _max: i32, _wait: i32) -> Result<Fetched, FetchError> {
+            self.fetched_at.lock().unwrap().push(offset);
+            match self.answers.pop_front() {
+                Some(a) => a,
+                None => std::future::pending().await,
+            }
+        }
+
+        async fn reset_offset(&mut self, _reset: OffsetReset) -> Result<i64, FetchError> {
+            Ok(self.reset_to)
+        }
+    }
+
+    fn record(offset: i64) -> RecordAndOffset {
+        RecordAndOffset {
+            record: Record {
+                key: None,
+                value: Some(vec![b'x'; 10]),
+                headers: Default::default(),
+                timestamp: chrono::Utc::now(),
+            },
+            offset,
+        }
+    }
+
+    fn ok(offsets: &[i64], unreadable: Vec<Unreadable>) -> Result<Fetched, FetchError> {
+        Ok(Fetched {
+            records: offsets.iter().map(|&o| record(o)).collect(),
+            high_watermark: 100,
+            unreadable,
+        })
+    }
+
+    fn fetch_loop(records: usize) -> FetchLoop {
+        FetchLoop {
+            window: Window::new(records, 1 << 20),
+            reset: OffsetReset::Earliest,
+            max_wait: Duration::from_millis(10),
+            stop: CancellationToken::new(),
+            log: slog::Logger::root(slog::Discard, slog::o!()),
+        }
+    }
+
+    /// Runs the loop over `answers` from `start` until it blocks; returns the work
+    /// handed on (offset, unreadable?) and the offsets fetched at. The work's permits
+    /// are kept (as running calls would) unless `release`.
+    async fn drive(
+        answers: Vec<Result<Fetched, FetchError>>,
+        start: StartAt,
+        records: usize,
+        release: bool,
+    ) -> (Vec<(i64, bool)>, Vec<i64>, Option<OffsetTracker>) {
+        let fetched_at = Arc::new(Mutex::new(vec![]));
+        let mut source = Script {
+            answers: answers.into(),
+            fetched_at: Arc::clone(&fetched_at),
+            reset_to: 7,
+        };
+        let lp = fetch_loop(records);
+        let tracker: SharedTracker = std::sync::Mutex::new(None);
+        let mut work = vec![];
+        let mut kept = vec![];
+        let run = lp.run(
+            &mut source,
+            start,
+            &tracker,
+            |w, held| {
+                work.push((w.offset(), matches!(w, Work::Unreadable(_))));
+                if !release {
+                    kept.push(held);
+                }
+            },
+            |_| {},
+        );
+        // Paused time: the loop runs until every task waits, then the timeout fires.
+        // The loop never ends by itself: it stops when it waits with nothing to do.
+        assert!(tokio::time::timeout(Duration::from_secs(60), run).await.is_err());
+        let at = fetched_at.lock().unwrap().clone();
+        let t = lock(&tracker).clone();
+        (work, at, t)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_are_handed_on_in_order_from_the_start() {
+        let (work, at, _) = drive(
+            vec![ok(&[3, 4, 5], vec![]), ok(&[6], vec![])],
+            StartAt::Committed(3),
+            100,
+            true,
+        )
+        .await;
+        assert_eq!(work, vec![(3, false), (4, false), (5, false), (6, false)]);
+        assert_eq!(at, vec![3, 6, 7]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_before_the_position_are_skipped() {
+        // A compressed batch starts before the requested offset.
+        let (work, _, _) = drive(vec![ok(&[1, 2, 3, 4], vec![])], StartAt::Committed(3), 100, true).await;
+        assert_eq!(work, vec![(3, false), (4, false)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_window_stops_fetching() {
+        let (work, at, tracker) = drive(
+            vec![ok(&[0, 1, 2, 3], vec![]), ok(&[4], vec![])],
+            StartAt::Committed(0),
+            2,
+            false,
+        )
+        .await;
+        assert_eq!(work, vec![(0, false), (1, false)], "two permits, two records");
+        assert_eq!(at, vec![0], "no second fetch while the window is full");
+        assert_eq!(tracker.map(|t| t.in_flight()), Some(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_batch_is_stepped_over() {
+        let bad = Unreadable {
+            first: 10,
+            last: 14,
+            reason: "zstd".into(),
+        };
+        let (work, at, tracker) =
+            drive(vec![ok(&[15, 16], vec![bad])], StartAt::Committed(10), 100, true).await;
+        assert_eq!(work, vec![(10, true), (15, false), (16, false)]);
+        assert_eq!(at, vec![10, 17], "the next fetch is past the batch");
+        assert_eq!(tracker.map(|t| t.next()), Some(17));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_batch_starting_before_the_position_is_cut() {
+        let bad = Unreadable {
+            first: 8,
+            last: 12,
+            reason: "corrupt".into(),
+        };
+        let (work, at, _) = drive(vec![ok(&[], vec![bad])], StartAt::Committed(10), 100, true).await;
+        assert_eq!(work, vec![(10, true)]);
+        assert_eq!(at, vec![10, 13]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn out_of_range_applies_the_reset_policy() {
+        let (work, at, _) = drive(
+            vec![Err(FetchError::OutOfRange), ok(&[7], vec![])],
+            StartAt::Committed(3),
+            100,
+            true,
+        )
+        .await;
+        assert_eq!(work, vec![(7, false)]);
+        assert_eq!(at, vec![3, 7, 8]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn errors_back_off_and_retry_the_same_offset() {
+        let timeout = || {
+            Err(FetchError::Kafka(client::Error::Timeout {
+                what: "fetch",
+                after: Duration::from_secs(1),
+            }))
+        };
+        let (work, at, _) = drive(
+            vec![timeout(), timeout(), ok(&[5], vec![])],
+            StartAt::Committed(5),
+            100,
+            true,
+        )
+        .await;
+        assert_eq!(work, vec![(5, false)]);
+        assert_eq!(at, vec![5, 5, 5, 6]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_committed_offset_starts_at_the_reset_offset() {
+        let (work, at, _) = drive(
+            vec![ok(&[7, 8], vec![])],
+            StartAt::Reset(OffsetReset::Earliest),
+            100,
+            true,
+        )
+        .await;
+        assert_eq!(work, vec![(7, false), (8, false)]);
+        assert_eq!(at, vec![7, 9]);
+    }
+}
