@@ -10,6 +10,7 @@
 //!   readiness up to date from metadata.
 
 pub mod client;
+pub mod fallback;
 pub mod records;
 pub mod topics;
 pub mod wire;
