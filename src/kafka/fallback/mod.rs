@@ -11,13 +11,16 @@
 //!
 //! - [`codec`]: decompression, capped, for each codec.
 //! - [`decode`]: raw partition bytes → [`FetchedItem`]s (pure, unit-tested).
+//! - [`fetch`]: leader lookup and the Fetch request, every call bounded by a timeout.
 
 pub mod codec;
 pub mod decode;
+pub mod fetch;
 
 use rskafka::record::RecordAndOffset;
 
 pub use codec::DecompressError;
+pub use fetch::{FallbackError, FallbackFetch, FallbackFetcher};
 
 use super::wire::CodecError;
 

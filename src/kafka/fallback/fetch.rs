@@ -1,0 +1,392 @@
+//! Fetching one partition's raw record bytes from its leader with our wire client.
+//!
+//! rskafka hides its connections and its record decoding, so the fallback keeps its own:
+//! a bootstrap connection for Metadata and one connection per leader, each dropped after any
+//! error and made again on the next call. Every round trip is bounded: connect and ApiVersions
+//! by the connection timeout, Metadata by the request timeout, Fetch by the request timeout
+//! plus the fetch's `max_wait`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{ApiKey, FetchRequest, MetadataRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::FetchedItem;
+use super::decode::{AbortedTxn, decode_batches};
+use crate::kafka::wire::{self, BrokerConnection, connect_any};
+
+/// Fetch v13+ names topics by id only; v12 is the last that takes a name, and every Kafka
+/// from 2.7 to 4.x serves it.
+const FETCH_BY_NAME_MAX: i16 = 12;
+/// Metadata v4+ can ask the broker not to auto-create the topic.
+const METADATA_NO_AUTO_CREATE: i16 = 4;
+/// rskafka fetches read_committed; so do we, so both readers see the same records.
+const READ_COMMITTED: i8 = 1;
+/// Default cap on one batch's decompressed records (Kafka's own default batch limit is 1 MiB;
+/// this leaves room for highly compressible payloads without letting a bomb through).
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// The result of one fallback fetch.
+#[derive(Debug)]
+pub struct FallbackFetch {
+    /// Records, skipped ranges and undecodable batches, in offset order, none before the
+    /// requested offset.
+    pub items: Vec<FetchedItem>,
+    /// Where the next fetch starts: one past the last complete batch (the requested offset when
+    /// the response held none). Use this, not the last record's offset + 1, to step over
+    /// compaction gaps, skipped and undecodable batches alike.
+    pub next_offset: i64,
+    /// The partition's high watermark, as rskafka's `fetch_records` returns it.
+    pub high_watermark: i64,
+}
+
+/// Errors of a fallback fetch. None of them is about the data: an undecodable batch is a
+/// [`FetchedItem::Undecodable`], not an error.
+#[derive(Debug, thiserror::Error)]
+pub enum FallbackError {
+    /// A connection or request failed (connect, timeout, transport, decode of the response
+    /// envelope); the connection is dropped and made again on the next call.
+    #[error("fallback fetch of {topic}-{partition}")]
+    Wire {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The wire error.
+        #[source]
+        source: wire::Error,
+    },
+    /// Metadata does not list the partition, or it has no leader right now (retriable).
+    #[error("no leader known for {topic}-{partition}")]
+    NoLeader {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
+    /// The broker answered the partition with an error code. OFFSET_OUT_OF_RANGE means what it
+    /// means for rskafka; NOT_LEADER_OR_FOLLOWER and friends are retriable (the leader cache is
+    /// already cleared).
+    #[error("fetch of {topic}-{partition} at {offset}: {error} (code {code})")]
+    Partition {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The requested offset.
+        offset: i64,
+        /// The decoded error.
+        error: ResponseError,
+        /// The raw code.
+        code: i16,
+    },
+    /// The response has no bytes for our partition although the broker reported no error.
+    #[error("fetch response has no entry for {topic}-{partition}")]
+    MissingPartition {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
+    /// The response holds bytes but not one complete batch header, so not even an offset range
+    /// to step over: fetch again with more bytes.
+    #[error("fetch of {topic}-{partition} at {offset} returned {received} bytes and no complete batch")]
+    NoCompleteBatch {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The requested offset.
+        offset: i64,
+        /// How many record bytes arrived.
+        received: usize,
+    },
+}
+
+impl FallbackError {
+    /// Whether the partition's own data is not the problem, so trying again later may work.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::Wire { .. } | Self::NoLeader { .. } | Self::NoCompleteBatch { .. } => true,
+            Self::Partition { error, .. } => error.is_retriable(),
+            Self::MissingPartition { .. } => false,
+        }
+    }
+}
+
+/// Reads partitions with our own wire client, decoding every codec in pure Rust.
+///
+/// One per process is enough (it is `Send + Sync`; calls on different partitions proceed in
+/// parallel, calls to the same leader take turns on its connection).
+#[derive(Debug)]
+pub struct FallbackFetcher {
+    bootstrap: Vec<String>,
+    client_id: String,
+    timeout: Duration,
+    max_batch_bytes: usize,
+    /// The connection used for Metadata; `None` until first use or after an error.
+    metadata: Mutex<Option<Arc<BrokerConnection>>>,
+    /// Connections to leaders, by `host:port`.
+    leaders: Mutex<HashMap<String, Arc<BrokerConnection>>>,
+    /// Leader address of each partition, until a fetch there fails.
+    leader_of: Mutex<HashMap<(String, i32), String>>,
+}
+
+impl FallbackFetcher {
+    /// A fetcher that bootstraps from `bootstrap`; `timeout` bounds each connect and each
+    /// request (a fetch may take `timeout + max_wait`).
+    pub fn new(bootstrap: Vec<String>, client_id: String, timeout: Duration) -> Self {
+        Self {
+            bootstrap,
+            client_id,
+            timeout,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            metadata: Mutex::new(None),
+            leaders: Mutex::new(HashMap::new()),
+            leader_of: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The same bootstrap, client id and timeout as the shared rskafka client.
+    pub fn for_client(client: &crate::kafka::client::KafkaClient) -> Self {
+        Self::new(
+            client.bootstrap().to_vec(),
+            client.client_id().to_owned(),
+            client.timeout(),
+        )
+    }
+
+    /// Caps one batch's decompressed records (default [`DEFAULT_MAX_BATCH_BYTES`]); a batch
+    /// over it is [`FetchedItem::Undecodable`].
+    #[must_use]
+    pub fn with_max_batch_bytes(mut self, max: usize) -> Self {
+        self.max_batch_bytes = max;
+        self
+    }
+
+    /// Fetches `topic`-`partition` from `offset`, like rskafka's
+    /// `fetch_records(offset, 1..max_bytes, max_wait_ms)`, and decodes every batch it can.
+    ///
+    /// Records before `offset` (Kafka sends the whole batch that holds it) are dropped; a
+    /// batch cut short at the end of the response is left for the next fetch; control batches
+    /// and aborted transactions come back as [`FetchedItem::Skipped`]; a batch that cannot be
+    /// decoded as [`FetchedItem::Undecodable`] with its offset range. Continue at
+    /// [`FallbackFetch::next_offset`].
+    ///
+    /// # Errors
+    /// [`FallbackError`]: connection, leader or partition errors, never the data's content.
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: i32,
+        max_wait: Duration,
+    ) -> Result<FallbackFetch, FallbackError> {
+        let wire_err = |source| FallbackError::Wire {
+            topic: topic.to_owned(),
+            partition,
+            source,
+        };
+        let leader = self.leader(topic, partition).await?;
+        let conn = self.leader_connection(&leader).await.map_err(wire_err)?;
+        let resp = conn
+            .request_with(
+                fetch_request(topic, partition, offset, max_bytes, max_wait),
+                Some(
+                    conn.negotiate_version(ApiKey::Fetch, Some(FETCH_BY_NAME_MAX))
+                        .map_err(wire_err)?,
+                ),
+                Some(self.timeout.saturating_add(max_wait)),
+            )
+            .await;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => {
+                self.forget(topic, partition, &leader);
+                return Err(wire_err(e));
+            }
+        };
+        if resp.error_code != 0 {
+            self.forget(topic, partition, &leader);
+            return Err(wire_err(wire::Error::server(
+                ApiKey::Fetch,
+                resp.error_code,
+                None,
+            )));
+        }
+        let data = resp
+            .responses
+            .into_iter()
+            .filter(|t| t.topic.0.as_str() == topic)
+            .flat_map(|t| t.partitions)
+            .find(|p| p.partition_index == partition)
+            .ok_or_else(|| FallbackError::MissingPartition {
+                topic: topic.to_owned(),
+                partition,
+            })?;
+        if let Some(error) = ResponseError::try_from_code(data.error_code) {
+            if matches!(
+                error,
+                ResponseError::NotLeaderOrFollower
+                    | ResponseError::FencedLeaderEpoch
+                    | ResponseError::UnknownLeaderEpoch
+                    | ResponseError::UnknownTopicOrPartition
+                    | ResponseError::LeaderNotAvailable
+            ) {
+                self.forget(topic, partition, &leader);
+            }
+            return Err(FallbackError::Partition {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+                error,
+                code: data.error_code,
+            });
+        }
+        let aborted: Vec<AbortedTxn> = data
+            .aborted_transactions
+            .unwrap_or_default()
+            .iter()
+            .map(|t| AbortedTxn {
+                first_offset: t.first_offset,
+                producer_id: t.producer_id.0,
+            })
+            .collect();
+        let raw = data.records.unwrap_or_default();
+        let decoded = decode_batches(&raw, offset, &aborted, self.max_batch_bytes);
+        if decoded.items.is_empty() && decoded.next_offset == offset && !raw.is_empty() {
+            return Err(FallbackError::NoCompleteBatch {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+                received: raw.len(),
+            });
+        }
+        Ok(FallbackFetch {
+            items: decoded.items,
+            next_offset: decoded.next_offset,
+            high_watermark: data.high_watermark,
+        })
+    }
+
+    /// The leader's address, from the cache or from Metadata.
+    async fn leader(&self, topic: &str, partition: i32) -> Result<String, FallbackError> {
+        let key = (topic.to_owned(), partition);
+        if let Some(addr) = lock(&self.leader_of).get(&key) {
+            return Ok(addr.clone());
+        }
+        let wire_err = |source| FallbackError::Wire {
+            topic: topic.to_owned(),
+            partition,
+            source,
+        };
+        let conn = self.metadata_connection().await.map_err(wire_err)?;
+        let found = leader_from_metadata(&conn, topic, partition).await;
+        let addr = match found {
+            Ok(Some(addr)) => addr,
+            Ok(None) => {
+                return Err(FallbackError::NoLeader {
+                    topic: topic.to_owned(),
+                    partition,
+                });
+            }
+            Err(e) => {
+                *lock(&self.metadata) = None;
+                return Err(wire_err(e));
+            }
+        };
+        lock(&self.leader_of).insert(key, addr.clone());
+        Ok(addr)
+    }
+
+    async fn metadata_connection(&self) -> wire::Result<Arc<BrokerConnection>> {
+        if let Some(conn) = lock(&self.metadata).as_ref().filter(|c| c.poisoned().is_none()) {
+            return Ok(Arc::clone(conn));
+        }
+        let conn = Arc::new(connect_any(&self.bootstrap, &self.client_id, self.timeout).await?);
+        *lock(&self.metadata) = Some(Arc::clone(&conn));
+        Ok(conn)
+    }
+
+    async fn leader_connection(&self, addr: &str) -> wire::Result<Arc<BrokerConnection>> {
+        if let Some(conn) = lock(&self.leaders).get(addr).filter(|c| c.poisoned().is_none()) {
+            return Ok(Arc::clone(conn));
+        }
+        let conn = Arc::new(BrokerConnection::connect(addr, &self.client_id, self.timeout).await?);
+        lock(&self.leaders).insert(addr.to_owned(), Arc::clone(&conn));
+        Ok(conn)
+    }
+
+    /// Drops what a failed fetch may have been wrong about: the partition's leader and the
+    /// connection to it.
+    fn forget(&self, topic: &str, partition: i32, leader: &str) {
+        lock(&self.leader_of).remove(&(topic.to_owned(), partition));
+        lock(&self.leaders).remove(leader);
+    }
+}
+
+/// A poisoned cache lock only means another call panicked mid-update of a map of
+/// connections; the map is still usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn fetch_request(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_bytes: i32,
+    max_wait: Duration,
+) -> FetchRequest {
+    let max_bytes = max_bytes.max(1);
+    FetchRequest::default()
+        .with_max_wait_ms(i32::try_from(max_wait.as_millis()).unwrap_or(i32::MAX))
+        .with_min_bytes(1)
+        .with_max_bytes(max_bytes)
+        .with_isolation_level(READ_COMMITTED)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(max_bytes),
+                ]),
+        ])
+}
+
+/// The `host:port` of the partition's leader, `None` while it has none.
+async fn leader_from_metadata(
+    conn: &BrokerConnection,
+    topic: &str,
+    partition: i32,
+) -> wire::Result<Option<String>> {
+    let version = conn.negotiate_version(ApiKey::Metadata, None)?;
+    let mut req = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.to_owned())))),
+    ]));
+    if version >= METADATA_NO_AUTO_CREATE {
+        req = req.with_allow_auto_topic_creation(false);
+    }
+    let resp = conn.request_with_version(req, version).await?;
+    let leader = resp
+        .topics
+        .iter()
+        .filter(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic) && t.error_code == 0)
+        .flat_map(|t| &t.partitions)
+        .find(|p| p.partition_index == partition && p.error_code == 0)
+        .map(|p| p.leader_id.0);
+    Ok(leader.and_then(|id| {
+        resp.brokers
+            .iter()
+            .find(|b| b.node_id.0 == id)
+            .map(|b| format!("{}:{}", b.host.as_str(), b.port))
+    }))
+}
