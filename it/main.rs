@@ -10,6 +10,7 @@ mod helpers;
 mod breaker;
 mod chaos;
 mod cli;
+mod codecs;
 mod delivery;
 mod group;
 mod ingest;

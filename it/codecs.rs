@@ -1,0 +1,179 @@
+//! Batches of every codec, written by Kafka's own console producer into a topic with
+//! `compression.type=producer`: rskafka (gzip + snappy only, to stay free of C) cannot read
+//! the zstd and lz4 ones, and the fallback reader in `bigpipe::kafka::fallback` reads them all.
+//! Corrupt batches cannot be produced through Kafka (the broker checks CRCs); the unit tests
+//! in `src/kafka/fallback/decode.rs` cover them.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bigpipe::kafka::fallback::{FallbackFetcher, FetchedItem, is_decode_error};
+use bigpipe::kafka::wire::admin::{TopicCreation, TopicSpec, create_topics};
+use bigpipe::kafka::wire::connect_any;
+use rskafka::client::partition::OffsetAt;
+use rskafka::record::RecordAndOffset;
+
+use crate::helpers::*;
+
+const T: Duration = Duration::from_secs(10);
+/// Records per codec.
+const PER_CODEC: i64 = 5;
+const CODECS: [&str; 4] = ["zstd", "lz4", "gzip", "snappy"];
+
+/// Writes `lines` through Kafka's console producer with `codec`, keys and headers parsed
+/// from each line (`header:value<TAB>key<TAB>value`).
+fn console_produce(topic: &str, codec: &str, lines: &str) {
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
+    let mut child = Command::new(script)
+        .args(["tool", "console-producer", "--bootstrap-server", &bootstrap()])
+        .args(["--topic", topic, "--compression-codec", codec])
+        .args(["--reader-property", "parse.key=true"])
+        .args(["--reader-property", "parse.headers=true"])
+        // One batch per codec: every line is sent before the producer's linger ends.
+        .args(["--producer-property", "linger.ms=500"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run scripts/kafka.sh tool console-producer");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(lines.as_bytes())
+        .expect("write to the console producer");
+    let out = child.wait_with_output().expect("console producer exit");
+    assert!(
+        out.status.success(),
+        "console producer ({codec}) failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn key(codec: &str, i: i64) -> String {
+    format!("key-{codec}-{i}")
+}
+
+fn value(codec: &str, i: i64) -> String {
+    // Repetitive, so that every codec really compresses.
+    format!("value {codec} {i} ").repeat(30)
+}
+
+/// Every item from `from` to `end` through the fallback reader, following `next_offset`.
+async fn read_fallback(fetcher: &FallbackFetcher, topic: &str, from: i64, end: i64) -> Vec<FetchedItem> {
+    let mut items = Vec::new();
+    let mut next = from;
+    while next < end {
+        let got = fetcher
+            .fetch(topic, 0, next, 1_000_000, Duration::from_millis(100))
+            .await
+            .expect("fallback fetch");
+        assert_eq!(got.high_watermark, end);
+        assert!(got.next_offset > next, "no progress at {next}: {got:?}");
+        next = got.next_offset;
+        items.extend(got.items);
+    }
+    items
+}
+
+fn records(items: Vec<FetchedItem>) -> Vec<RecordAndOffset> {
+    items
+        .into_iter()
+        .map(|i| match i {
+            FetchedItem::Record(r) => r,
+            other => panic!("only records expected, got {other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_reads_every_codec_the_console_producer_writes() {
+    let _k = kafka().await;
+    let topic = unique("codecs");
+    let conn = connect_any(&[bootstrap()], "it-codecs", T).await.unwrap();
+    let spec = TopicSpec {
+        name: topic.clone(),
+        partitions: 1,
+        replication_factor: -1,
+        configs: vec![("compression.type".into(), "producer".into())],
+    };
+    let created = create_topics(&conn, &[spec], T).await.unwrap();
+    assert_eq!(created[0].1, TopicCreation::Created);
+
+    // Offsets 0..5 zstd, 5..10 lz4, 10..15 gzip, 15..20 snappy.
+    for codec in CODECS {
+        let lines: String = (0..PER_CODEC)
+            .map(|i| format!("codec:{codec}\t{}\t{}\n", key(codec, i), value(codec, i)))
+            .collect();
+        tokio::task::spawn_blocking({
+            let topic = topic.clone();
+            move || console_produce(&topic, codec, &lines)
+        })
+        .await
+        .unwrap();
+    }
+    let end = PER_CODEC * CODECS.len() as i64;
+
+    // rskafka: the zstd and lz4 batches fail the whole fetch (this is why the fallback exists);
+    // gzip and snappy read fine.
+    let client = client().await;
+    let pc = partition(&client, &topic, 0).await;
+    assert_eq!(pc.get_offset(OffsetAt::Latest).await.unwrap(), end);
+    for (n, codec) in CODECS.iter().enumerate() {
+        let at = n as i64 * PER_CODEC;
+        let got = pc.fetch_records(at, 1..1_000_000, 100).await;
+        match *codec {
+            "zstd" | "lz4" => {
+                let err = got.expect_err("rskafka cannot read this codec");
+                assert!(is_decode_error(&err), "{codec}: {err:?}");
+                assert!(
+                    err.to_string().contains("Unimplemented compression"),
+                    "{codec}: {err}"
+                );
+            }
+            _ => assert!(got.is_ok(), "{codec}: {got:?}"),
+        }
+    }
+
+    // The fallback reads all of it, with the right offsets, keys, values and headers.
+    let fetcher = FallbackFetcher::new(vec![bootstrap()], "it-codecs".into(), T);
+    let all = records(read_fallback(&fetcher, &topic, 0, end).await);
+    assert_eq!(all.len() as i64, end);
+    for (n, codec) in CODECS.iter().enumerate() {
+        for i in 0..PER_CODEC {
+            let r = &all[(n as i64 * PER_CODEC + i) as usize];
+            assert_eq!(r.offset, n as i64 * PER_CODEC + i, "{codec} {i}");
+            assert_eq!(
+                r.record.key.as_deref(),
+                Some(key(codec, i).as_bytes()),
+                "{codec} {i}"
+            );
+            assert_eq!(
+                r.record.value.as_deref(),
+                Some(value(codec, i).as_bytes()),
+                "{codec} {i}"
+            );
+            assert_eq!(
+                r.record.headers.get("codec").map(Vec::as_slice),
+                Some(codec.as_bytes()),
+                "{codec} {i}"
+            );
+        }
+    }
+
+    // Where rskafka can read, both readers agree record for record (timestamps included).
+    let (rs_gzip, hw) = pc.fetch_records(2 * PER_CODEC, 1..1_000_000, 100).await.unwrap();
+    assert_eq!(hw, end);
+    let gzip_snappy: Vec<_> = all[(2 * PER_CODEC) as usize..].to_vec();
+    assert_eq!(rs_gzip[..], gzip_snappy[..rs_gzip.len()]);
+
+    // Starting inside a zstd batch drops the records before the requested offset.
+    let mid = fetcher
+        .fetch(&topic, 0, 2, 1_000_000, Duration::from_millis(100))
+        .await
+        .unwrap();
+    let first = records(mid.items);
+    assert_eq!(first.first().map(|r| r.offset), Some(2));
+}
