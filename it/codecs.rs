@@ -8,9 +8,10 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use bigpipe::kafka::fallback::{FallbackFetcher, FetchedItem, is_decode_error};
+use bigpipe::kafka::fallback::{FallbackError, FallbackFetcher, FetchedItem, is_decode_error};
 use bigpipe::kafka::wire::admin::{TopicCreation, TopicSpec, create_topics};
 use bigpipe::kafka::wire::connect_any;
+use kafka_protocol::error::ResponseError;
 use rskafka::client::partition::OffsetAt;
 use rskafka::record::RecordAndOffset;
 
@@ -176,4 +177,37 @@ async fn fallback_reads_every_codec_the_console_producer_writes() {
         .unwrap();
     let first = records(mid.items);
     assert_eq!(first.first().map(|r| r.offset), Some(2));
+
+    // At the end of the log: nothing, no error, the caller waits and asks again.
+    let at_end = fetcher
+        .fetch(&topic, 0, end, 1_000_000, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert!(at_end.items.is_empty());
+    assert_eq!((at_end.next_offset, at_end.high_watermark), (end, end));
+
+    // Typed errors: past the end is OFFSET_OUT_OF_RANGE, as with rskafka; a partition that
+    // does not exist has no leader.
+    let err = fetcher
+        .fetch(&topic, 0, end + 100, 1_000_000, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FallbackError::Partition {
+                error: ResponseError::OffsetOutOfRange,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = fetcher
+        .fetch(&topic, 7, 0, 1_000_000, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FallbackError::NoLeader { partition: 7, .. }),
+        "{err:?}"
+    );
 }
