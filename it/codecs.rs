@@ -24,7 +24,7 @@ const CODECS: [&str; 4] = ["zstd", "lz4", "gzip", "snappy"];
 
 /// Writes `lines` through Kafka's console producer with `codec`, keys and headers parsed
 /// from each line (`header:value<TAB>key<TAB>value`).
-fn console_produce(topic: &str, codec: &str, lines: &str) {
+fn console_produce(topic: &str, codec: &str, extra: &[&str], lines: &str) {
     let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
     let mut child = Command::new(script)
         .args(["tool", "console-producer", "--bootstrap-server", &bootstrap()])
@@ -33,6 +33,7 @@ fn console_produce(topic: &str, codec: &str, lines: &str) {
         .args(["--reader-property", "parse.headers=true"])
         // One batch per codec: every line is sent before the producer's linger ends.
         .args(["--producer-property", "linger.ms=500"])
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -89,9 +90,8 @@ fn records(items: Vec<FetchedItem>) -> Vec<RecordAndOffset> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fallback_reads_every_codec_the_console_producer_writes() {
-    let _k = kafka().await;
+/// A one-partition topic that keeps whatever codec the producer used.
+async fn producer_codec_topic() -> String {
     let topic = unique("codecs");
     let conn = connect_any(&[bootstrap()], "it-codecs", T).await.unwrap();
     let spec = TopicSpec {
@@ -102,6 +102,13 @@ async fn fallback_reads_every_codec_the_console_producer_writes() {
     };
     let created = create_topics(&conn, &[spec], T).await.unwrap();
     assert_eq!(created[0].1, TopicCreation::Created);
+    topic
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_reads_every_codec_the_console_producer_writes() {
+    let _k = kafka().await;
+    let topic = producer_codec_topic().await;
 
     // Offsets 0..5 zstd, 5..10 lz4, 10..15 gzip, 15..20 snappy.
     for codec in CODECS {
@@ -110,7 +117,7 @@ async fn fallback_reads_every_codec_the_console_producer_writes() {
             .collect();
         tokio::task::spawn_blocking({
             let topic = topic.clone();
-            move || console_produce(&topic, codec, &lines)
+            move || console_produce(&topic, codec, &[], &lines)
         })
         .await
         .unwrap();
@@ -209,5 +216,40 @@ async fn fallback_reads_every_codec_the_console_producer_writes() {
     assert!(
         matches!(err, FallbackError::NoLeader { partition: 7, .. }),
         "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_reads_a_null_header_value_that_rskafka_cannot() {
+    // Legal in Kafka (the Java client's `new RecordHeader(k, null)`), a decode error in
+    // rskafka 0.6 whatever the codec: one such record would stop a partition too.
+    let _k = kafka().await;
+    let topic = producer_codec_topic().await;
+    tokio::task::spawn_blocking({
+        let topic = topic.clone();
+        move || {
+            let extra = ["--reader-property", "null.marker=<null>"];
+            console_produce(&topic, "gzip", &extra, "codec:gzip,gone:<null>\tk0\tv0\n")
+        }
+    })
+    .await
+    .unwrap();
+
+    let client = client().await;
+    let pc = partition(&client, &topic, 0).await;
+    let err = pc
+        .fetch_records(0, 1..1_000_000, 100)
+        .await
+        .expect_err("rskafka refuses null headers");
+    assert!(is_decode_error(&err), "{err:?}");
+
+    let fetcher = FallbackFetcher::new(vec![bootstrap()], "it-codecs".into(), T);
+    let got = records(read_fallback(&fetcher, &topic, 0, 1).await);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].record.value.as_deref(), Some(&b"v0"[..]));
+    assert_eq!(got[0].record.headers.get("gone"), Some(&Vec::new()));
+    assert_eq!(
+        got[0].record.headers.get("codec").map(Vec::as_slice),
+        Some(&b"gzip"[..])
     );
 }

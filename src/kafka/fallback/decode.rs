@@ -156,7 +156,7 @@ impl Decoded {
         }
         let first_offset = base.max(from_offset);
         self.next_offset = self.next_offset.max(last.saturating_add(1));
-        let item = match classify(batch, txns) {
+        let item = match classify(batch, txns, max_batch_bytes) {
             Err(reason) => FetchedItem::Undecodable {
                 first_offset,
                 last_offset: last,
@@ -190,7 +190,11 @@ enum Kind {
 }
 
 /// Checks magic, CRC and codec bits, and sorts out control and aborted batches.
-fn classify(batch: &Bytes, txns: &mut AbortedTracker) -> Result<Kind, UndecodableReason> {
+fn classify(
+    batch: &Bytes,
+    txns: &mut AbortedTracker,
+    max_batch_bytes: usize,
+) -> Result<Kind, UndecodableReason> {
     let magic = magic(batch).unwrap_or(-1);
     if magic != 2 {
         return Err(UndecodableReason::UnsupportedMagic { magic });
@@ -211,7 +215,7 @@ fn classify(batch: &Bytes, txns: &mut AbortedTracker) -> Result<Kind, Undecodabl
         txns.open_up_to(last);
     }
     if attributes & CONTROL_BIT != 0 {
-        if control_type(batch)? == Some(CONTROL_TYPE_ABORT) {
+        if control_type(batch, max_batch_bytes)? == Some(CONTROL_TYPE_ABORT) {
             txns.close(producer_id);
         }
         return Ok(Kind::Skip(SkipReason::ControlBatch));
@@ -223,8 +227,8 @@ fn classify(batch: &Bytes, txns: &mut AbortedTracker) -> Result<Kind, Undecodabl
 }
 
 /// The marker type of a control batch (its one record's key), `None` for an empty batch.
-fn control_type(batch: &Bytes) -> Result<Option<i16>, UndecodableReason> {
-    let set = decode_set(batch, usize::MAX)?;
+fn control_type(batch: &Bytes, max_batch_bytes: usize) -> Result<Option<i16>, UndecodableReason> {
+    let set = decode_set(batch, max_batch_bytes)?;
     Ok(set
         .records
         .first()
@@ -484,6 +488,25 @@ mod tests {
             assert_eq!(r.record.headers.get("h").map(Vec::as_slice), Some(&b"11"[..]));
             assert_eq!(r.record.timestamp.timestamp_millis(), T0 + 11, "{codec:?}");
         }
+    }
+
+    #[test]
+    fn a_null_header_value_reads_as_empty() {
+        // rskafka fails the whole fetch on one (its header value cannot be null).
+        let r = kafka_protocol::records::Record {
+            headers: [
+                ("gone".into(), None),
+                ("h".into(), Some(Bytes::from_static(b"x"))),
+            ]
+            .into(),
+            ..record(4)
+        };
+        let d = decode(&encode(&[r], Compression::Lz4), 0);
+        let FetchedItem::Record(got) = &d.items[0] else {
+            panic!("{:?}", d.items)
+        };
+        assert_eq!(got.record.headers.get("gone"), Some(&Vec::new()));
+        assert_eq!(got.record.headers.get("h").map(Vec::as_slice), Some(&b"x"[..]));
     }
 
     #[test]
