@@ -62,6 +62,8 @@ pub struct Decoded {
     /// The bytes ended inside a batch (the broker cuts the last one at max bytes); that batch
     /// comes whole in the next fetch.
     pub partial_tail: bool,
+    /// How many whole batches the bytes held (including any before the requested offset).
+    pub complete_batches: usize,
 }
 
 /// Decodes every complete batch in `raw` for a fetch that asked for `from_offset`.
@@ -79,6 +81,7 @@ pub fn decode_batches(
         items: Vec::new(),
         next_offset: from_offset,
         partial_tail: false,
+        complete_batches: 0,
     };
     let mut txns = AbortedTracker::new(aborted);
     let mut pos = 0;
@@ -105,6 +108,7 @@ pub fn decode_batches(
                 let batch = raw.slice(pos..pos + total);
                 pos += total;
                 first = false;
+                out.complete_batches += 1;
                 out.push_batch(&batch, from_offset, &mut txns, max_batch_bytes);
             }
             _ => {
@@ -370,7 +374,7 @@ impl AbortedTracker {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use bytes::{BufMut, BytesMut};
     use kafka_protocol::records::{
         NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, RecordBatchEncoder,
@@ -427,7 +431,7 @@ mod tests {
         buf.freeze()
     }
 
-    fn batch(offsets: std::ops::RangeInclusive<i64>, codec: Compression) -> Bytes {
+    pub(crate) fn batch(offsets: std::ops::RangeInclusive<i64>, codec: Compression) -> Bytes {
         encode(&offsets.map(record).collect::<Vec<_>>(), codec)
     }
 

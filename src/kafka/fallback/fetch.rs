@@ -260,7 +260,7 @@ impl FallbackFetcher {
             .collect();
         let raw = data.records.unwrap_or_default();
         let decoded = decode_batches(&raw, offset, &aborted, self.max_batch_bytes);
-        if decoded.items.is_empty() && decoded.next_offset == offset && !raw.is_empty() {
+        if decoded.complete_batches == 0 && decoded.items.is_empty() && !raw.is_empty() {
             return Err(FallbackError::NoCompleteBatch {
                 topic: topic.to_owned(),
                 partition,
@@ -389,4 +389,182 @@ async fn leader_from_metadata(
             .find(|b| b.node_id.0 == id)
             .map(|b| format!("{}:{}", b.host.as_str(), b.port))
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use bytes::Bytes;
+    use kafka_protocol::messages::{ApiKey, FetchRequest};
+    use kafka_protocol::protocol::{Decodable, VersionRange};
+    use kafka_protocol::records::Compression;
+
+    use super::super::decode::tests::batch;
+    use super::*;
+    use crate::kafka::wire::testing::{Answer, Behaviour, FakeBroker};
+
+    const T: Duration = Duration::from_secs(5);
+    const WAIT: Duration = Duration::from_millis(100);
+
+    async fn broker(behaviour: Behaviour) -> FakeBroker {
+        let apis = [
+            (ApiKey::Metadata, VersionRange { min: 0, max: 12 }),
+            (ApiKey::Fetch, VersionRange { min: 4, max: 17 }),
+        ];
+        let behaviour = Behaviour {
+            topics: vec![("t".to_owned(), 2)],
+            advertise_self: true,
+            ..behaviour
+        };
+        FakeBroker::start_with(&apis, behaviour).await
+    }
+
+    fn count(broker: &FakeBroker, api: ApiKey) -> usize {
+        broker.seen().iter().filter(|(k, _)| *k == api as i16).count()
+    }
+
+    #[tokio::test]
+    async fn fetches_from_the_leader_by_name_and_read_committed() {
+        let broker = broker(Behaviour {
+            fetch_records: batch(40..=44, Compression::Zstd),
+            high_watermark: 45,
+            ..Behaviour::default()
+        })
+        .await;
+        let fetcher = FallbackFetcher::new(vec![broker.addr()], "t".into(), T);
+        let got = fetcher.fetch("t", 1, 42, 5000, WAIT).await.unwrap();
+        let offsets: Vec<i64> = got.items.iter().map(FetchedItem::last_offset).collect();
+        assert_eq!(offsets, vec![42, 43, 44]);
+        assert_eq!((got.next_offset, got.high_watermark), (45, 45));
+
+        let sent = broker
+            .requests()
+            .into_iter()
+            .find(|r| r.api_key == ApiKey::Fetch as i16)
+            .unwrap();
+        assert_eq!(
+            sent.version, FETCH_BY_NAME_MAX,
+            "the last version that names topics"
+        );
+        let req = FetchRequest::decode(&mut sent.body.clone(), sent.version).unwrap();
+        assert_eq!(
+            (req.isolation_level, req.max_bytes, req.max_wait_ms),
+            (1, 5000, 100)
+        );
+        assert_eq!(req.topics[0].topic.0.as_str(), "t");
+        let p = &req.topics[0].partitions[0];
+        assert_eq!(
+            (p.partition, p.fetch_offset, p.partition_max_bytes),
+            (1, 42, 5000)
+        );
+
+        // The leader and its connection are kept: the next fetch is one Fetch, nothing else.
+        let before = broker.seen().len();
+        fetcher.fetch("t", 1, 45, 5000, WAIT).await.unwrap();
+        assert_eq!(
+            broker.seen()[before..],
+            [(ApiKey::Fetch as i16, FETCH_BY_NAME_MAX)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_leader_change_is_a_retriable_error_that_clears_the_cache() {
+        let broker = broker(Behaviour {
+            fetch_records: batch(0..=1, Compression::Lz4),
+            high_watermark: 2,
+            fetch_errors: Arc::new(Mutex::new([6].into())), // NOT_LEADER_OR_FOLLOWER
+            ..Behaviour::default()
+        })
+        .await;
+        let fetcher = FallbackFetcher::new(vec![broker.addr()], "t".into(), T);
+        let err = fetcher.fetch("t", 0, 0, 5000, WAIT).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FallbackError::Partition {
+                    error: ResponseError::NotLeaderOrFollower,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.is_retriable());
+        let got = fetcher.fetch("t", 0, 0, 5000, WAIT).await.unwrap();
+        assert_eq!(got.items.len(), 2);
+        assert_eq!(
+            count(&broker, ApiKey::Metadata),
+            2,
+            "the leader was looked up again"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_bytes_are_items_not_errors() {
+        let mut bad = batch(7..=9, Compression::Gzip).to_vec();
+        let at = bad.len() - 2;
+        bad[at] ^= 0xff;
+        let broker = broker(Behaviour {
+            fetch_records: Bytes::from(bad),
+            high_watermark: 10,
+            ..Behaviour::default()
+        })
+        .await;
+        let fetcher = FallbackFetcher::new(vec![broker.addr()], "t".into(), T);
+        let got = fetcher.fetch("t", 0, 7, 5000, WAIT).await.unwrap();
+        assert!(
+            matches!(
+                got.items[..],
+                [FetchedItem::Undecodable {
+                    first_offset: 7,
+                    last_offset: 9,
+                    reason: super::super::UndecodableReason::Crc { .. },
+                }]
+            ),
+            "{:?}",
+            got.items
+        );
+        assert_eq!(got.next_offset, 10);
+    }
+
+    #[tokio::test]
+    async fn a_silent_broker_fails_within_the_timeout() {
+        let broker = broker(Behaviour {
+            answer: Answer::Never,
+            ..Behaviour::default()
+        })
+        .await;
+        let bound = Duration::from_millis(300);
+        let fetcher = FallbackFetcher::new(vec![broker.addr()], "t".into(), bound);
+        let started = Instant::now();
+        let err = fetcher.fetch("t", 0, 0, 5000, WAIT).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FallbackError::Wire {
+                    source: wire::Error::Timeout { .. },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < bound * 3, "{:?}", started.elapsed());
+        // The poisoned connection is not reused: the next call connects again.
+        let before = count(&broker, ApiKey::ApiVersions);
+        assert!(fetcher.fetch("t", 0, 0, 5000, WAIT).await.is_err());
+        assert_eq!(count(&broker, ApiKey::ApiVersions), before + 1);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_partition_has_no_leader() {
+        let broker = broker(Behaviour::default()).await;
+        let fetcher = FallbackFetcher::new(vec![broker.addr()], "t".into(), T);
+        let err = fetcher.fetch("t", 9, 0, 5000, WAIT).await.unwrap_err();
+        assert!(
+            matches!(err, FallbackError::NoLeader { partition: 9, .. }),
+            "{err:?}"
+        );
+        let err = fetcher.fetch("nope", 0, 0, 5000, WAIT).await.unwrap_err();
+        assert!(matches!(err, FallbackError::NoLeader { .. }), "{err:?}");
+    }
 }

@@ -295,4 +295,4 @@ pub async fn connect_any(
 }
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;

@@ -1,15 +1,17 @@
 //! A scripted in-process Kafka broker on 127.0.0.1:0 for the wire layer's unit tests: it
 //! speaks real frames and headers through kafka-protocol's broker-side encoders.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse,
-    MetadataRequest, MetadataResponse, ResponseHeader, TopicName,
+    FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ResponseHeader, TopicName,
     api_versions_response::ApiVersion,
     create_topics_response::CreatableTopicResult,
+    fetch_response::{FetchableTopicResponse, PartitionData},
     metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic},
 };
 use kafka_protocol::protocol::{
@@ -24,7 +26,7 @@ const MAX: usize = 1 << 20;
 
 /// How the fake answers every request other than ApiVersions.
 #[derive(Debug, Clone, Copy, Default)]
-pub(super) enum Answer {
+pub(crate) enum Answer {
     /// A correct response.
     #[default]
     Normal,
@@ -40,15 +42,24 @@ pub(super) enum Answer {
 
 /// The fake's script.
 #[derive(Debug, Clone)]
-pub(super) struct Behaviour {
+pub(crate) struct Behaviour {
     /// Highest ApiVersions version understood; a higher request gets a v0 UNSUPPORTED_VERSION.
-    pub(super) api_versions_max: i16,
+    pub(crate) api_versions_max: i16,
     /// Top-level error code of every ApiVersions answer.
-    pub(super) api_versions_error: i16,
+    pub(crate) api_versions_error: i16,
     /// See [`Answer`].
-    pub(super) answer: Answer,
+    pub(crate) answer: Answer,
     /// Existing topics and their partition counts, for Metadata.
-    pub(super) topics: Vec<(String, i32)>,
+    pub(crate) topics: Vec<(String, i32)>,
+    /// Metadata lists the fake itself as the broker (instead of 127.0.0.1:9092), so that a
+    /// client following leaders comes back to it.
+    pub(crate) advertise_self: bool,
+    /// The `records` bytes of every Fetch answer.
+    pub(crate) fetch_records: Bytes,
+    /// High watermark of every Fetch answer.
+    pub(crate) high_watermark: i64,
+    /// Partition error codes for the next Fetch answers, one per request, then 0.
+    pub(crate) fetch_errors: Arc<Mutex<VecDeque<i16>>>,
 }
 
 impl Default for Behaviour {
@@ -58,22 +69,26 @@ impl Default for Behaviour {
             api_versions_error: 0,
             answer: Answer::Normal,
             topics: Vec::new(),
+            advertise_self: false,
+            fetch_records: Bytes::new(),
+            high_watermark: 0,
+            fetch_errors: Arc::default(),
         }
     }
 }
 
 /// One request as the fake saw it.
 #[derive(Debug, Clone)]
-pub(super) struct Seen {
-    pub(super) api_key: i16,
-    pub(super) version: i16,
+pub(crate) struct Seen {
+    pub(crate) api_key: i16,
+    pub(crate) version: i16,
     /// The request body (after the header).
-    pub(super) body: Bytes,
+    pub(crate) body: Bytes,
 }
 
 /// The running fake; dropping it stops the listener and every connection task.
 #[derive(Debug)]
-pub(super) struct FakeBroker {
+pub(crate) struct FakeBroker {
     addr: String,
     seen: Arc<Mutex<Vec<Seen>>>,
     task: JoinHandle<()>,
@@ -87,16 +102,17 @@ impl Drop for FakeBroker {
 }
 
 impl FakeBroker {
-    pub(super) async fn start(apis: &[(ApiKey, VersionRange)]) -> Self {
+    pub(crate) async fn start(apis: &[(ApiKey, VersionRange)]) -> Self {
         Self::start_with(apis, Behaviour::default()).await
     }
 
-    pub(super) async fn start_with(apis: &[(ApiKey, VersionRange)], behaviour: Behaviour) -> Self {
+    pub(crate) async fn start_with(apis: &[(ApiKey, VersionRange)], behaviour: Behaviour) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let apis = Arc::new(apis.to_vec());
         let behaviour = Arc::new(behaviour);
+        let own = addr.clone();
         let task = tokio::spawn({
             let seen = Arc::clone(&seen);
             async move {
@@ -107,6 +123,7 @@ impl FakeBroker {
                     };
                     conns.spawn(serve(
                         stream,
+                        own.clone(),
                         Arc::clone(&apis),
                         Arc::clone(&behaviour),
                         Arc::clone(&seen),
@@ -118,27 +135,28 @@ impl FakeBroker {
     }
 
     /// An address nobody listens on: bound, then released.
-    pub(super) async fn dead_addr() -> String {
+    pub(crate) async fn dead_addr() -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         listener.local_addr().unwrap().to_string()
     }
 
-    pub(super) fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         self.addr.clone()
     }
 
     /// `(api_key, version)` of every request received, in order.
-    pub(super) fn seen(&self) -> Vec<(i16, i16)> {
+    pub(crate) fn seen(&self) -> Vec<(i16, i16)> {
         self.requests().iter().map(|s| (s.api_key, s.version)).collect()
     }
 
-    pub(super) fn requests(&self) -> Vec<Seen> {
+    pub(crate) fn requests(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
 
 async fn serve(
     mut stream: TcpStream,
+    own: String,
     apis: Arc<Vec<(ApiKey, VersionRange)>>,
     behaviour: Arc<Behaviour>,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -174,13 +192,17 @@ async fn serve(
         let reply = match api {
             ApiKey::Metadata => {
                 let req = MetadataRequest::decode(&mut frame, version).unwrap();
-                let resp = metadata(&behaviour, &req, version);
+                let resp = metadata(&behaviour, &own, &req, version);
                 encode::<MetadataResponse>(&resp, version, correlation_id)
             }
             ApiKey::CreateTopics => {
                 let req = CreateTopicsRequest::decode(&mut frame, version).unwrap();
                 let resp = create_topics(&req, version);
                 encode::<CreateTopicsResponse>(&resp, version, correlation_id)
+            }
+            ApiKey::Fetch => {
+                let req = FetchRequest::decode(&mut frame, version).unwrap();
+                encode::<FetchResponse>(&fetch(&behaviour, &req), version, correlation_id)
             }
             other => panic!("fake broker has no answer for {other:?}"),
         };
@@ -235,11 +257,15 @@ fn api_versions(
     encode(&resp, version, correlation_id)
 }
 
-fn metadata(behaviour: &Behaviour, req: &MetadataRequest, version: i16) -> MetadataResponse {
+fn metadata(behaviour: &Behaviour, own: &str, req: &MetadataRequest, version: i16) -> MetadataResponse {
+    let port = match own.rsplit_once(':') {
+        Some((_, port)) if behaviour.advertise_self => port.parse().unwrap(),
+        _ => 9092,
+    };
     let broker = MetadataResponseBroker::default()
         .with_node_id(BrokerId(1))
         .with_host(StrBytes::from_static_str("127.0.0.1"))
-        .with_port(9092);
+        .with_port(port);
     let requested: Vec<String> = req
         .topics
         .iter()
@@ -308,4 +334,34 @@ fn create_topics(req: &CreateTopicsRequest, version: i16) -> CreateTopicsRespons
         })
         .collect();
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// Answers every requested partition with the scripted records, or the next scripted error.
+fn fetch(behaviour: &Behaviour, req: &FetchRequest) -> FetchResponse {
+    let responses = req
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let error = behaviour.fetch_errors.lock().unwrap().pop_front().unwrap_or(0);
+                    let data = PartitionData::default()
+                        .with_partition_index(p.partition)
+                        .with_error_code(error)
+                        .with_high_watermark(behaviour.high_watermark);
+                    if error == 0 {
+                        data.with_records(Some(behaviour.fetch_records.clone()))
+                    } else {
+                        data.with_records(Some(Bytes::new()))
+                    }
+                })
+                .collect();
+            FetchableTopicResponse::default()
+                .with_topic(t.topic.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    FetchResponse::default().with_responses(responses)
 }
