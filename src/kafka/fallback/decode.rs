@@ -64,6 +64,9 @@ pub struct Decoded {
     pub partial_tail: bool,
     /// How many whole batches the bytes held (including any before the requested offset).
     pub complete_batches: usize,
+    /// The first batch was cut short, and this many bytes would hold it whole (only when
+    /// `first_cut_is_corrupt` was false; then nothing else was decoded).
+    pub first_batch_cut: Option<usize>,
 }
 
 /// Decodes every complete batch in `raw` for a fetch that asked for `from_offset`.
@@ -71,17 +74,24 @@ pub struct Decoded {
 /// `aborted` is the fetch response's aborted transaction list; records of those transactions
 /// are reported as [`SkipReason::AbortedTransaction`]. `max_batch_bytes` caps one batch's
 /// decompressed records.
+///
+/// Kafka sends the first batch whole whatever the fetch limits (KIP-74). When it is cut short
+/// anyway, `first_cut_is_corrupt` decides: false reports how many bytes would hold it
+/// ([`Decoded::first_batch_cut`]) so the caller can ask again; true reports it as
+/// [`UndecodableReason::Incomplete`], as its length field must then be corrupt.
 pub fn decode_batches(
     raw: &Bytes,
     from_offset: i64,
     aborted: &[AbortedTxn],
     max_batch_bytes: usize,
+    first_cut_is_corrupt: bool,
 ) -> Decoded {
     let mut out = Decoded {
         items: Vec::new(),
         next_offset: from_offset,
         partial_tail: false,
         complete_batches: 0,
+        first_batch_cut: None,
     };
     let mut txns = AbortedTracker::new(aborted);
     let mut pos = 0;
@@ -93,15 +103,16 @@ pub fn decode_batches(
         match declared {
             Some(len) if len >= V2_MIN_BATCH_LENGTH || magic(rest).is_some_and(|m| m < 2) => {
                 let Some(total) = len.checked_add(LOG_OVERHEAD).filter(|t| *t <= received) else {
-                    // Kafka always sends the first batch whole (KIP-74), so a first batch cut
-                    // short has a corrupt length; later ones were cut at max bytes.
-                    if first {
+                    // Later batches are cut at max bytes; see the function docs for the first.
+                    if !first {
+                        out.partial_tail = true;
+                    } else if first_cut_is_corrupt {
                         out.report_range(rest, from_offset, || UndecodableReason::Incomplete {
                             declared: len,
                             received: received - LOG_OVERHEAD,
                         });
                     } else {
-                        out.partial_tail = true;
+                        out.first_batch_cut = Some(len.saturating_add(LOG_OVERHEAD));
                     }
                     break;
                 };
@@ -450,7 +461,7 @@ pub(super) mod tests {
     }
 
     fn decode(raw: &Bytes, from: i64) -> Decoded {
-        decode_batches(raw, from, &[], 1 << 20)
+        decode_batches(raw, from, &[], 1 << 20, true)
     }
 
     fn offsets(d: &Decoded) -> Vec<i64> {
@@ -593,7 +604,7 @@ pub(super) mod tests {
     #[test]
     fn a_decompression_bomb_is_undecodable() {
         let raw = batch(0..=3, Compression::Zstd);
-        let d = decode_batches(&raw, 0, &[], 100);
+        let d = decode_batches(&raw, 0, &[], 100, true);
         assert!(matches!(
             undecodable(&d)[0],
             (
@@ -620,8 +631,12 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn a_cut_first_batch_is_a_corrupt_length() {
+    fn a_cut_first_batch_asks_for_room_first_then_is_a_corrupt_length() {
         let raw = batch(10..=12, Compression::None);
+        let d = decode_batches(&raw.slice(..raw.len() - 1), 10, &[], 1 << 20, false);
+        assert!(d.items.is_empty());
+        assert_eq!((d.first_batch_cut, d.next_offset), (Some(raw.len()), 10));
+
         let d = decode(&raw.slice(..raw.len() - 1), 10);
         assert!(matches!(
             undecodable(&d)[0],
@@ -695,7 +710,7 @@ pub(super) mod tests {
             first_offset: 0,
             producer_id: 7,
         }];
-        let d = decode_batches(&raw, 0, &aborted, 1 << 20);
+        let d = decode_batches(&raw, 0, &aborted, 1 << 20, true);
         let got: Vec<_> = d
             .items
             .iter()

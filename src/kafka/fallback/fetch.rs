@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -43,6 +44,14 @@ pub struct FallbackFetch {
     pub next_offset: i64,
     /// The partition's high watermark, as rskafka's `fetch_records` returns it.
     pub high_watermark: i64,
+}
+
+/// One partition of a Fetch response, before decoding.
+#[derive(Debug)]
+struct RawPartition {
+    records: Bytes,
+    aborted: Vec<AbortedTxn>,
+    high_watermark: i64,
 }
 
 /// Errors of a fallback fetch. None of them is about the data: an undecodable batch is a
@@ -93,8 +102,8 @@ pub enum FallbackError {
         /// The partition.
         partition: i32,
     },
-    /// The response holds bytes but not one complete batch header, so not even an offset range
-    /// to step over: fetch again with more bytes.
+    /// The response holds bytes but no whole batch, not even the offset range of a cut one
+    /// (fewer than 27 bytes), even when asked again with room for it.
     #[error("fetch of {topic}-{partition} at {offset} returned {received} bytes and no complete batch")]
     NoCompleteBatch {
         /// The topic.
@@ -188,6 +197,42 @@ impl FallbackFetcher {
         max_bytes: i32,
         max_wait: Duration,
     ) -> Result<FallbackFetch, FallbackError> {
+        let mut raw = self
+            .fetch_raw(topic, partition, offset, max_bytes, max_wait)
+            .await?;
+        let mut decoded = decode_batches(&raw.records, offset, &raw.aborted, self.max_batch_bytes, false);
+        if let Some(needed) = decoded.first_batch_cut {
+            // Kafka sends the first batch whole whatever the limits (KIP-74), so this broker
+            // does not, or the length is corrupt: ask once more with room for all of it, and
+            // only if it is still cut short call it undecodable.
+            let room = i32::try_from(needed).unwrap_or(i32::MAX).max(max_bytes);
+            raw = self.fetch_raw(topic, partition, offset, room, max_wait).await?;
+            decoded = decode_batches(&raw.records, offset, &raw.aborted, self.max_batch_bytes, true);
+        }
+        if decoded.complete_batches == 0 && decoded.items.is_empty() && !raw.records.is_empty() {
+            return Err(FallbackError::NoCompleteBatch {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+                received: raw.records.len(),
+            });
+        }
+        Ok(FallbackFetch {
+            items: decoded.items,
+            next_offset: decoded.next_offset,
+            high_watermark: raw.high_watermark,
+        })
+    }
+
+    /// One Fetch round trip to the leader: the partition's bytes, or its error.
+    async fn fetch_raw(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: i32,
+        max_wait: Duration,
+    ) -> Result<RawPartition, FallbackError> {
         let wire_err = |source| FallbackError::Wire {
             topic: topic.to_owned(),
             partition,
@@ -195,13 +240,13 @@ impl FallbackFetcher {
         };
         let leader = self.leader(topic, partition).await?;
         let conn = self.leader_connection(&leader).await.map_err(wire_err)?;
+        let version = conn
+            .negotiate_version(ApiKey::Fetch, Some(FETCH_BY_NAME_MAX))
+            .map_err(wire_err)?;
         let resp = conn
             .request_with(
                 fetch_request(topic, partition, offset, max_bytes, max_wait),
-                Some(
-                    conn.negotiate_version(ApiKey::Fetch, Some(FETCH_BY_NAME_MAX))
-                        .map_err(wire_err)?,
-                ),
+                Some(version),
                 Some(self.timeout.saturating_add(max_wait)),
             )
             .await;
@@ -249,28 +294,17 @@ impl FallbackFetcher {
                 code: data.error_code,
             });
         }
-        let aborted: Vec<AbortedTxn> = data
-            .aborted_transactions
-            .unwrap_or_default()
-            .iter()
-            .map(|t| AbortedTxn {
-                first_offset: t.first_offset,
-                producer_id: t.producer_id.0,
-            })
-            .collect();
-        let raw = data.records.unwrap_or_default();
-        let decoded = decode_batches(&raw, offset, &aborted, self.max_batch_bytes);
-        if decoded.complete_batches == 0 && decoded.items.is_empty() && !raw.is_empty() {
-            return Err(FallbackError::NoCompleteBatch {
-                topic: topic.to_owned(),
-                partition,
-                offset,
-                received: raw.len(),
-            });
-        }
-        Ok(FallbackFetch {
-            items: decoded.items,
-            next_offset: decoded.next_offset,
+        Ok(RawPartition {
+            aborted: data
+                .aborted_transactions
+                .unwrap_or_default()
+                .iter()
+                .map(|t| AbortedTxn {
+                    first_offset: t.first_offset,
+                    producer_id: t.producer_id.0,
+                })
+                .collect(),
+            records: data.records.unwrap_or_default(),
             high_watermark: data.high_watermark,
         })
     }
@@ -525,6 +559,42 @@ mod tests {
             got.items
         );
         assert_eq!(got.next_offset, 10);
+    }
+
+    #[tokio::test]
+    async fn a_cut_first_batch_is_asked_for_again_with_room_then_undecodable() {
+        let whole = batch(3..=5, Compression::Snappy);
+        let broker = broker(Behaviour {
+            fetch_records: whole.slice(..whole.len() - 10),
+            high_watermark: 6,
+            ..Behaviour::default()
+        })
+        .await;
+        let fetcher = FallbackFetcher::new(vec![broker.addr()], "t".into(), T);
+        let got = fetcher.fetch("t", 0, 3, 50, WAIT).await.unwrap();
+        assert!(
+            matches!(
+                got.items[..],
+                [FetchedItem::Undecodable {
+                    first_offset: 3,
+                    last_offset: 5,
+                    reason: super::super::UndecodableReason::Incomplete { .. },
+                }]
+            ),
+            "{:?}",
+            got.items
+        );
+        let fetches: Vec<i32> = broker
+            .requests()
+            .into_iter()
+            .filter(|r| r.api_key == ApiKey::Fetch as i16)
+            .map(|r| {
+                FetchRequest::decode(&mut r.body.clone(), r.version)
+                    .unwrap()
+                    .max_bytes
+            })
+            .collect();
+        assert_eq!(fetches, vec![50, i32::try_from(whole.len()).unwrap()]);
     }
 
     #[tokio::test]
