@@ -189,6 +189,17 @@ impl FallbackFetcher {
     ///
     /// # Errors
     /// [`FallbackError`]: connection, leader or partition errors, never the data's content.
+    ///
+    /// # Time
+    /// Each round trip is bounded by the timeout (Fetch by timeout + `max_wait`). A call with
+    /// nothing cached makes up to: connect + ApiVersions per bootstrap address tried, Metadata,
+    /// connect + ApiVersions to the leader, and one or (for a cut first batch) two Fetches.
+    /// With connections cached it is one Fetch. Wrap it in `kafka::client::bounded` for a
+    /// single bound.
+    ///
+    /// # Cancellation
+    /// Safe: dropping the future mid-request poisons that connection, and the next call makes
+    /// a new one.
     pub async fn fetch(
         &self,
         topic: &str,
