@@ -5,6 +5,8 @@
 //!   has none of its own).
 //! - [`wire`]: our own protocol connection for the APIs rskafka lacks
 //!   (CreateTopics with configs, and the consumer-group APIs).
+//! - [`fallback`]: reads a partition rskafka cannot decode (lz4/zstd batches, corrupt
+//!   ones) with the wire client and pure-Rust codecs.
 //! - [`records`]: single-record writes for the consumer side (retry tiers).
 //! - [`topics`]: creates the configured topics and keeps partition counts and
 //!   readiness up to date from metadata.
