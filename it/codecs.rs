@@ -253,3 +253,59 @@ async fn fallback_reads_a_null_header_value_that_rskafka_cannot() {
         Some(&b"gzip"[..])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bigpipe_delivers_calls_from_zstd_and_lz4_batches_another_producer_wrote() {
+    let _k = kafka().await;
+    let target = crate::helpers::target::Target::start();
+    // A topic bigpipe did not create: it keeps the producer's codec.
+    let topic = producer_codec_topic().await;
+    let entry = crate::delivery::consumer_entry(&topic, &unique("G"), "");
+    let bp = Bigpipe::start_ready(&settings(&simple_config(&topic, 1, &entry))).await;
+    let mut expected = Vec::new();
+    for codec in ["zstd", "lz4"] {
+        let mut lines = String::new();
+        for i in 0..3 {
+            let data = format!("{codec}-{i}");
+            let value = serde_json::json!({
+                "Headers": {}, "Url": target.url("/ok"), "Data": data,
+                "Topic": topic, "Partition": 0, "CreateTime": 1,
+            });
+            lines.push_str(&format!("bigpipe-call-id:{data}\tsame-key\t{value}\n"));
+            expected.push(data);
+        }
+        let topic = topic.clone();
+        tokio::task::spawn_blocking(move || console_produce(&topic, codec, &[], &lines))
+            .await
+            .expect("console producer task");
+    }
+    // A call through bigpipe after them, on the same key.
+    let (status, env) = bp.call(&call_body(&target.url("/ok"), "after", "same-key")).await;
+    assert_eq!(status, 200, "{env}");
+    expected.push("after".to_owned());
+    let started = std::time::Instant::now();
+    let got = poll(
+        "every call delivered, the other producer's batches included",
+        || async {
+            let mut got: Vec<String> = target
+                .received()
+                .iter()
+                .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+                .collect();
+            got.sort();
+            (got.len() >= expected.len()).then_some(got)
+        },
+    )
+    .await;
+    expected.sort();
+    assert_eq!(got, expected);
+    eprintln!(
+        "zstd and lz4 batches delivered, then the next call, in {:?}",
+        started.elapsed()
+    );
+    let s = bp.get("/stats").await.1["data"]["consumerStats"][0].clone();
+    assert_eq!(s["unreadableRecords"], 0, "{s}");
+    assert_eq!(s["rpcSuccess"], 7, "{s}");
+    bp.stop().await;
+    target.stop().await;
+}

@@ -27,6 +27,8 @@ use super::offsets::OffsetTracker;
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::config::OffsetReset;
 use crate::kafka::client::{self, KafkaClient, bounded};
+use crate::kafka::fallback::{FallbackError, FallbackFetcher, FetchedItem, is_decode_error};
+use kafka_protocol::error::ResponseError;
 
 /// Where a partition starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +59,9 @@ pub struct Fetched {
     pub high_watermark: i64,
     /// Batches that could not be decoded, in offset order.
     pub unreadable: Vec<Unreadable>,
+    /// Where the next fetch starts when the source knows better than "after the last
+    /// record" (ranges with no calls at the end: transaction markers, aborted records).
+    pub next_offset: Option<i64>,
 }
 
 /// Why a fetch or an offset lookup failed.
@@ -68,6 +73,9 @@ pub enum FetchError {
     /// The client, a lookup or the request failed or timed out.
     #[error(transparent)]
     Kafka(#[from] client::Error),
+    /// The fallback reader (for batches rskafka cannot decode) failed.
+    #[error(transparent)]
+    Fallback(#[from] FallbackError),
 }
 
 /// Reads one partition. A trait so the fetch loop can be tested without Kafka.
@@ -255,6 +263,7 @@ impl FetchLoop {
         on_work: &mut impl FnMut(Work, Held),
     ) -> Option<i64> {
         let mut next = pos;
+        let known_next = fetched.next_offset;
         let mut first = Some(first);
         let mut unreadable = fetched.unreadable.into_iter().peekable();
         let mut records = fetched.records.into_iter().peekable();
@@ -313,6 +322,14 @@ impl FetchLoop {
                 },
             );
         }
+        if let Some(known) = known_next
+            && known > next
+        {
+            next = known;
+            if let Some(t) = lock(tracker).as_mut() {
+                t.skipped_to(known);
+            }
+        }
         Some(next)
     }
 }
@@ -331,29 +348,95 @@ async fn pause(stop: &CancellationToken, delay: Duration) {
     }
 }
 
-/// The real source: rskafka's partition client, looked up (again) when needed.
+/// The real source: rskafka's partition client, looked up (again) when needed, and
+/// the fallback reader for what rskafka cannot decode (lz4 and zstd batches, corrupt
+/// batches, null header values).
 #[derive(Debug)]
 pub struct KafkaSource {
     client: Arc<KafkaClient>,
+    fallback: Arc<FallbackFetcher>,
     topic: String,
     partition: i32,
     /// Dropped after an error, so a moved leader is looked up again.
     pc: Option<Arc<PartitionClient>>,
     /// Bound of one fetch: the broker-side wait plus a request timeout.
     fetch_bound: Duration,
+    /// Fetches left that go straight to the fallback: where one batch needed it, the
+    /// next ones likely do too (another producer's codec), and asking rskafka first
+    /// would double every fetch.
+    fallback_for: u32,
 }
+
+/// Fetches that go straight to the fallback after rskafka failed to decode a batch.
+const FALLBACK_STREAK: u32 = 16;
 
 impl KafkaSource {
     /// A source for `topic`/`partition`; `max_wait` is the longest broker-side wait.
-    pub fn new(client: Arc<KafkaClient>, topic: String, partition: i32, max_wait: Duration) -> Self {
+    pub fn new(
+        client: Arc<KafkaClient>,
+        fallback: Arc<FallbackFetcher>,
+        topic: String,
+        partition: i32,
+        max_wait: Duration,
+    ) -> Self {
         let fetch_bound = max_wait + client.timeout();
         Self {
             client,
+            fallback,
             topic,
             partition,
             pc: None,
             fetch_bound,
+            fallback_for: 0,
         }
+    }
+
+    async fn fetch_fallback(
+        &mut self,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> Result<Fetched, FetchError> {
+        let max_wait = Duration::from_millis(u64::try_from(max_wait_ms).unwrap_or(0));
+        // Each round trip inside is bounded; this bounds the whole (lookup, leader, fetch).
+        let fetched = bounded(
+            "fallback fetch",
+            self.fetch_bound + self.client.timeout() * 2,
+            self.fallback
+                .fetch(&self.topic, self.partition, offset, max_bytes, max_wait),
+        )
+        .await?;
+        let fetched = match fetched {
+            Ok(f) => f,
+            Err(FallbackError::Partition {
+                error: ResponseError::OffsetOutOfRange,
+                ..
+            }) => return Err(FetchError::OutOfRange),
+            Err(e) => return Err(e.into()),
+        };
+        // A forged lastOffsetDelta must not step over offsets that do not exist yet.
+        let last_known = fetched.high_watermark.saturating_sub(1);
+        let mut out = Fetched {
+            high_watermark: fetched.high_watermark,
+            next_offset: Some(fetched.next_offset.min(fetched.high_watermark.max(offset))),
+            ..Fetched::default()
+        };
+        for item in fetched.items {
+            match item {
+                FetchedItem::Record(r) => out.records.push(r),
+                FetchedItem::Skipped { .. } => {}
+                FetchedItem::Undecodable {
+                    first_offset,
+                    last_offset,
+                    reason,
+                } => out.unreadable.push(Unreadable {
+                    first: first_offset,
+                    last: last_offset.min(last_known).max(first_offset),
+                    reason: reason.to_string(),
+                }),
+            }
+        }
+        Ok(out)
     }
 
     async fn partition_client(&mut self) -> Result<Arc<PartitionClient>, FetchError> {
@@ -390,6 +473,10 @@ impl KafkaSource {
 
 impl FetchSource for KafkaSource {
     async fn fetch(&mut self, offset: i64, max_bytes: i32, max_wait_ms: i32) -> Result<Fetched, FetchError> {
+        if self.fallback_for > 0 {
+            self.fallback_for -= 1;
+            return self.fetch_fallback(offset, max_bytes, max_wait_ms).await;
+        }
         let pc = self.partition_client().await?;
         let fetched = bounded(
             "fetch",
@@ -401,8 +488,12 @@ impl FetchSource for KafkaSource {
             Ok(Ok((records, high_watermark))) => Ok(Fetched {
                 records,
                 high_watermark,
-                unreadable: vec![],
+                ..Fetched::default()
             }),
+            Ok(Err(e)) if is_decode_error(&e) => {
+                self.fallback_for = FALLBACK_STREAK;
+                self.fetch_fallback(offset, max_bytes, max_wait_ms).await
+            }
             Ok(Err(e)) => Err(self.failed(e)),
             Err(e) => {
                 self.pc = None;
@@ -475,6 +566,7 @@ mod tests {
             records: offsets.iter().map(|&o| record(o)).collect(),
             high_watermark: 100,
             unreadable,
+            next_offset: None,
         })
     }
 
@@ -585,6 +677,18 @@ mod tests {
         let (work, at, _) = drive(vec![ok(&[], vec![bad])], StartAt::Committed(10), 100, true).await;
         assert_eq!(work, vec![(10, true)]);
         assert_eq!(at, vec![10, 13]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_known_next_offset_steps_over_trailing_ranges_without_calls() {
+        let mut fetched = ok(&[3], vec![]);
+        if let Ok(f) = fetched.as_mut() {
+            f.next_offset = Some(9);
+        }
+        let (work, at, tracker) = drive(vec![fetched], StartAt::Committed(3), 100, true).await;
+        assert_eq!(work, vec![(3, false)]);
+        assert_eq!(at, vec![3, 9]);
+        assert_eq!(tracker.map(|t| t.committable()), Some(9));
     }
 
     #[tokio::test(start_paused = true)]

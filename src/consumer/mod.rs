@@ -39,6 +39,7 @@ use crate::delivery::breaker::Breakers;
 use crate::delivery::retry::{RetryPolicy, SuccessCodes};
 use crate::group::{self, AssignorKind, GroupConfig, GroupEvent, GroupHandle};
 use crate::kafka::client::KafkaClient;
+use crate::kafka::fallback::FallbackFetcher;
 use crate::kafka::records::RecordWriter;
 use crate::producer::partitioner::PartitionTable;
 use crate::stats::{ConsumerStats, Stats};
@@ -73,6 +74,8 @@ pub struct EntryContext {
     pub dlq: Option<DeadLetterWriter>,
     /// One writer per retry tier, in `retryTiers` order.
     pub tiers: Vec<RecordWriter>,
+    /// Reads the batches rskafka cannot decode (shared by the entry's partitions).
+    pub fallback: Arc<FallbackFetcher>,
     /// Caller headers never forwarded (`delivery.headers.drop`, lower case).
     pub drop_headers: Vec<String>,
     /// The entry's counters (every lane counts its calls here).
@@ -151,6 +154,7 @@ impl EntryContext {
             .map(|&d| entry_stats.tier(&settings.tier_group(d), &settings.tier_topic(d)))
             .collect();
         Ok(Self {
+            fallback: Arc::new(FallbackFetcher::for_client(&client)),
             rate: GroupRate::new(settings.rate_limit),
             concurrency: Arc::new(Semaphore::new(settings.concurrency.max(1))),
             hosts: HostSlots::new(settings.host_concurrency),
