@@ -53,7 +53,7 @@ pub struct Call {
     pub offset: i64,
     /// The record as read (key, value, headers, timestamp).
     pub record: Record,
-    /// Target URL and caller headers.
+    /// Target URL and caller headers (`data` moved to `body`).
     pub message: CallMessage,
     /// The body to send.
     pub body: Bytes,
@@ -102,12 +102,15 @@ pub fn decode(topic: &str, partition: i32, read: RecordAndOffset) -> Result<Call
         }
     };
     let RecordAndOffset { record, offset } = read;
+    let mut message = message;
+    // The body moves out of the message: it is only ever sent as bytes.
+    let body = Bytes::from(std::mem::take(&mut message.data).into_bytes());
     Ok(Call {
         id,
         partition,
         offset,
         progress: Progress::from_headers(&record.headers),
-        body: Bytes::from(message.data.clone().into_bytes()),
+        body,
         host: host_key(&message.url).unwrap_or_default(),
         message,
         record,
@@ -209,7 +212,11 @@ fn since(ms: i64) -> Duration {
 /// that has may finish within the drain timeout (the caller cancels it after that).
 pub async fn live(lane: &Lane, partition: i32, read: RecordAndOffset, stopping: &CancellationToken) -> End {
     let entry = &*lane.entry;
-    inc(&entry.stats.handle_message);
+    // A call read back from a tier was counted when it was first read.
+    let first_read = lane.tier.is_none();
+    if first_read {
+        inc(&entry.stats.handle_message);
+    }
     lane.stats.in_flight.fetch_add(1, Ordering::Relaxed);
     let _in_flight = scopeguard(|| {
         lane.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -240,7 +247,9 @@ pub async fn live(lane: &Lane, partition: i32, read: RecordAndOffset, stopping: 
             None => {}
         }
     }
-    inc(&entry.stats.rpc_total);
+    if first_read {
+        inc(&entry.stats.rpc_total);
+    }
     attempts(lane, call, stopping).await
 }
 
@@ -258,7 +267,11 @@ async fn hold_until_due(lane: &Lane, tier: usize, call: &Call, stopping: &Cancel
     let due = call.progress.due_ms?;
     let left = Duration::from_millis(u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0));
     if left < IN_WINDOW_RETRY_MAX {
-        return None;
+        // Not before it is due: the rest is short enough to wait here.
+        tokio::select! {
+            () = tokio::time::sleep(left) => return None,
+            () = stopping.cancelled() => return Some(End::Abandoned),
+        }
     }
     // Due later than the largest tier holds: park again, no attempt made.
     let wait = tiers::place(left, &lane.entry.settings.retry_tiers);

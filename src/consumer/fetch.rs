@@ -688,7 +688,7 @@ mod tests {
         let (work, at, tracker) = drive(vec![fetched], StartAt::Committed(3), 100, true).await;
         assert_eq!(work, vec![(3, false)]);
         assert_eq!(at, vec![3, 9]);
-        assert_eq!(tracker.map(|t| t.committable()), Some(9));
+        assert_eq!(tracker.map(|t| t.next()), Some(9));
     }
 
     #[tokio::test(start_paused = true)]
