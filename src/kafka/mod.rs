@@ -8,11 +8,15 @@
 //! - [`fallback`]: reads a partition rskafka cannot decode (lz4/zstd batches, corrupt
 //!   ones) with the wire client and pure-Rust codecs.
 //! - [`records`]: single-record writes for the consumer side (retry tiers).
-//! - [`topics`]: creates the configured topics and keeps partition counts and
-//!   readiness up to date from metadata.
+//! - [`topics`]: creates the configured topics and keeps partition counts,
+//!   `max.message.bytes` ([`topic_limits`]) and readiness up to date.
+//! - [`record_size`]: what a record costs once encoded, and the limits it must fit
+//!   (with the [`record_size::DEAD_LETTER_RESERVE_BYTES`] shared with dead letters).
 
 pub mod client;
 pub mod fallback;
+pub mod record_size;
 pub mod records;
+pub mod topic_limits;
 pub mod topics;
 pub mod wire;

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, MetadataRequest, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, DescribeConfigsRequest, DescribeConfigsResponse, MetadataRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{BrokerConnection, Error, Result};
@@ -18,6 +21,12 @@ const CREATE_TOPICS_BROKER_DEFAULTS: i16 = 4;
 
 /// Metadata v4 is the first that can ask the broker *not* to auto-create the topics we query.
 const METADATA_NO_AUTO_CREATE: i16 = 4;
+
+/// DescribeConfigs resource type of a topic (Kafka's `ConfigResource.Type.TOPIC`).
+const RESOURCE_TOPIC: i8 = 2;
+
+/// The topic config that bounds a record batch.
+pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,6 +242,78 @@ pub async fn partition_counts(
     Ok(counts)
 }
 
+/// Each topic's effective `max.message.bytes` (its own override, else the broker's
+/// `message.max.bytes`), from one DescribeConfigs request; `None` for a topic that does not
+/// exist. Any broker can answer for topics.
+///
+/// # Errors
+/// [`Error::Topic`] for a per-topic error other than UNKNOWN_TOPIC_OR_PARTITION (e.g.
+/// TOPIC_AUTHORIZATION_FAILED); [`Error::MissingInResponse`] when a topic is left out or its
+/// value is missing or not a number; any [`BrokerConnection::request`] error.
+pub async fn max_message_bytes(
+    conn: &BrokerConnection,
+    topics: &[String],
+) -> Result<BTreeMap<String, Option<usize>>> {
+    if topics.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let resources = topics
+        .iter()
+        .map(|t| {
+            DescribeConfigsResource::default()
+                .with_resource_type(RESOURCE_TOPIC)
+                .with_resource_name(StrBytes::from_string(t.clone()))
+                .with_configuration_keys(Some(vec![StrBytes::from_static_str(MAX_MESSAGE_BYTES)]))
+        })
+        .collect();
+    let resp = conn
+        .request(DescribeConfigsRequest::default().with_resources(resources))
+        .await?;
+    max_message_bytes_from(topics, &resp)
+}
+
+/// The answer of [`max_message_bytes`], read from a DescribeConfigs response.
+fn max_message_bytes_from(
+    topics: &[String],
+    resp: &DescribeConfigsResponse,
+) -> Result<BTreeMap<String, Option<usize>>> {
+    let mut out = BTreeMap::new();
+    for topic in topics {
+        let missing = || Error::MissingInResponse {
+            api: ApiKey::DescribeConfigs,
+            name: format!("{topic} {MAX_MESSAGE_BYTES}"),
+        };
+        let result = resp
+            .results
+            .iter()
+            .find(|r| r.resource_type == RESOURCE_TOPIC && r.resource_name.as_str() == topic)
+            .ok_or_else(missing)?;
+        let value = match ResponseError::try_from_code(result.error_code) {
+            None => {
+                let value = result
+                    .configs
+                    .iter()
+                    .find(|c| c.name.as_str() == MAX_MESSAGE_BYTES)
+                    .and_then(|c| c.value.as_deref())
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .ok_or_else(missing)?;
+                Some(value)
+            }
+            Some(ResponseError::UnknownTopicOrPartition) => None,
+            Some(error) => {
+                return Err(Error::Topic {
+                    api: ApiKey::DescribeConfigs,
+                    topic: topic.clone(),
+                    error,
+                    code: result.error_code,
+                });
+            }
+        };
+        out.insert(topic.clone(), value);
+    }
+    Ok(out)
+}
+
 /// The brokers, controller id and cluster id, from a Metadata request for no topics.
 ///
 /// # Errors
@@ -284,8 +365,9 @@ mod tests {
     use std::time::Duration;
 
     use bytes::Bytes;
-    use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, MetadataRequest};
-    use kafka_protocol::protocol::{Decodable, VersionRange};
+    use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
+    use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, DescribeConfigsResponse, MetadataRequest};
+    use kafka_protocol::protocol::{Decodable, StrBytes, VersionRange};
 
     use super::super::testing::{Behaviour, FakeBroker};
     use super::super::{BrokerConnection, Error};
@@ -420,6 +502,57 @@ mod tests {
         let conn = BrokerConnection::connect(&broker.addr(), "t", T).await.unwrap();
         let got = partition_counts(&conn, &["a".to_owned()]).await.unwrap();
         assert_eq!(got.get("a"), Some(&Some(2)));
+    }
+
+    fn describe_result(topic: &str, code: i16, value: Option<&str>) -> DescribeConfigsResult {
+        use kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
+        let configs = value
+            .map(|v| {
+                vec![
+                    DescribeConfigsResourceResult::default()
+                        .with_name(StrBytes::from_static_str(MAX_MESSAGE_BYTES))
+                        .with_value(Some(StrBytes::from_string(v.to_owned()))),
+                ]
+            })
+            .unwrap_or_default();
+        DescribeConfigsResult::default()
+            .with_error_code(code)
+            .with_resource_type(RESOURCE_TOPIC)
+            .with_resource_name(StrBytes::from_string(topic.to_owned()))
+            .with_configs(configs)
+    }
+
+    #[test]
+    fn max_message_bytes_reads_each_topic_and_marks_missing_ones() {
+        let resp = DescribeConfigsResponse::default().with_results(vec![
+            describe_result("small", 0, Some("20000")),
+            describe_result("gone", 3, None),
+            describe_result("default", 0, Some("1048588")),
+        ]);
+        let topics = ["default".to_owned(), "gone".to_owned(), "small".to_owned()];
+        let got = max_message_bytes_from(&topics, &resp).unwrap();
+        assert_eq!(
+            got.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("default".to_owned(), Some(1_048_588)),
+                ("gone".to_owned(), None),
+                ("small".to_owned(), Some(20_000)),
+            ]
+        );
+    }
+
+    #[test]
+    fn max_message_bytes_refuses_errors_and_unreadable_values() {
+        let topics = ["t".to_owned()];
+        let denied = DescribeConfigsResponse::default().with_results(vec![describe_result("t", 29, None)]);
+        let err = max_message_bytes_from(&topics, &denied).unwrap_err();
+        assert!(matches!(&err, Error::Topic { code: 29, .. }), "{err:?}");
+        let garbled =
+            DescribeConfigsResponse::default().with_results(vec![describe_result("t", 0, Some("lots"))]);
+        let err = max_message_bytes_from(&topics, &garbled).unwrap_err();
+        assert!(matches!(&err, Error::MissingInResponse { .. }), "{err:?}");
+        let absent = DescribeConfigsResponse::default();
+        assert!(max_message_bytes_from(&topics, &absent).is_err());
     }
 
     #[tokio::test]
