@@ -24,6 +24,7 @@ use crate::config::Settings;
 use crate::consumer::EntryError;
 use crate::delivery::{DeliveryPool, PoolConfig};
 use crate::kafka::client::KafkaClient;
+use crate::kafka::topic_limits::TopicLimits;
 use crate::kafka::topics::{Readiness, TopicWatcher, WantedTopic};
 use crate::producer::partitioner::PartitionTable;
 use crate::producer::{Producer, ProducerConfig};
@@ -95,6 +96,7 @@ pub fn start(
             .iter()
             .map(|t| (t.name.as_str(), t.partitions)),
     ));
+    let limits = Arc::new(TopicLimits::new());
     let readiness = Arc::new(Readiness::default());
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -104,23 +106,18 @@ pub fn start(
         topics: Arc::clone(&topics),
         client: Arc::clone(&client),
         table: Arc::clone(&table),
+        limits: Arc::clone(&limits),
         readiness: Arc::clone(&readiness),
         refresh: settings.kafka.metadata_refresh,
         log: log.new(slog::o!("component" => "topics")),
     };
     tracker.spawn(watcher.run(stop.clone()));
 
-    let p = &settings.producer;
     let producer = Producer::start(
-        &ProducerConfig {
-            queue_calls: p.queue_calls,
-            queue_bytes: p.queue_bytes,
-            linger: p.linger,
-            batch_bytes: p.batch_bytes,
-            message_timeout: p.message_timeout,
-        },
+        &producer_config(settings),
         Arc::clone(&client),
         Arc::clone(&table),
+        limits,
         Arc::clone(&stats),
         log.new(slog::o!("component" => "producer")),
     );
@@ -227,6 +224,20 @@ fn wanted_topics(settings: &Settings) -> Vec<WantedTopic> {
         }
     }
     topics
+}
+
+/// The ingest pipeline's settings.
+fn producer_config(settings: &Settings) -> ProducerConfig {
+    let p = &settings.producer;
+    ProducerConfig {
+        queue_calls: p.queue_calls,
+        queue_bytes: p.queue_bytes,
+        queue_reserved: p.queue_reserved,
+        acls: p.acl.iter().map(|a| a.name.clone()).collect(),
+        linger: p.linger,
+        batch_bytes: p.batch_bytes,
+        message_timeout: p.message_timeout,
+    }
 }
 
 /// The handlers' reloadable settings.

@@ -24,6 +24,38 @@ pub struct ServerStats {
     pub overload: AtomicU64,
     /// Calls refused for bad input, a failed ACL check or an oversize body.
     pub rejected: AtomicU64,
+    /// Of `overload`: refused because the whole ingest queue was full.
+    pub overload_queue_full: AtomicU64,
+    /// Of `overload`: refused because the caller's ACL had used its share of the queue.
+    pub overload_acl_share: AtomicU64,
+    /// Of `rejected`: calls whose record could never be written to Kafka (413 `消息过大`).
+    pub too_large: AtomicU64,
+    /// Overload refusals per ACL name. A lock, but only taken on refusal; the names are the
+    /// configured ACLs, so the map stays small.
+    overload_by_acl: std::sync::Mutex<BTreeMap<String, u64>>,
+}
+
+impl ServerStats {
+    /// Counts one overload refusal of a call from `acl`.
+    pub fn overloaded_acl(&self, acl: &str) {
+        let mut map = self
+            .overload_by_acl
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match map.get_mut(acl) {
+            Some(n) => *n += 1,
+            None => {
+                map.insert(acl.to_owned(), 1);
+            }
+        }
+    }
+
+    fn overload_by_acl(&self) -> BTreeMap<String, u64> {
+        self.overload_by_acl
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// Per-topic producer counters (`producerStats[topic]` in `/stats`).
@@ -35,6 +67,9 @@ pub struct ProducerStats {
     pub delivery_fail: AtomicU64,
     /// Produce attempts that failed and were retried.
     pub retries: AtomicU64,
+    /// Records Kafka (or our batch limit) refused as too large: failed at once, never
+    /// retried; also counted in `delivery_fail`.
+    pub too_large: AtomicU64,
 }
 
 /// Gauges of the in-memory ingest queue.
@@ -271,6 +306,7 @@ impl Stats {
                         "deliveryFail": load(&s.delivery_fail),
                         "deliveryRetries": load(&s.retries),
                         "deliverySuccess": load(&s.delivery_success),
+                        "tooLarge": load(&s.too_large),
                     }),
                 )
             })
@@ -311,11 +347,15 @@ impl Stats {
                 "configReloads": load(&self.reloads),
                 "configReloadsRejected": load(&self.reloads_rejected),
                 "logDropped": self.log_dropped.load(Ordering::Relaxed),
+                "overloadAclShare": load(&self.server.overload_acl_share),
+                "overloadByAcl": self.server.overload_by_acl(),
                 "overloadCall": load(&self.server.overload),
+                "overloadQueueFull": load(&self.server.overload_queue_full),
                 "queuedBytes": self.queue.bytes.load(Ordering::Relaxed),
                 "queuedCalls": self.queue.calls.load(Ordering::Relaxed),
                 "receivedCall": load(&self.server.received),
                 "rejectedCall": load(&self.server.rejected),
+                "tooLargeCall": load(&self.server.too_large),
             },
         })
     }
@@ -399,6 +439,16 @@ mod tests {
     }
 
     #[test]
+    fn overload_refusals_are_counted_per_acl() {
+        let stats = Stats::new([]);
+        stats.server.overloaded_acl("a");
+        stats.server.overloaded_acl("a");
+        stats.server.overloaded_acl("b");
+        let v = stats.to_json();
+        assert_eq!(v["serverStats"]["overloadByAcl"], json!({"a": 2, "b": 1}));
+    }
+
+    #[test]
     fn go_keys_are_present_and_ordered() {
         let stats = Stats::new([]);
         inc(&stats.server.received);
@@ -408,6 +458,7 @@ mod tests {
             r#"{"clientStats":{},"consumerStats":[],"producerStats":{},"serverStats":{"acceptedCall":1,"#
         ));
         assert!(text.contains(r#""overloadCall":0"#));
+        assert!(text.contains(r#""overloadAclShare":0,"overloadByAcl":{},"overloadCall":0"#));
         assert!(text.contains(r#""receivedCall":1"#));
     }
 }

@@ -27,6 +27,11 @@ pub enum CallError {
     /// The body exceeds `http.server.body.limit`.
     #[error("request body is larger than the limit")]
     TooLarge,
+    /// The call's Kafka record, with room for a dead letter, is larger than a batch
+    /// (`kafka.producer.batch.bytes`) or the topic's `max.message.bytes`: it could never be
+    /// written, so it is refused before anything is queued.
+    #[error("the call's record is larger than Kafka can take")]
+    RecordTooLarge,
     /// The body is not a JSON object.
     #[error("body is not a JSON object")]
     Json,
@@ -63,6 +68,10 @@ pub enum CallError {
     /// `"ack": "kafka"`: Kafka did not take the record.
     #[error("kafka did not take the record")]
     KafkaFailed,
+    /// `"ack": "kafka"`: Kafka refused the record as too large (its limit shrank after the
+    /// call was accepted); final, not retried.
+    #[error("kafka refused the record as too large")]
+    KafkaTooLarge,
     /// `"ack": "kafka"`: no answer from Kafka within `kafka.producer.ack.timeout.ms`.
     #[error("no acknowledgement from kafka in time")]
     AckTimeout,
@@ -81,6 +90,7 @@ impl CallError {
             Self::Read => 1,
             Self::KafkaFailed => 2,
             Self::AckTimeout => 3,
+            Self::KafkaTooLarge => 4,
             _ => -1,
         }
     }
@@ -90,6 +100,7 @@ impl CallError {
         match self {
             Self::Read => "内部错误",
             Self::TooLarge => "请求体过大",
+            Self::RecordTooLarge => "消息过大",
             Self::Json => "JSON无效",
             Self::Url => "url无效",
             Self::Data => "data无效",
@@ -103,6 +114,7 @@ impl CallError {
             Self::ShuttingDown => "服务正在关闭",
             Self::KafkaFailed => "Kafka写入失败",
             Self::AckTimeout => "等待Kafka确认超时",
+            Self::KafkaTooLarge => "Kafka拒绝:消息过大",
             Self::Method => "方法不允许",
             Self::NotFound => "接口不存在",
         }
@@ -121,7 +133,7 @@ impl ResponseError for CallError {
             | Self::AclName
             | Self::AclSecret
             | Self::Ack => StatusCode::BAD_REQUEST,
-            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooLarge | Self::RecordTooLarge | Self::KafkaTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Overload | Self::ShuttingDown | Self::KafkaFailed => StatusCode::SERVICE_UNAVAILABLE,
             Self::AckTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -155,5 +167,19 @@ mod tests {
         assert_eq!(CallError::Overload.msg(), "超过负载");
         assert_eq!(CallError::Read.errno(), 1);
         assert_eq!(CallError::Overload.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn a_record_too_large_has_its_own_message_apart_from_the_body_limit() {
+        assert_eq!(
+            CallError::RecordTooLarge.status_code(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(CallError::RecordTooLarge.msg(), "消息过大");
+        assert_ne!(CallError::RecordTooLarge.msg(), CallError::TooLarge.msg());
+        assert_eq!(
+            (CallError::KafkaTooLarge.errno(), CallError::KafkaTooLarge.msg()),
+            (4, "Kafka拒绝:消息过大")
+        );
     }
 }

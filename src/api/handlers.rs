@@ -13,7 +13,7 @@ use super::envelope::{CallError, envelope};
 use super::request;
 use crate::config::AckMode;
 use crate::message::{CallMessage, canonical_header_key};
-use crate::producer::{Call, SubmitError};
+use crate::producer::{Call, ProduceError, Refusal, SubmitError};
 use crate::stats::inc;
 
 /// `POST /rpc/call`: validate, authorise and queue one call.
@@ -24,7 +24,11 @@ pub async fn call(req: HttpRequest, payload: web::Payload, state: web::Data<ApiS
         Err(e) => {
             match e {
                 CallError::Overload | CallError::ShuttingDown => inc(&state.stats.server.overload),
-                CallError::KafkaFailed | CallError::AckTimeout => {}
+                CallError::KafkaFailed | CallError::AckTimeout | CallError::KafkaTooLarge => {}
+                CallError::RecordTooLarge => {
+                    inc(&state.stats.server.rejected);
+                    inc(&state.stats.server.too_large);
+                }
                 _ => inc(&state.stats.server.rejected),
             }
             debug!(state.log, "call refused"; "reason" => %e);
@@ -62,13 +66,27 @@ async fn accept(req: &HttpRequest, payload: web::Payload, state: &ApiState) -> R
     let want_ack = call.ack.unwrap_or(config.default_ack) == AckMode::Kafka;
     let submitted = state.producer.submit(Call {
         id: id.clone(),
+        acl: call.acl_name.clone(),
         key: call.partition_key,
         message,
         want_ack,
     });
     let ack = match submitted {
         Ok(ack) => ack,
-        Err(SubmitError::Overload) => return Err(CallError::Overload),
+        Err(SubmitError::Overload(why)) => {
+            let stats = &state.stats.server;
+            inc(match why {
+                Refusal::QueueFull => &stats.overload_queue_full,
+                Refusal::AclShare => &stats.overload_acl_share,
+            });
+            stats.overloaded_acl(&call.acl_name);
+            return Err(CallError::Overload);
+        }
+        Err(SubmitError::TooLarge(e)) => {
+            debug!(state.log, "call refused: record too large"; "acl" => &call.acl_name,
+                "topic" => topic, "needed" => e.needed, "limit" => e.limit);
+            return Err(CallError::RecordTooLarge);
+        }
         Err(SubmitError::ShuttingDown) => return Err(CallError::ShuttingDown),
         Err(SubmitError::UnknownTopic(t)) => {
             // Config validation ties every ACL topic to kafka.topics, so this is a bug.
@@ -80,6 +98,7 @@ async fn accept(req: &HttpRequest, payload: web::Payload, state: &ApiState) -> R
     if let Some(ack) = ack {
         match tokio::time::timeout(config.ack_timeout, ack).await {
             Ok(Ok(Ok(_offset))) => {}
+            Ok(Ok(Err(ProduceError::TooLarge(_)))) => return Err(CallError::KafkaTooLarge),
             Ok(Ok(Err(e))) => {
                 warn!(state.log, "acknowledged call failed"; "call_id" => &id, "error" => %e);
                 return Err(CallError::KafkaFailed);

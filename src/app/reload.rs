@@ -2,7 +2,8 @@
 //!
 //! Reloadable: ACLs, `ack.mode`, `ack.timeout.ms`, `http.server.body.limit`,
 //! the ingest queue limits (`http.server.handler.channel.size`,
-//! `kafka.producer.queue.bytes`) and `message.timeout.ms` (for new calls),
+//! `kafka.producer.queue.bytes`, `kafka.producer.queue.reserved`, and the
+//! ACLs that get a reserve) and `message.timeout.ms` (for new calls),
 //! topics (new ones are created), consumer entries (unchanged ones keep
 //! running, added ones start, removed ones leave their groups, changed ones
 //! leave and join again), and `log.level` (applied by the caller, who owns the
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use slog::{info, warn};
 
 use super::consumers::EntryChanges;
-use super::{Running, api_config, wanted_topics};
+use super::{Running, api_config, producer_config, wanted_topics};
 use crate::config::Settings;
 use crate::consumer::EntryError;
 
@@ -111,10 +112,10 @@ impl Running {
             }
         }
         self.topics.store(Arc::new(wanted_topics(&new)));
-        let p = &new.producer;
+        let p = producer_config(&new);
         self.producer
             .handle()
-            .reconfigure(p.queue_calls, p.queue_bytes, p.message_timeout);
+            .reconfigure(&p.budget_limits(), p.message_timeout);
         // The body limit is the only `http.server` key that is reloadable.
         self.api_config.store(Arc::new(api_config(&new)));
         let consumers = self

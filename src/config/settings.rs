@@ -79,6 +79,10 @@ pub struct ProducerSettings {
     pub queue_calls: usize,
     /// Upper bound on the bytes held by queued calls (`kafka.producer.queue.bytes`).
     pub queue_bytes: usize,
+    /// Fraction, 0 to 1, of both queue limits reserved and split equally among the ACLs
+    /// (`kafka.producer.queue.reserved`): an ACL always gets its reserve, and above it only
+    /// borrows room not reserved for others. 0: first come, first served.
+    pub queue_reserved: f64,
     /// A record not acknowledged by Kafka within this time is failed (`kafka.producer.message.timeout.ms`).
     pub message_timeout: Duration,
     /// When `/rpc/call` answers success, unless a request says otherwise (`kafka.producer.ack.mode`).
@@ -252,7 +256,8 @@ pub struct HttpSettings {
     pub read_timeout: Duration,
     /// Time allowed to write a response (`http.server.write.timeout`, ms).
     pub write_timeout: Duration,
-    /// Largest accepted request body in bytes (`http.server.body.limit`).
+    /// Largest accepted request body in bytes (`http.server.body.limit`); never more than a
+    /// record that fits `kafka.producer.batch.bytes` with the dead-letter reserve.
     pub body_limit: usize,
     /// HTTP worker threads (`http.server.workers`); 0 means one per core.
     pub workers: usize,

@@ -241,6 +241,7 @@ fn absent_keys_take_their_defaults() {
             batch_bytes: 1_048_576,
             queue_calls: 500_000,
             queue_bytes: 268_435_456,
+            queue_reserved: 0.5,
             message_timeout: Duration::from_millis(300_000),
             default_ack: AckMode::Queue,
             ack_timeout: Duration::from_millis(30_000),
@@ -254,7 +255,7 @@ fn absent_keys_take_their_defaults() {
             port: 10086,
             read_timeout: Duration::from_millis(5000),
             write_timeout: Duration::from_millis(5000),
-            body_limit: 1_048_576,
+            body_limit: 1_040_384,
             workers: 0,
         }
     );
@@ -633,16 +634,72 @@ fn handler_channel_size_sets_queue_calls_and_must_be_positive() {
 #[test]
 fn producer_sizes_and_timeouts_are_read() {
     let s = toml(
-        "[kafka.producer]\nlinger.ms = 0\nbatch.bytes = 10\nqueue.bytes = 20\n\
-         message.timeout.ms = 30",
+        "[kafka.producer]\nlinger.ms = 0\nbatch.bytes = 16384\nqueue.bytes = 20\n\
+         queue.reserved = 0.25\nmessage.timeout.ms = 30",
     );
     assert_eq!(s.producer.linger, Duration::ZERO);
-    assert_eq!(s.producer.batch_bytes, 10);
+    assert_eq!(s.producer.batch_bytes, 16384);
     assert_eq!(s.producer.queue_bytes, 20);
+    assert_eq!(s.producer.queue_reserved, 0.25);
     assert_eq!(s.producer.message_timeout, Duration::from_millis(30));
     assert_only_problem(
         "kafka.producer.batch.bytes = 0",
         "kafka.producer.batch.bytes: must be at least 1, got 0",
+    );
+}
+
+#[test]
+fn queue_reserved_is_a_fraction() {
+    assert_eq!(
+        toml("kafka.producer.queue.reserved = 0").producer.queue_reserved,
+        0.0
+    );
+    assert_eq!(
+        toml("kafka.producer.queue.reserved = 1").producer.queue_reserved,
+        1.0
+    );
+    assert_only_problem(
+        "kafka.producer.queue.reserved = 1.5",
+        "kafka.producer.queue.reserved: must be a fraction from 0 to 1 of the queue reserved for \
+         the ACLs, got 1.5",
+    );
+    assert_only_problem(
+        "kafka.producer.queue.reserved = \"half\"",
+        "kafka.producer.queue.reserved: expected a number, got a string ('half')",
+    );
+}
+
+#[test]
+fn a_body_limit_no_batch_can_hold_is_refused() {
+    assert_only_problem(
+        "http.server.body.limit = 1048576",
+        "http.server.body.limit: 1048576 bytes can never be written to Kafka: with \
+         kafka.producer.batch.bytes = 1048576, a record may have at most 1044334 bytes (batch \
+         overhead and 4096 bytes reserved for dead-letter headers taken off); lower \
+         http.server.body.limit to at most 1044334 or raise kafka.producer.batch.bytes",
+    );
+    // At the bound it is fine, and a larger batch makes room for a larger body.
+    assert_eq!(
+        toml("http.server.body.limit = 1044334").http.body_limit,
+        1_044_334
+    );
+    let s = toml("http.server.body.limit = 2000000\nkafka.producer.batch.bytes = 2100000");
+    assert_eq!(s.http.body_limit, 2_000_000);
+}
+
+#[test]
+fn an_unset_body_limit_follows_a_small_batch_down() {
+    let s = toml("kafka.producer.batch.bytes = 16384");
+    assert_eq!(s.http.body_limit, 12_217);
+    assert_eq!(crate::kafka::record_size::largest_record(16_384), Some(12_217));
+}
+
+#[test]
+fn a_batch_too_small_for_any_call_is_refused() {
+    assert_only_problem(
+        "kafka.producer.batch.bytes = 4000",
+        "kafka.producer.batch.bytes: 4000 bytes cannot hold any call: a batch needs 71 bytes of \
+         overhead and 4096 bytes reserved for dead-letter headers",
     );
 }
 

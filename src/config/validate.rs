@@ -21,6 +21,7 @@ use super::settings::{
 };
 use super::source::Sources;
 use super::{consumer, entries};
+use crate::kafka::record_size;
 
 /// Every key bigpipe reads, in dotted form. Keys of array entries are checked by `entries` and
 /// `consumer`.
@@ -41,6 +42,7 @@ pub(crate) const KEYS: &[&str] = &[
     "kafka.producer.linger.ms",
     "kafka.producer.batch.bytes",
     "kafka.producer.queue.bytes",
+    "kafka.producer.queue.reserved",
     "kafka.producer.message.timeout.ms",
     "kafka.producer.ack",
     "kafka.producer.ack.mode",
@@ -72,7 +74,8 @@ pub(crate) fn validate(sources: &Sources) -> Result<Settings, ConfigError> {
     let (kafka, names) = kafka(&mut c, root);
     let producer = producer(&mut c, root, &names);
     let consumers = consumer::consumers(&mut c, root, &names);
-    let http = http(&mut c, root);
+    let mut http = http(&mut c, root);
+    http.body_limit = body_limit_that_fits(&mut c, root, http.body_limit, producer.batch_bytes);
     let delivery = delivery(&mut c, root);
     let shutdown = ShutdownSettings {
         grace: c.setting(root, "shutdown.grace.ms", ms(30_000), |c, key, v| {
@@ -294,6 +297,21 @@ fn producer(c: &mut Checker<'_>, root: &Dict, topics: &entries::TopicNames) -> P
     let queue_bytes = c.setting(root, "kafka.producer.queue.bytes", 1 << 28, |c, key, v| {
         c.int_in::<usize>(key, v, 1, MAX_QUEUE_BYTES)
     });
+    let queue_reserved = c.setting(root, "kafka.producer.queue.reserved", 0.5, |c, key, v| {
+        let fraction = c.number(key, v)?;
+        if !(0.0..=1.0).contains(&fraction) {
+            c.problem(
+                key,
+                Some(v),
+                format!(
+                    "must be a fraction from 0 to 1 of the queue reserved for the ACLs, got {}",
+                    super::reader::show_f64(fraction)
+                ),
+            );
+            return None;
+        }
+        Some(fraction)
+    });
     let message_timeout = c.setting(
         root,
         "kafka.producer.message.timeout.ms",
@@ -307,6 +325,7 @@ fn producer(c: &mut Checker<'_>, root: &Dict, topics: &entries::TopicNames) -> P
         batch_bytes,
         queue_calls,
         queue_bytes,
+        queue_reserved,
         message_timeout,
         default_ack,
         ack_timeout,
@@ -369,7 +388,7 @@ fn http(c: &mut Checker<'_>, root: &Dict) -> HttpSettings {
     let write_timeout = c.setting(root, "http.server.write.timeout", ms(5000), |c, key, v| {
         c.millis(key, v, 1)
     });
-    let body_limit = c.setting(root, "http.server.body.limit", 1 << 20, |c, key, v| {
+    let body_limit = c.setting(root, "http.server.body.limit", DEFAULT_BODY_LIMIT, |c, key, v| {
         c.int_in::<usize>(key, v, 1, MAX_CHUNK_BYTES)
     });
     let workers = c.setting(root, "http.server.workers", 0, |c, key, v| {
@@ -382,6 +401,56 @@ fn http(c: &mut Checker<'_>, root: &Dict) -> HttpSettings {
         write_timeout,
         body_limit,
         workers,
+    }
+}
+
+/// The default `http.server.body.limit`: 1 MiB less 8 KiB, so that with the default
+/// `batch.bytes` (1 MiB) the largest body still fits a batch next to the dead-letter reserve.
+pub(crate) const DEFAULT_BODY_LIMIT: usize = (1 << 20) - (8 << 10);
+
+/// `http.server.body.limit` against `kafka.producer.batch.bytes`.
+///
+/// A body becomes a record about as large as itself (the Go JSON wrapper roughly replaces the
+/// request's), so a body limit above the largest record a batch can take
+/// ([`record_size::largest_record`]: batch overhead and [`DEAD_LETTER_RESERVE_BYTES`] off) lets
+/// in calls that can never be written: refused. Left unset, the limit is the default or that
+/// largest record, whichever is smaller.
+///
+/// [`DEAD_LETTER_RESERVE_BYTES`]: record_size::DEAD_LETTER_RESERVE_BYTES
+fn body_limit_that_fits(c: &mut Checker<'_>, root: &Dict, body_limit: usize, batch_bytes: usize) -> usize {
+    const BODY: &str = "http.server.body.limit";
+    const BATCH: &str = "kafka.producer.batch.bytes";
+    let Some(largest) = record_size::largest_record(batch_bytes) else {
+        c.problem(
+            BATCH,
+            lookup(root, BATCH),
+            format!(
+                "{batch_bytes} bytes cannot hold any call: a batch needs {} bytes of overhead \
+                 and {} bytes reserved for dead-letter headers",
+                record_size::batch_size(0),
+                record_size::DEAD_LETTER_RESERVE_BYTES
+            ),
+        );
+        return body_limit;
+    };
+    match lookup(root, BODY) {
+        // Unset: follow the batch size down rather than blame a key the user never wrote.
+        None => body_limit.min(largest),
+        Some(value) if body_limit > largest => {
+            c.problem(
+                BODY,
+                Some(value),
+                format!(
+                    "{body_limit} bytes can never be written to Kafka: with {BATCH} = \
+                     {batch_bytes}, a record may have at most {largest} bytes (batch overhead and \
+                     {} bytes reserved for dead-letter headers taken off); lower {BODY} to at \
+                     most {largest} or raise {BATCH}",
+                    record_size::DEAD_LETTER_RESERVE_BYTES
+                ),
+            );
+            body_limit
+        }
+        Some(_) => body_limit,
     }
 }
 

@@ -3,8 +3,10 @@
 //! One task per process: it lists topics through rskafka, creates the missing
 //! ones (with `compression.type=snappy`, a codec bigpipe can read back, so the
 //! broker recompresses batches that other producers wrote with zstd or lz4),
-//! records partition counts in the [`PartitionTable`], and tells `/readyz`
-//! whether Kafka answers and every configured topic exists.
+//! records partition counts in the [`PartitionTable`] and each topic's
+//! `max.message.bytes` in the [`TopicLimits`] (so ingest refuses a call Kafka
+//! would refuse), and tells `/readyz` whether Kafka answers and every
+//! configured topic exists.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -16,6 +18,7 @@ use slog::{Logger, info, warn};
 use tokio_util::sync::CancellationToken;
 
 use super::client::{KafkaClient, bounded};
+use super::topic_limits::TopicLimits;
 use super::wire;
 use super::wire::admin::{TopicCreation, TopicSpec};
 use crate::producer::partitioner::PartitionTable;
@@ -70,6 +73,8 @@ pub struct TopicWatcher {
     pub client: Arc<KafkaClient>,
     /// Where partition counts go.
     pub table: Arc<PartitionTable>,
+    /// Where each topic's `max.message.bytes` goes.
+    pub limits: Arc<TopicLimits>,
     /// Where readiness goes.
     pub readiness: Arc<Readiness>,
     /// Time between metadata refreshes once ready.
@@ -124,20 +129,55 @@ impl TopicWatcher {
             .map_err(|e| e.to_string())?;
         let topics = self.topics.load_full();
         let mut missing = vec![];
+        let mut present = vec![];
         for wanted in topics.iter() {
             match listed.iter().find(|t| t.name == wanted.name) {
                 Some(t) => {
                     let count = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
                     self.table.set(&wanted.name, count);
+                    present.push(wanted.name.clone());
                 }
                 None => missing.push(wanted),
             }
         }
+        // Before readiness: a ready bigpipe already knows what each topic can take.
+        self.refresh_limits(&present).await;
         if missing.is_empty() {
             return Ok(vec![]);
         }
         self.create(&missing).await?;
         Ok(missing.into_iter().map(|t| t.name.clone()).collect())
+    }
+
+    /// Reads `max.message.bytes` of `topics` into the limits table. A failure is logged and
+    /// keeps the values known so far (Kafka's default for topics never described): it must
+    /// not make bigpipe unready, since calls under the default still flow.
+    async fn refresh_limits(&self, topics: &[String]) {
+        if topics.is_empty() {
+            return;
+        }
+        let timeout = self.client.timeout();
+        let described =
+            match wire::connect_any(self.client.bootstrap(), self.client.client_id(), timeout).await {
+                Ok(conn) => wire::admin::max_message_bytes(&conn, topics).await,
+                Err(e) => Err(e),
+            };
+        match described {
+            Ok(found) => {
+                for (topic, bytes) in found {
+                    let Some(bytes) = bytes else { continue };
+                    let before = self.limits.set(&topic, bytes);
+                    if before != Some(bytes) {
+                        info!(self.log, "topic max.message.bytes"; "topic" => &topic, "bytes" => bytes,
+                            "before" => ?before);
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(self.log, "cannot read topics' max.message.bytes, keeping the known values";
+                    "error" => wire::error_chain(&e));
+            }
+        }
     }
 
     async fn create(&self, missing: &[&WantedTopic]) -> Result<(), String> {

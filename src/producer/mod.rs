@@ -1,20 +1,25 @@
 //! The ingest pipeline: accepted calls → bounded queue → per-partition batches → Kafka.
 //!
 //! ```text
-//!  HTTP handlers ──submit()──► [budget: calls+bytes] ──send──► dispatcher task
-//!   (never wait)                  full → overload              │ routes by (topic, partition)
+//!  HTTP handlers ──submit()──► [size] ─► [budget: calls+bytes] ──send──► dispatcher task
+//!   (never wait)      too large → 413   full or ACL share → overload  │ routes by (topic, partition)
 //!                                                              ▼
 //!                                 one writer task per partition: rskafka BatchProducer
 //!                                 (linger, batch bytes, acks=all), retries with backoff
 //!                                 until the call's deadline, then counts deliveryFail
+//!                                 ("too large" is final: failed at once)
 //! ```
 //!
 //! Handlers only do non-blocking work: choose the partition, encode the Go
-//! record JSON, take room in the [`budget::QueueBudget`] and hand the call to
-//! the dispatcher. A call keeps its budget permit until Kafka has acknowledged
-//! it, so the budget bounds all memory held for calls not yet in Kafka.
+//! record JSON, check that the record can ever be written (see
+//! [`crate::kafka::record_size`]), take room in the [`budget::QueueBudget`]
+//! (shared fairly between ACLs, see [`fair`]) and hand the call to the
+//! dispatcher. A call keeps its budget permit until Kafka has acknowledged it,
+//! so the budget bounds all memory held for calls not yet in Kafka.
 
+pub mod aggregator;
 pub mod budget;
+pub mod fair;
 pub mod partitioner;
 pub mod writer;
 
@@ -31,12 +36,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::kafka::client::KafkaClient;
+use crate::kafka::record_size::{self, TooLarge};
+use crate::kafka::topic_limits::TopicLimits;
 use crate::message::{CALL_ID_HEADER, CallMessage};
 use crate::stats::Stats;
 
-use budget::QueueBudget;
+use budget::{BudgetLimits, QueueBudget};
+pub use fair::Refusal;
 use partitioner::PartitionTable;
-pub use writer::{AckResult, ProduceError};
+pub use writer::{AckResult, ProduceError, TooLargeCause};
 use writer::{Pending, WriterContext};
 
 /// Settings of the ingest pipeline.
@@ -46,6 +54,10 @@ pub struct ProducerConfig {
     pub queue_calls: usize,
     /// Most record bytes held in memory.
     pub queue_bytes: usize,
+    /// Fraction of both queue limits reserved, split equally among `acls`.
+    pub queue_reserved: f64,
+    /// The configured ACL names, each with a reserve of the queue.
+    pub acls: Vec<String>,
     /// Batch linger.
     pub linger: Duration,
     /// Largest batch in bytes.
@@ -54,11 +66,25 @@ pub struct ProducerConfig {
     pub message_timeout: Duration,
 }
 
+impl ProducerConfig {
+    /// The queue's limits as the budget takes them.
+    pub fn budget_limits(&self) -> BudgetLimits {
+        BudgetLimits {
+            calls: self.queue_calls,
+            bytes: self.queue_bytes,
+            reserved: self.queue_reserved,
+            acls: self.acls.clone(),
+        }
+    }
+}
+
 /// A call ready to be queued.
 #[derive(Debug)]
 pub struct Call {
     /// The call id.
     pub id: String,
+    /// The caller's ACL name, whose share of the queue the call takes.
+    pub acl: String,
     /// The record key (`partition_key`), may be empty.
     pub key: String,
     /// The record value; `partition` is filled in by [`ProducerHandle::submit`].
@@ -70,9 +96,12 @@ pub struct Call {
 /// Why a call was not queued.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SubmitError {
-    /// The queue is full (in calls or in bytes).
-    #[error("ingest queue is full")]
-    Overload,
+    /// The queue is full (in calls or in bytes), or the ACL's share of it is.
+    #[error(transparent)]
+    Overload(#[from] Refusal),
+    /// The record could never be written to Kafka.
+    #[error(transparent)]
+    TooLarge(#[from] TooLarge),
     /// bigpipe is shutting down and takes no more calls.
     #[error("bigpipe is shutting down")]
     ShuttingDown,
@@ -90,6 +119,10 @@ pub struct ProducerHandle {
     tx: mpsc::UnboundedSender<Pending>,
     budget: QueueBudget,
     table: Arc<PartitionTable>,
+    /// Each topic's `max.message.bytes`, one of the two limits a record must fit.
+    limits: Arc<TopicLimits>,
+    /// `kafka.producer.batch.bytes`, the other one (fixed until restart).
+    batch_bytes: usize,
     /// Milliseconds; reloadable.
     message_timeout_ms: Arc<AtomicU64>,
 }
@@ -99,10 +132,13 @@ impl ProducerHandle {
     /// when the call asked for it.
     ///
     /// # Errors
-    /// [`SubmitError::Overload`] at once when the queue is full.
+    /// [`SubmitError::TooLarge`] when the record, with room for a dead letter, is larger
+    /// than a batch (`batch.bytes`) or the topic's `max.message.bytes`: nothing is queued.
+    /// [`SubmitError::Overload`] at once when the queue, or the ACL's share of it, is full.
     pub fn submit(&self, call: Call) -> Result<Option<oneshot::Receiver<AckResult>>, SubmitError> {
         let Call {
             id,
+            acl,
             key,
             mut message,
             want_ack,
@@ -112,17 +148,17 @@ impl ProducerHandle {
             .choose(&message.topic, &key)
             .ok_or_else(|| SubmitError::UnknownTopic(message.topic.clone()))?;
         message.partition = partition;
-        let value = message.encode();
-        let permit = self
-            .budget
-            .try_acquire(value.len() + key.len())
-            .ok_or(SubmitError::Overload)?;
         let record = Record {
             key: (!key.is_empty()).then(|| key.into_bytes()),
-            value: Some(value),
+            value: Some(message.encode()),
             headers: BTreeMap::from([(CALL_ID_HEADER.to_owned(), id.clone().into_bytes())]),
             timestamp: chrono::Utc::now(),
         };
+        let size = record_size::record_size(&record);
+        let limit = record_size::batch_limit(self.batch_bytes, self.limits.max_message_bytes(&message.topic));
+        record_size::check_fits(size, limit)?;
+        // The encoded size: what the record really holds in memory, framing aside.
+        let permit = self.budget.try_acquire(&acl, size)?;
         let (ack, rx) = if want_ack {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
@@ -142,9 +178,10 @@ impl ProducerHandle {
         Ok(rx)
     }
 
-    /// Applies reloaded limits: queue size in calls and bytes, and the retry budget of new calls.
-    pub fn reconfigure(&self, queue_calls: usize, queue_bytes: usize, message_timeout: Duration) {
-        self.budget.set_limits(queue_calls, queue_bytes);
+    /// Applies reloaded limits: queue size in calls and bytes with the ACLs' reserves, and
+    /// the retry budget of new calls.
+    pub fn reconfigure(&self, queue: &BudgetLimits, message_timeout: Duration) {
+        self.budget.set_limits(queue);
         let ms = u64::try_from(message_timeout.as_millis()).unwrap_or(u64::MAX);
         self.message_timeout_ms.store(ms, Ordering::Relaxed);
     }
@@ -170,13 +207,13 @@ impl Producer {
         config: &ProducerConfig,
         client: Arc<KafkaClient>,
         table: Arc<PartitionTable>,
+        limits: Arc<TopicLimits>,
         stats: Arc<Stats>,
         log: Logger,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let budget = QueueBudget::new(
-            config.queue_calls,
-            config.queue_bytes,
+            &config.budget_limits(),
             Arc::clone(&stats.queue.calls),
             Arc::clone(&stats.queue.bytes),
         );
@@ -185,6 +222,7 @@ impl Producer {
             linger: config.linger,
             batch_bytes: config.batch_bytes,
             message_timeout: config.message_timeout,
+            limits: Arc::clone(&limits),
             log: log.clone(),
         });
         let stop = CancellationToken::new();
@@ -195,6 +233,8 @@ impl Producer {
             tx,
             budget,
             table,
+            limits,
+            batch_bytes: config.batch_bytes,
             message_timeout_ms: Arc::new(AtomicU64::new(ms)),
         };
         Self {

@@ -1,5 +1,6 @@
 //! One writer task per (topic, partition): batches calls through rskafka's
-//! `BatchProducer` and retries Kafka errors until each call's deadline.
+//! `BatchProducer` and retries Kafka errors until each call's deadline, except
+//! "too large", which no retry can cure: such a call fails at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +8,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
-use rskafka::client::producer::aggregator::RecordAggregator;
 use rskafka::client::producer::{BatchProducer, BatchProducerBuilder};
 use rskafka::record::Record;
 use slog::{Logger, error, warn};
@@ -16,8 +16,11 @@ use tokio::time::Instant;
 
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::kafka::client::{KafkaClient, bounded};
+use crate::kafka::record_size::batch_limit;
+use crate::kafka::topic_limits::TopicLimits;
 use crate::stats::{ProducerStats, inc};
 
+use super::aggregator::{SizedAggregator, is_too_large};
 use super::budget::Permit;
 
 /// What a caller waiting for Kafka's acknowledgement gets back.
@@ -37,6 +40,21 @@ pub enum ProduceError {
     /// bigpipe shut down before the call was written.
     #[error("bigpipe shut down before the call was written to kafka")]
     ShutDown,
+    /// The record can never be written as it is; it was not retried.
+    #[error("kafka cannot take the record: {0}")]
+    TooLarge(TooLargeCause),
+}
+
+/// Who found a record too large.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TooLargeCause {
+    /// Our batch aggregator: larger than an empty batch may be (`batch.bytes`, or the
+    /// topic's `max.message.bytes` lowered since the call was accepted).
+    #[error("larger than a batch may be")]
+    Batch,
+    /// The broker answered `MESSAGE_TOO_LARGE` or `RECORD_LIST_TOO_LARGE`.
+    #[error("the broker refused it as too large")]
+    Broker,
 }
 
 /// An accepted call on its way to Kafka.
@@ -69,11 +87,13 @@ pub struct WriterContext {
     pub batch_bytes: usize,
     /// The whole retry budget of a call.
     pub message_timeout: Duration,
+    /// Each topic's `max.message.bytes`, which caps batches next to `batch_bytes`.
+    pub limits: Arc<TopicLimits>,
     /// Logger.
     pub log: Logger,
 }
 
-type Producer = BatchProducer<RecordAggregator>;
+type Producer = BatchProducer<SizedAggregator>;
 
 /// The partition's batch producer, rebuilt after an error so that a stale
 /// leader connection is not reused.
@@ -107,10 +127,14 @@ impl ProducerSlot {
         .map_err(|e| e.to_string())?;
         // Snappy: cheap, pure Rust, and what the topics bigpipe creates are set to,
         // so the broker stores our batches without recompressing them.
+        let limit = batch_limit(
+            self.ctx.batch_bytes,
+            self.ctx.limits.max_message_bytes(&self.topic),
+        );
         let producer = BatchProducerBuilder::new(Arc::new(pc))
             .with_linger(self.ctx.linger)
             .with_compression(Compression::Snappy)
-            .build(RecordAggregator::new(self.ctx.batch_bytes));
+            .build(SizedAggregator::new(limit));
         let producer = Arc::new(producer);
         *current = Some(Arc::clone(&producer));
         Ok(producer)
@@ -154,6 +178,14 @@ pub async fn run(
     while in_flight.next().await.is_some() {}
 }
 
+/// How one produce attempt failed.
+enum Failure {
+    /// Retrying cannot help; the text is the error, for the log.
+    Final(TooLargeCause, String),
+    /// Worth another attempt after a backoff.
+    Retry(String),
+}
+
 async fn produce(slot: &ProducerSlot, stats: &ProducerStats, mut p: Pending) {
     let ctx = &slot.ctx;
     let mut backoff = Backoff::new(BackoffConfig::default());
@@ -162,18 +194,33 @@ async fn produce(slot: &ProducerSlot, stats: &ProducerStats, mut p: Pending) {
     let outcome = loop {
         let remaining = p.deadline.saturating_duration_since(Instant::now());
         let attempt = async {
-            let producer = slot.get().await?;
+            let producer = slot.get().await.map_err(Failure::Retry)?;
             match producer.produce(p.record.clone()).await {
                 Ok(offset) => Ok(offset),
                 Err(e) => {
+                    // Also after "too large": the next producer reads the topic's current limit.
                     slot.invalidate(&producer).await;
-                    Err(e.to_string())
+                    Err(match (is_too_large(&e), &e) {
+                        (true, rskafka::client::producer::Error::TooLarge) => {
+                            Failure::Final(TooLargeCause::Batch, e.to_string())
+                        }
+                        (true, _) => Failure::Final(TooLargeCause::Broker, e.to_string()),
+                        (false, _) => Failure::Retry(e.to_string()),
+                    })
                 }
             }
         };
         let error = match tokio::time::timeout(attempt_bound.min(remaining), attempt).await {
             Ok(Ok(offset)) => break Ok(offset),
-            Ok(Err(e)) => e,
+            Ok(Err(Failure::Final(cause, error))) => {
+                inc(&stats.too_large);
+                error!(ctx.log, "kafka cannot take the call's record, not retrying";
+                    "call_id" => &p.id, "topic" => &*p.topic, "partition" => p.partition,
+                    "record_bytes" => crate::kafka::record_size::record_size(&p.record),
+                    "error" => &error);
+                break Err(ProduceError::TooLarge(cause));
+            }
+            Ok(Err(Failure::Retry(e))) => e,
             Err(_) => format!("produce timed out after {:?}", attempt_bound.min(remaining)),
         };
         let delay = backoff.next_delay();
@@ -191,6 +238,8 @@ async fn produce(slot: &ProducerSlot, stats: &ProducerStats, mut p: Pending) {
     };
     match &outcome {
         Ok(_) => inc(&stats.delivery_success),
+        // Logged above, with the record's size.
+        Err(ProduceError::TooLarge(_)) => inc(&stats.delivery_fail),
         Err(e) => {
             inc(&stats.delivery_fail);
             error!(ctx.log, "call not written to kafka";
