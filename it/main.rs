@@ -14,6 +14,7 @@ mod codecs;
 mod delivery;
 mod group;
 mod ingest;
+mod limits;
 mod never_stall;
 mod outage;
 mod reload;
