@@ -75,21 +75,34 @@ impl StatusDeaggregator for Deaggregator {
     }
 }
 
-/// Whether a produce error means the record can never be written as it is: rskafka's
-/// aggregator found it too large for an empty batch, or the broker answered
+/// Who found a record too large.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TooLargeCause {
+    /// Our batch aggregator: larger than an empty batch may be (`batch.bytes`, or the
+    /// topic's `max.message.bytes` lowered since the call was accepted).
+    #[error("larger than a batch may be")]
+    Batch,
+    /// The broker answered `MESSAGE_TOO_LARGE` or `RECORD_LIST_TOO_LARGE`.
+    #[error("the broker refused it as too large")]
+    Broker,
+}
+
+/// Whether a produce error means the record can never be written as it is, and who said
+/// so: rskafka's aggregator found it too large for an empty batch, or the broker answered
 /// `MESSAGE_TOO_LARGE` or `RECORD_LIST_TOO_LARGE`. Retrying cannot help.
-pub fn is_too_large(error: &ProducerError) -> bool {
+pub fn too_large(error: &ProducerError) -> Option<TooLargeCause> {
     use rskafka::client::error::{Error as ClientError, ProtocolError};
     match error {
-        ProducerError::TooLarge => true,
+        ProducerError::TooLarge => Some(TooLargeCause::Batch),
         ProducerError::Client(e) => matches!(
             &**e,
             ClientError::ServerError {
                 protocol_error: ProtocolError::MessageTooLarge | ProtocolError::RecordListTooLarge,
                 ..
             }
-        ),
-        _ => false,
+        )
+        .then_some(TooLargeCause::Broker),
+        _ => None,
     }
 }
 
@@ -150,10 +163,11 @@ mod tests {
                 is_virtual: false,
             }))
         };
-        assert!(is_too_large(&ProducerError::TooLarge));
-        assert!(is_too_large(&server(ProtocolError::MessageTooLarge)));
-        assert!(is_too_large(&server(ProtocolError::RecordListTooLarge)));
-        assert!(!is_too_large(&server(ProtocolError::NotLeaderOrFollower)));
-        assert!(!is_too_large(&ProducerError::FlushError("x".into())));
+        assert_eq!(too_large(&ProducerError::TooLarge), Some(TooLargeCause::Batch));
+        let broker = Some(TooLargeCause::Broker);
+        assert_eq!(too_large(&server(ProtocolError::MessageTooLarge)), broker);
+        assert_eq!(too_large(&server(ProtocolError::RecordListTooLarge)), broker);
+        assert_eq!(too_large(&server(ProtocolError::NotLeaderOrFollower)), None);
+        assert_eq!(too_large(&ProducerError::FlushError("x".into())), None);
     }
 }

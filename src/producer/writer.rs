@@ -20,7 +20,8 @@ use crate::kafka::record_size::batch_limit;
 use crate::kafka::topic_limits::TopicLimits;
 use crate::stats::{ProducerStats, inc};
 
-use super::aggregator::{SizedAggregator, is_too_large};
+pub use super::aggregator::TooLargeCause;
+use super::aggregator::{SizedAggregator, too_large};
 use super::budget::Permit;
 
 /// What a caller waiting for Kafka's acknowledgement gets back.
@@ -43,18 +44,6 @@ pub enum ProduceError {
     /// The record can never be written as it is; it was not retried.
     #[error("kafka cannot take the record: {0}")]
     TooLarge(TooLargeCause),
-}
-
-/// Who found a record too large.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TooLargeCause {
-    /// Our batch aggregator: larger than an empty batch may be (`batch.bytes`, or the
-    /// topic's `max.message.bytes` lowered since the call was accepted).
-    #[error("larger than a batch may be")]
-    Batch,
-    /// The broker answered `MESSAGE_TOO_LARGE` or `RECORD_LIST_TOO_LARGE`.
-    #[error("the broker refused it as too large")]
-    Broker,
 }
 
 /// An accepted call on its way to Kafka.
@@ -200,12 +189,9 @@ async fn produce(slot: &ProducerSlot, stats: &ProducerStats, mut p: Pending) {
                 Err(e) => {
                     // Also after "too large": the next producer reads the topic's current limit.
                     slot.invalidate(&producer).await;
-                    Err(match (is_too_large(&e), &e) {
-                        (true, rskafka::client::producer::Error::TooLarge) => {
-                            Failure::Final(TooLargeCause::Batch, e.to_string())
-                        }
-                        (true, _) => Failure::Final(TooLargeCause::Broker, e.to_string()),
-                        (false, _) => Failure::Retry(e.to_string()),
+                    Err(match too_large(&e) {
+                        Some(cause) => Failure::Final(cause, e.to_string()),
+                        None => Failure::Retry(e.to_string()),
                     })
                 }
             }
