@@ -208,6 +208,125 @@ async fn target_down_for_a_minute_then_every_call_is_delivered() {
     target.stop().await;
 }
 
+/// Steady load on one bigpipe while a hostile input is injected: every call of the
+/// load (and every injected call that was accepted) must be delivered.
+struct Hostile {
+    bp: Bigpipe,
+    target: Target,
+    load: Load,
+    topic: String,
+}
+
+impl Hostile {
+    /// bigpipe on `topic` (1 partition, so the hostile input shares it with the load)
+    /// with one consumer entry plus `extra` entry keys, and 20 calls/s flowing.
+    async fn start(topic: String, extra: &str) -> Self {
+        let target = Target::start();
+        let entry = consumer_entry(&topic, &unique("G"), extra);
+        let bp = Bigpipe::start_ready(&settings(&simple_config(&topic, 1, &entry))).await;
+        let load = Load::start(bp.base.clone(), target.url("/ok"), 20, None);
+        poll("load flowing", || async { (target.count() >= 20).then_some(()) }).await;
+        Self {
+            bp,
+            target,
+            load,
+            topic,
+        }
+    }
+
+    /// Keeps the load going for `secs` after the injection, then counts: the row, with
+    /// `injected` (ids accepted from the hostile input that must be delivered too).
+    async fn finish(self, scenario: &'static str, injected: &[String], secs: u64) -> Row {
+        let before = self.target.count();
+        poll("load still flowing after the injection", || async {
+            (self.target.count() >= before + 20 * usize::try_from(secs).unwrap_or(1)).then_some(())
+        })
+        .await;
+        let stopped = Instant::now();
+        let mut sent = self.load.stop().await;
+        sent.accepted.extend(injected.iter().cloned());
+        wait_delivered(&self.target, &sent.accepted).await;
+        let row = Row::tally(scenario, &sent, &self.target, &BTreeSet::new(), stopped.elapsed());
+        eprintln!("{HEADER}");
+        row.print();
+        self.bp.stop().await;
+        self.target.stop().await;
+        row
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_calls_under_load_are_refused_and_cost_the_others_nothing() {
+    let _k = kafka().await;
+    let h = Hostile::start(unique("oversize"), "").await;
+    for _ in 0..20 {
+        let body = call_body(&h.target.url("/ok"), &"<".repeat(1_000_000), "k1");
+        let (status, env) = h.bp.call(&body).await;
+        assert_eq!(status, 413, "never accepted, so never lost: {env}");
+    }
+    let row = h.finish("20 x 1 MB of '<' under load (413)", &[], 2).await;
+    assert_eq!(row.lost, 0);
+    assert_eq!(row.accepted, row.sent, "the oversize calls took nobody's room");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_never_answers_under_load_delays_no_other_call() {
+    let _k = kafka().await;
+    let h = Hostile::start(unique("blackhole"), "").await;
+    let hole = Target::start();
+    let mut injected = vec![];
+    for i in 0..20 {
+        let (status, env) =
+            h.bp.call(&call_body(&hole.url("/slow/60000"), &format!("hole-{i}"), "k1"))
+                .await;
+        assert_eq!(status, 200, "{env}");
+        injected.push(env["data"].as_str().unwrap_or_default().to_owned());
+    }
+    // The load keeps arriving within a second of being sent while the hole holds its slots.
+    let before = h.target.count();
+    let t0 = Instant::now();
+    poll("the load flows past the hole", || async {
+        (h.target.count() >= before + 20).then_some(())
+    })
+    .await;
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "20 load calls took {took:?} behind the hole"
+    );
+    let row = h.finish("20 calls to a host that never answers", &[], 2).await;
+    assert_eq!(row.lost, 0);
+    assert!(
+        hole.max_in_flight() <= 10,
+        "hostConcurrency caps the hole at half the slots"
+    );
+    hole.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zstd_batch_from_another_producer_under_load_is_read_and_delivered() {
+    let _k = kafka().await;
+    let topic = crate::codecs::producer_codec_topic().await;
+    let h = Hostile::start(topic, "").await;
+    let mut lines = String::new();
+    let mut injected = vec![];
+    for i in 0..5 {
+        let id = format!("zstd-{i}-{}", unique("id"));
+        let value = serde_json::json!({
+            "Headers": {}, "Url": h.target.url("/ok"), "Data": id,
+            "Topic": h.topic, "Partition": 0, "CreateTime": 1,
+        });
+        lines.push_str(&format!("bigpipe-call-id:{id}\tk1\t{value}\n"));
+        injected.push(id);
+    }
+    let topic = h.topic.clone();
+    tokio::task::spawn_blocking(move || crate::codecs::console_produce(&topic, "zstd", &[], &lines))
+        .await
+        .expect("console producer");
+    let row = h.finish("a zstd batch from another producer", &injected, 2).await;
+    assert_eq!(row.lost, 0);
+}
+
 /// Sum of the lag of a `/stats` view's partitions; `None` until each has a commit.
 fn view_lag(view: &serde_json::Value) -> Option<i64> {
     let parts = view["partitions"].as_object()?;

@@ -24,7 +24,7 @@ const CODECS: [&str; 4] = ["zstd", "lz4", "gzip", "snappy"];
 
 /// Writes `lines` through Kafka's console producer with `codec`, keys and headers parsed
 /// from each line (`header:value<TAB>key<TAB>value`).
-fn console_produce(topic: &str, codec: &str, extra: &[&str], lines: &str) {
+pub(crate) fn console_produce(topic: &str, codec: &str, extra: &[&str], lines: &str) {
     let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
     let mut child = Command::new(script)
         .args(["tool", "console-producer", "--bootstrap-server", &bootstrap()])
@@ -91,7 +91,7 @@ fn records(items: Vec<FetchedItem>) -> Vec<RecordAndOffset> {
 }
 
 /// A one-partition topic that keeps whatever codec the producer used.
-async fn producer_codec_topic() -> String {
+pub(crate) async fn producer_codec_topic() -> String {
     let topic = unique("codecs");
     let conn = connect_any(&[bootstrap()], "it-codecs", T).await.unwrap();
     let spec = TopicSpec {
