@@ -42,10 +42,21 @@ pub(crate) const KEYS: &[&str] = &[
     "retryTiers",
     "retryFor",
     "hostConcurrency",
+    "deadLetterTimeout",
+    "stallAfter",
 ];
 
 /// `sessionTimeout` default; `heartbeatInterval` defaults to a third of the session timeout.
 const SESSION_TIMEOUT: Duration = ms(10_000);
+
+/// `deadLetterTimeout` default: `kafka.producer.message.timeout.ms`'s default, the time bigpipe
+/// already gives any write into Kafka before giving up on it.
+const DEAD_LETTER_TIMEOUT: Duration = ms(300_000);
+
+/// Least `stallAfter` default: a minute is long next to a healthy partition's commit cadence
+/// (a call takes `timeout` × attempts at worst, 9 s with the defaults), and short next to an
+/// outage an operator must hear about.
+const STALL_AFTER: Duration = ms(60_000);
 
 /// Appended to the default dead-letter topic name: `<topic>.dlq`.
 const DEAD_LETTER_SUFFIX: &str = ".dlq";
@@ -186,6 +197,14 @@ fn consumer(c: &mut Checker<'_>, entry: &Dict, path: &str, topics: &TopicNames) 
         (concurrency / 2).max(1),
         |c, key, value| c.int_in::<usize>(key, value, 1, i128::try_from(concurrency).unwrap_or(i128::MAX)),
     );
+    let dead_letter_timeout = c.optional(
+        entry,
+        path,
+        "deadLetterTimeout",
+        DEAD_LETTER_TIMEOUT,
+        |c, key, value| c.millis(key, value, 1),
+    );
+    let stall_after = stall_after(c, entry, path, timeout, retries);
 
     Some(ConsumerSettings {
         topic: topic?,
@@ -213,6 +232,8 @@ fn consumer(c: &mut Checker<'_>, entry: &Dict, path: &str, topics: &TopicNames) 
         retry_tiers,
         retry_for,
         host_concurrency,
+        dead_letter_timeout,
+        stall_after,
     })
 }
 
@@ -377,6 +398,29 @@ fn membership(c: &mut Checker<'_>, entry: &Dict, path: &str) -> (Duration, Durat
         );
     }
     (session.unwrap_or(SESSION_TIMEOUT), heartbeat.unwrap_or(third))
+}
+
+/// `stallAfter`: default the larger of [`STALL_AFTER`] and twice the worst time of one call's
+/// attempts (`timeout` × (`retries` + 1)), so that a slow but healthy target is not reported
+/// as a stall. A value below that worst time is allowed (a warning): it reports every call
+/// that uses its attempts as a stall.
+fn stall_after(c: &mut Checker<'_>, entry: &Dict, path: &str, timeout: Duration, retries: u32) -> Duration {
+    let attempts = timeout.saturating_mul(retries.saturating_add(1));
+    let default = STALL_AFTER.max(attempts.saturating_mul(2));
+    let stall_after = c.optional(entry, path, "stallAfter", default, |c, key, value| {
+        c.millis(key, value, 1)
+    });
+    if stall_after < attempts {
+        let key = format!("{path}.stallAfter");
+        let message = format!(
+            "{key} ({} ms) is below timeout × attempts ({} ms): a call that only uses its \
+             attempts will be reported as a stall",
+            duration_ms(stall_after),
+            duration_ms(attempts)
+        );
+        c.warn(&key, entry.get("stallAfter"), message);
+    }
+    stall_after
 }
 
 /// `retryBackoff` and `retryBackoffMax`, the cap, which must not be below the first delay.

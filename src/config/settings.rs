@@ -180,6 +180,14 @@ pub struct ConsumerSettings {
     /// Most calls in flight to one target host (`hostConcurrency`), 1 to `concurrency`;
     /// default half of `concurrency` (at least 1), so one slow host cannot take every slot.
     pub host_concurrency: usize,
+    /// How long one dead letter keeps trying through transient Kafka errors before the call
+    /// is only reported in the log (`deadLetterTimeout`, ms); default 300000, the default of
+    /// `kafka.producer.message.timeout.ms`: the same promise for a write into Kafka.
+    pub dead_letter_timeout: Duration,
+    /// A partition behind its log end whose position has not moved for this long is reported
+    /// stalled in `/stats` and `/readyz` (`stallAfter`, ms); default the larger of 60 s and
+    /// twice `timeout` × attempts.
+    pub stall_after: Duration,
 }
 
 impl ConsumerSettings {

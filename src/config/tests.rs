@@ -777,6 +777,8 @@ fn consumer_optional_keys_default_to_the_go_shipped_values() {
             ],
             retry_for: Duration::ZERO,
             host_concurrency: 2,
+            dead_letter_timeout: Duration::from_millis(300_000),
+            stall_after: Duration::from_millis(60_000),
         }]
     );
 }
@@ -1194,7 +1196,7 @@ fn prefetch_window_is_range_checked() {
 fn consumer_timeouts_must_be_positive() {
     let found = toml_problems(&consumer_entry(&format!(
         "{REQUIRED}rebalanceTimeout = 0\nretryAfterMax = 0\ncommitInterval = 0\ndrainTimeout = 0\n\
-         fetchMaxWait = 0"
+         fetchMaxWait = 0\ndeadLetterTimeout = 0\nstallAfter = 0"
     )));
     let expected: Vec<String> = [
         "rebalanceTimeout",
@@ -1202,6 +1204,8 @@ fn consumer_timeouts_must_be_positive() {
         "commitInterval",
         "drainTimeout",
         "fetchMaxWait",
+        "deadLetterTimeout",
+        "stallAfter",
     ]
     .iter()
     .map(|key| format!("kafka.consumer.list[0].{key}: must be at least 1, got 0"))
@@ -1211,6 +1215,47 @@ fn consumer_timeouts_must_be_positive() {
         "fetchMaxWait = 604800001",
         "kafka.consumer.list[0].fetchMaxWait: must be at most 604800000, got 604800001",
     );
+}
+
+#[test]
+fn consumer_dead_letter_timeout_and_stall_after_are_read() {
+    let c = consumer("deadLetterTimeout = 5000\nstallAfter = 20000\ntimeout = 1000\nretries = 1");
+    assert_eq!(c.dead_letter_timeout, Duration::from_millis(5000));
+    assert_eq!(c.stall_after, Duration::from_millis(20_000));
+}
+
+#[test]
+fn consumer_stall_after_defaults_to_a_minute_or_twice_the_worst_call() {
+    // 3 s × 3 attempts = 9 s: the minute wins.
+    assert_eq!(consumer("").stall_after, Duration::from_millis(60_000));
+    // 20 s × 3 attempts = 60 s: twice that, so a slow but healthy call never looks stalled.
+    assert_eq!(
+        consumer("timeout = 20000").stall_after,
+        Duration::from_millis(120_000)
+    );
+    assert_eq!(
+        consumer("timeout = 10000\nretries = 9").stall_after,
+        Duration::from_millis(200_000)
+    );
+}
+
+#[test]
+fn consumer_stall_after_below_the_worst_call_is_a_warning() {
+    let s = toml(&consumer_entry(&format!(
+        "{REQUIRED}timeout = 10000\nretries = 2\nstallAfter = 1000"
+    )));
+    assert_eq!(s.consumers[0].stall_after, Duration::from_millis(1000));
+    assert_eq!(
+        s.warnings,
+        vec![
+            "kafka.consumer.list[0].stallAfter (1000 ms) is below timeout × attempts (30000 ms): \
+             a call that only uses its attempts will be reported as a stall"
+        ]
+    );
+    let s = toml(&consumer_entry(&format!(
+        "{REQUIRED}timeout = 10000\nretries = 2\nstallAfter = 30000"
+    )));
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
 }
 
 #[test]
