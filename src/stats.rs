@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -82,12 +83,78 @@ pub struct QueueStats {
 }
 
 /// What `/stats` shows of one assigned partition.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PartitionView {
     /// The last committed position, if any.
     pub committed: Option<i64>,
     /// The partition's high watermark at the last fetch.
     pub high_watermark: i64,
+    /// The next position to commit: every call below it has finished (`None` until the
+    /// start position is known). It leads `committed` by at most one commit interval.
+    pub position: Option<i64>,
+    /// The partition's log-end offset, asked of Kafka independently of the fetch (so a
+    /// partition whose fetch fails still shows its lag).
+    pub log_end_offset: Option<i64>,
+    /// The last fetch failure, if any (kept after recovery; its time tells whether it is news).
+    pub last_error: Option<FetchFailure>,
+    /// Set while the partition is stalled (see `consumer::stall`).
+    pub stall: Option<Stall>,
+}
+
+impl PartitionView {
+    /// Records behind the log end: from the committed offset (else the position) to the
+    /// log-end offset (else the last fetch's high watermark, until the first log-end query).
+    pub fn lag(&self) -> Option<i64> {
+        let end = self.log_end_offset.unwrap_or(self.high_watermark);
+        self.committed.or(self.position).map(|c| (end - c).max(0))
+    }
+}
+
+/// A fetch of the partition failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchFailure {
+    /// The error, as logged.
+    pub message: String,
+    /// When it happened.
+    pub at: Instant,
+}
+
+/// A partition whose position has not moved for the entry's `stallAfter` while behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stall {
+    /// Since when the position has not moved.
+    pub since: Instant,
+    /// Why, as best known (the last fetch error when there is a recent one).
+    pub reason: String,
+}
+
+/// One stalled partition, for `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StalledPartition {
+    /// The entry's group id.
+    pub group_id: String,
+    /// The entry's topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// How long it has not moved.
+    pub stalled_for: Duration,
+    /// Why.
+    pub reason: String,
+}
+
+impl std::fmt::Display for StalledPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "group {} topic {} partition {} stalled for {} s: {}",
+            self.group_id,
+            self.topic,
+            self.partition,
+            self.stalled_for.as_secs(),
+            self.reason
+        )
+    }
 }
 
 /// Counters of one consumer entry (`consumerStats[i]`, and summed per topic into `clientStats`).
@@ -109,8 +176,12 @@ pub struct ConsumerStats {
     pub rpc_fail: AtomicU64,
     /// Attempts after the first (Go: `rpcRetries`).
     pub rpc_retries: AtomicU64,
-    /// Calls written to the dead-letter topic.
+    /// Calls written to the dead-letter topic (with or without their value).
     pub dead_lettered: AtomicU64,
+    /// Of those, calls written without their value (Kafka refused the full letter as too large).
+    pub dead_lettered_without_value: AtomicU64,
+    /// Calls whose dead letter could not be written at all: finished, reported in the log.
+    pub dead_letter_failed: AtomicU64,
     /// Calls read and not finished.
     pub in_flight: AtomicI64,
     /// Calls waiting for a retry.
@@ -125,7 +196,7 @@ pub struct ConsumerStats {
     pub retry_park_failed: AtomicU64,
     /// Offsets stepped over in batches that could not be read (each dead-lettered by reference).
     pub unreadable_records: AtomicU64,
-    /// Per assigned partition: committed offset and high watermark.
+    /// Per assigned partition: offsets, last fetch error, stall.
     pub partitions: std::sync::Mutex<BTreeMap<i32, PartitionView>>,
     /// The views of the entry's retry tier lanes (their partitions and depth), shown
     /// inside the entry's object so `consumerStats` keeps one item per entry.
@@ -140,6 +211,35 @@ impl ConsumerStats {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         update(map.entry(partition).or_default());
+    }
+
+    /// Updates the view of `partition` only if it is still assigned (for tasks that may
+    /// finish after a revoke, which must not bring the partition back).
+    pub fn update_partition(&self, partition: i32, update: impl FnOnce(&mut PartitionView)) {
+        let mut map = self
+            .partitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(view) = map.get_mut(&partition) {
+            update(view);
+        }
+    }
+
+    /// Records a failed fetch of `partition`: the reason a stall shows.
+    pub fn fetch_failed(&self, partition: i32, error: &dyn std::fmt::Display) {
+        let failure = FetchFailure {
+            message: error.to_string(),
+            at: Instant::now(),
+        };
+        self.set_partition(partition, |v| v.last_error = Some(failure));
+    }
+
+    /// A copy of the assigned partitions' views.
+    pub fn partition_views(&self) -> BTreeMap<i32, PartitionView> {
+        self.partitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Forgets partitions no longer assigned.
@@ -170,39 +270,85 @@ impl ConsumerStats {
         created
     }
 
-    /// Per partition: committed, high watermark and lag; and the summed lag.
-    fn partitions_json(&self) -> (BTreeMap<String, Value>, i64) {
+    /// The stalled partitions of this entry and of its retry tiers.
+    pub fn stalled(&self, now: Instant) -> Vec<StalledPartition> {
+        let mut out: Vec<StalledPartition> = self
+            .partitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter_map(|(p, v)| {
+                let stall = v.stall.as_ref()?;
+                Some(StalledPartition {
+                    group_id: self.group_id.clone(),
+                    topic: self.topic.clone(),
+                    partition: *p,
+                    stalled_for: now.saturating_duration_since(stall.since),
+                    reason: stall.reason.clone(),
+                })
+            })
+            .collect();
+        for tier in self.tier_list() {
+            out.extend(tier.stalled(now));
+        }
+        out
+    }
+
+    fn tier_list(&self) -> Vec<Arc<ConsumerStats>> {
+        self.tiers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Per partition: offsets, lag and stall; and the summed lag and stalled count.
+    fn partitions_json(&self, now: Instant) -> (BTreeMap<String, Value>, i64, u64) {
         let mut total = 0;
+        let mut stalled = 0u64;
         let partitions = self
             .partitions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
             .map(|(p, v)| {
-                let lag = v.committed.map(|c| (v.high_watermark - c).max(0));
-                total += lag.unwrap_or(0);
+                total += v.lag().unwrap_or(0);
+                stalled += u64::from(v.stall.is_some());
+                let stalled_for = v.stall.as_ref().map(|s| {
+                    u64::try_from(now.saturating_duration_since(s.since).as_millis()).unwrap_or(u64::MAX)
+                });
                 (
                     p.to_string(),
-                    json!({"committed": v.committed, "highWatermark": v.high_watermark, "lag": lag}),
+                    json!({
+                        "committed": v.committed,
+                        "highWatermark": v.high_watermark,
+                        "lag": v.lag(),
+                        "lastFetchError": v.last_error.as_ref().map(|e| &e.message),
+                        "logEndOffset": v.log_end_offset,
+                        "position": v.position,
+                        "stalled": v.stall.is_some(),
+                        "stalledForMs": stalled_for,
+                        "stalledReason": v.stall.as_ref().map(|s| &s.reason),
+                    }),
                 )
             })
             .collect();
-        (partitions, total)
+        (partitions, total, stalled)
     }
 
     fn to_json(&self) -> Value {
-        let (partitions, _) = self.partitions_json();
+        let now = Instant::now();
+        let (partitions, _, mut stalled) = self.partitions_json(now);
         let tiers: Vec<Value> = self
-            .tiers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .tier_list()
             .iter()
             .map(|t| {
-                let (partitions, waiting) = t.partitions_json();
+                let (partitions, waiting, tier_stalled) = t.partitions_json(now);
+                stalled += tier_stalled;
                 json!({
                     "groupId": t.group_id,
                     "inFlight": t.in_flight.load(Ordering::Relaxed),
                     "partitions": partitions,
+                    "stalledPartitions": tier_stalled,
                     "topic": t.topic,
                     "waiting": waiting,
                 })
@@ -212,7 +358,9 @@ impl ConsumerStats {
             "retryTiers": tiers,
             "circuitHeld": self.circuit_held.load(Ordering::Relaxed),
             "circuitsOpen": self.circuits_open.load(Ordering::Relaxed),
+            "deadLetterFailed": load(&self.dead_letter_failed),
             "deadLettered": load(&self.dead_lettered),
+            "deadLetteredWithoutValue": load(&self.dead_lettered_without_value),
             "groupId": self.group_id,
             "handleMessage": load(&self.handle_message),
             "inFlight": self.in_flight.load(Ordering::Relaxed),
@@ -226,6 +374,7 @@ impl ConsumerStats {
             "rpcRetries": load(&self.rpc_retries),
             "rpcSuccess": load(&self.rpc_success),
             "rpcTotal": load(&self.rpc_total),
+            "stalledPartitions": stalled,
             "topic": self.topic,
         })
     }
@@ -292,6 +441,15 @@ impl Stats {
         });
         list.push(Arc::clone(&created));
         created
+    }
+
+    /// Every stalled partition of every consumer entry, for `/readyz`.
+    pub fn stalled_partitions(&self) -> Vec<StalledPartition> {
+        let now = Instant::now();
+        read(&self.consumers)
+            .iter()
+            .flat_map(|c| c.stalled(now))
+            .collect()
     }
 
     /// Renders the `/stats` `data` object.
@@ -446,6 +604,63 @@ mod tests {
         stats.server.overloaded_acl("b");
         let v = stats.to_json();
         assert_eq!(v["serverStats"]["overloadByAcl"], json!({"a": 2, "b": 1}));
+    }
+
+    #[test]
+    fn lag_comes_from_the_log_end_and_stalls_are_counted() {
+        let stats = Stats::new([]);
+        let g = stats.consumer("G1", "t");
+        let since = Instant::now() - Duration::from_secs(90);
+        g.set_partition(0, |v| {
+            v.committed = Some(5);
+            // The last fetch saw 5; the log has moved on to 12 since (the fetch fails).
+            v.high_watermark = 5;
+            v.log_end_offset = Some(12);
+            v.stall = Some(Stall {
+                since,
+                reason: "fetch failing".into(),
+            });
+        });
+        g.set_partition(1, |v| v.high_watermark = 3);
+        let v = stats.to_json();
+        let c = &v["consumerStats"][0];
+        assert_eq!(c["stalledPartitions"], 1);
+        assert_eq!(c["deadLetterFailed"], 0);
+        let p0 = &c["partitions"]["0"];
+        assert_eq!(p0["lag"], 7);
+        assert_eq!(p0["logEndOffset"], 12);
+        assert_eq!(p0["highWatermark"], 5);
+        assert_eq!(p0["stalled"], true);
+        assert_eq!(p0["stalledReason"], "fetch failing");
+        assert!(p0["stalledForMs"].as_u64().unwrap() >= 90_000);
+        let p1 = &c["partitions"]["1"];
+        assert_eq!(
+            (p1["stalled"].clone(), p1["lag"].clone()),
+            (json!(false), Value::Null)
+        );
+        let stalled = stats.stalled_partitions();
+        assert_eq!(stalled.len(), 1);
+        assert!(
+            stalled[0]
+                .to_string()
+                .starts_with("group G1 topic t partition 0 stalled for 9"),
+            "{}",
+            stalled[0]
+        );
+    }
+
+    #[test]
+    fn late_updates_do_not_bring_a_revoked_partition_back() {
+        let c = ConsumerStats::default();
+        c.set_partition(3, |v| v.committed = Some(1));
+        c.remove_partition(3);
+        c.update_partition(3, |v| v.log_end_offset = Some(9));
+        assert!(c.partition_views().is_empty());
+        c.fetch_failed(4, &"boom");
+        assert_eq!(
+            c.partition_views()[&4].last_error.as_ref().unwrap().message,
+            "boom"
+        );
     }
 
     #[test]
