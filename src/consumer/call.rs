@@ -579,10 +579,10 @@ fn letter_for(
 async fn dead_letter(entry: &EntryContext, call_id: &str, letter: DeadLetter) {
     match &entry.dlq {
         Some(dlq) => {
-            dlq.write(&letter).await;
-            inc(&entry.stats.dead_lettered);
+            let outcome = dlq.write(call_id, &letter).await;
+            outcome.count(&entry.stats);
             info!(entry.log, "call dead-lettered"; "call_id" => call_id, "topic" => &dlq.topic,
-                "reason" => &letter.reason);
+                "reason" => &letter.reason, "outcome" => outcome.as_str());
         }
         None => {
             // Dead-lettering is disabled for this entry: the call ends here, reported.

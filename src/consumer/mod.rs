@@ -137,6 +137,7 @@ impl EntryContext {
                 topic.clone(),
                 settings.group_id.clone(),
                 settings.topic.clone(),
+                settings.dead_letter_timeout,
                 Arc::clone(&client),
                 Arc::clone(&table),
                 log.new(slog::o!("component" => "dlq")),
