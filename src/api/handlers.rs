@@ -174,14 +174,21 @@ pub async fn healthz() -> HttpResponse {
     envelope(StatusCode::OK, 0, "success", json!("alive"))
 }
 
-/// `GET /readyz`: Kafka is reachable and every configured topic exists.
+/// `GET /readyz`: Kafka is reachable, every configured topic exists, and no owned
+/// partition is stalled (behind its log end without moving for its entry's `stallAfter`;
+/// the detail names each one, with its reason).
 pub async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
     let detail = state.readiness.detail();
-    if state.readiness.is_ready() {
-        envelope(StatusCode::OK, 0, "success", json!(detail))
-    } else {
-        envelope(StatusCode::SERVICE_UNAVAILABLE, -1, "not ready", json!(detail))
+    if !state.readiness.is_ready() {
+        return envelope(StatusCode::SERVICE_UNAVAILABLE, -1, "not ready", json!(detail));
     }
+    let stalled = state.stats.stalled_partitions();
+    if stalled.is_empty() {
+        return envelope(StatusCode::OK, 0, "success", json!(detail));
+    }
+    let names: Vec<String> = stalled.iter().map(ToString::to_string).collect();
+    let detail = format!("{} stalled partition(s): {}", stalled.len(), names.join("; "));
+    envelope(StatusCode::SERVICE_UNAVAILABLE, -1, "not ready", json!(detail))
 }
 
 /// Any other method on a known path.

@@ -6,6 +6,7 @@
 //!   (our own member)                    Revoke   → stop runs (drain, abandon after drainTimeout), commit, ack
 //!        ▲                              Lost     → abort runs, commit nothing
 //!        └──── commit(offsets) ◄─────── every commitInterval: the lowest unfinished offset per partition
+//!                                       then progress: log-end offsets, stalled partitions (/stats, /readyz)
 //! ```
 //!
 //! An entry is one [`EntryContext`] (settings, slots, rate, breakers, writers)
@@ -22,7 +23,9 @@ pub mod fetch;
 pub mod hosts;
 pub mod offsets;
 pub mod partition;
+pub mod progress;
 pub mod rate;
+pub mod stall;
 pub mod tiers;
 
 use std::collections::BTreeMap;
@@ -47,6 +50,7 @@ use dlq::DeadLetterWriter;
 use fetch::StartAt;
 use hosts::HostSlots;
 use partition::PartitionRun;
+use progress::Progress;
 use rate::GroupRate;
 
 /// Everything the lanes and partitions of one consumer entry share.
@@ -266,6 +270,13 @@ async fn run_lane(ctx: Arc<Lane>, stop: CancellationToken) {
     let mut owned: BTreeMap<i32, PartitionRun> = BTreeMap::new();
     let mut tick = tokio::time::interval(ctx.entry.settings.commit_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut progress = Progress::new(
+        Arc::clone(&ctx.entry.client),
+        ctx.topic.clone(),
+        ctx.entry.settings.stall_after,
+        Arc::clone(&ctx.stats),
+        ctx.log.clone(),
+    );
     loop {
         tokio::select! {
             event = events.recv() => match event {
@@ -289,7 +300,10 @@ async fn run_lane(ctx: Arc<Lane>, stop: CancellationToken) {
                 }
                 None => break,
             },
-            _ = tick.tick() => commit_progress(&ctx, &handle, &owned).await,
+            _ = tick.tick() => {
+                commit_progress(&ctx, &handle, &owned).await;
+                progress.on_tick(&owned);
+            }
         }
     }
     // The driver only ends after revoking everything; anything left was lost.

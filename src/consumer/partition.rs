@@ -141,11 +141,12 @@ async fn run(lane: Arc<Lane>, partition: i32, start: StartAt, shared: Arc<Shared
             drop(held);
         });
     };
-    let on_fetch = |outcome: Result<i64, &fetch::FetchError>| {
-        if let Ok(high_watermark) = outcome {
-            lane.stats
-                .set_partition(partition, |v| v.high_watermark = high_watermark);
-        }
+    let on_fetch = |outcome: Result<i64, &fetch::FetchError>| match outcome {
+        Ok(high_watermark) => lane
+            .stats
+            .set_partition(partition, |v| v.high_watermark = high_watermark),
+        // The stall report names the last fetch error as the reason.
+        Err(e) => lane.stats.fetch_failed(partition, e),
     };
     fetch_loop
         .run(&mut source, start, &shared.tracker, on_work, on_fetch)
