@@ -12,6 +12,7 @@ mod chaos;
 mod cli;
 mod codecs;
 mod delivery;
+mod dlq;
 mod group;
 mod ingest;
 mod limits;
