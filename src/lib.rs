@@ -17,7 +17,7 @@
 //! - [`message`]: the Go-compatible Kafka record JSON.
 //! - [`group`]: our Kafka consumer-group member (classic protocol) and assignors.
 //! - [`consumer`]: per consumer entry, the partitions' fetch loops, offset
-//!   tracking, the group rate share and dead letters.
+//!   tracking, the group rate share, dead letters and stalled-partition reports.
 //! - [`delivery`]: one HTTP attempt on awc threads, and the retry policy.
 //! - [`kafka`]: the shared rskafka client, topic upkeep, our own wire client.
 //! - [`stats`]: counters and the `/stats` view.
