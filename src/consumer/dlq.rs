@@ -252,13 +252,14 @@ pub enum Step {
 
 /// The decision after a write failed with `fault` at `stage`, when the next backoff
 /// is `delay` and `remaining` is left of the time budget. A too-large record is never
-/// retried as it is; a transient error is retried only if the retry starts within the budget.
+/// retried as it is; a transient error is retried until the budget is spent, the last
+/// retry starting when it runs out.
 pub fn next_step(stage: Stage, fault: Fault, delay: Duration, remaining: Duration) -> Step {
     match (fault, stage) {
         (Fault::TooLarge, Stage::Full) => Step::DropValue,
         (Fault::TooLarge, Stage::WithoutValue) => Step::Report,
-        (Fault::Transient, _) if delay < remaining => Step::Retry(delay),
-        (Fault::Transient, _) => Step::Report,
+        (Fault::Transient, _) if remaining.is_zero() => Step::Report,
+        (Fault::Transient, _) => Step::Retry(delay.min(remaining)),
     }
 }
 
@@ -318,16 +319,9 @@ impl DeadLetterWriter {
         let mut backoff = Self::backoff();
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let error = if remaining.is_zero() {
-                WriteError::Timeout {
-                    what: "dead letter",
-                    after: self.budget,
-                }
-            } else {
-                match self.try_write(partition, record.clone(), remaining).await {
-                    Ok(()) => return stage.written(),
-                    Err(e) => e,
-                }
+            let error = match self.try_write(partition, record.clone(), remaining).await {
+                Ok(()) => return stage.written(),
+                Err(e) => e,
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
             match next_step(stage, error.fault(), backoff.next_delay(), remaining) {
@@ -374,7 +368,9 @@ impl DeadLetterWriter {
 
     async fn try_write(&self, partition: i32, record: Record, remaining: Duration) -> Result<(), WriteError> {
         let pc = self.partition(partition).await?;
-        let bound = (self.client.timeout() * 2).min(remaining);
+        // Within the budget, but every try (the last one included) gets at least one timeout.
+        let timeout = self.client.timeout();
+        let bound = (timeout * 2).min(remaining.max(timeout));
         let produced = bounded(
             "dead letter produce",
             bound,
@@ -534,14 +530,16 @@ mod tests {
     }
 
     #[test]
-    fn transient_errors_retry_within_the_budget_then_report() {
+    fn transient_errors_retry_until_the_budget_is_spent_then_report() {
         let s = Duration::from_secs(1);
+        let ms = Duration::from_millis(300);
         for stage in [Stage::Full, Stage::WithoutValue] {
             assert_eq!(
                 next_step(stage, Fault::Transient, s, Duration::from_secs(5)),
                 Step::Retry(s)
             );
-            assert_eq!(next_step(stage, Fault::Transient, s, s), Step::Report);
+            // The last retry waits only for what is left, then tries once more.
+            assert_eq!(next_step(stage, Fault::Transient, s, ms), Step::Retry(ms));
             assert_eq!(
                 next_step(stage, Fault::Transient, s, Duration::ZERO),
                 Step::Report
