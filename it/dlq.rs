@@ -24,17 +24,26 @@ const LATER_CALL_BOUND: Duration = Duration::from_secs(10);
 /// Creates `topic` (one partition) with a `max.message.bytes` of `limit`, before bigpipe
 /// starts, so bigpipe finds it and does not create it with the broker's default limit.
 async fn create_limited_topic(topic: &str, limit: usize) {
+    create_topic(
+        topic,
+        vec![
+            ("max.message.bytes".into(), limit.to_string()),
+            // Keep our snappy batches as they are, so the limit applies to what we send.
+            ("compression.type".into(), "producer".into()),
+        ],
+    )
+    .await;
+}
+
+/// Creates `topic` (one partition, broker default replication) with `configs`.
+async fn create_topic(topic: &str, configs: Vec<(String, String)>) {
     let t = Duration::from_secs(10);
     let conn = connect_any(&[bootstrap()], "it-dlq", t).await.expect("connect");
     let spec = TopicSpec {
         name: topic.to_owned(),
         partitions: 1,
         replication_factor: -1,
-        configs: vec![
-            ("max.message.bytes".into(), limit.to_string()),
-            // Keep our snappy batches as they are, so the limit applies to what we send.
-            ("compression.type".into(), "producer".into()),
-        ],
+        configs,
     };
     let got = create_topics(&conn, &[spec], t).await.expect("create topic");
     assert_eq!(got[0].1, TopicCreation::Created, "{got:?}");
@@ -171,6 +180,47 @@ async fn a_dead_letter_refused_even_without_its_value_is_reported_and_the_partit
 
     let client = client().await;
     assert_eq!(count_records(&client, &dlq, 1).await, 0, "nothing was written");
+    bp.stop().await;
+    target.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_kafka_keeps_refusing_is_retried_within_its_budget_then_reported() {
+    let _k = kafka().await;
+    let target = Target::start();
+    let topic = unique("dlqisr");
+    let dlq = format!("{topic}.dlq");
+    // A compacted topic refuses records without a key (INVALID_RECORD), and a call with an
+    // empty partition_key has none: an error that is not "too large" and never clears.
+    create_topic(&dlq, vec![("cleanup.policy".into(), "compact".into())]).await;
+    let budget = Duration::from_millis(3000);
+    let extra = entry(
+        &topic,
+        &unique("G"),
+        &format!(
+            "deadLetterTopic = \"{dlq}\"\ndeadLetterTimeout = {}",
+            budget.as_millis()
+        ),
+    );
+    let bp = Bigpipe::start_ready(&settings(&simple_config(&topic, 1, &extra))).await;
+
+    let sent = Instant::now();
+    let (status, env) = bp.call(&call_body(&target.url("/always/404"), "small", "")).await;
+    assert_eq!(status, 200, "{env}");
+    committed_at_least(&bp, 1).await;
+    let took = sent.elapsed();
+    let c = consumer_stats(&bp).await;
+    assert_eq!(c["deadLetterFailed"], 1, "{c}");
+    assert_eq!(c["deadLettered"], 0, "{c}");
+    // It kept trying for the budget, not more than the budget plus a commit and a timeout.
+    assert!(took >= budget, "reported after {took:?}, before the budget");
+    assert!(
+        took <= budget + Duration::from_secs(30),
+        "reported after {took:?}"
+    );
+    // One partition: a later call without a key lands behind it.
+    let took = later_call_arrives(&bp, &target, "").await;
+    assert!(took <= LATER_CALL_BOUND, "the later call took {took:?}");
     bp.stop().await;
     target.stop().await;
 }
