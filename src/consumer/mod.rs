@@ -270,10 +270,14 @@ async fn run_lane(ctx: Arc<Lane>, stop: CancellationToken) {
     let mut owned: BTreeMap<i32, PartitionRun> = BTreeMap::new();
     let mut tick = tokio::time::interval(ctx.entry.settings.commit_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A tier partition holds each record until it is due, up to the tier's delay: that
+    // wait is the design, not a stall.
+    let s = &ctx.entry.settings;
+    let holds = ctx.tier.and_then(|i| s.retry_tiers.get(i)).copied();
     let mut progress = Progress::new(
         Arc::clone(&ctx.entry.client),
         ctx.topic.clone(),
-        ctx.entry.settings.stall_after,
+        s.stall_after + holds.unwrap_or_default(),
         Arc::clone(&ctx.stats),
         ctx.log.clone(),
     );
