@@ -9,8 +9,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bigpipe::kafka::fallback::{FallbackError, FallbackFetcher, FetchedItem, is_decode_error};
-use bigpipe::kafka::wire::admin::{TopicCreation, TopicSpec, create_topics};
-use bigpipe::kafka::wire::connect_any;
 use kafka_protocol::error::ResponseError;
 use rskafka::client::partition::OffsetAt;
 use rskafka::record::RecordAndOffset;
@@ -93,15 +91,7 @@ fn records(items: Vec<FetchedItem>) -> Vec<RecordAndOffset> {
 /// A one-partition topic that keeps whatever codec the producer used.
 pub(crate) async fn producer_codec_topic() -> String {
     let topic = unique("codecs");
-    let conn = connect_any(&[bootstrap()], "it-codecs", T).await.unwrap();
-    let spec = TopicSpec {
-        name: topic.clone(),
-        partitions: 1,
-        replication_factor: -1,
-        configs: vec![("compression.type".into(), "producer".into())],
-    };
-    let created = create_topics(&conn, &[spec], T).await.unwrap();
-    assert_eq!(created[0].1, TopicCreation::Created);
+    create_topic(&topic, &[("compression.type", "producer".into())]).await;
     topic
 }
 

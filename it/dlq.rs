@@ -6,8 +6,6 @@
 
 use std::time::Duration;
 
-use bigpipe::kafka::wire::admin::{TopicCreation, TopicSpec, create_topics};
-use bigpipe::kafka::wire::connect_any;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use rskafka::record::RecordAndOffset;
@@ -23,30 +21,16 @@ const LATER_CALL_BOUND: Duration = Duration::from_secs(10);
 
 /// Creates `topic` (one partition) with a `max.message.bytes` of `limit`, before bigpipe
 /// starts, so bigpipe finds it and does not create it with the broker's default limit.
-async fn create_limited_topic(topic: &str, limit: usize) {
+pub(crate) async fn create_limited_topic(topic: &str, limit: usize) {
     create_topic(
         topic,
-        vec![
-            ("max.message.bytes".into(), limit.to_string()),
+        &[
+            ("max.message.bytes", limit.to_string()),
             // Keep our snappy batches as they are, so the limit applies to what we send.
-            ("compression.type".into(), "producer".into()),
+            ("compression.type", "producer".into()),
         ],
     )
     .await;
-}
-
-/// Creates `topic` (one partition, broker default replication) with `configs`.
-async fn create_topic(topic: &str, configs: Vec<(String, String)>) {
-    let t = Duration::from_secs(10);
-    let conn = connect_any(&[bootstrap()], "it-dlq", t).await.expect("connect");
-    let spec = TopicSpec {
-        name: topic.to_owned(),
-        partitions: 1,
-        replication_factor: -1,
-        configs,
-    };
-    let got = create_topics(&conn, &[spec], t).await.expect("create topic");
-    assert_eq!(got[0].1, TopicCreation::Created, "{got:?}");
 }
 
 /// A consumer entry: one attempt of at most `timeout` ms, fast commits.
@@ -58,7 +42,7 @@ fn entry(topic: &str, group: &str, extra: &str) -> String {
 }
 
 /// `n` random alphanumeric characters: snappy cannot shrink them much.
-fn incompressible(n: usize) -> String {
+pub(crate) fn incompressible(n: usize) -> String {
     rand::rng()
         .sample_iter(&Alphanumeric)
         .take(n)
@@ -192,7 +176,7 @@ async fn a_dead_letter_kafka_keeps_refusing_is_retried_within_its_budget_then_re
     let dlq = format!("{topic}.dlq");
     // A compacted topic refuses records without a key (INVALID_RECORD), and a call with an
     // empty partition_key has none: an error that is not "too large" and never clears.
-    create_topic(&dlq, vec![("cleanup.policy".into(), "compact".into())]).await;
+    create_topic(&dlq, &[("cleanup.policy", "compact".into())]).await;
     let budget = Duration::from_millis(3000);
     let extra = entry(
         &topic,

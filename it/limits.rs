@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use bigpipe::kafka::wire::{self, TopicCreation, TopicSpec};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -25,22 +24,14 @@ fn noise(n: usize) -> String {
 
 /// Creates `topic` with one partition and `max.message.bytes` = `max`, before bigpipe sees it.
 async fn create_topic_with_max_message_bytes(topic: &str, max: usize) {
-    let conn = wire::connect_any(&[bootstrap()], "it-limits", Duration::from_secs(10))
-        .await
-        .expect("connect");
-    let spec = TopicSpec {
-        name: topic.to_owned(),
-        partitions: 1,
-        replication_factor: -1,
-        configs: vec![
-            ("max.message.bytes".into(), max.to_string()),
-            ("compression.type".into(), "snappy".into()),
+    create_topic(
+        topic,
+        &[
+            ("max.message.bytes", max.to_string()),
+            ("compression.type", "snappy".into()),
         ],
-    };
-    let created = wire::admin::create_topics(&conn, &[spec], Duration::from_secs(10))
-        .await
-        .expect("create topic");
-    assert_eq!(created, vec![(topic.to_owned(), TopicCreation::Created)]);
+    )
+    .await;
 }
 
 fn with_ack(mut body: Value) -> Value {

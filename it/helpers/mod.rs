@@ -237,6 +237,37 @@ where
     }
 }
 
+/// Creates `topic` with one partition (broker default replication) and `configs`, through
+/// bigpipe's own wire admin, before bigpipe sees it.
+pub(crate) async fn create_topic(topic: &str, configs: &[(&str, String)]) {
+    use bigpipe::kafka::wire::admin::{TopicCreation, TopicSpec, create_topics};
+    let t = Duration::from_secs(10);
+    let conn = bigpipe::kafka::wire::connect_any(&[bootstrap()], "it", t)
+        .await
+        .expect("connect");
+    let spec = TopicSpec {
+        name: topic.to_owned(),
+        partitions: 1,
+        replication_factor: -1,
+        configs: configs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+    };
+    let got = create_topics(&conn, &[spec], t).await.expect("create topic");
+    assert_eq!(got, vec![(topic.to_owned(), TopicCreation::Created)]);
+}
+
+/// Summed `lag` of a `/stats` view's partitions; `None` until it has partitions and each
+/// has a lag.
+pub(crate) fn partitions_lag(view: &Value) -> Option<i64> {
+    let parts = view["partitions"].as_object()?;
+    if parts.is_empty() {
+        return None;
+    }
+    parts.values().map(|p| p["lag"].as_i64()).sum()
+}
+
 /// A plain rskafka client for reading back what bigpipe wrote.
 pub(crate) async fn client() -> Client {
     ClientBuilder::new(vec![bootstrap()])

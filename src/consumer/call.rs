@@ -260,18 +260,19 @@ async fn hold_until_due(lane: &Lane, tier: usize, call: &Call, stopping: &Cancel
     let delay = lane.entry.settings.retry_tiers.get(tier).copied()?;
     let written = call.record.timestamp.timestamp_millis();
     let wait = tiers::hold_for(now_ms(), call.progress.due_ms, written, delay);
-    tokio::select! {
-        () = tokio::time::sleep(wait) => {}
-        () = stopping.cancelled() => return Some(End::Abandoned),
+    if stopping
+        .run_until_cancelled(tokio::time::sleep(wait))
+        .await
+        .is_none()
+    {
+        return Some(End::Abandoned);
     }
     let due = call.progress.due_ms?;
     let left = Duration::from_millis(u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0));
     if left < IN_WINDOW_RETRY_MAX {
         // Not before it is due: the rest is short enough to wait here.
-        tokio::select! {
-            () = tokio::time::sleep(left) => return None,
-            () = stopping.cancelled() => return Some(End::Abandoned),
-        }
+        let waited = stopping.run_until_cancelled(tokio::time::sleep(left)).await;
+        return waited.is_none().then_some(End::Abandoned);
     }
     // Due later than the largest tier holds: park again, no attempt made.
     let wait = tiers::place(left, &lane.entry.settings.retry_tiers);
@@ -399,9 +400,10 @@ async fn hold_in_window(entry: &EntryContext, stopping: &CancellationToken) -> E
         entry.stats.circuit_held.fetch_sub(1, Ordering::Relaxed);
     });
     let jitter = rand::random_range(0.5..=1.0);
-    tokio::select! {
-        () = tokio::time::sleep(BREAKER_RECHECK.mul_f64(jitter)) => End::Finished,
-        () = stopping.cancelled() => End::Abandoned,
+    let recheck = tokio::time::sleep(BREAKER_RECHECK.mul_f64(jitter));
+    match stopping.run_until_cancelled(recheck).await {
+        Some(()) => End::Finished,
+        None => End::Abandoned,
     }
 }
 
@@ -446,10 +448,10 @@ async fn admit<'a>(entry: &'a EntryContext, host: &str, stopping: &CancellationT
             _entry: slot,
         })
     };
-    tokio::select! {
-        // The entry's semaphore is never closed; if it were, the call is not started.
-        slots = take => slots.map_or(Admission::Stopped, Admission::Go),
-        () = stopping.cancelled() => Admission::Stopped,
+    // The entry's semaphore is never closed; if it were, the call is not started.
+    match stopping.run_until_cancelled(take).await {
+        Some(Some(slots)) => Admission::Go(slots),
+        Some(None) | None => Admission::Stopped,
     }
 }
 

@@ -215,13 +215,13 @@ impl FetchLoop {
                 }
             }
             // Wait for room in the window before fetching more.
-            let first = tokio::select! {
-                p = Arc::clone(&self.window.records).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                () = stop.cancelled() => break,
+            let room = Arc::clone(&self.window.records).acquire_owned();
+            let Some(Ok(first)) = stop.run_until_cancelled(room).await else {
+                break;
             };
-            let fetched = tokio::select! {
-                r = source.fetch(pos, self.window.room(), max_wait_ms) => r,
-                () = stop.cancelled() => break,
+            let fetch = source.fetch(pos, self.window.room(), max_wait_ms);
+            let Some(fetched) = stop.run_until_cancelled(fetch).await else {
+                break;
             };
             let fetched = match fetched {
                 Ok(f) => f,
@@ -296,15 +296,14 @@ impl FetchLoop {
             .clamp(1, self.window.max_bytes);
             let record_permit = match first.take() {
                 Some(p) => p,
-                None => tokio::select! {
-                    p = Arc::clone(&self.window.records).acquire_owned() => p.ok()?,
-                    () = self.stop.cancelled() => return None,
-                },
+                None => {
+                    let room = Arc::clone(&self.window.records).acquire_owned();
+                    self.stop.run_until_cancelled(room).await?.ok()?
+                }
             };
-            let byte_permit = tokio::select! {
-                p = Arc::clone(&self.window.bytes).acquire_many_owned(u32::try_from(size).unwrap_or(u32::MAX)) => p.ok()?,
-                () = self.stop.cancelled() => return None,
-            };
+            let bytes = u32::try_from(size).unwrap_or(u32::MAX);
+            let room = Arc::clone(&self.window.bytes).acquire_many_owned(bytes);
+            let byte_permit = self.stop.run_until_cancelled(room).await?.ok()?;
             let work = match work {
                 Work::Unreadable(u) => Work::Unreadable(Unreadable { first: start, ..u }),
                 w => w,
@@ -342,10 +341,7 @@ fn fetch_backoff() -> Backoff {
 }
 
 async fn pause(stop: &CancellationToken, delay: Duration) {
-    tokio::select! {
-        () = tokio::time::sleep(delay) => {}
-        () = stop.cancelled() => {}
-    }
+    stop.run_until_cancelled(tokio::time::sleep(delay)).await;
 }
 
 /// The real source: rskafka's partition client, looked up (again) when needed, and
