@@ -237,6 +237,7 @@ EOF
 }
 
 consumer_entry() { # consumer_entry TOPIC GROUP RATE CONCURRENCY
+  # One target host here, so its cap (default: half of concurrency) is the entry's.
   cat <<EOF
 
 [[kafka.consumer.list]]
@@ -244,6 +245,7 @@ topic = "$1"
 groupId = "$2"
 rateLimit = $3
 concurrency = $4
+hostConcurrency = $4
 EOF
 }
 
