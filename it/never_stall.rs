@@ -108,7 +108,10 @@ async fn retries_wait_in_a_tier_topic_and_the_partition_moves_on() {
     .await;
     // Kafka's own view: the main group is at the log end; the tier topic holds 10 records.
     let client = client().await;
-    assert_eq!(count_records(&client, &format!("{topic}.retry.5s"), 2).await, 10);
+    assert_eq!(
+        count_records(&client, &format!("{topic}.retry.{group}.5s"), 2).await,
+        10
+    );
     let described = kafka_tool(
         "kafka-consumer-groups.sh",
         &bootstrap(),
@@ -138,7 +141,54 @@ async fn retries_wait_in_a_tier_topic_and_the_partition_moves_on() {
     let s = entry_stats(&bp).await;
     assert_eq!(s["rpcSuccess"], 10, "{s}");
     assert_eq!(s["deadLettered"], 0, "{s}");
-    assert_eq!(s["retryTiers"][0]["topic"], format!("{topic}.retry.5s"));
+    assert_eq!(s["retryTiers"][0]["topic"], format!("{topic}.retry.{group}.5s"));
+    bp.stop().await;
+    target.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_groups_on_one_topic_retry_their_own_calls_only() {
+    let _k = kafka().await;
+    let target = Target::start();
+    let topic = unique("twotiers");
+    let extra = format!(
+        "{}{}",
+        consumer_entry(&topic, &unique("G1"), "retryTiers = [5000]"),
+        consumer_entry(&topic, &unique("G2"), "retryTiers = [5000]")
+    );
+    let bp = Bigpipe::start_ready(&settings(&simple_config(&topic, 1, &extra))).await;
+    // The target answers the first request of each call 429 + Retry-After 2: one group's
+    // copy is parked in its tier, the other group's is delivered at once.
+    let mut ids = BTreeSet::new();
+    for i in 0..5 {
+        let (status, env) = bp
+            .call(&call_body(&target.url("/retry-after/2"), &format!("c{i}"), "k"))
+            .await;
+        assert_eq!(status, 200, "{env}");
+        ids.insert(env["data"].as_str().unwrap().to_owned());
+    }
+    poll("each call delivered once per group", || async {
+        let ok = target.received().iter().filter(|r| r.status == 200).count();
+        (ok >= 10).then_some(())
+    })
+    .await;
+    // Give a wrongly shared tier time to deliver a third copy, then count.
+    poll("5 parked, and both tiers read to their end", || async {
+        let s = bp.get("/stats").await.1["data"]["consumerStats"].clone();
+        let parked: u64 = (0..2).filter_map(|i| s[i]["retryParked"].as_u64()).sum();
+        let drained = |i: usize| partitions_lag(&s[i]["retryTiers"][0]) == Some(0);
+        (parked == 5 && drained(0) && drained(1)).then_some(())
+    })
+    .await;
+    let mut per_call: std::collections::HashMap<String, usize> = Default::default();
+    for r in target.received().iter().filter(|r| r.status == 200) {
+        *per_call.entry(r.call_id()).or_default() += 1;
+    }
+    assert_eq!(per_call.keys().cloned().collect::<BTreeSet<_>>(), ids);
+    assert!(
+        per_call.values().all(|&n| n == 2),
+        "once per group, never a third time from the other group's tier: {per_call:?}"
+    );
     bp.stop().await;
     target.stop().await;
 }

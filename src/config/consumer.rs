@@ -239,7 +239,7 @@ fn consumer(c: &mut Checker<'_>, entry: &Dict, path: &str, topics: &TopicNames) 
 
 /// `retryTiers`: delays in ms of the entry's retry tier topics, increasing, each at least
 /// [`MIN_TIER_MS`]; `[]` keeps every retry in the partition's window (the behaviour before
-/// tiers). Each tier's topic (`<topic>.retry.<label>`) and group id must be legal names.
+/// tiers). Each tier's topic (`<topic>.retry.<groupId>.<label>`) must be a legal name.
 fn retry_tiers(
     c: &mut Checker<'_>,
     entry: &Dict,
@@ -285,13 +285,18 @@ fn retry_tiers(
             );
             continue;
         }
-        let label = crate::config::tier_label(delay);
-        for name in [topic, group_id].into_iter().flatten() {
-            if let Some(problem) = topic_name_problem(&format!("{name}.retry.{label}")) {
+        // The tier topic names the group too: two entries on one topic must not read each
+        // other's retries. A group id is any string to Kafka, a topic name is not.
+        if let (Some(topic), Some(group_id)) = (topic, group_id) {
+            let name = crate::config::tier_topic_name(topic, group_id, delay);
+            if let Some(problem) = topic_name_problem(&name) {
                 c.problem(
                     &item_key,
                     Some(item),
-                    format!("tier name '{name}.retry.{label}': {problem}"),
+                    format!(
+                        "retry tier topic '{name}': {problem} (the groupId is part of it; use a groupId of \
+                         [a-zA-Z0-9._-], or retryTiers = [] to keep retries in the partition)"
+                    ),
                 );
             }
         }

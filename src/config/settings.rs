@@ -191,9 +191,9 @@ pub struct ConsumerSettings {
 }
 
 impl ConsumerSettings {
-    /// Topic of the retry tier of `delay`: `<topic>.retry.<label>`.
+    /// Topic of the retry tier of `delay`: `<topic>.retry.<groupId>.<label>`.
     pub fn tier_topic(&self, delay: Duration) -> String {
-        format!("{}.retry.{}", self.topic, tier_label(delay))
+        tier_topic_name(&self.topic, &self.group_id, delay)
     }
 
     /// Group id of the retry tier of `delay`: `<groupId>.retry.<label>`, so Kafka's tools
@@ -201,6 +201,13 @@ impl ConsumerSettings {
     pub fn tier_group(&self, delay: Duration) -> String {
         format!("{}.retry.{}", self.group_id, tier_label(delay))
     }
+}
+
+/// The retry tier topic of entry (`topic`, `group_id`) for `delay`. It names the group
+/// because every entry on a topic retries its own calls: a tier shared by two groups
+/// would deliver one group's retries to the other as well.
+pub fn tier_topic_name(topic: &str, group_id: &str, delay: Duration) -> String {
+    format!("{topic}.retry.{group_id}.{}", tier_label(delay))
 }
 
 /// A short name of a tier delay for topic and group names: `5s`, `1m`, `10m`, `2h`, or

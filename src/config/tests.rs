@@ -1904,9 +1904,9 @@ fn retry_tiers_default_names_and_off() {
     assert_eq!(
         names,
         vec![
-            ("test.retry.5s".to_owned(), "G.retry.5s".to_owned()),
-            ("test.retry.1m".to_owned(), "G.retry.1m".to_owned()),
-            ("test.retry.10m".to_owned(), "G.retry.10m".to_owned()),
+            ("test.retry.G.5s".to_owned(), "G.retry.5s".to_owned()),
+            ("test.retry.G.1m".to_owned(), "G.retry.1m".to_owned()),
+            ("test.retry.G.10m".to_owned(), "G.retry.10m".to_owned()),
         ]
     );
     assert!(consumer("retryTiers = []").retry_tiers.is_empty());
@@ -1943,4 +1943,19 @@ fn host_concurrency_defaults_to_half_and_is_at_most_concurrency() {
 fn retry_for_is_a_duration() {
     assert_eq!(consumer("retryFor = 300000").retry_for, Duration::from_secs(300));
     assert_eq!(consumer("").retry_for, Duration::ZERO);
+}
+
+#[test]
+fn a_group_id_that_cannot_name_a_tier_topic_is_a_problem_unless_tiers_are_off() {
+    let text = consumer_entry(&format!("{REQUIRED}retryTiers = [5000]"))
+        .replace("groupId = \"G\"", "groupId = \"G:1\"");
+    let found = problems(&text, Format::Toml);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("kafka.consumer.list[0].retryTiers[0]: retry tier topic 'test.retry.G:1.5s'"),
+        "{found:?}"
+    );
+    let off =
+        consumer_entry(&format!("{REQUIRED}retryTiers = []")).replace("groupId = \"G\"", "groupId = \"G:1\"");
+    assert!(toml(&off).consumers[0].retry_tiers.is_empty());
 }

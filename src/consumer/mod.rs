@@ -11,7 +11,7 @@
 //!
 //! An entry is one [`EntryContext`] (settings, slots, rate, breakers, writers)
 //! shared by its [`Lane`]s: its own topic, and each retry tier topic
-//! (`<topic>.retry.<tier>`, group `<groupId>.retry.<tier>`). Offsets are
+//! (`<topic>.retry.<groupId>.<tier>`, group `<groupId>.retry.<tier>`). Offsets are
 //! committed only for finished calls (delivered, parked in a tier, dead-lettered
 //! or reported), so a crash re-delivers instead of losing (the Go version
 //! committed at read time). One call's life is [`call`]; the fetch loop is

@@ -3,7 +3,7 @@
 //! done for bigpipe).
 //!
 //! ```text
-//!  main partition ── attempt fails, next due in ≥ 1 s ──► <topic>.retry.<tier> (acked) ──► main commits past it
+//!  main partition ── attempt fails, next due in ≥ 1 s ──► <topic>.retry.<groupId>.<tier> (acked) ──► main commits past it
 //!                                                              │ group <groupId>.retry.<tier>
 //!  tier partition ── hold until due (at most the tier's delay) ─┴─► attempt ─► delivered | next tier | dead letter
 //! ```
@@ -196,7 +196,7 @@ mod tests {
             due_ms: Some(5_100),
             source: first.source.clone(),
         };
-        let headers = next.park_headers(&original, "calls.retry.5s/0/3", "status 503");
+        let headers = next.park_headers(&original, "calls.retry.G1.5s/0/3", "status 503");
         assert_eq!(headers["bigpipe-call-id"], b"id-1");
         assert_eq!(headers[SOURCE_HEADER], b"calls/2/17", "the first source is kept");
         assert_eq!(headers[REASON_HEADER], b"status 503");
