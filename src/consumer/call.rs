@@ -30,6 +30,7 @@ use crate::delivery::breaker::{State, Transition, host_key};
 use crate::delivery::headers::outbound_headers;
 use crate::delivery::retry::{GiveUpReason, RetryPolicy, Verdict};
 use crate::delivery::{AttemptOutcome, OutboundRequest};
+use crate::kafka::records::Fault;
 use crate::message::{CALL_ID_HEADER, CallMessage, DecodeError};
 use crate::stats::inc;
 
@@ -473,14 +474,16 @@ async fn park(lane: &Lane, call: &Call, progress: Progress, index: usize, why: &
     let count = entry.table.count(writer.topic()).unwrap_or(1).max(1);
     let partition = call.partition.rem_euclid(count);
     for attempt in 1..=PARK_TRIES {
-        match writer.write(partition, record.clone()).await {
+        // Two request timeouts: rskafka may retry a leader change inside one produce.
+        let bound = entry.client.timeout() * 2;
+        match writer.write(partition, record.clone(), bound).await {
             Ok(_) => {
                 inc(&entry.stats.retry_parked);
                 debug!(lane.log, "call parked in a retry tier"; "call_id" => &call.id, "tier" => writer.topic(),
                     "due_ms" => progress.due_ms, "attempts" => progress.attempts);
                 return true;
             }
-            Err(e) if e.is_too_large() || attempt == PARK_TRIES => {
+            Err(e) if e.fault() == Fault::TooLarge || attempt == PARK_TRIES => {
                 inc(&entry.stats.retry_park_failed);
                 warn!(lane.log, "call not parked in its retry tier, it waits in the partition instead";
                     "call_id" => &call.id, "tier" => writer.topic(), "error" => %e);

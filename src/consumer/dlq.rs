@@ -29,16 +29,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rskafka::client::error::{Error as KafkaError, ProtocolError, RequestError};
-use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
 use rskafka::record::Record;
 use sha2::{Digest, Sha256};
 use slog::{Logger, error, warn};
-use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::backoff::{Backoff, BackoffConfig};
-use crate::kafka::client::{self, KafkaClient, bounded};
+use crate::kafka::client::KafkaClient;
+// The classification lives with the writer (retry tiers use it too); the dead-letter
+// steps and their tests read it from here.
+use crate::kafka::records::RecordWriter;
+pub use crate::kafka::records::{Fault, WriteError};
 use crate::producer::partitioner::PartitionTable;
 use crate::stats::{ConsumerStats, inc};
 
@@ -158,68 +159,6 @@ impl Outcome {
     }
 }
 
-/// Why one write of a dead letter failed.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// The shared client could not connect.
-    #[error("kafka client unavailable: {0}")]
-    Client(#[source] client::Error),
-    /// The dead-letter partition's leader could not be found.
-    #[error("partition lookup failed: {0}")]
-    Lookup(#[source] KafkaError),
-    /// Kafka failed or refused the produce.
-    #[error("produce failed: {0}")]
-    Produce(#[source] KafkaError),
-    /// A step did not finish within its bound.
-    #[error("{what} timed out after {after:?}")]
-    Timeout {
-        /// What was being done.
-        what: &'static str,
-        /// The bound that ran out.
-        after: Duration,
-    },
-}
-
-/// What a failed write means for the next one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// The record itself is refused; the same record will never be accepted.
-    TooLarge,
-    /// Anything else: the broker may come back, the leader may settle.
-    Transient,
-}
-
-impl WriteError {
-    /// Classifies the failure (a `match` on rskafka's error, never its text).
-    pub fn fault(&self) -> Fault {
-        match self {
-            Self::Produce(e) if is_too_large(e) => Fault::TooLarge,
-            _ => Fault::Transient,
-        }
-    }
-
-    fn from_bounded(e: client::Error, wrap: fn(KafkaError) -> Self) -> Self {
-        match e {
-            client::Error::Timeout { what, after } => Self::Timeout { what, after },
-            client::Error::Kafka(e) => wrap(e),
-        }
-    }
-}
-
-/// True when Kafka (or rskafka) refuses the record for its size.
-fn is_too_large(e: &KafkaError) -> bool {
-    match e {
-        KafkaError::ServerError {
-            protocol_error: ProtocolError::MessageTooLarge | ProtocolError::RecordListTooLarge,
-            ..
-        } => true,
-        // rskafka refuses to frame a request over i32::MAX bytes. Its error type is private;
-        // of its two variants only that one (`TooLarge`) has no source (the other wraps I/O).
-        KafkaError::Request(RequestError::WriteMessageError(w)) => std::error::Error::source(w).is_none(),
-        _ => false,
-    }
-}
-
 /// Which record is being written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -276,7 +215,7 @@ pub struct DeadLetterWriter {
     budget: Duration,
     client: Arc<KafkaClient>,
     table: Arc<PartitionTable>,
-    partitions: Mutex<BTreeMap<i32, Arc<PartitionClient>>>,
+    writer: RecordWriter,
     log: Logger,
 }
 
@@ -291,14 +230,15 @@ impl DeadLetterWriter {
         table: Arc<PartitionTable>,
         log: Logger,
     ) -> Self {
+        let writer = RecordWriter::new(topic.clone(), Arc::clone(&client));
         Self {
             topic,
             group,
             source_topic,
             budget,
+            writer,
             client,
             table,
-            partitions: Mutex::new(BTreeMap::new()),
             log,
         }
     }
@@ -319,8 +259,11 @@ impl DeadLetterWriter {
         let mut backoff = Self::backoff();
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let error = match self.try_write(partition, record.clone(), remaining).await {
-                Ok(()) => return stage.written(),
+            // Within the budget, but every try (the last one included) gets at least one timeout.
+            let timeout = self.client.timeout();
+            let bound = (timeout * 2).min(remaining.max(timeout));
+            let error = match self.writer.write(partition, record.clone(), bound).await {
+                Ok(_) => return stage.written(),
                 Err(e) => e,
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -365,54 +308,11 @@ impl DeadLetterWriter {
             ..BackoffConfig::default()
         })
     }
-
-    async fn try_write(&self, partition: i32, record: Record, remaining: Duration) -> Result<(), WriteError> {
-        let pc = self.partition(partition).await?;
-        // Within the budget, but every try (the last one included) gets at least one timeout.
-        let timeout = self.client.timeout();
-        let bound = (timeout * 2).min(remaining.max(timeout));
-        let produced = bounded(
-            "dead letter produce",
-            bound,
-            pc.produce(vec![record], Compression::Snappy),
-        )
-        .await;
-        let error = match produced {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e)) => WriteError::Produce(e),
-            Err(e) => WriteError::from_bounded(e, WriteError::Produce),
-        };
-        // A too-large refusal says nothing about the connection; anything else may mean
-        // the leader moved, so look it up again next time.
-        if error.fault() == Fault::Transient {
-            self.partitions.lock().await.remove(&partition);
-        }
-        Err(error)
-    }
-
-    async fn partition(&self, partition: i32) -> Result<Arc<PartitionClient>, WriteError> {
-        let mut cache = self.partitions.lock().await;
-        if let Some(pc) = cache.get(&partition) {
-            return Ok(Arc::clone(pc));
-        }
-        let client = self.client.get().await.map_err(WriteError::Client)?;
-        let pc = bounded(
-            "dead letter partition lookup",
-            self.client.timeout(),
-            client.partition_client(self.topic.clone(), partition, UnknownTopicHandling::Retry),
-        )
-        .await
-        .map_err(|e| WriteError::from_bounded(e, WriteError::Lookup))?
-        .map_err(WriteError::Lookup)?;
-        let pc = Arc::new(pc);
-        cache.insert(partition, Arc::clone(&pc));
-        Ok(pc)
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use rskafka::client::error::RequestContext;
+    use rskafka::client::error::{Error as KafkaError, ProtocolError, RequestContext, RequestError};
 
     use super::*;
 
