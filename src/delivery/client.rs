@@ -241,7 +241,8 @@ async fn attempt_task(
     log: Logger,
 ) {
     let started = Instant::now();
-    let url = req.url.clone();
+    // Only for logs: the caller's URL may carry credentials.
+    let url = super::redact::redact_url(&req.url);
     let outcome = tokio::select! {
         outcome = attempt(&client, req, settings.max_response_body, &log) => outcome,
         () = reply.closed() => {
@@ -302,7 +303,8 @@ async fn attempt(client: &Client, req: OutboundRequest, max_body: usize, log: &L
         Err(_elapsed) => Err("the body did not arrive within the attempt's timeout".to_owned()),
     };
     if let Err(why) = drained {
-        debug!(log, "response body not drained; connection dropped"; "url" => &url, "status" => status, "why" => why);
+        debug!(log, "response body not drained; connection dropped"; "url" => super::redact::redact_url(&url),
+            "status" => status, "why" => why);
     }
     AttemptOutcome::Response { status, retry_after }
 }
@@ -331,14 +333,16 @@ async fn drain(mut response: ClientResponse, max: usize) -> Result<usize, String
     Ok(total)
 }
 
-/// Accepts absolute http(s) URLs with a host; awc would also take ws/wss.
+/// Accepts absolute http(s) URLs with a host; awc would also take ws/wss. The
+/// reasons quote the URL redacted: they end up in logs and dead-letter headers.
 fn parse_url(url: &str) -> Result<Uri, String> {
-    let uri = Uri::try_from(url).map_err(|e| format!("URL {url:?} is not valid: {e}"))?;
+    let shown = || super::redact::redact_url(url);
+    let uri = Uri::try_from(url).map_err(|e| format!("URL {:?} is not valid: {e}", shown()))?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
-        return Err(format!("URL {url:?} is not http:// or https://"));
+        return Err(format!("URL {:?} is not http:// or https://", shown()));
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("URL {url:?} has no host"));
+        return Err(format!("URL {:?} has no host", shown()));
     }
     Ok(uri)
 }
@@ -379,6 +383,15 @@ mod tests {
         ] {
             assert!(parse_url(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn refusal_reasons_quote_the_url_redacted() {
+        let why = parse_url("ftp://user:pw@h/x?token=s3cret").unwrap_err();
+        assert!(!why.contains("pw") && !why.contains("s3cret"), "{why}");
+        assert!(why.contains("ftp://***@h/x?token=***"), "{why}");
+        let why = parse_url("http://u:pw@exa mple.com/?k=s3cret").unwrap_err();
+        assert!(!why.contains("pw") && !why.contains("s3cret"), "{why}");
     }
 
     #[test]

@@ -36,6 +36,7 @@
 pub mod breaker;
 mod client;
 pub mod headers;
+pub mod redact;
 pub mod retry;
 #[cfg(test)]
 mod tests;
