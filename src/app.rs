@@ -20,8 +20,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::acl::AclTable;
 use crate::api::{self, ApiConfig, ApiState, ServerOptions};
-use crate::config::Settings;
+use crate::config::{DeliverySettings, Settings};
 use crate::consumer::EntryError;
+use crate::delivery::forward::IngestHeaders;
 use crate::delivery::{DeliveryPool, PoolConfig};
 use crate::kafka::client::KafkaClient;
 use crate::kafka::topic_limits::TopicLimits;
@@ -148,7 +149,7 @@ pub fn start(
         Arc::clone(&client),
         Arc::clone(&table),
         Arc::clone(&pool),
-        settings.delivery.drop_headers.clone(),
+        settings.delivery.header_policy(),
         Arc::clone(&stats),
         log.new(slog::o!("component" => "consumer")),
     );
@@ -156,7 +157,7 @@ pub fn start(
         consumers.start(entry.clone())?;
     }
 
-    let api_config = Arc::new(ArcSwap::from_pointee(api_config(settings)));
+    let api_config = Arc::new(ArcSwap::from_pointee(api_config(settings, &settings.delivery)));
     let state = ApiState {
         producer: producer.handle(),
         config: Arc::clone(&api_config),
@@ -241,8 +242,15 @@ fn producer_config(settings: &Settings) -> ProducerConfig {
 }
 
 /// The handlers' reloadable settings.
-fn api_config(settings: &Settings) -> ApiConfig {
+/// The handlers' settings. `delivery` is the delivery config in force (the start-up
+/// one: `delivery.*` needs a restart), so ingest keeps what delivery will forward.
+fn api_config(settings: &Settings, delivery: &DeliverySettings) -> ApiConfig {
+    let entries = settings
+        .consumers
+        .iter()
+        .map(|c| (c.topic.as_str(), c.forward_headers.as_ref()));
     ApiConfig {
+        headers: IngestHeaders::new(delivery.header_policy(), entries),
         acl: AclTable::new(&settings.producer.acl),
         default_ack: settings.producer.default_ack,
         ack_timeout: settings.producer.ack_timeout,

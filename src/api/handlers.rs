@@ -12,6 +12,8 @@ use super::ApiState;
 use super::envelope::{CallError, envelope};
 use super::request;
 use crate::config::AckMode;
+use crate::delivery::forward::IngestHeaders;
+use crate::delivery::headers::forwardable_by;
 use crate::message::{CallMessage, canonical_header_key};
 use crate::producer::{Call, ProduceError, Refusal, SubmitError};
 use crate::stats::inc;
@@ -56,7 +58,7 @@ async fn accept(req: &HttpRequest, payload: web::Payload, state: &ApiState) -> R
         .ok_or(CallError::Forbidden)?;
     let id = uuid::Uuid::now_v7().to_string();
     let message = CallMessage {
-        headers: caller_headers(req),
+        headers: caller_headers(req, &config.headers, topic),
         url: call.url,
         data: call.data,
         topic: topic.to_owned(),
@@ -135,9 +137,11 @@ async fn read_body(
     Ok(body)
 }
 
-/// The caller's headers as the Go version stored them: canonical keys, every
-/// value, without `Host` and `Transfer-Encoding` (Go's server removed both).
-fn caller_headers(req: &HttpRequest) -> BTreeMap<String, Vec<String>> {
+/// The caller's headers as the Go version stored them (canonical keys, every
+/// value, without `Host` and `Transfer-Encoding`), less every header that no
+/// consumer entry of `topic` would forward: those never reach Kafka, the
+/// dead-letter topic or a log (see `crate::delivery::forward`).
+fn caller_headers(req: &HttpRequest, keep: &IngestHeaders, topic: &str) -> BTreeMap<String, Vec<String>> {
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in req.headers() {
         if name == header::HOST || name == header::TRANSFER_ENCODING {
@@ -148,7 +152,7 @@ fn caller_headers(req: &HttpRequest) -> BTreeMap<String, Vec<String>> {
             .or_default()
             .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
     }
-    headers
+    forwardable_by(&headers, |name| keep.keeps(topic, name))
 }
 
 /// `GET /stats`.

@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use slog::Logger;
 
 use crate::config::AckMode;
+use crate::delivery::forward::IngestHeaders;
 use crate::kafka::topics::Readiness;
 use crate::producer::ProducerHandle;
 use crate::stats::Stats;
@@ -32,6 +33,9 @@ pub struct ApiConfig {
     pub ack_timeout: Duration,
     /// Largest accepted body.
     pub body_limit: usize,
+    /// Which caller headers a call's record keeps, per ACL topic: only those some
+    /// consumer entry of the topic would forward.
+    pub headers: IngestHeaders,
 }
 
 /// What the handlers share.

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ConsumerSettings;
 use crate::consumer::{self, EntryContext, EntryError};
 use crate::delivery::DeliveryPool;
+use crate::delivery::forward::HeaderPolicy;
 use crate::kafka::client::KafkaClient;
 use crate::producer::partitioner::PartitionTable;
 use crate::stats::Stats;
@@ -31,7 +32,7 @@ pub(super) struct ConsumerSet {
     client: Arc<KafkaClient>,
     table: Arc<PartitionTable>,
     pool: Arc<DeliveryPool>,
-    drop_headers: Vec<String>,
+    headers: HeaderPolicy,
     stats: Arc<Stats>,
     log: Logger,
 }
@@ -62,7 +63,7 @@ impl ConsumerSet {
         client: Arc<KafkaClient>,
         table: Arc<PartitionTable>,
         pool: Arc<DeliveryPool>,
-        drop_headers: Vec<String>,
+        headers: HeaderPolicy,
         stats: Arc<Stats>,
         log: Logger,
     ) -> Self {
@@ -71,7 +72,7 @@ impl ConsumerSet {
             client,
             table,
             pool,
-            drop_headers,
+            headers,
             stats,
             log,
         }
@@ -84,7 +85,7 @@ impl ConsumerSet {
             Arc::clone(&self.client),
             Arc::clone(&self.table),
             Arc::clone(&self.pool),
-            self.drop_headers.clone(),
+            &self.headers,
             &self.stats,
             &self.log,
         )?;

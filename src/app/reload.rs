@@ -117,7 +117,8 @@ impl Running {
             .handle()
             .reconfigure(&p.budget_limits(), p.message_timeout);
         // The body limit is the only `http.server` key that is reloadable.
-        self.api_config.store(Arc::new(api_config(&new)));
+        self.api_config
+            .store(Arc::new(api_config(&new, &self.boot.delivery)));
         let consumers = self
             .consumers
             .apply(&new.consumers, new.shutdown.grace.min(self.boot.shutdown.grace))

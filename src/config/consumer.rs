@@ -14,6 +14,8 @@ use super::rules::{
     MIN_PREFETCH_BYTES, MIN_RATE, MIN_SESSION_MS, ms, status_range, topic_name_problem,
 };
 use super::settings::{Assignor, BreakerSettings, ConsumerSettings, OffsetReset};
+use super::validate::forward_rules;
+use crate::delivery::signing::SigningKey;
 
 /// Every key of a `kafka.consumer.list` entry (Go's camelCase); others are warned about.
 pub(crate) const KEYS: &[&str] = &[
@@ -44,7 +46,14 @@ pub(crate) const KEYS: &[&str] = &[
     "hostConcurrency",
     "deadLetterTimeout",
     "stallAfter",
+    "forwardHeaders",
+    "signingKeys",
+    "signingKeysFile",
 ];
+
+/// Most signing keys per entry: two sign during a rotation; a third leaves room to stage
+/// the next key. Each key costs one HMAC per attempt.
+const MAX_SIGNING_KEYS: usize = 3;
 
 /// `sessionTimeout` default; `heartbeatInterval` defaults to a third of the session timeout.
 const SESSION_TIMEOUT: Duration = ms(10_000);
@@ -205,6 +214,10 @@ fn consumer(c: &mut Checker<'_>, entry: &Dict, path: &str, topics: &TopicNames) 
         |c, key, value| c.millis(key, value, 1),
     );
     let stall_after = stall_after(c, entry, path, timeout, retries);
+    let forward_headers = c.optional(entry, path, "forwardHeaders", None, |c, key, value| {
+        forward_rules(c, key, value).map(Some)
+    });
+    let signing_keys = signing_keys(c, entry, path);
 
     Some(ConsumerSettings {
         topic: topic?,
@@ -234,7 +247,78 @@ fn consumer(c: &mut Checker<'_>, entry: &Dict, path: &str, topics: &TopicNames) 
         host_concurrency,
         dead_letter_timeout,
         stall_after,
+        forward_headers,
+        signing_keys,
     })
+}
+
+/// `signingKeys` (an array of `whsec_...` strings) and `signingKeysFile` (a file with one
+/// key per line; blank lines and `#` comments skipped), together at most
+/// [`MAX_SIGNING_KEYS`]. Problems never quote a key: these values are secrets, so the
+/// generic "expected X, got <value>" messages are not used here.
+fn signing_keys(c: &mut Checker<'_>, entry: &Dict, path: &str) -> Vec<SigningKey> {
+    let mut keys = Vec::new();
+    if let Some(value) = entry.get("signingKeys") {
+        let key = format!("{path}.signingKeys");
+        match value {
+            Value::Array(_, items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let item_key = format!("{key}[{i}]");
+                    match item {
+                        Value::String(_, text) => match SigningKey::parse(text) {
+                            Ok(k) => keys.push(k),
+                            Err(e) => c.problem(&item_key, Some(item), e.to_string()),
+                        },
+                        _ => c.problem(
+                            &item_key,
+                            Some(item),
+                            "expected a string, 'whsec_' followed by base64",
+                        ),
+                    }
+                }
+            }
+            _ => c.problem(
+                &key,
+                Some(value),
+                "expected an array of strings, each 'whsec_' followed by base64",
+            ),
+        }
+    }
+    if let Some(value) = entry.get("signingKeysFile") {
+        let key = format!("{path}.signingKeysFile");
+        if let Some(file) = c.non_empty_string(&key, value) {
+            match std::fs::read_to_string(&file) {
+                Err(e) => c.problem(&key, Some(value), format!("cannot read '{file}': {e}")),
+                Ok(text) => {
+                    let before = keys.len();
+                    for (n, line) in text.lines().enumerate() {
+                        let line = line.trim();
+                        if line.is_empty() || line.starts_with('#') {
+                            continue;
+                        }
+                        match SigningKey::parse(line) {
+                            Ok(k) => keys.push(k),
+                            Err(e) => c.problem(&key, Some(value), format!("'{file}' line {}: {e}", n + 1)),
+                        }
+                    }
+                    if keys.len() == before {
+                        c.problem(&key, Some(value), format!("'{file}' holds no key"));
+                    }
+                }
+            }
+        }
+    }
+    if keys.len() > MAX_SIGNING_KEYS {
+        c.problem(
+            &format!("{path}.signingKeys"),
+            None,
+            format!(
+                "at most {MAX_SIGNING_KEYS} signing keys (two during a rotation), got {}",
+                keys.len()
+            ),
+        );
+    }
+    keys
 }
 
 /// `retryTiers`: delays in ms of the entry's retry tier topics, increasing, each at least

@@ -6,6 +6,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::delivery::forward::{ForwardRules, HeaderPolicy};
+use crate::delivery::signing::SigningKey;
+
 /// The whole validated configuration. Built only by [`super::load`] and friends; share it as
 /// `Arc<Settings>` and swap the `Arc` on reload rather than mutating it.
 #[derive(Debug, Clone, PartialEq)]
@@ -188,6 +191,12 @@ pub struct ConsumerSettings {
     /// stalled in `/stats` and `/readyz` (`stallAfter`, ms); default the larger of 60 s and
     /// twice `timeout` × attempts.
     pub stall_after: Duration,
+    /// Caller headers this entry forwards (`forwardHeaders`), replacing
+    /// `delivery.headers.forward` for it; `None`: the global list.
+    pub forward_headers: Option<ForwardRules>,
+    /// Standard Webhooks keys every attempt is signed with (`signingKeys` and the keys of
+    /// `signingKeysFile`, in that order); empty: calls are not signed.
+    pub signing_keys: Vec<SigningKey>,
 }
 
 impl ConsumerSettings {
@@ -291,11 +300,24 @@ pub struct DeliverySettings {
     /// (`delivery.response.max.bytes`, may be 0).
     pub max_response_body: usize,
     /// Caller headers never forwarded to targets, lower case (`delivery.headers.drop`),
-    /// e.g. `["authorization", "cookie"]`. Empty by default: the Go version forwarded all.
+    /// e.g. `["authorization", "cookie"]`; wins over every forward rule. Empty by default.
     pub drop_headers: Vec<String>,
+    /// Caller headers forwarded to targets (`delivery.headers.forward`), unless a consumer
+    /// entry has its own `forwardHeaders`; default [`crate::delivery::forward::DEFAULT_FORWARD`].
+    pub forward_headers: ForwardRules,
     /// Certificates trusted for https targets besides the built-in roots
     /// (`delivery.tls.ca.file`), read and checked when the config is loaded.
     pub tls_ca: Option<CaBundle>,
+}
+
+impl DeliverySettings {
+    /// The global header policy: `delivery.headers.forward` and `.drop`.
+    pub fn header_policy(&self) -> HeaderPolicy {
+        HeaderPolicy {
+            forward: self.forward_headers.clone(),
+            drop: self.drop_headers.clone(),
+        }
+    }
 }
 
 /// A PEM file of CA certificates, as read when the config was loaded.

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
+use crate::delivery::forward::ForwardRules;
+use crate::delivery::signing::SigningKey;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -267,6 +269,7 @@ fn absent_keys_take_their_defaults() {
             keep_alive: Duration::from_millis(15_000),
             max_response_body: 65_536,
             drop_headers: vec![],
+            forward_headers: ForwardRules::default(),
             tls_ca: None,
         }
     );
@@ -779,6 +782,8 @@ fn consumer_optional_keys_default_to_the_go_shipped_values() {
             host_concurrency: 2,
             dead_letter_timeout: Duration::from_millis(300_000),
             stall_after: Duration::from_millis(60_000),
+            forward_headers: None,
+            signing_keys: vec![],
         }]
     );
 }
@@ -1295,6 +1300,7 @@ fn delivery_and_shutdown_settings_are_read() {
             keep_alive: Duration::from_millis(2),
             max_response_body: 0,
             drop_headers: vec!["authorization".to_owned(), "cookie".to_owned()],
+            forward_headers: ForwardRules::default(),
             tls_ca: None,
         }
     );
@@ -1875,6 +1881,138 @@ fn the_tls_ca_file_is_read_and_checked_when_the_config_loads() {
     assert_only_problem(
         "[delivery]\ntls.ca.file = \"\"\n",
         "delivery.tls.ca.file: must not be empty",
+    );
+}
+
+#[test]
+fn forward_headers_are_read_globally_and_per_entry() {
+    let s = toml(&format!(
+        "{}[delivery]\nheaders.forward = [\"*\"]\n",
+        consumer_entry(&format!(
+            "{REQUIRED}forwardHeaders = [\"X-Request-*\", \"Authorization\"]"
+        ))
+    ));
+    assert_eq!(s.delivery.forward_headers, ForwardRules::all());
+    let entry = s.consumers[0].forward_headers.as_ref().unwrap();
+    assert!(entry.allows("x-request-id") && entry.allows("authorization"));
+    assert!(!entry.allows("x-other") && !entry.allows("cookie"));
+    // JSON, flat Go-style key.
+    let json = ok(r#"{"delivery.headers.forward": ["X-A"]}"#, Format::Json);
+    assert_eq!(
+        json.delivery.forward_headers,
+        ForwardRules::parse(["X-A"]).unwrap()
+    );
+    // An empty list forwards nothing (not the default).
+    let none = toml("[delivery]\nheaders.forward = []\n");
+    assert_eq!(none.delivery.forward_headers, ForwardRules::none());
+}
+
+#[test]
+fn forward_rules_must_be_names_or_patterns() {
+    let text = toml_problems(&format!(
+        "{}[delivery]\nheaders.forward = [\"X-*\", \"*X\", \"\", 3]\n",
+        consumer_entry(&format!("{REQUIRED}forwardHeaders = \"X-*\""))
+    ))
+    .join("\n");
+    assert!(
+        text.contains("delivery.headers.forward[1]: is not a header name, a 'Prefix*' pattern or \"*\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("delivery.headers.forward[2]: must not be empty"),
+        "{text}"
+    );
+    assert!(
+        text.contains("delivery.headers.forward[3]: expected a string"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kafka.consumer.list[0].forwardHeaders: expected an array"),
+        "{text}"
+    );
+}
+
+/// The standardwebhooks library's test key (24 bytes).
+const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+#[test]
+fn signing_keys_are_read_from_the_entry_and_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys");
+    let second = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    std::fs::write(&file, format!("# rotation\n\n  {second}  \n")).unwrap();
+    let s = toml(&consumer_entry(&format!(
+        "{REQUIRED}signingKeys = [\"{WHSEC}\"]\nsigningKeysFile = {:?}",
+        file.display().to_string()
+    )));
+    assert_eq!(
+        s.consumers[0].signing_keys,
+        [
+            SigningKey::parse(WHSEC).unwrap(),
+            SigningKey::parse(second).unwrap()
+        ]
+    );
+    assert!(
+        toml(&consumer_entry(REQUIRED)).consumers[0]
+            .signing_keys
+            .is_empty()
+    );
+}
+
+#[test]
+fn signing_key_problems_never_quote_the_key() {
+    // Each of these holds something secret-looking that must not appear in any message.
+    let secret = "SECRETSECRETSECRETSECRET";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys");
+    std::fs::write(&file, format!("{secret}\n")).unwrap();
+    let cases = [
+        (
+            format!("signingKeys = [\"{secret}\"]"),
+            "kafka.consumer.list[0].signingKeys[0]: must be a Standard Webhooks secret, 'whsec_' followed by base64",
+        ),
+        (
+            format!("signingKeys = \"whsec_{secret}\""),
+            "kafka.consumer.list[0].signingKeys: expected an array of strings, each 'whsec_' followed by base64",
+        ),
+        (
+            format!("signingKeys = [\"whsec_{secret}!\"]"),
+            "kafka.consumer.list[0].signingKeys[0]: the part after 'whsec_' is not valid base64",
+        ),
+        (
+            "signingKeys = [\"whsec_AAAA\"]".to_owned(),
+            "kafka.consumer.list[0].signingKeys[0]: decodes to 3 bytes; a key must have 24 to 64",
+        ),
+        (
+            format!("signingKeys = [{{ k = \"{secret}\" }}]"),
+            "kafka.consumer.list[0].signingKeys[0]: expected a string, 'whsec_' followed by base64",
+        ),
+    ];
+    for (line, want) in cases {
+        let got = toml_problems(&consumer_entry(&format!("{REQUIRED}{line}")));
+        assert_eq!(got, [want.to_owned()], "{line}");
+    }
+    let got = toml_problems(&consumer_entry(&format!(
+        "{REQUIRED}signingKeysFile = {:?}",
+        file.display().to_string()
+    )))
+    .join("\n");
+    assert!(
+        got.contains("line 1: must be a Standard Webhooks secret"),
+        "{got}"
+    );
+    assert!(!got.contains(secret), "{got}");
+    let missing = toml_problems(&consumer_entry(&format!(
+        "{REQUIRED}signingKeysFile = \"/nonexistent/keys\""
+    )));
+    assert!(
+        missing[0].starts_with("kafka.consumer.list[0].signingKeysFile: cannot read '/nonexistent/keys'"),
+        "{missing:?}"
+    );
+    let four = format!("signingKeys = [{}]", vec![format!("\"{WHSEC}\""); 4].join(", "));
+    assert_eq!(
+        toml_problems(&consumer_entry(&format!("{REQUIRED}{four}"))),
+        ["kafka.consumer.list[0].signingKeys: at most 3 signing keys (two during a rotation), got 4"]
     );
 }
 

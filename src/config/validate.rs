@@ -21,6 +21,7 @@ use super::settings::{
 };
 use super::source::Sources;
 use super::{consumer, entries};
+use crate::delivery::forward::ForwardRules;
 use crate::kafka::record_size;
 
 /// Every key bigpipe reads, in dotted form. Keys of array entries are checked by `entries` and
@@ -60,6 +61,7 @@ pub(crate) const KEYS: &[&str] = &[
     "delivery.keepalive.ms",
     "delivery.response.max.bytes",
     "delivery.headers.drop",
+    "delivery.headers.forward",
     "delivery.tls.ca.file",
     "shutdown.grace.ms",
 ];
@@ -469,6 +471,12 @@ fn delivery(c: &mut Checker<'_>, root: &Dict) -> DeliverySettings {
         c.int_in::<usize>(key, v, 0, MAX_CHUNK_BYTES)
     });
     let drop_headers = c.setting(root, "delivery.headers.drop", Vec::new(), header_names);
+    let forward_headers = c.setting(
+        root,
+        "delivery.headers.forward",
+        ForwardRules::default(),
+        forward_rules,
+    );
     let tls_ca = c.setting(root, "delivery.tls.ca.file", None, |c, key, v| {
         ca_bundle(c, key, v).map(Some)
     });
@@ -478,6 +486,7 @@ fn delivery(c: &mut Checker<'_>, root: &Dict) -> DeliverySettings {
         keep_alive,
         max_response_body,
         drop_headers,
+        forward_headers,
         tls_ca,
     }
 }
@@ -513,4 +522,16 @@ fn header_names(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<Vec<Str
         }
         Ok(name.to_ascii_lowercase())
     })
+}
+
+/// `delivery.headers.forward` and a consumer entry's `forwardHeaders`: an array of header
+/// names, `Prefix*` patterns and `"*"` (see `crate::delivery::forward`).
+pub(crate) fn forward_rules(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<ForwardRules> {
+    let items = c.array(key, value)?;
+    let rules = c.each_string(key, items, |rule| {
+        ForwardRules::check(rule)
+            .map(|()| rule.to_owned())
+            .map_err(|e| e.to_string())
+    })?;
+    ForwardRules::parse(&rules).ok()
 }

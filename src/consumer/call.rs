@@ -28,7 +28,9 @@ use super::tiers::{self, IN_WINDOW_RETRY_MAX, Progress, Wait};
 use super::{EntryContext, Lane};
 use crate::delivery::breaker::{State, Transition, host_key};
 use crate::delivery::headers::outbound_headers;
+use crate::delivery::redact::redact_url;
 use crate::delivery::retry::{GiveUpReason, RetryPolicy, Verdict};
+use crate::delivery::signing::signature_headers;
 use crate::delivery::{AttemptOutcome, OutboundRequest};
 use crate::kafka::records::Fault;
 use crate::message::{CALL_ID_HEADER, CallMessage, DecodeError};
@@ -237,7 +239,7 @@ pub async fn live(lane: &Lane, partition: i32, read: RecordAndOffset, stopping: 
                 0,
                 now_ms(),
             );
-            dead_letter(entry, &bad.id, letter).await;
+            dead_letter(entry, &bad.id, letter, None).await;
             return End::Finished;
         }
     };
@@ -313,10 +315,19 @@ async fn attempts(lane: &Lane, call: Call, stopping: &CancellationToken) -> End 
                 if made > 1 {
                     inc(&entry.stats.rpc_retries);
                 }
+                let mut headers = outbound_headers(&call.message.headers, &call.id, made, &entry.headers);
+                // Signed per attempt: the timestamp is this attempt's, so a verifier's
+                // 5-minute window holds for retries as well.
+                let now = chrono::Utc::now().timestamp();
+                if let Some(signed) =
+                    signature_headers(&entry.settings.signing_keys, &call.id, now, &call.body)
+                {
+                    headers.extend(signed);
+                }
                 let request = OutboundRequest {
                     url: call.message.url.clone(),
                     body: call.body.clone(),
-                    headers: outbound_headers(&call.message.headers, &call.id, made, &entry.drop_headers),
+                    headers,
                     timeout: entry.settings.timeout,
                 };
                 let outcome = entry.pool.send(request).await;
@@ -376,7 +387,7 @@ async fn attempts(lane: &Lane, call: Call, stopping: &CancellationToken) -> End 
             Next::GiveUp { reason, last_status } => {
                 inc(&entry.stats.rpc_fail);
                 warn!(lane.log, "call failed"; "call_id" => &call.id, "attempts" => made,
-                    "url" => &call.message.url, "reason" => &reason);
+                    "url" => redact_url(&call.message.url), "reason" => &reason);
                 let letter = letter_for(
                     &call.record,
                     (call.partition, call.offset),
@@ -385,7 +396,7 @@ async fn attempts(lane: &Lane, call: Call, stopping: &CancellationToken) -> End 
                     made,
                     first_attempt_ms,
                 );
-                dead_letter(entry, &call.id, letter).await;
+                dead_letter(entry, &call.id, letter, Some(&call.message.url)).await;
                 return End::Finished;
             }
         }
@@ -519,10 +530,11 @@ fn breaker_changed(entry: &EntryContext, host: &str, t: &Transition) {
         .circuits_open
         .fetch_add(t.open_delta(), Ordering::Relaxed);
     let rate = format!("{:.3}", t.success_rate);
+    let host = redact_url(host);
     match t.to {
         State::Open { .. } => warn!(entry.log, "circuit open: calls to this target are held";
-            "target" => host, "from" => t.from.name(), "success_rate" => rate, "samples" => t.samples),
-        _ => info!(entry.log, "circuit {}", t.to.name(); "target" => host, "success_rate" => rate,
+            "target" => &host, "from" => t.from.name(), "success_rate" => rate, "samples" => t.samples),
+        _ => info!(entry.log, "circuit {}", t.to.name(); "target" => &host, "success_rate" => rate,
             "samples" => t.samples),
     }
 }
@@ -555,7 +567,7 @@ pub async fn step_over(lane: &Lane, partition: i32, batch: Unreadable) -> End {
         last_attempt_ms: now_ms(),
     };
     let id = format!("{}-{partition}-{}", lane.topic, batch.first);
-    dead_letter(entry, &id, letter).await;
+    dead_letter(entry, &id, letter, None).await;
     End::Finished
 }
 
@@ -581,7 +593,9 @@ fn letter_for(
     }
 }
 
-async fn dead_letter(entry: &EntryContext, call_id: &str, letter: DeadLetter) {
+/// Writes the dead letter, or with dead-lettering off reports the call. `url` is the
+/// call's target, when the record could be read as a call.
+async fn dead_letter(entry: &EntryContext, call_id: &str, letter: DeadLetter, url: Option<&str>) {
     match &entry.dlq {
         Some(dlq) => {
             let outcome = dlq.write(call_id, &letter).await;
@@ -590,10 +604,14 @@ async fn dead_letter(entry: &EntryContext, call_id: &str, letter: DeadLetter) {
                 "reason" => &letter.reason, "outcome" => outcome.as_str());
         }
         None => {
-            // Dead-lettering is disabled for this entry: the call ends here, reported.
+            // Dead-lettering is disabled for this entry: the call ends here, reported. Not
+            // the record itself: its headers and data are the caller's and may hold
+            // credentials; the call id finds it in Kafka while it is retained.
             error!(entry.log, "call dropped after its last attempt (no dead-letter topic)";
-                "call_id" => call_id, "reason" => &letter.reason,
-                "record" => String::from_utf8_lossy(&letter.value).into_owned());
+                "call_id" => call_id, "url" => url.map_or_else(String::new, redact_url),
+                "source_partition" => letter.source.0, "source_offset" => letter.source.1,
+                "record_bytes" => letter.value.len(), "attempts" => letter.attempts,
+                "reason" => &letter.reason);
         }
     }
 }

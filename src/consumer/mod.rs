@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Assignor, ConsumerSettings};
 use crate::delivery::DeliveryPool;
 use crate::delivery::breaker::Breakers;
+use crate::delivery::forward::HeaderPolicy;
 use crate::delivery::retry::{RetryPolicy, SuccessCodes};
 use crate::group::{self, AssignorKind, GroupConfig, GroupEvent, GroupHandle};
 use crate::kafka::client::KafkaClient;
@@ -80,8 +81,9 @@ pub struct EntryContext {
     pub tiers: Vec<RecordWriter>,
     /// Reads the batches rskafka cannot decode (shared by the entry's partitions).
     pub fallback: Arc<FallbackFetcher>,
-    /// Caller headers never forwarded (`delivery.headers.drop`, lower case).
-    pub drop_headers: Vec<String>,
+    /// Which caller headers travel: the entry's `forwardHeaders` (or
+    /// `delivery.headers.forward`) and `delivery.headers.drop`.
+    pub headers: HeaderPolicy,
     /// The entry's counters (every lane counts its calls here).
     pub stats: Arc<ConsumerStats>,
     /// Logger with the entry's group and topic.
@@ -113,6 +115,7 @@ pub enum EntryError {
 
 impl EntryContext {
     /// Builds the context of one entry; its counters (and its tiers' views) live in `stats`.
+    /// `headers` is the global header policy; the entry's `forwardHeaders` replaces its list.
     ///
     /// # Errors
     /// When `successCodes` cannot be parsed.
@@ -121,7 +124,7 @@ impl EntryContext {
         client: Arc<KafkaClient>,
         table: Arc<PartitionTable>,
         pool: Arc<DeliveryPool>,
-        drop_headers: Vec<String>,
+        headers: &HeaderPolicy,
         stats: &Stats,
         log: &Logger,
     ) -> Result<Self, EntryError> {
@@ -152,6 +155,7 @@ impl EntryContext {
             .iter()
             .map(|&d| RecordWriter::new(settings.tier_topic(d), Arc::clone(&client)))
             .collect();
+        let settings_forward = settings.forward_headers.clone();
         let entry_stats = stats.consumer(&settings.group_id, &settings.topic);
         let tier_stats = settings
             .retry_tiers
@@ -172,7 +176,7 @@ impl EntryContext {
             policy,
             dlq,
             tiers,
-            drop_headers,
+            headers: headers.with_forward(settings_forward.as_ref()),
             log,
             group_log,
             tier_stats,

@@ -7,10 +7,17 @@
 //! Go's transport wait a second for a `100 Continue` on every delivery. Here
 //! those are dropped, framing headers are left to the HTTP client, and two
 //! headers are added so targets can deduplicate at-least-once deliveries.
+//!
+//! Which of the remaining caller headers travel is an allow-list
+//! ([`super::forward`]): by default custom `X-*` headers (minus forwarding,
+//! identity and credential ones) and a few descriptive ones, never
+//! `Authorization` or `Cookie`.
 
 use std::collections::{BTreeMap, HashSet};
 
 use awc::http::header::{HeaderName, HeaderValue};
+
+use super::forward::HeaderPolicy;
 
 /// Header carrying the call id (the id `/rpc/call` answered with).
 pub const CALL_ID_HEADER: &str = "X-Bigpipe-Call-Id";
@@ -46,24 +53,35 @@ const REPLACED: [&str; 5] = [
     "content-type",
 ];
 
-/// Builds the headers for the target from the stored caller headers
-/// (Go-canonical keys, every value kept, in order).
+/// Caller headers that a signing entry sets itself (Standard Webhooks, see
+/// [`super::signing`]), lower case. Dropped from every call, signed or not:
+/// a caller-made signature must never reach a target that checks them.
+const SIGNATURE_HEADERS: [&str; 3] = ["webhook-id", "webhook-timestamp", "webhook-signature"];
+
+/// The stored headers that may travel under `policy`: without hop-by-hop
+/// headers (including any the `Connection` header names), without `Host`,
+/// `Content-Length`, `Expect`, `Accept-Encoding`, `Content-Type`,
+/// `X-Bigpipe-*` and the Standard Webhooks headers, which are bigpipe's to
+/// set, and only those `policy` allows. Names and values that are not valid
+/// HTTP are skipped: they came from the caller and were never going to reach
+/// the target intact. Values may contain non-ASCII bytes (obs-text), which
+/// are kept unchanged.
 ///
-/// Drops hop-by-hop headers, including any the `Connection` header names;
-/// `Host`, `Content-Length`, `Expect`, `Accept-Encoding`, and any
-/// `Content-Type` or `X-Bigpipe-*` the caller sent, and any header named in
-/// `drop` (lower case; `delivery.headers.drop`). Adds
-/// `Content-Type: application/octet-stream`, `X-Bigpipe-Call-Id: <call_id>`
-/// and `X-Bigpipe-Attempt: <attempt>`. Names and values that are not valid
-/// HTTP are skipped rather than failing the call: they came from the caller
-/// and were never going to reach the target intact. Values may contain
-/// non-ASCII bytes (obs-text), which are passed through unchanged.
-pub fn outbound_headers(
+/// Ingest stores this (with the union of the topic's policies), and delivery
+/// runs it again with the entry's own policy, so records that others wrote
+/// straight into Kafka are filtered too.
+pub fn forwardable(
     stored: &BTreeMap<String, Vec<String>>,
-    call_id: &str,
-    attempt: u32,
-    drop: &[String],
-) -> Vec<(String, String)> {
+    policy: &HeaderPolicy,
+) -> BTreeMap<String, Vec<String>> {
+    forwardable_by(stored, |name| policy.allows(name))
+}
+
+/// [`forwardable`] with any rule: `allows` gets the header name as stored.
+pub fn forwardable_by(
+    stored: &BTreeMap<String, Vec<String>>,
+    allows: impl Fn(&str) -> bool,
+) -> BTreeMap<String, Vec<String>> {
     // Connection: close, x-secret  →  x-secret is hop-by-hop for this request.
     let named_by_connection: HashSet<String> = stored
         .iter()
@@ -74,22 +92,46 @@ pub fn outbound_headers(
         .filter(|token| !token.is_empty())
         .collect();
 
-    let mut out = Vec::with_capacity(stored.values().map(Vec::len).sum::<usize>() + 3);
+    let mut out = BTreeMap::new();
     for (name, values) in stored {
         let lower = name.to_ascii_lowercase();
         if HOP_BY_HOP.contains(&lower.as_str())
             || REPLACED.contains(&lower.as_str())
+            || SIGNATURE_HEADERS.contains(&lower.as_str())
             || lower.starts_with("x-bigpipe-")
             || named_by_connection.contains(&lower)
-            || drop.contains(&lower)
             || HeaderName::from_bytes(name.as_bytes()).is_err()
+            || !allows(name)
         {
             continue;
         }
+        let valid: Vec<String> = values
+            .iter()
+            .filter(|v| HeaderValue::from_bytes(v.as_bytes()).is_ok())
+            .cloned()
+            .collect();
+        if !valid.is_empty() {
+            out.insert(name.clone(), valid);
+        }
+    }
+    out
+}
+
+/// Builds the headers for the target from the stored caller headers
+/// (Go-canonical keys, every value kept, in order): [`forwardable`] under
+/// `policy`, then `Content-Type: application/octet-stream`,
+/// `X-Bigpipe-Call-Id: <call_id>` and `X-Bigpipe-Attempt: <attempt>`.
+pub fn outbound_headers(
+    stored: &BTreeMap<String, Vec<String>>,
+    call_id: &str,
+    attempt: u32,
+    policy: &HeaderPolicy,
+) -> Vec<(String, String)> {
+    let kept = forwardable(stored, policy);
+    let mut out = Vec::with_capacity(kept.values().map(Vec::len).sum::<usize>() + 3);
+    for (name, values) in kept {
         for value in values {
-            if HeaderValue::from_bytes(value.as_bytes()).is_ok() {
-                out.push((name.clone(), value.clone()));
-            }
+            out.push((name.clone(), value));
         }
     }
     out.push(("Content-Type".to_owned(), CONTENT_TYPE.to_owned()));
@@ -103,6 +145,15 @@ pub fn outbound_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::forward::ForwardRules;
+
+    /// Every header, as the Go version forwarded them, so only the fixed rules act.
+    fn go() -> HeaderPolicy {
+        HeaderPolicy {
+            forward: ForwardRules::all(),
+            drop: vec![],
+        }
+    }
 
     fn stored(pairs: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
         pairs
@@ -135,9 +186,12 @@ mod tests {
             ("Content-Type", &["application/json"]),
             ("X-Bigpipe-Call-Id", &["spoofed"]),
             ("X-Bigpipe-Attempt", &["99"]),
+            ("Webhook-Id", &["forged"]),
+            ("webhook-timestamp", &["1"]),
+            ("Webhook-Signature", &["v1,forged"]),
             ("User-Agent", &["curl/8.5.0"]),
         ]);
-        let h = outbound_headers(&s, "0193-abc", 2, &[]);
+        let h = outbound_headers(&s, "0193-abc", 2, &go());
         assert_eq!(
             h,
             vec![
@@ -156,20 +210,20 @@ mod tests {
             ("X-Hop", &["1"]),
             ("X-Keep", &["2"]),
         ]);
-        let n = names(&outbound_headers(&s, "id", 1, &[]));
+        let n = names(&outbound_headers(&s, "id", 1, &go()));
         assert!(!n.contains(&"x-hop".to_owned()));
         assert!(n.contains(&"x-keep".to_owned()));
     }
 
     #[test]
-    fn end_to_end_headers_and_every_value_are_kept() {
+    fn under_star_end_to_end_headers_and_every_value_are_kept() {
         let s = stored(&[
             ("Accept", &["text/plain", "application/json"]),
             ("Authorization", &["Bearer t"]),
             ("Cookie", &["a=1", "b=2"]),
             ("X-Unicode", &["héllo wörld ✓"]),
         ]);
-        let h = outbound_headers(&s, "id-1", 1, &[]);
+        let h = outbound_headers(&s, "id-1", 1, &go());
         let get = |k: &str| -> Vec<&str> {
             h.iter()
                 .filter(|(n, _)| n == k)
@@ -192,7 +246,7 @@ mod tests {
             ("", &["x"]),
             ("X-Ok", &["fine", "line\r\nX-Injected: 1", "nul\0"]),
         ]);
-        let h = outbound_headers(&s, "bad\nid", 3, &[]);
+        let h = outbound_headers(&s, "bad\nid", 3, &go());
         assert_eq!(
             h,
             vec![
@@ -205,7 +259,7 @@ mod tests {
 
     #[test]
     fn empty_store_still_gets_ids() {
-        let h = outbound_headers(&BTreeMap::new(), "id", 1, &[]);
+        let h = outbound_headers(&BTreeMap::new(), "id", 1, &HeaderPolicy::default());
         assert_eq!(
             names(&h),
             ["content-type", "x-bigpipe-call-id", "x-bigpipe-attempt"]
@@ -218,8 +272,11 @@ mod tests {
         s.insert("Authorization".to_owned(), vec!["Bearer secret".to_owned()]);
         s.insert("Cookie".to_owned(), vec!["a=1".to_owned()]);
         s.insert("X-Keep".to_owned(), vec!["yes".to_owned()]);
-        let drop = ["authorization".to_owned(), "cookie".to_owned()];
-        let h = outbound_headers(&s, "id", 1, &drop);
+        let policy = HeaderPolicy {
+            forward: ForwardRules::all(),
+            drop: vec!["authorization".to_owned(), "cookie".to_owned()],
+        };
+        let h = outbound_headers(&s, "id", 1, &policy);
         let names: Vec<&str> = h.iter().map(|(k, _)| k.as_str()).collect();
         assert!(names.contains(&"X-Keep"));
         assert!(
@@ -227,8 +284,50 @@ mod tests {
                 .iter()
                 .any(|n| n.eq_ignore_ascii_case("authorization") || n.eq_ignore_ascii_case("cookie"))
         );
-        // Without the setting both are forwarded, as the Go version did.
-        let all = outbound_headers(&s, "id", 1, &[]);
+        // With "*" and no deny list both are forwarded, as the Go version did.
+        let all = outbound_headers(&s, "id", 1, &go());
         assert!(all.iter().any(|(k, _)| k == "Authorization") && all.iter().any(|(k, _)| k == "Cookie"));
+    }
+
+    #[test]
+    fn by_default_credentials_and_forwarding_headers_stay_behind() {
+        let s = stored(&[
+            ("Authorization", &["Bearer CALLER-TOKEN"]),
+            ("Cookie", &["session=abc"]),
+            ("X-Forwarded-For", &["6.6.6.6"]),
+            ("Forwarded", &["for=6.6.6.6"]),
+            ("X-Real-Ip", &["10.0.0.1"]),
+            ("X-Forwarded-Client-Cert", &["By=spiffe://x"]),
+            ("X-Request-Id", &["req-1"]),
+            ("User-Agent", &["curl/8"]),
+            ("Origin", &["https://evil"]),
+        ]);
+        let h = outbound_headers(&s, "id", 1, &HeaderPolicy::default());
+        assert_eq!(
+            names(&h),
+            [
+                "user-agent",
+                "x-request-id",
+                "content-type",
+                "x-bigpipe-call-id",
+                "x-bigpipe-attempt"
+            ]
+        );
+    }
+
+    #[test]
+    fn forwardable_is_what_ingest_stores() {
+        let s = stored(&[
+            ("Connection", &["X-Hop"]),
+            ("X-Hop", &["1"]),
+            ("Authorization", &["Bearer t"]),
+            ("X-Ok", &["a", "bad\r\nvalue", "b"]),
+            ("Content-Type", &["application/json"]),
+        ]);
+        let kept = forwardable(&s, &HeaderPolicy::default());
+        assert_eq!(kept, stored(&[("X-Ok", &["a", "b"])]));
+        let all = forwardable(&s, &go());
+        assert!(all.contains_key("Authorization"));
+        assert!(!all.contains_key("X-Hop") && !all.contains_key("Connection"));
     }
 }

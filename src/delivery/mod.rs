@@ -31,13 +31,17 @@
 //! - The response body is read and discarded, up to `max_response_body`, so
 //!   the connection is reused (Go closed it unread, so it never reused one).
 //! - One timeout bounds the whole attempt, connect included.
-//! - Hop-by-hop headers and `Expect` are not forwarded ([`headers`]).
+//! - Hop-by-hop headers and `Expect` are not forwarded ([`headers`]), and caller
+//!   headers travel only when an allow-list lets them ([`forward`]).
+//! - Calls may be signed for their targets (Standard Webhooks, [`signing`]).
 
 pub mod breaker;
 mod client;
+pub mod forward;
 pub mod headers;
 pub mod redact;
 pub mod retry;
+pub mod signing;
 #[cfg(test)]
 mod tests;
 pub mod tls;

@@ -302,7 +302,12 @@ async fn body_and_headers_arrive_intact() {
     let req = OutboundRequest {
         url: server.url("/hook?x=1&y=%20"),
         body: Bytes::from(text.clone()),
-        headers: outbound_headers(&stored, "0193abcd-call", 3, &[]),
+        headers: outbound_headers(
+            &stored,
+            "0193abcd-call",
+            3,
+            &crate::delivery::forward::HeaderPolicy::default(),
+        ),
         timeout: Duration::from_secs(5),
     };
     assert_eq!(within(pool.send(req)).await, ok_200());
