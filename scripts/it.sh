@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The Python verifier of it/signing.rs (standardwebhooks), installed once into
+# target/pydeps; before Kafka starts, so a missing python3 or pip fails fast.
+scripts/pydeps.sh
+
 started=0
 if ! scripts/kafka.sh status >/dev/null 2>&1; then
   scripts/kafka.sh up

@@ -319,3 +319,47 @@ pub(crate) async fn count_records(client: &Client, topic: &str, partitions: i32)
     }
     n
 }
+
+/// Log lines written by a bigpipe started with [`Bigpipe::start_logged`], as text.
+#[derive(Clone, Default)]
+pub(crate) struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLog {
+    /// Everything logged so far.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Bigpipe {
+    /// Like [`Bigpipe::start_ready`], with every line at debug level and above also kept in
+    /// the returned [`CapturedLog`], for tests of what logs may show.
+    pub(crate) async fn start_logged(settings: &Settings) -> (Self, CapturedLog) {
+        use slog::Drain;
+        let captured = CapturedLog::default();
+        let decorator = slog_term::PlainSyncDecorator::new(captured.clone());
+        let drain = slog_term::FullFormat::new(decorator).build().fuse();
+        let log = slog::Logger::root(drain, slog::o!());
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stats = Arc::new(Stats::new(settings.kafka.topics.iter().map(|t| t.name.as_str())));
+        let running = bigpipe::app::start(settings, listener, log, stats).expect("start bigpipe");
+        let bp = Self {
+            base: format!("http://{}", running.addr()),
+            running: Some(running),
+            http: reqwest::Client::new(),
+        };
+        bp.wait_ready().await;
+        (bp, captured)
+    }
+}
