@@ -1902,6 +1902,9 @@ fn forward_headers_are_read_globally_and_per_entry() {
         json.delivery.forward_headers,
         ForwardRules::parse(["X-A"]).unwrap()
     );
+    // The restore line, from the environment.
+    let env = with_env("", Format::Toml, &[("BIGPIPE_DELIVERY_HEADERS_FORWARD", "[\"*\"]")]).unwrap();
+    assert_eq!(env.delivery.forward_headers, ForwardRules::all());
     // An empty list forwards nothing (not the default).
     let none = toml("[delivery]\nheaders.forward = []\n");
     assert_eq!(none.delivery.forward_headers, ForwardRules::none());
