@@ -1893,6 +1893,13 @@ fn forward_headers_are_read_globally_and_per_entry() {
         ))
     ));
     assert_eq!(s.delivery.forward_headers, ForwardRules::all());
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.starts_with("delivery.headers.forward contains \"*\": every caller header")),
+        "{:?}",
+        s.warnings
+    );
     let entry = s.consumers[0].forward_headers.as_ref().unwrap();
     assert!(entry.allows("x-request-id") && entry.allows("authorization"));
     assert!(!entry.allows("x-other") && !entry.allows("cookie"));
@@ -1903,7 +1910,12 @@ fn forward_headers_are_read_globally_and_per_entry() {
         ForwardRules::parse(["X-A"]).unwrap()
     );
     // The restore line, from the environment.
-    let env = with_env("", Format::Toml, &[("BIGPIPE_DELIVERY_HEADERS_FORWARD", "[\"*\"]")]).unwrap();
+    let env = with_env(
+        "",
+        Format::Toml,
+        &[("BIGPIPE_DELIVERY_HEADERS_FORWARD", "[\"*\"]")],
+    )
+    .unwrap();
     assert_eq!(env.delivery.forward_headers, ForwardRules::all());
     // An empty list forwards nothing (not the default).
     let none = toml("[delivery]\nheaders.forward = []\n");

@@ -533,5 +533,17 @@ pub(crate) fn forward_rules(c: &mut Checker<'_>, key: &str, value: &Value) -> Op
             .map(|()| rule.to_owned())
             .map_err(|e| e.to_string())
     })?;
-    ForwardRules::parse(&rules).ok()
+    let parsed = ForwardRules::parse(&rules).ok()?;
+    if parsed.forwards_everything() {
+        c.warn(
+            key,
+            Some(value),
+            format!(
+                "{key} contains \"*\": every caller header, Authorization and Cookie included, is \
+                 stored in Kafka and forwarded to the call's URL (the Go behaviour); list exact \
+                 names instead to forward only those"
+            ),
+        );
+    }
+    Some(parsed)
 }

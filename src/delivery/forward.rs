@@ -75,7 +75,12 @@ pub const PROTECTED: [&str; 22] = [
 /// Whether `name` (any case) is a protected header: matched only by `*` or its
 /// exact name, never by a prefix rule.
 pub fn is_protected(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
+    is_protected_lower(&name.to_ascii_lowercase())
+}
+
+/// [`is_protected`] of a name already in lower case (ingest checks every header of
+/// every call against each policy: one lower-casing per check is enough).
+fn is_protected_lower(lower: &str) -> bool {
     PROTECTED.iter().any(|p| match p.strip_suffix('*') {
         Some(prefix) => lower.starts_with(prefix),
         None => lower == *p,
@@ -128,6 +133,11 @@ impl ForwardRules {
         }
     }
 
+    /// Whether `*` is among the rules: every header goes, protected ones included.
+    pub fn forwards_everything(&self) -> bool {
+        self.all
+    }
+
     /// Parses a list of rules.
     ///
     /// # Errors
@@ -178,14 +188,17 @@ impl ForwardRules {
 
     /// Whether these rules let header `name` (any case) through.
     pub fn allows(&self, name: &str) -> bool {
+        self.allows_lower(&name.to_ascii_lowercase())
+    }
+
+    fn allows_lower(&self, lower: &str) -> bool {
         if self.all {
             return true;
         }
-        let lower = name.to_ascii_lowercase();
-        if self.exact.contains(&lower) {
+        if self.exact.iter().any(|e| e == lower) {
             return true;
         }
-        !is_protected(&lower) && self.prefixes.iter().any(|p| lower.starts_with(p.as_str()))
+        !is_protected_lower(lower) && self.prefixes.iter().any(|p| lower.starts_with(p.as_str()))
     }
 }
 
@@ -208,7 +221,7 @@ impl HeaderPolicy {
     /// Whether header `name` (any case) may travel.
     pub fn allows(&self, name: &str) -> bool {
         let lower = name.to_ascii_lowercase();
-        !self.drop.contains(&lower) && self.forward.allows(&lower)
+        !self.drop.contains(&lower) && self.forward.allows_lower(&lower)
     }
 
     /// The same deny list with `forward` instead (a consumer entry's own list).
