@@ -116,7 +116,9 @@ impl Running {
         self.producer
             .handle()
             .reconfigure(&p.budget_limits(), p.message_timeout);
-        // The body limit is the only `http.server` key that is reloadable.
+        // The body limit is the only `http.server` key that is reloadable. Ingest keeps the
+        // headers that delivery forwards: the entries' new forwardHeaders, but the start-up
+        // `delivery.headers.*`, which the delivery side keeps until a restart.
         self.api_config
             .store(Arc::new(api_config(&new, &self.boot.delivery)));
         let consumers = self
