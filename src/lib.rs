@@ -19,6 +19,7 @@
 //! - [`consumer`]: per consumer entry, the partitions' fetch loops, offset
 //!   tracking, the group rate share, dead letters and stalled-partition reports.
 //! - [`delivery`]: one HTTP attempt on awc threads, and the retry policy.
+//! - [`policy`]: the outbound destination policy (addresses, per-ACL targets).
 //! - [`kafka`]: the shared rskafka client, topic upkeep, our own wire client.
 //! - [`stats`]: counters and the `/stats` view.
 //! - [`app`]: wiring, shutdown order and hot reload; [`shutdown`]: process signals.
@@ -33,6 +34,7 @@ pub mod group;
 pub mod kafka;
 pub mod logging;
 pub mod message;
+pub mod policy;
 pub mod producer;
 pub mod shutdown;
 pub mod stats;
