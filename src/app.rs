@@ -27,6 +27,7 @@ use crate::delivery::{DeliveryPool, PoolConfig};
 use crate::kafka::client::KafkaClient;
 use crate::kafka::topic_limits::TopicLimits;
 use crate::kafka::topics::{Readiness, TopicWatcher, WantedTopic};
+use crate::policy::AddressPolicy;
 use crate::producer::partitioner::PartitionTable;
 use crate::producer::{Producer, ProducerConfig};
 use crate::stats::Stats;
@@ -61,6 +62,9 @@ pub struct Running {
     pool: Arc<DeliveryPool>,
     consumers: ConsumerSet,
     api_config: Arc<ArcSwap<ApiConfig>>,
+    /// The address policy the delivery threads apply (`delivery.*` needs a restart), shared
+    /// with the front end so ingest and connect-time checks always agree, also after a reload.
+    destinations: Arc<AddressPolicy>,
     topics: Arc<ArcSwap<Vec<WantedTopic>>>,
     table: Arc<PartitionTable>,
     /// The settings bigpipe started with: keys that need a restart keep these values.
@@ -124,6 +128,7 @@ pub fn start(
     );
 
     let d = &settings.delivery;
+    let destinations = Arc::new(d.destinations.clone());
     let tls = crate::delivery::tls::client_config(d.tls_ca.as_ref().map(|ca| ca.pem.as_slice()))?;
     if tls.is_none() {
         warn!(
@@ -140,6 +145,7 @@ pub fn start(
                 keep_alive: d.keep_alive,
                 max_response_body: d.max_response_body,
                 tls,
+                destinations: Arc::clone(&destinations),
             },
             log.new(slog::o!("component" => "delivery")),
         )
@@ -157,7 +163,7 @@ pub fn start(
         consumers.start(entry.clone())?;
     }
 
-    let api_config = Arc::new(ArcSwap::from_pointee(api_config(settings, &settings.delivery)));
+    let api_config = Arc::new(ArcSwap::from_pointee(api_config(settings, &settings.delivery, &destinations)));
     let state = ApiState {
         producer: producer.handle(),
         config: Arc::clone(&api_config),
@@ -184,6 +190,7 @@ pub fn start(
         pool,
         consumers,
         api_config,
+        destinations,
         topics,
         table,
         boot: settings.clone(),
@@ -241,16 +248,21 @@ fn producer_config(settings: &Settings) -> ProducerConfig {
     }
 }
 
-/// The handlers' reloadable settings.
 /// The handlers' settings. `delivery` is the delivery config in force (the start-up
-/// one: `delivery.*` needs a restart), so ingest keeps what delivery will forward.
-fn api_config(settings: &Settings, delivery: &DeliverySettings) -> ApiConfig {
+/// one: `delivery.*` needs a restart), so ingest keeps what delivery will forward, and
+/// `destinations` is the address policy the delivery threads share.
+fn api_config(
+    settings: &Settings,
+    delivery: &DeliverySettings,
+    destinations: &Arc<AddressPolicy>,
+) -> ApiConfig {
     let entries = settings
         .consumers
         .iter()
         .map(|c| (c.topic.as_str(), c.forward_headers.as_ref()));
     ApiConfig {
         headers: IngestHeaders::new(delivery.header_policy(), entries),
+        destinations: Arc::clone(destinations),
         acl: AclTable::new(&settings.producer.acl),
         default_ack: settings.producer.default_ack,
         ack_timeout: settings.producer.ack_timeout,

@@ -31,6 +31,8 @@ pub struct ServerStats {
     pub overload_acl_share: AtomicU64,
     /// Of `rejected`: calls whose record could never be written to Kafka (413 `消息过大`).
     pub too_large: AtomicU64,
+    /// Of `rejected`: calls whose URL the destination policy refused (403 `目标地址不允许`).
+    pub destination_refused: AtomicU64,
     /// Overload refusals per ACL name. A lock, but only taken on refusal; the names are the
     /// configured ACLs, so the map stays small.
     overload_by_acl: std::sync::Mutex<BTreeMap<String, u64>>,
@@ -504,6 +506,7 @@ impl Stats {
                 "acceptedCall": load(&self.server.accepted),
                 "configReloads": load(&self.reloads),
                 "configReloadsRejected": load(&self.reloads_rejected),
+                "destinationRefused": load(&self.server.destination_refused),
                 "logDropped": self.log_dropped.load(Ordering::Relaxed),
                 "overloadAclShare": load(&self.server.overload_acl_share),
                 "overloadByAcl": self.server.overload_by_acl(),

@@ -5,11 +5,14 @@ use std::collections::HashMap;
 use subtle::ConstantTimeEq;
 
 use crate::config::AclEntry;
+use crate::policy::Targets;
 
 /// The configured callers.
 #[derive(Debug, Clone, Default)]
 pub struct AclTable {
     by_name: HashMap<String, (String, String)>,
+    /// Each ACL's `targets`, for those that have them.
+    targets: HashMap<String, Targets>,
 }
 
 impl AclTable {
@@ -19,7 +22,17 @@ impl AclTable {
             .iter()
             .map(|e| (e.name.clone(), (e.secret.clone(), e.topic.clone())))
             .collect();
-        Self { by_name }
+        let targets = entries
+            .iter()
+            .filter_map(|e| Some((e.name.clone(), e.targets.clone()?)))
+            .collect();
+        Self { by_name, targets }
+    }
+
+    /// The `targets` of ACL `name`; `None` when it has none (any destination the global
+    /// policy allows).
+    pub fn targets(&self, name: &str) -> Option<&Targets> {
+        self.targets.get(name)
     }
 
     /// The topic of `name` when `secret` matches, compared in constant time.
@@ -41,11 +54,13 @@ mod tests {
                 name: "system-1".into(),
                 secret: "you are good".into(),
                 topic: "t1".into(),
+                targets: None,
             },
             AclEntry {
                 name: "system-2".into(),
                 secret: "you are bad".into(),
                 topic: "t2".into(),
+                targets: Some(Targets::new(vec!["*.svc".parse().unwrap()])),
             },
         ])
     }
@@ -53,6 +68,14 @@ mod tests {
     #[test]
     fn right_secret_gives_the_entry_topic() {
         assert_eq!(table().check("system-2", "you are bad"), Some("t2"));
+    }
+
+    #[test]
+    fn targets_are_kept_per_acl() {
+        let t = table();
+        assert!(t.targets("system-1").is_none());
+        assert_eq!(t.targets("system-2").map(|t| t.entries().len()), Some(1));
+        assert!(t.targets("system-9").is_none());
     }
 
     #[test]

@@ -59,6 +59,10 @@ pub enum CallError {
     /// Unknown ACL name or wrong secret.
     #[error("unknown acl name or wrong secret")]
     Forbidden,
+    /// The URL is outside the ACL's `targets`, or its host is an IP literal the address
+    /// policy refuses (loopback, metadata, `delivery.deny`...) or an ambiguous numeric form.
+    #[error("destination not allowed")]
+    Destination,
     /// The ingest queue is full.
     #[error("ingest queue is full")]
     Overload,
@@ -110,6 +114,7 @@ impl CallError {
             Self::AclSecret => "acl.secret",
             Self::Ack => "ack无效",
             Self::Forbidden => "权限错误",
+            Self::Destination => "目标地址不允许",
             Self::Overload => "超过负载",
             Self::ShuttingDown => "服务正在关闭",
             Self::KafkaFailed => "Kafka写入失败",
@@ -134,7 +139,7 @@ impl ResponseError for CallError {
             | Self::AclSecret
             | Self::Ack => StatusCode::BAD_REQUEST,
             Self::TooLarge | Self::RecordTooLarge | Self::KafkaTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::Destination => StatusCode::FORBIDDEN,
             Self::Overload | Self::ShuttingDown | Self::KafkaFailed => StatusCode::SERVICE_UNAVAILABLE,
             Self::AckTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Method => StatusCode::METHOD_NOT_ALLOWED,
@@ -158,6 +163,17 @@ mod tests {
         assert_eq!(resp.status(), StatusCode::FORBIDDEN);
         let body = resp.into_body().try_into_bytes().unwrap();
         assert_eq!(&body[..], r#"{"data":"","errno":-1,"msg":"权限错误"}"#.as_bytes());
+    }
+
+    #[test]
+    fn a_refused_destination_is_a_403_with_its_own_message() {
+        let resp = CallError::Destination.error_response();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        let body = resp.into_body().try_into_bytes().unwrap();
+        assert_eq!(
+            &body[..],
+            r#"{"data":"","errno":-1,"msg":"目标地址不允许"}"#.as_bytes()
+        );
     }
 
     #[test]

@@ -8,13 +8,14 @@ use futures::StreamExt;
 use serde_json::json;
 use slog::{debug, warn};
 
-use super::ApiState;
 use super::envelope::{CallError, envelope};
 use super::request;
+use super::{ApiConfig, ApiState};
 use crate::config::AckMode;
 use crate::delivery::forward::IngestHeaders;
 use crate::delivery::headers::forwardable_by;
 use crate::message::{CallMessage, canonical_header_key};
+use crate::policy::{Destination, Host};
 use crate::producer::{Call, ProduceError, Refusal, SubmitError};
 use crate::stats::inc;
 
@@ -30,6 +31,10 @@ pub async fn call(req: HttpRequest, payload: web::Payload, state: web::Data<ApiS
                 CallError::RecordTooLarge => {
                     inc(&state.stats.server.rejected);
                     inc(&state.stats.server.too_large);
+                }
+                CallError::Destination => {
+                    inc(&state.stats.server.rejected);
+                    inc(&state.stats.server.destination_refused);
                 }
                 _ => inc(&state.stats.server.rejected),
             }
@@ -56,6 +61,11 @@ async fn accept(req: &HttpRequest, payload: web::Payload, state: &ApiState) -> R
         .acl
         .check(&call.acl_name, &call.acl_secret)
         .ok_or(CallError::Forbidden)?;
+    // After authorisation, so the policy answers only to callers who hold an ACL.
+    if let Err(why) = destination_allowed(&config, &call.acl_name, &call.url) {
+        debug!(state.log, "call refused: destination not allowed"; "acl" => &call.acl_name, "why" => why);
+        return Err(CallError::Destination);
+    }
     let id = uuid::Uuid::now_v7().to_string();
     let message = CallMessage {
         headers: caller_headers(req, &config.headers, topic),
@@ -110,6 +120,27 @@ async fn accept(req: &HttpRequest, payload: web::Payload, state: &ApiState) -> R
         }
     }
     Ok(id)
+}
+
+/// The ingest destination check: the ACL's `targets`, then, for an IP-literal host, the
+/// global address policy (names are judged at connect time, on what they resolve to).
+/// `Err` says why, for the log.
+fn destination_allowed(config: &ApiConfig, acl: &str, url: &str) -> Result<(), String> {
+    // `request::parse` accepted the URL as absolute http(s) with a host.
+    let dest = Destination::parse(url).ok_or_else(|| "not an http(s) URL".to_owned())?;
+    if let Some(targets) = config.acl.targets(acl)
+        && !targets.allows(&dest)
+    {
+        return Err("outside the ACL's targets".to_owned());
+    }
+    match dest.host {
+        Host::Ip(ip) => config
+            .destinations
+            .check(ip, dest.port)
+            .map_err(|r| r.to_string()),
+        Host::Ambiguous(h) => Err(format!("ambiguous numeric host '{h}'")),
+        Host::Name(_) => Ok(()),
+    }
 }
 
 /// Reads the body, refusing it as soon as it passes `limit` bytes.

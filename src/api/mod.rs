@@ -18,6 +18,7 @@ use slog::Logger;
 use crate::config::AckMode;
 use crate::delivery::forward::IngestHeaders;
 use crate::kafka::topics::Readiness;
+use crate::policy::AddressPolicy;
 use crate::producer::ProducerHandle;
 use crate::stats::Stats;
 use acl::AclTable;
@@ -36,6 +37,9 @@ pub struct ApiConfig {
     /// Which caller headers a call's record keeps, per ACL topic: only those some
     /// consumer entry of the topic would forward.
     pub headers: IngestHeaders,
+    /// The outbound address policy, applied at ingest to IP-literal hosts (the delivery
+    /// threads apply the same one to every resolved address).
+    pub destinations: Arc<AddressPolicy>,
 }
 
 /// What the handlers share.

@@ -120,7 +120,7 @@ impl Running {
         // headers that delivery forwards: the entries' new forwardHeaders, but the start-up
         // `delivery.headers.*`, which the delivery side keeps until a restart.
         self.api_config
-            .store(Arc::new(api_config(&new, &self.boot.delivery)));
+            .store(Arc::new(api_config(&new, &self.boot.delivery, &self.destinations)));
         let consumers = self
             .consumers
             .apply(&new.consumers, new.shutdown.grace.min(self.boot.shutdown.grace))

@@ -9,6 +9,7 @@ use figment::value::{Dict, Value};
 use super::reader::{Checker, lookup};
 use super::rules::{MAX_PARTITIONS, topic_name_problem};
 use super::settings::{AclEntry, TopicSettings};
+use crate::policy::{Target, Targets};
 
 /// Names of the configured topics, for checking references to them.
 ///
@@ -96,7 +97,7 @@ pub(crate) fn acl(c: &mut Checker<'_>, root: &Dict, topics: &TopicNames) -> Vec<
         let Some(entry) = c.table(&path, item) else {
             continue;
         };
-        c.unknown_entry_keys(entry, &path, &["name", "secret", "topic"]);
+        c.unknown_entry_keys(entry, &path, &["name", "secret", "topic", "targets"]);
         let name = c.required(entry, &path, "name", |c, key, value| {
             let name = c.non_empty_string(key, value)?;
             // Go: last duplicate wins silently, so a copy-paste error changed a caller's topic.
@@ -117,11 +118,46 @@ pub(crate) fn acl(c: &mut Checker<'_>, root: &Dict, topics: &TopicNames) -> Vec<
         let topic = c.required(entry, &path, "topic", |c, key, value| {
             known_topic(c, key, value, topics)
         });
-        if let (Some(name), Some(secret), Some(topic)) = (name, secret, topic) {
-            acl.push(AclEntry { name, secret, topic });
+        let targets = acl_targets(c, entry, &path, name.as_deref());
+        if let (Some(name), Some(secret), Some(topic), Some(targets)) = (name, secret, topic, targets) {
+            acl.push(AclEntry {
+                name,
+                secret,
+                topic,
+                targets,
+            });
         }
     }
     acl
+}
+
+/// An ACL entry's `targets`: `Some(None)` when absent (warned: the caller may aim bigpipe at
+/// anything the global policy allows), `None` when invalid (problem recorded).
+fn acl_targets(c: &mut Checker<'_>, entry: &Dict, path: &str, name: Option<&str>) -> Option<Option<Targets>> {
+    let key = format!("{path}.targets");
+    let Some(value) = entry.get("targets") else {
+        c.warn(
+            &key,
+            None,
+            format!(
+                "{path} ({}) has no targets: its callers may send calls to any address \
+                 delivery.allow/deny permit; list the URL prefixes, hosts or CIDRs it calls",
+                name.unwrap_or("?")
+            ),
+        );
+        return Some(None);
+    };
+    let items = c.array(&key, value)?;
+    if items.is_empty() {
+        c.problem(
+            &key,
+            Some(value),
+            "is empty, which would refuse every call; remove the key or list the destinations",
+        );
+        return None;
+    }
+    let targets = c.each_string(&key, items, |s| s.parse::<Target>())?;
+    Some(Some(Targets::new(targets)))
 }
 
 pub(crate) fn known_topic(

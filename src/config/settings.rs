@@ -103,6 +103,9 @@ pub struct AclEntry {
     pub secret: String,
     /// Destination topic; one of `kafka.topics`.
     pub topic: String,
+    /// Where this caller's calls may go (`targets`): URL prefixes, host patterns, address
+    /// rules. `None`: anywhere the global policy allows (a check-config warning).
+    pub targets: Option<crate::policy::Targets>,
 }
 
 /// When a `/rpc/call` request is answered.
@@ -308,6 +311,9 @@ pub struct DeliverySettings {
     /// Certificates trusted for https targets besides the built-in roots
     /// (`delivery.tls.ca.file`), read and checked when the config is loaded.
     pub tls_ca: Option<CaBundle>,
+    /// The outbound address policy (`delivery.allow`, `delivery.deny`): rules that lift the
+    /// always-refused classes (loopback, link-local, metadata...) and rules always refused.
+    pub destinations: crate::policy::AddressPolicy,
 }
 
 impl DeliverySettings {

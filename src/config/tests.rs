@@ -1,5 +1,6 @@
 //! End-to-end tests of `config`: text (and environment) in, `Settings` or problems out.
 
+use crate::policy::AddressPolicy;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -142,7 +143,12 @@ fn shipped_go_json_loads_with_the_go_values() {
 fn shipped_go_json_takes_the_defaults_of_the_keys_go_did_not_have() {
     let s = load_shipped("bigpipe.json");
     let defaults = toml("");
-    assert_eq!(s.delivery, defaults.delivery);
+    // Except the mock target allowed for the quick start, as in bigpipe.toml.
+    let delivery = DeliverySettings {
+        destinations: defaults.delivery.destinations.clone(),
+        ..s.delivery.clone()
+    };
+    assert_eq!(delivery, defaults.delivery);
     assert_eq!(s.shutdown, defaults.shutdown);
     for c in &s.consumers {
         let expected = ConsumerSettings {
@@ -198,7 +204,16 @@ fn shipped_toml_spells_out_every_default() {
     let defaults = toml("");
     assert_eq!(shipped.log, defaults.log);
     assert_eq!(shipped.http, defaults.http);
-    assert_eq!(shipped.delivery, defaults.delivery);
+    // The one delivery key set on purpose: the quick start's mock target is allowed.
+    let shipped_delivery = DeliverySettings {
+        destinations: defaults.delivery.destinations.clone(),
+        ..shipped.delivery.clone()
+    };
+    assert_eq!(shipped_delivery, defaults.delivery);
+    assert_eq!(
+        shipped.delivery.destinations,
+        AddressPolicy::new(vec!["127.0.0.1:10086".parse().unwrap()], vec![])
+    );
     assert_eq!(shipped.shutdown, defaults.shutdown);
     assert_eq!(shipped.kafka.bootstrap_servers, defaults.kafka.bootstrap_servers);
     assert_eq!(shipped.kafka.client_id, defaults.kafka.client_id);
@@ -271,6 +286,7 @@ fn absent_keys_take_their_defaults() {
             drop_headers: vec![],
             forward_headers: ForwardRules::default(),
             tls_ca: None,
+            destinations: crate::policy::AddressPolicy::strict(),
         }
     );
     assert_eq!(
@@ -1302,6 +1318,7 @@ fn delivery_and_shutdown_settings_are_read() {
             drop_headers: vec!["authorization".to_owned(), "cookie".to_owned()],
             forward_headers: ForwardRules::default(),
             tls_ca: None,
+            destinations: crate::policy::AddressPolicy::strict(),
         }
     );
     assert_eq!(s.shutdown.grace, Duration::from_millis(3));
@@ -2111,4 +2128,100 @@ fn a_group_id_that_cannot_name_a_tier_topic_is_a_problem_unless_tiers_are_off() 
     let off =
         consumer_entry(&format!("{REQUIRED}retryTiers = []")).replace("groupId = \"G\"", "groupId = \"G:1\"");
     assert!(toml(&off).consumers[0].retry_tiers.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// destination policy: delivery.allow / delivery.deny and ACL targets
+
+#[test]
+fn allow_and_deny_are_read_as_address_rules() {
+    let s = toml(
+        "[delivery]\nallow = [\"127.0.0.1:10086\", \"[::1]:8080\", \"169.254.0.0/16\"]\n\
+         deny = [\"10.0.0.0/8\", \"fd00::/8\"]\n",
+    );
+    let p = &s.delivery.destinations;
+    let shown = |rules: &[crate::policy::Rule]| rules.iter().map(ToString::to_string).collect::<Vec<_>>();
+    assert_eq!(
+        shown(p.allow()),
+        ["127.0.0.1:10086", "[::1]:8080", "169.254.0.0/16"]
+    );
+    assert_eq!(shown(p.deny()), ["10.0.0.0/8", "fd00::/8"]);
+    assert!(p.check("127.0.0.1".parse().unwrap(), 10086).is_ok());
+    assert!(p.check("10.0.0.1".parse().unwrap(), 80).is_err());
+    // From the environment too, as the shipped file documents.
+    let s = with_env(
+        "",
+        Format::Toml,
+        &[("BIGPIPE_DELIVERY_ALLOW", "[\"127.0.0.1:9\"]")],
+    )
+    .unwrap();
+    assert_eq!(shown(s.delivery.destinations.allow()), ["127.0.0.1:9"]);
+}
+
+#[test]
+fn bad_address_rules_are_problems_at_their_index() {
+    let text =
+        toml_problems("[delivery]\nallow = [\"127.1\", \"10.1.2.3/16\", \"ok\"]\ndeny = \"10.0.0.0/8\"\n");
+    assert_eq!(text.len(), 4, "{text:?}");
+    assert!(
+        text[0].starts_with("delivery.allow[0]: '127.1' is not an IP address"),
+        "{text:?}"
+    );
+    assert!(
+        text[1].starts_with("delivery.allow[1]: '10.1.2.3/16' has host bits set; the block is 10.1.0.0/16"),
+        "{text:?}"
+    );
+    assert!(text[2].starts_with("delivery.allow[2]: 'ok'"), "{text:?}");
+    assert_eq!(
+        text[3],
+        "delivery.deny: expected an array, got a string ('10.0.0.0/8')"
+    );
+}
+
+const ACL_WITH: &str = "[[kafka.producer.acl]]\nname = \"a\"\nsecret = \"s\"\ntopic = \"test\"\n";
+
+#[test]
+fn acl_targets_are_read_and_matched() {
+    let s = toml(&format!(
+        "{TOPIC_TEST}{ACL_WITH}targets = [\"https://api.example.com/hooks/\", \"*.svc.local\", \"10.1.0.0/16\"]\n"
+    ));
+    let targets = s.producer.acl[0].targets.as_ref().expect("targets");
+    let shown: Vec<String> = targets.entries().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        ["https://api.example.com/hooks/", "*.svc.local", "10.1.0.0/16"]
+    );
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+}
+
+#[test]
+fn an_acl_without_targets_is_warned_about() {
+    let s = toml(&format!("{TOPIC_TEST}{ACL_WITH}"));
+    assert_eq!(s.producer.acl[0].targets, None);
+    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    assert!(
+        s.warnings[0].starts_with("kafka.producer.acl[0] (a) has no targets"),
+        "{:?}",
+        s.warnings
+    );
+}
+
+#[test]
+fn bad_or_empty_acl_targets_are_problems() {
+    assert_eq!(
+        toml_problems(&format!("{TOPIC_TEST}{ACL_WITH}targets = []\n")),
+        [
+            "kafka.producer.acl[0].targets: is empty, which would refuse every call; remove the key or list the destinations"
+        ]
+    );
+    let text = toml_problems(&format!(
+        "{TOPIC_TEST}{ACL_WITH}targets = [\"ftp://x/\", \"https://u:p@x/\", \"2130706433\", 5]\n"
+    ));
+    assert_eq!(text.len(), 4, "{text:?}");
+    for (i, p) in text.iter().enumerate() {
+        assert!(
+            p.starts_with(&format!("kafka.producer.acl[0].targets[{i}]: ")),
+            "{p}"
+        );
+    }
 }

@@ -23,6 +23,7 @@ use super::source::Sources;
 use super::{consumer, entries};
 use crate::delivery::forward::ForwardRules;
 use crate::kafka::record_size;
+use crate::policy::{AddressPolicy, Rule};
 
 /// Every key bigpipe reads, in dotted form. Keys of array entries are checked by `entries` and
 /// `consumer`.
@@ -63,6 +64,8 @@ pub(crate) const KEYS: &[&str] = &[
     "delivery.headers.drop",
     "delivery.headers.forward",
     "delivery.tls.ca.file",
+    "delivery.allow",
+    "delivery.deny",
     "shutdown.grace.ms",
 ];
 
@@ -480,6 +483,8 @@ fn delivery(c: &mut Checker<'_>, root: &Dict) -> DeliverySettings {
     let tls_ca = c.setting(root, "delivery.tls.ca.file", None, |c, key, v| {
         ca_bundle(c, key, v).map(Some)
     });
+    let allow = c.setting(root, "delivery.allow", Vec::new(), address_rules);
+    let deny = c.setting(root, "delivery.deny", Vec::new(), address_rules);
     DeliverySettings {
         threads,
         connect_timeout,
@@ -488,7 +493,15 @@ fn delivery(c: &mut Checker<'_>, root: &Dict) -> DeliverySettings {
         drop_headers,
         forward_headers,
         tls_ca,
+        destinations: AddressPolicy::new(allow, deny),
     }
+}
+
+/// `delivery.allow` / `delivery.deny`: an array of address rules (`"127.0.0.1:10086"`,
+/// `"10.1.0.0/16"`, `"[::1]:8080"`; syntax in `crate::policy::net`).
+fn address_rules(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<Vec<Rule>> {
+    let items = c.array(key, value)?;
+    c.each_string(key, items, |s| s.parse::<Rule>())
 }
 
 /// `delivery.tls.ca.file`: a readable PEM file with at least one certificate, read now so

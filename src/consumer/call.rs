@@ -199,6 +199,7 @@ fn describe(reason: &GiveUpReason) -> String {
         GiveUpReason::Status(s) => format!("status {s} is not retryable"),
         GiveUpReason::AttemptsExhausted { last } => format!("attempts exhausted, last: {last}"),
         GiveUpReason::Invalid(why) => format!("request cannot succeed: {why}"),
+        GiveUpReason::Refused(why) => format!("destination not allowed: {why}"),
     }
 }
 
@@ -514,12 +515,12 @@ const PARK_TRIES: u32 = 3;
 
 /// What an attempt tells the breaker: `Some(true)` delivered, `Some(false)` the target
 /// failed (any other status, timeout, connection error, as in Go); `None` for attempts
-/// that never reached it (invalid request, pool down).
+/// that never reached it (invalid request, destination refused by the policy, pool down).
 fn breaker_sample(outcome: &AttemptOutcome, policy: &RetryPolicy) -> Option<bool> {
     match outcome {
         AttemptOutcome::Response { status, .. } => Some(policy.success.contains(*status)),
         AttemptOutcome::Timeout | AttemptOutcome::Connect(_) => Some(false),
-        AttemptOutcome::Invalid(_) | AttemptOutcome::Unavailable => None,
+        AttemptOutcome::Invalid(_) | AttemptOutcome::Refused(_) | AttemptOutcome::Unavailable => None,
     }
 }
 

@@ -18,8 +18,10 @@ use tokio::task::LocalSet;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::task::TaskTracker;
 
+use super::resolver::{self, NotAllowed, PolicyResolver};
 use super::retry::parse_retry_after;
 use super::{AttemptOutcome, OutboundRequest, PoolConfig};
+use crate::policy::AddressPolicy;
 
 /// Jobs buffered per thread. The thread spawns each job as soon as it
 /// arrives, so the buffer only absorbs bursts; the caller's concurrency cap
@@ -101,6 +103,7 @@ impl Worker {
             max_response_body: config.max_response_body,
         };
         let tls = config.tls.clone();
+        let policy = Arc::clone(&config.destinations);
         let thread = thread::Builder::new()
             .name(format!("bigpipe-delivery-{index}"))
             .spawn(move || {
@@ -109,7 +112,7 @@ impl Worker {
                 let _done = done_tx;
                 let runtime = runtime;
                 let local = LocalSet::new();
-                local.block_on(&runtime, run(jobs_rx, stop_rx, settings, tls, log));
+                local.block_on(&runtime, run(jobs_rx, stop_rx, settings, tls, policy, log));
             })?;
         Ok(Self {
             index,
@@ -178,9 +181,10 @@ async fn run(
     mut stop: oneshot::Receiver<Instant>,
     settings: Settings,
     tls: Option<Arc<rustls::ClientConfig>>,
+    policy: Arc<AddressPolicy>,
     log: Logger,
 ) {
-    let client = build_client(settings, tls);
+    let client = build_client(settings, tls, Arc::clone(&policy));
     // Owns the attempts, so stopping can wait for them.
     let tracker = TaskTracker::new();
     let deadline = loop {
@@ -190,7 +194,7 @@ async fn run(
             deadline = &mut stop => break deadline.unwrap_or_else(|_dropped| Instant::now()),
             job = jobs.recv() => match job {
                 Some(Job::Attempt { req, reply }) => {
-                    tracker.spawn_local(attempt_task(client.clone(), req, reply, settings, log.clone()));
+                    tracker.spawn_local(attempt_task(client.clone(), req, reply, settings, Arc::clone(&policy), log.clone()));
                 }
                 #[cfg(test)]
                 Some(Job::Panic) => panic!("injected delivery thread panic"),
@@ -214,9 +218,12 @@ async fn run(
 /// redirects followed (off), 100 connections per client (off: unlimited, the
 /// caller caps concurrency), connections reused while idle for 15 s
 /// (`keep_alive`) and closed after 75 s of age (kept, so DNS changes are
-/// picked up).
-fn build_client(s: Settings, tls: Option<Arc<rustls::ClientConfig>>) -> Client {
+/// picked up). Names are resolved by [`PolicyResolver`], which drops refused addresses.
+fn build_client(s: Settings, tls: Option<Arc<rustls::ClientConfig>>, policy: Arc<AddressPolicy>) -> Client {
+    let tcp =
+        actix_tls::connect::Connector::new(actix_tls::connect::Resolver::custom(PolicyResolver { policy }));
     let mut connector = Connector::new()
+        .connector(tcp.service())
         .limit(0)
         .timeout(s.connect_timeout)
         .conn_keep_alive(s.keep_alive);
@@ -238,13 +245,14 @@ async fn attempt_task(
     req: OutboundRequest,
     mut reply: oneshot::Sender<AttemptOutcome>,
     settings: Settings,
+    policy: Arc<AddressPolicy>,
     log: Logger,
 ) {
     let started = Instant::now();
     // Only for logs: the caller's URL may carry credentials.
     let url = super::redact::redact_url(&req.url);
     let outcome = tokio::select! {
-        outcome = attempt(&client, req, settings.max_response_body, &log) => outcome,
+        outcome = attempt(&client, req, settings.max_response_body, &policy, &log) => outcome,
         () = reply.closed() => {
             debug!(log, "delivery attempt abandoned by its caller";
                 "url" => &url, "elapsed_ms" => started.elapsed().as_millis());
@@ -259,7 +267,13 @@ async fn attempt_task(
 }
 
 /// POSTs the request and reads the response within `req.timeout`.
-async fn attempt(client: &Client, req: OutboundRequest, max_body: usize, log: &Logger) -> AttemptOutcome {
+async fn attempt(
+    client: &Client,
+    req: OutboundRequest,
+    max_body: usize,
+    policy: &AddressPolicy,
+    log: &Logger,
+) -> AttemptOutcome {
     let started = Instant::now();
     let OutboundRequest {
         url,
@@ -271,6 +285,9 @@ async fn attempt(client: &Client, req: OutboundRequest, max_body: usize, log: &L
         Ok(uri) => uri,
         Err(why) => return AttemptOutcome::Invalid(why),
     };
+    if let Err(NotAllowed(why)) = resolver::check_literal(policy, &uri) {
+        return AttemptOutcome::Refused(why);
+    }
     let mut request = client.post(uri);
     for (name, value) in &headers {
         // Checked here so a bad header is reported as such, rather than as
@@ -357,6 +374,9 @@ fn classify(err: &SendRequestError) -> AttemptOutcome {
         SendRequestError::Connect(ConnectError::SslIsNotSupported) => AttemptOutcome::Invalid(
             "https is not supported: this CPU lacks the features of the TLS crypto provider".to_owned(),
         ),
+        SendRequestError::Connect(ConnectError::Resolver(e)) if e.downcast_ref::<NotAllowed>().is_some() => {
+            AttemptOutcome::Refused(e.to_string())
+        }
         // awc's own timeout is disabled; kept for completeness.
         SendRequestError::Timeout => AttemptOutcome::Timeout,
         other => AttemptOutcome::Connect(other.to_string()),
@@ -413,6 +433,16 @@ mod tests {
         ));
         assert!(matches!(
             classify(&SendRequestError::Send(io::ErrorKind::ConnectionReset.into())),
+            AttemptOutcome::Connect(_)
+        ));
+        assert!(matches!(
+            classify(&SendRequestError::Connect(ConnectError::Resolver(Box::new(NotAllowed("x".into()))))),
+            AttemptOutcome::Refused(why) if why == "x"
+        ));
+        assert!(matches!(
+            classify(&SendRequestError::Connect(ConnectError::Resolver(Box::new(
+                io::Error::other("dns")
+            )))),
             AttemptOutcome::Connect(_)
         ));
         assert!(matches!(

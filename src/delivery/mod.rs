@@ -6,7 +6,7 @@
 //!     ├──bounded mpsc──► thread 0: current-thread runtime + LocalSet + one awc::Client
 //!     ├──bounded mpsc──► thread 1:   each job is spawn_local'ed, so one thread runs
 //!     │       …                      many attempts at once over its keep-alive pool
-//!     ◄──── oneshot ──── AttemptOutcome (Response | Timeout | Connect | Invalid | Unavailable)
+//!     ◄──── oneshot ──── AttemptOutcome (Response | Timeout | Connect | Invalid | Refused | Unavailable)
 //!     │
 //!     └─ retry::RetryPolicy::decide(attempt, &outcome, rng) → Success | Retry { after } | GiveUp
 //! ```
@@ -34,12 +34,15 @@
 //! - Hop-by-hop headers and `Expect` are not forwarded ([`headers`]), and caller
 //!   headers travel only when an allow-list lets them ([`forward`]).
 //! - Calls may be signed for their targets (Standard Webhooks, [`signing`]).
+//! - Destinations pass the address policy ([`crate::policy`]): IP-literal hosts before
+//!   sending, names on every address they resolve to (`resolver`).
 
 pub mod breaker;
 mod client;
 pub mod forward;
 pub mod headers;
 pub mod redact;
+mod resolver;
 pub mod retry;
 pub mod signing;
 #[cfg(test)]
@@ -61,6 +64,7 @@ use tokio::time::Instant;
 pub use headers::outbound_headers;
 pub use retry::{GiveUpReason, RetryPolicy, SuccessCodes, Verdict, parse_retry_after};
 
+use crate::policy::AddressPolicy;
 use client::{Job, Worker};
 
 /// How long `shutdown` waits, past the grace period, for a thread to wind
@@ -83,6 +87,9 @@ pub struct PoolConfig {
     /// TLS for `https://` targets (see [`tls::client_config`]); `None`: https calls fail
     /// as not retryable.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The outbound address policy, applied to IP-literal hosts before sending and to every
+    /// address a target name resolves to.
+    pub destinations: Arc<AddressPolicy>,
 }
 
 /// One HTTP attempt: `POST url` with exactly `body` and `headers`.
@@ -121,6 +128,11 @@ pub enum AttemptOutcome {
     /// The request can never succeed as built (bad URL, bad header, https
     /// without TLS support); do not retry.
     Invalid(String),
+    /// The destination policy refused every address of the target (loopback, metadata,
+    /// `delivery.deny`...): nothing was sent. Final: dead-lettered as "destination not
+    /// allowed", never retried, and not a failure of the target (the circuit breaker
+    /// ignores it).
+    Refused(String),
     /// The pool is shut down or its threads died; retry later.
     Unavailable,
 }
@@ -132,6 +144,7 @@ impl fmt::Display for AttemptOutcome {
             Self::Timeout => f.write_str("timed out"),
             Self::Connect(why) => write!(f, "connection failed: {why}"),
             Self::Invalid(why) => write!(f, "invalid request: {why}"),
+            Self::Refused(why) => write!(f, "destination not allowed: {why}"),
             Self::Unavailable => f.write_str("delivery pool unavailable"),
         }
     }

@@ -118,6 +118,8 @@ pub enum GiveUpReason {
     },
     /// The request can never be sent as built (bad URL or header).
     Invalid(String),
+    /// The destination policy refused the target's addresses.
+    Refused(String),
 }
 
 impl fmt::Display for GiveUpReason {
@@ -126,6 +128,7 @@ impl fmt::Display for GiveUpReason {
             Self::Status(s) => write!(f, "HTTP {s} is not retried"),
             Self::AttemptsExhausted { last } => write!(f, "attempts exhausted, last: {last}"),
             Self::Invalid(why) => write!(f, "invalid request: {why}"),
+            Self::Refused(why) => write!(f, "destination not allowed: {why}"),
         }
     }
 }
@@ -176,6 +179,12 @@ impl RetryPolicy {
             AttemptOutcome::Invalid(why) => {
                 return Verdict::GiveUp {
                     reason: GiveUpReason::Invalid(why.clone()),
+                };
+            }
+            // Final: the policy will not change its mind before the next attempt.
+            AttemptOutcome::Refused(why) => {
+                return Verdict::GiveUp {
+                    reason: GiveUpReason::Refused(why.clone()),
                 };
             }
             AttemptOutcome::Timeout | AttemptOutcome::Connect(_) | AttemptOutcome::Unavailable => None,

@@ -242,6 +242,11 @@ fn config(threads: usize) -> PoolConfig {
         keep_alive: Duration::from_secs(15),
         max_response_body: 64 * 1024,
         tls: None,
+        // The test servers listen on loopback, refused by default.
+        destinations: Arc::new(AddressPolicy::new(
+            vec!["127.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()],
+            vec![],
+        )),
     }
 }
 
@@ -423,6 +428,53 @@ async fn refused_port_is_a_connect_error() {
     let outcome = within(pool.send(post(format!("http://127.0.0.1:{port}/"), b"hi"))).await;
     assert!(matches!(outcome, AttemptOutcome::Connect(_)), "{outcome:?}");
     within(pool.shutdown(Duration::from_secs(1))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_destinations_are_never_connected_to() {
+    let server = TestServer::start(|_| ok_with_body(0)).await;
+    let port = server.addr.port();
+    let pool = start(PoolConfig {
+        destinations: Arc::new(AddressPolicy::strict()),
+        ..config(1)
+    });
+    for url in [
+        format!("http://127.0.0.1:{port}/admin"),
+        format!("http://localhost:{port}/admin"),
+        format!("http://2130706433:{port}/admin"),
+        format!("http://127.1:{port}/admin"),
+        format!("http://0x7f.0.0.1:{port}/admin"),
+        format!("http://[::ffff:127.0.0.1]:{port}/admin"),
+        format!("http://user:pw@127.0.0.1:{port}/admin"),
+    ] {
+        let outcome = within(pool.send(post(url.clone(), b"DROP TABLE"))).await;
+        assert!(
+            matches!(outcome, AttemptOutcome::Refused(_)),
+            "{url}: {outcome:?}"
+        );
+    }
+    assert_eq!(
+        server.accepted.load(Ordering::SeqCst),
+        0,
+        "a refused target was connected to"
+    );
+    // The same target, allowed by address and port, is reached by name and by address.
+    let pool2 = start(PoolConfig {
+        destinations: Arc::new(AddressPolicy::new(
+            vec![format!("127.0.0.1:{port}").parse().unwrap()],
+            vec![],
+        )),
+        ..config(1)
+    });
+    let name = format!("http://localhost:{port}/ok");
+    assert_eq!(within(pool2.send(post(name, b"hi"))).await, ok_200());
+    let other_port = format!("http://127.0.0.1:{}/", port.wrapping_add(1).max(1));
+    assert!(matches!(
+        within(pool2.send(post(other_port, b"hi"))).await,
+        AttemptOutcome::Refused(_)
+    ));
+    within(pool.shutdown(Duration::from_secs(1))).await;
+    within(pool2.shutdown(Duration::from_secs(1))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
