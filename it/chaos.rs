@@ -575,7 +575,8 @@ async fn cluster_leader_killed_loses_no_acknowledged_call() {
          [[kafka.producer.acl]]\nname = \"caller\"\nsecret = \"s3cret\"\ntopic = \"{topic}\"\n{}",
         consumer_entry(&topic, &unique("G"), "")
     );
-    let s = bigpipe::config::load_from_str(&toml, bigpipe::config::Format::Toml).unwrap();
+    // Through the helper, which allows the loopback target.
+    let s = crate::helpers::settings(&toml);
     let bp = Bigpipe::start_ready(&s).await;
     let load = Load::start(bp.base.clone(), target.url("/ok"), 30, Some("kafka"));
     poll("load flowing", || async { (target.count() >= 30).then_some(()) }).await;

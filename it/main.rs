@@ -21,5 +21,6 @@ mod never_stall;
 mod outage;
 mod reload;
 mod signing;
+mod ssrf;
 mod tls;
 mod wire;

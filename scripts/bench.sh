@@ -230,6 +230,10 @@ $consumers
 host = "127.0.0.1"
 port = $BIGPIPE_PORT
 
+[delivery]
+# The bench target and bigpipe's own mock listen on loopback, which is refused unless allowed.
+allow = ["127.0.0.1:$TARGET_PORT", "127.0.0.1:$BIGPIPE_PORT"]
+
 [shutdown]
 grace.ms = 10000
 EOF

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bigpipe::app::Running;
 use bigpipe::config::{self, Format, Settings};
+use bigpipe::policy::{AddressPolicy, Rule};
 use bigpipe::stats::Stats;
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
@@ -87,12 +88,44 @@ pub(crate) fn kafka_tool(tool: &str, bootstrap: &str, args: &[&str]) -> Option<S
 }
 
 /// Builds settings from a TOML document, with `{bootstrap}` replaced.
+///
+/// The test targets listen on loopback, which the destination policy refuses by default, so
+/// unless the document sets `delivery.allow` itself or carries [`STRICT_DESTINATIONS`],
+/// 127.0.0.0/8 and ::1 are allowed (any `delivery.deny` stays).
 pub(crate) fn settings(toml: &str) -> Settings {
     let text = toml.replace("{bootstrap}", &bootstrap());
-    match config::load_from_str(&text, Format::Toml) {
+    let mut s = match config::load_from_str(&text, Format::Toml) {
         Ok(s) => s,
         Err(e) => panic!("test config is invalid:\n{e}\n{text}"),
+    };
+    if !sets_own_allow(&text) {
+        let p = &s.delivery.destinations;
+        s.delivery.destinations = AddressPolicy::new(loopback_rules(), p.deny().to_vec());
     }
+    s
+}
+
+/// A line (a TOML comment) that keeps [`settings`] and [`process::Process::spawn`] from
+/// allowing loopback: the test wants the shipped default policy.
+pub(crate) const STRICT_DESTINATIONS: &str = "# it: strict destinations";
+
+/// `delivery.allow` for tests whose targets listen on loopback, as the environment variable
+/// spawned processes get.
+pub(crate) const LOOPBACK_ALLOW: &str = r#"["127.0.0.0/8", "::1"]"#;
+
+fn loopback_rules() -> Vec<Rule> {
+    ["127.0.0.0/8", "::1"]
+        .iter()
+        .map(|r| r.parse().expect("loopback rule"))
+        .collect()
+}
+
+/// Whether a test config chooses its own allow list (or none, with the marker).
+pub(crate) fn sets_own_allow(text: &str) -> bool {
+    text.lines().any(|l| {
+        let l = l.trim_start();
+        l.starts_with(STRICT_DESTINATIONS) || l.starts_with("allow") || l.contains("delivery.allow")
+    })
 }
 
 /// A config with one topic `topic` of `partitions` partitions and one ACL

@@ -27,7 +27,13 @@ impl Process {
             .unwrap()
             .write_all(text.as_bytes())
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_bigpipe"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bigpipe"));
+        // The test targets listen on loopback, refused unless allowed (see `super::settings`).
+        // An environment variable, so the test's own TOML stays as written.
+        if !super::sets_own_allow(&text) {
+            command.env("BIGPIPE_DELIVERY_ALLOW", super::LOOPBACK_ALLOW);
+        }
+        let child = command
             .arg("--config")
             .arg(&path)
             .stdin(Stdio::null())
