@@ -670,6 +670,20 @@ mod tests {
         br#"{"Headers":{},"Url":"http://Target:81/x?y","Data":"body","Topic":"t","Partition":1,"CreateTime":1}"#;
 
     #[test]
+    fn a_refused_destination_is_dead_lettered_at_once_and_not_a_breaker_sample() {
+        let refused = AttemptOutcome::Refused("localhost resolves to refused addresses".into());
+        let next = decide(&policy(5), &TIERS, 1, Duration::ZERO, &refused, &mut ZeroRng);
+        assert_eq!(
+            next,
+            Next::GiveUp {
+                reason: "destination not allowed: localhost resolves to refused addresses".into(),
+                last_status: None,
+            }
+        );
+        assert_eq!(breaker_sample(&refused, &policy(5)), None);
+    }
+
+    #[test]
     fn decode_reads_the_call_and_its_progress() {
         let call = decode(
             "t",

@@ -385,6 +385,17 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_destination_gives_up_at_once_even_with_attempts_left() {
+        let p = policy();
+        assert_eq!(
+            p.decide(1, &AttemptOutcome::Refused("127.0.0.1:80".into()), &mut ZeroRng),
+            Verdict::GiveUp {
+                reason: GiveUpReason::Refused("127.0.0.1:80".into())
+            }
+        );
+    }
+
+    #[test]
     fn exhaustion_at_exactly_max_retries() {
         let p = policy(); // max_retries = 3: attempts 1..=3 may retry, attempt 4 is the last.
         for attempt in 1..=3 {
