@@ -360,6 +360,29 @@ mod tests {
     }
 
     #[test]
+    fn the_host_is_what_the_connection_goes_to_not_what_the_string_starts_with() {
+        let host = |url: &str| Destination::parse(url).map(|d| d.host);
+        assert_eq!(
+            host("https://api.example.com@evil/hooks/a"),
+            Some(Host::Name("evil".into()))
+        );
+        assert_eq!(
+            host("https://api.example.com:pw@evil.com/hooks/a"),
+            Some(Host::Name("evil.com".into()))
+        );
+        assert_eq!(
+            host("http://user:pw@127.0.0.1:8080/"),
+            Some(Host::Ip("127.0.0.1".parse().unwrap()))
+        );
+        assert_eq!(
+            host("http://api.example.com.evil.com/"),
+            Some(Host::Name("api.example.com.evil.com".into()))
+        );
+        // Two '@': the parser (awc's too) takes the last one, so the host is c.
+        assert_eq!(host("http://a@b@c/"), Some(Host::Name("c".into())));
+    }
+
+    #[test]
     fn host_patterns_match_names_only() {
         let t = targets(&["*.svc.cluster.local", "billing.internal:8443"]);
         assert!(allowed(&t, "http://a.svc.cluster.local/x"));
