@@ -14,6 +14,8 @@ use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as 
 use kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
+use super::bounds;
+
 /// Subscription version we write: v2 added the generation of `owned_partitions`, v3 the rack.
 /// The leader uses both `owned_partitions` (stickiness) and the generation (to settle claims of
 /// two members on one partition).
@@ -41,6 +43,17 @@ pub(crate) enum CodecError {
     BadVersion {
         /// The version read.
         version: i16,
+    },
+    /// An array declares more entries than the payload's remaining bytes can hold (refused
+    /// before decoding, which would reserve room for them all; see [`super::bounds`]).
+    #[error("v{version} payload declares {declared} entries in {room} bytes")]
+    Oversized {
+        /// The version it was read at.
+        version: i16,
+        /// The declared entry count.
+        declared: i32,
+        /// The bytes left where it was declared.
+        room: usize,
     },
     /// The body does not decode at the (clamped) version.
     #[error("undecodable v{version} payload")]
@@ -101,6 +114,7 @@ pub(crate) fn encode_subscription(topic: &str, owned: &[i32], generation: i32) -
 /// [`CodecError`] when the payload is truncated, has a negative version or does not decode.
 pub(crate) fn decode_subscription(payload: &Bytes) -> Result<Subscription, CodecError> {
     let (version, mut body) = split_version(payload)?;
+    refuse_oversized(bounds::check_subscription(&body, version), version)?;
     let sub = ConsumerProtocolSubscription::decode(&mut body, version).map_err(|e| CodecError::Decode {
         version,
         source: e.into(),
@@ -155,6 +169,7 @@ pub(crate) fn decode_assignment(payload: &Bytes) -> Result<Vec<(String, Vec<i32>
         return Ok(Vec::new());
     }
     let (version, mut body) = split_version(payload)?;
+    refuse_oversized(bounds::check_assignment(&body), version)?;
     let assignment =
         ConsumerProtocolAssignment::decode(&mut body, version).map_err(|e| CodecError::Decode {
             version,
@@ -165,6 +180,18 @@ pub(crate) fn decode_assignment(payload: &Bytes) -> Result<Vec<(String, Vec<i32>
         .into_iter()
         .map(|tp| (tp.topic.0.to_string(), tp.partitions))
         .collect())
+}
+
+/// An oversized count is refused; a truncated body is left to the decoder to report.
+fn refuse_oversized(walk: Result<(), bounds::Stop>, version: i16) -> Result<(), CodecError> {
+    match walk {
+        Err(bounds::Stop::Oversized { declared, room }) => Err(CodecError::Oversized {
+            version,
+            declared,
+            room,
+        }),
+        Ok(()) | Err(bounds::Stop::Truncated) => Ok(()),
+    }
 }
 
 fn encode<M: Encodable>(body: &M, version: i16) -> Bytes {
@@ -308,6 +335,43 @@ mod tests {
         assert!(decode_assignment(&Bytes::new()).unwrap().is_empty());
     }
 
+    /// Found by `codec_props`: kafka-protocol reserved room for a declared count before reading,
+    /// so six bytes declaring 2^31 topics aborted the process on a failed 47 GB allocation.
+    #[test]
+    fn counts_the_payload_cannot_hold_are_refused_before_decoding() {
+        let max = [0x7f, 0xff, 0xff, 0xff];
+        let cases: [(&str, Vec<u8>); 4] = [
+            ("subscription topics", [&[0, 0][..], &max].concat()),
+            (
+                "subscription owned partitions",
+                [&[0, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff][..], &max].concat(),
+            ),
+            ("assignment topics", [&[0, 3][..], &max].concat()),
+            (
+                "assignment partitions",
+                [&[0, 3, 0, 0, 0, 1, 0, 1, b't'][..], &max].concat(),
+            ),
+        ];
+        for (what, payload) in cases {
+            let payload = Bytes::from(payload);
+            let result = if what.starts_with("subscription") {
+                decode_subscription(&payload).map(drop)
+            } else {
+                decode_assignment(&payload).map(drop)
+            };
+            assert!(
+                matches!(
+                    result,
+                    Err(CodecError::Oversized {
+                        declared: i32::MAX,
+                        ..
+                    })
+                ),
+                "{what}: {result:?}"
+            );
+        }
+    }
+
     #[test]
     fn bad_payloads_are_typed_errors() {
         assert!(matches!(
@@ -318,9 +382,19 @@ mod tests {
             decode_subscription(&Bytes::from_static(&[0xff, 0xfe, 0, 0])),
             Err(CodecError::BadVersion { version: -2 })
         ));
-        // v3 prefix, then a topic array claiming 1000 entries with no bytes behind it.
+        // v3 prefix, then a topic array claiming 1000 entries with no bytes behind it: refused
+        // by the walk before the decoder reserves room for them.
         assert!(matches!(
             decode_subscription(&Bytes::from_static(&[0, 3, 0, 0, 3, 232])),
+            Err(CodecError::Oversized {
+                version: 3,
+                declared: 1000,
+                room: 0
+            })
+        ));
+        // One topic declared, its name cut short: the decoder's own error.
+        assert!(matches!(
+            decode_subscription(&Bytes::from_static(&[0, 3, 0, 0, 0, 1, 0, 9, b'a'])),
             Err(CodecError::Decode { version: 3, .. })
         ));
         assert!(matches!(

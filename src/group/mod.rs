@@ -25,6 +25,7 @@
 //! all its partitions and may commit until it answers `done`.
 
 pub mod assignor;
+mod bounds;
 mod codec;
 mod driver;
 mod state;
