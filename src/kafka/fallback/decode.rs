@@ -21,7 +21,8 @@ use bytes::Bytes;
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use rskafka::record::{Record, RecordAndOffset};
 
-use super::codec::{self, DecompressError};
+use super::bounds::{self, BatchHeader};
+use super::codec;
 use super::{FetchedItem, SkipReason, UndecodableReason};
 
 /// baseOffset + batchLength: the bytes before the part that batchLength counts.
@@ -34,7 +35,10 @@ const MAGIC_AT: usize = 16;
 const CRC_AT: usize = 17;
 const ATTRIBUTES_AT: usize = 21;
 const LAST_OFFSET_DELTA_AT: usize = 23;
+const BASE_TIMESTAMP_AT: usize = 27;
 const PRODUCER_ID_AT: usize = 43;
+const RECORD_COUNT_AT: usize = 57;
+const RECORDS_AT: usize = 61;
 const CODEC_MASK: i16 = 0x07;
 const TRANSACTIONAL_BIT: i16 = 1 << 4;
 const CONTROL_BIT: i16 = 1 << 5;
@@ -286,26 +290,43 @@ fn records(
         .collect()
 }
 
-/// kafka-protocol's batch decoder with our decompressor. Its closure must return its own
-/// (anyhow) error, so our typed error is kept aside and put back afterwards.
+/// kafka-protocol's batch decoder with our decompressor, after [`bounds::check_records`] on the
+/// records it will read. Its closure must return its own (anyhow) error, so our typed error is
+/// kept aside and put back afterwards.
 fn decode_set(
     batch: &Bytes,
     max_batch_bytes: usize,
 ) -> Result<kafka_protocol::records::RecordSet, UndecodableReason> {
-    let failed: RefCell<Option<DecompressError>> = RefCell::new(None);
+    let header = BatchHeader {
+        record_count: i32_at(batch, RECORD_COUNT_AT).unwrap_or(0),
+        base_offset: i64_at(batch, 0).unwrap_or(0),
+        base_timestamp: i64_at(batch, BASE_TIMESTAMP_AT).unwrap_or(0),
+    };
+    let codec_bits = i16_at(batch, ATTRIBUTES_AT).unwrap_or(0) & CODEC_MASK;
+    if codec_bits == Compression::None as i16 {
+        bounds::check_records(batch.get(RECORDS_AT..).unwrap_or_default(), header)
+            .map_err(UndecodableReason::Bounds)?;
+    }
+    let failed: RefCell<Option<UndecodableReason>> = RefCell::new(None);
     let mut buf = batch.clone();
     let result = RecordBatchDecoder::decode_with_custom_compression(
         &mut buf,
         Some(|data: &mut Bytes, codec: Compression| {
-            codec::decompress(codec, data, max_batch_bytes).map_err(|e| {
-                let stand_in = std::io::Error::other(e.to_string());
-                *failed.borrow_mut() = Some(e);
+            let checked = codec::decompress(codec, data, max_batch_bytes)
+                .map_err(UndecodableReason::Decompress)
+                .and_then(|plain| {
+                    bounds::check_records(&plain, header).map_err(UndecodableReason::Bounds)?;
+                    Ok(plain)
+                });
+            checked.map_err(|reason| {
+                let stand_in = std::io::Error::other(reason.to_string());
+                *failed.borrow_mut() = Some(reason);
                 stand_in.into()
             })
         }),
     );
     result.map_err(|e| match failed.borrow_mut().take() {
-        Some(d) => UndecodableReason::Decompress(d),
+        Some(reason) => reason,
         None => UndecodableReason::Records(e.into()),
     })
 }
@@ -392,6 +413,7 @@ pub(super) mod tests {
         RecordEncodeOptions, TimestampType,
     };
 
+    use super::super::codec::DecompressError;
     use super::super::codec::tests::compress;
     use super::*;
 
@@ -748,5 +770,76 @@ pub(super) mod tests {
             let junk: Bytes = (0..len).map(|i| (i * 37 % 256) as u8).collect::<Vec<u8>>().into();
             let _ = decode(&junk, 0);
         }
+    }
+
+    /// A batch header from a real batch around a hand-written records section, with the
+    /// given record count and base timestamp, its length and CRC fixed up.
+    fn hand_written(records: &[u8], count: i32, base_timestamp: i64) -> Bytes {
+        let mut raw = batch(0..=0, Compression::None)[..RECORDS_AT].to_vec();
+        raw.extend_from_slice(records);
+        let length = i32::try_from(raw.len() - LOG_OVERHEAD).unwrap();
+        raw[8..12].copy_from_slice(&length.to_be_bytes());
+        raw[BASE_TIMESTAMP_AT..BASE_TIMESTAMP_AT + 8].copy_from_slice(&base_timestamp.to_be_bytes());
+        raw[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&count.to_be_bytes());
+        fix_crc(&mut raw);
+        raw.into()
+    }
+
+    /// One record: attributes 0, both deltas `ts_delta`/0, null key and value, then the header
+    /// count as raw varint bytes.
+    fn record_bytes(ts_delta_zigzag: u8, header_count: &[u8]) -> Vec<u8> {
+        let mut body = vec![0, ts_delta_zigzag, 0, 1, 1];
+        body.extend_from_slice(header_count);
+        let mut out = vec![u8::try_from(body.len() * 2).unwrap()];
+        out.extend(body);
+        out
+    }
+
+    fn bounds_reason(raw: &Bytes) -> Option<bounds::BoundsError> {
+        match &decode(raw, 0).items[..] {
+            [
+                FetchedItem::Undecodable {
+                    reason: UndecodableReason::Bounds(e),
+                    ..
+                },
+            ] => Some(*e),
+            _ => None,
+        }
+    }
+
+    /// Found by `proptests::fallback`: kafka-protocol reserved room for the declared record
+    /// count (and for each record's header count) before reading, so a batch declaring 2^31
+    /// records aborted the process on a failed 377 GB allocation; and it added each delta to
+    /// the base timestamp unchecked (a panic in debug builds).
+    #[test]
+    fn counts_and_deltas_the_records_cannot_hold_are_refused() {
+        let fine = record_bytes(0, &[0]);
+        let raw = hand_written(&fine, i32::MAX, T0);
+        assert!(matches!(
+            bounds_reason(&raw),
+            Some(bounds::BoundsError::RecordCount {
+                declared: i32::MAX,
+                ..
+            })
+        ));
+        // Header count i32::MAX as a zigzag varint.
+        let raw = hand_written(&record_bytes(0, &[0xfe, 0xff, 0xff, 0xff, 0x0f]), 1, T0);
+        assert!(matches!(
+            bounds_reason(&raw),
+            Some(bounds::BoundsError::HeaderCount {
+                index: 0,
+                declared: i32::MAX,
+                ..
+            })
+        ));
+        // A timestamp delta of +2 on a base of i64::MAX.
+        let raw = hand_written(&record_bytes(4, &[0]), 1, i64::MAX);
+        assert_eq!(
+            bounds_reason(&raw),
+            Some(bounds::BoundsError::DeltaOverflow { index: 0 })
+        );
+        // The same hand-written record with sane values decodes.
+        let items = decode(&hand_written(&fine, 1, T0), 0).items;
+        assert!(matches!(&items[..], [FetchedItem::Record(r)] if r.record.value.is_none()));
     }
 }

@@ -13,6 +13,7 @@
 //! - [`decode`]: raw partition bytes → [`FetchedItem`]s (pure, unit-tested).
 //! - [`fetch`]: leader lookup and the Fetch request, every call bounded by a timeout.
 
+pub mod bounds;
 pub mod codec;
 pub mod decode;
 pub mod fetch;
@@ -109,6 +110,10 @@ pub enum UndecodableReason {
     /// The records section does not decompress.
     #[error("cannot decompress the records")]
     Decompress(#[source] DecompressError),
+    /// A count or delta in the records that their bytes cannot hold or that overflows,
+    /// refused before decoding (see [`bounds`]).
+    #[error("records out of bounds: {0}")]
+    Bounds(bounds::BoundsError),
     /// The (decompressed) records do not parse.
     #[error("cannot decode the records")]
     Records(#[source] CodecError),
