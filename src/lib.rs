@@ -36,5 +36,7 @@ pub mod logging;
 pub mod message;
 pub mod policy;
 pub mod producer;
+#[cfg(test)]
+mod proptests;
 pub mod shutdown;
 pub mod stats;

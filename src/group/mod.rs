@@ -27,6 +27,8 @@
 pub mod assignor;
 mod bounds;
 mod codec;
+#[cfg(test)]
+mod codec_props;
 mod driver;
 mod state;
 
