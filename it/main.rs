@@ -13,6 +13,7 @@ mod cli;
 mod codecs;
 mod delivery;
 mod dlq;
+mod fuzz;
 mod group;
 mod headers;
 mod ingest;
