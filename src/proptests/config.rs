@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use super::{config, json_value, nasty_string};
-use crate::config::{ConfigError, Format, load_from_str};
+use crate::config::{ConfigError, Format, load_from_str, load_with_env};
 
 /// Every top-level section bigpipe reads; a problem about a parsed document names a key
 /// under one of them (or an unknown key the document wrote).
@@ -210,6 +210,36 @@ proptest! {
         let text = serde_json::json!({ list: entries }).to_string();
         if let Err(e) = load_from_str(&text, Format::Json) {
             problems_name_document_keys(&e, "<json>")?;
+        }
+    }
+
+    /// `BIGPIPE_*` overrides of known keys with any value, in figment's env syntax or not.
+    #[test]
+    fn any_env_override_is_a_named_problem(
+        vars in prop::collection::vec(
+            (
+                prop::sample::select(KEYS),
+                prop_oneof![
+                    nasty_string(16),
+                    prop::sample::select(vec![
+                        "[a, b", "[1, [2, {x = 1}]]", "{x=1}", "[", "]", "-1", "99999999999999999999", "true",
+                        "\"quoted\"", "", " ", "1.5", "nan", "[[kafka.topics]]",
+                    ])
+                    .prop_map(str::to_owned),
+                ],
+            ),
+            1..4,
+        ),
+    ) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("bigpipe.toml");
+        std::fs::write(&path, "").expect("write config");
+        let env: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (format!("BIGPIPE_{}", k.replace('.', "_").to_ascii_uppercase()), v.clone()))
+            .collect();
+        if let Err(e) = load_with_env(&path, env) {
+            problems_name_document_keys(&e, &path.display().to_string())?;
         }
     }
 
