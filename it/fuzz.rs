@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
-use crate::helpers::{Bigpipe, call_body, kafka, settings, simple_config, unique};
+use crate::helpers::{Bigpipe, WAIT, call_body, kafka, settings, simple_config, unique};
 
 /// Cases sent concurrently between two health checks.
 const BATCH: usize = 25;
@@ -198,11 +198,12 @@ async fn hostile_http_input_never_breaks_the_front_end() {
     );
 }
 
-/// A normal call must still be accepted. 429 and 503 are refusals a caller retries (a quota
-/// or a full queue after the flood of accepted fuzz calls), so they are retried for a while.
+/// A normal call must still be accepted. 429 and 503 are refusals a caller retries (a quota,
+/// a throttle after the fuzz's failed ACL checks from this address, or a full queue after the
+/// flood of accepted fuzz calls), so they are retried, for at most [`WAIT`].
 async fn normal_call_is_accepted(bp: &Bigpipe, seed: u64, case_no: usize) {
     let body = call_body("http://svc.internal/hook", "a normal call", "k");
-    let until = Instant::now() + Duration::from_secs(15);
+    let until = Instant::now() + WAIT;
     loop {
         let (status, envelope) = bp.call(&body).await;
         if status == 200 {
