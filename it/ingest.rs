@@ -234,7 +234,7 @@ async fn mock_target_and_stats_keep_the_go_shapes() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.bytes().await.unwrap().is_empty());
-    let r = bp.http.get(format!("{}/stats", bp.base)).send().await.unwrap();
+    let r = bp.http.get(format!("{}/stats", bp.admin)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
     assert!(text.starts_with(r#"{"data":{"clientStats":"#), "{text}");

@@ -1,7 +1,7 @@
 //! Wiring: builds every component from [`Settings`], runs them, reloads them,
 //! and stops them in order.
 //!
-//! Only this module knows every other one. It takes an already bound listener
+//! Only this module knows every other one. It takes already bound listeners
 //! so that tests can start the whole service in-process on `127.0.0.1:0`.
 
 mod consumers;
@@ -19,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::acl::AclTable;
-use crate::api::{self, ApiConfig, ApiState, ServerOptions};
+use crate::api::admin::{AdminState, AdminToken};
+use crate::api::server::{ListenerOptions, worker_count};
+use crate::api::{self, ApiConfig, ApiState};
 use crate::config::{DeliverySettings, Settings};
 use crate::consumer::EntryError;
 use crate::delivery::forward::IngestHeaders;
@@ -52,12 +54,45 @@ pub enum StartError {
     Tls(#[from] crate::delivery::tls::TlsError),
 }
 
+/// The two bound listeners bigpipe serves: callers on `public` (`http.server.*`), operators
+/// on `admin` (`http.admin.*`).
+#[derive(Debug)]
+pub struct Listeners {
+    /// `/rpc/call`, the mock target, `/healthz`, `/readyz` (status only).
+    pub public: TcpListener,
+    /// `/stats`, `/readyz` with its detail, `/healthz`.
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// Binds both listeners from the config.
+    ///
+    /// # Errors
+    /// When either address cannot be bound; the message names the key.
+    pub fn bind(settings: &Settings) -> std::io::Result<Self> {
+        let bind = |key: &str, host: &str, port: u16| {
+            let listener = TcpListener::bind((host, port))
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{key} {host}:{port}: {e}")))?;
+            listener.set_nonblocking(true)?;
+            Ok::<_, std::io::Error>(listener)
+        };
+        let h = &settings.http;
+        Ok(Self {
+            public: bind("http.server", &h.host, h.port)?,
+            admin: bind("http.admin", &h.admin.host, h.admin.port)?,
+        })
+    }
+}
+
 /// A running bigpipe.
 #[derive(Debug)]
 pub struct Running {
     addr: SocketAddr,
+    admin_addr: SocketAddr,
     server: ServerHandle,
     server_task: JoinHandle<std::io::Result<()>>,
+    admin: ServerHandle,
+    admin_task: JoinHandle<std::io::Result<()>>,
     producer: Producer,
     pool: Arc<DeliveryPool>,
     consumers: ConsumerSet,
@@ -79,15 +114,16 @@ pub struct Running {
 /// Starts every component on the current tokio runtime.
 ///
 /// # Errors
-/// When the listener cannot be served, the delivery threads cannot start, or
+/// When a listener cannot be served, the delivery threads cannot start, or
 /// a consumer entry cannot be built.
 pub fn start(
     settings: &Settings,
-    listener: TcpListener,
+    listeners: Listeners,
     log: Logger,
     stats: Arc<Stats>,
 ) -> Result<Running, StartError> {
-    let addr = listener.local_addr()?;
+    let addr = listeners.public.local_addr()?;
+    let admin_addr = listeners.admin.local_addr()?;
     let client = Arc::new(KafkaClient::new(
         settings.kafka.bootstrap_servers.clone(),
         settings.kafka.client_id.clone(),
@@ -169,23 +205,49 @@ pub fn start(
         config: Arc::clone(&api_config),
         stats: Arc::clone(&stats),
         readiness: Arc::clone(&readiness),
+        read_timeout: settings.http.read_timeout,
         log: log.new(slog::o!("component" => "api")),
     };
-    let options = ServerOptions {
-        workers: settings.http.workers,
-        read_timeout: settings.http.read_timeout,
-        write_timeout: settings.http.write_timeout,
+    let h = &settings.http;
+    let options = ListenerOptions {
+        name: "bigpipe-public",
+        workers: worker_count(h.workers),
+        read_timeout: h.read_timeout,
+        write_timeout: h.write_timeout,
+        keep_alive: h.keep_alive,
+        max_connections: h.max_connections,
+        max_connection_rate: h.max_connection_rate,
         shutdown_timeout: settings.shutdown.grace,
     };
-    let server = api::serve(state, listener, &options)?;
+    let server = api::serve(state, listeners.public, &options)?;
     let handle = server.handle();
     let server_task = tokio::spawn(server);
-    info!(log, "bigpipe started"; "addr" => %addr, "topics" => settings.kafka.topics.len(),
+    // One worker and a small cap: the admin listener serves a few operators and scrapers,
+    // and is apart from the public one so a flood there cannot lock operators out.
+    let admin_options = ListenerOptions {
+        name: "bigpipe-admin",
+        workers: 1,
+        max_connections: 64,
+        max_connection_rate: 0,
+        ..options
+    };
+    let admin_state = AdminState {
+        stats: Arc::clone(&stats),
+        readiness: Arc::clone(&readiness),
+        token: h.admin.token.as_deref().map(AdminToken::new),
+    };
+    let admin_server = api::serve_admin(admin_state, listeners.admin, &admin_options)?;
+    let admin = admin_server.handle();
+    let admin_task = tokio::spawn(admin_server);
+    info!(log, "bigpipe started"; "addr" => %addr, "admin_addr" => %admin_addr, "topics" => settings.kafka.topics.len(),
         "consumers" => settings.consumers.len());
     Ok(Running {
         addr,
+        admin_addr,
         server: handle,
         server_task,
+        admin,
+        admin_task,
         producer,
         pool,
         consumers,
@@ -271,9 +333,14 @@ fn api_config(
 }
 
 impl Running {
-    /// The address the HTTP server listens on.
+    /// The address the public HTTP listener is bound to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address the admin HTTP listener is bound to.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
     }
 
     /// The counters.
@@ -298,6 +365,7 @@ impl Running {
         if let Err(e) = self.server_task.await {
             warn!(self.log, "http server task failed"; "error" => %e);
         }
+
         let left = |started: tokio::time::Instant| grace.saturating_sub(started.elapsed());
         let unwritten = self.producer.shutdown(left(started)).await;
         self.consumers.stop_all(left(started)).await;
@@ -308,6 +376,11 @@ impl Running {
         self.stop.cancel();
         self.tracker.close();
         self.tracker.wait().await;
+        // The admin listener stops last, so operators can watch the drain in /stats.
+        self.admin.stop(true).await;
+        if let Err(e) = self.admin_task.await {
+            warn!(self.log, "admin http server task failed"; "error" => %e);
+        }
         info!(self.log, "bigpipe stopped"; "unwritten_calls" => unwritten,
             "took_ms" => started.elapsed().as_millis());
     }

@@ -1,6 +1,5 @@
 //! The `bigpipe` binary: parse arguments, load config, start, wait for a signal.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -72,8 +71,7 @@ fn run(path: &Path, settings: &Settings) -> Result<(), Box<dyn std::error::Error
     for warning in &settings.warnings {
         slog::warn!(log, "config warning"; "warning" => warning);
     }
-    let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
-    listener.set_nonblocking(true)?;
+    let listeners = bigpipe::app::Listeners::bind(settings)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("bigpipe")
@@ -81,7 +79,7 @@ fn run(path: &Path, settings: &Settings) -> Result<(), Box<dyn std::error::Error
     runtime.block_on(async {
         // Installed before anything starts, so an early signal is not lost.
         let mut signals = Signals::new()?;
-        let mut running = bigpipe::app::start(settings, listener, log.clone(), stats)?;
+        let mut running = bigpipe::app::start(settings, listeners, log.clone(), stats)?;
         loop {
             match signals.next().await {
                 Signal::Stop => break,

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bigpipe::app::Running;
+use bigpipe::app::{Listeners, Running};
 use bigpipe::config::{self, Format, Settings};
 use bigpipe::policy::{AddressPolicy, Rule};
 use bigpipe::stats::Stats;
@@ -150,27 +150,48 @@ topic = "{topic}"
     )
 }
 
-/// bigpipe running in this process on 127.0.0.1 with an ephemeral port.
+/// bigpipe running in this process on 127.0.0.1 with ephemeral ports.
 pub(crate) struct Bigpipe {
     running: Option<Running>,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`: the public listener.
     pub(crate) base: String,
+    /// `http://127.0.0.1:PORT`: the admin listener (`/stats`, `/readyz` detail).
+    pub(crate) admin: String,
+    /// `http.admin.token`, sent by [`Bigpipe::get`] on admin paths.
+    admin_token: Option<String>,
     /// HTTP client.
     pub(crate) http: reqwest::Client,
 }
 
+/// Paths [`Bigpipe::get`] sends to the admin listener.
+const ADMIN_PATHS: &[&str] = &["/stats", "/readyz"];
+
 impl Bigpipe {
-    /// Starts bigpipe with `settings`.
+    /// Starts bigpipe with `settings`, both listeners on ephemeral ports.
     pub(crate) fn start(settings: &Settings) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
+        Self::start_with_log(settings, test_logger())
+    }
+
+    /// Starts bigpipe with `settings`, logging to `log`.
+    fn start_with_log(settings: &Settings, log: slog::Logger) -> Self {
+        let bind = || {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.set_nonblocking(true).expect("nonblocking");
+            listener
+        };
+        let listeners = Listeners {
+            public: bind(),
+            admin: bind(),
+        };
         let stats = Arc::new(Stats::new(settings.kafka.topics.iter().map(|t| t.name.as_str())));
-        let log = test_logger();
-        let running = bigpipe::app::start(settings, listener, log, stats).expect("start bigpipe");
+        let running = bigpipe::app::start(settings, listeners, log, stats).expect("start bigpipe");
         let base = format!("http://{}", running.addr());
+        let admin = format!("http://{}", running.admin_addr());
         Self {
             running: Some(running),
             base,
+            admin,
+            admin_token: settings.http.admin.token.clone(),
             http: reqwest::Client::new(),
         }
     }
@@ -211,14 +232,20 @@ impl Bigpipe {
         (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
-    /// GETs `path`; returns the status and the parsed body.
+    /// GETs `path`; returns the status and the parsed body. `/stats` and `/readyz` go to the
+    /// admin listener (with the admin token when one is configured), every other path to the
+    /// public one.
     pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("get");
+        let bare = path.split('?').next().unwrap_or(path);
+        let mut request = if ADMIN_PATHS.contains(&bare) {
+            self.http.get(format!("{}{path}", self.admin))
+        } else {
+            self.http.get(format!("{}{path}", self.base))
+        };
+        if let (true, Some(token)) = (ADMIN_PATHS.contains(&bare), &self.admin_token) {
+            request = request.bearer_auth(token);
+        }
+        let r = request.send().await.expect("get");
         let status = r.status().as_u16();
         let bytes = r.bytes().await.expect("body");
         (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
@@ -383,15 +410,7 @@ impl Bigpipe {
         let decorator = slog_term::PlainSyncDecorator::new(captured.clone());
         let drain = slog_term::FullFormat::new(decorator).build().fuse();
         let log = slog::Logger::root(drain, slog::o!());
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stats = Arc::new(Stats::new(settings.kafka.topics.iter().map(|t| t.name.as_str())));
-        let running = bigpipe::app::start(settings, listener, log, stats).expect("start bigpipe");
-        let bp = Self {
-            base: format!("http://{}", running.addr()),
-            running: Some(running),
-            http: reqwest::Client::new(),
-        };
+        let bp = Self::start_with_log(settings, log);
         bp.wait_ready().await;
         (bp, captured)
     }

@@ -5,24 +5,31 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 
-/// A bigpipe child process with its own config file and HTTP port.
+/// A bigpipe child process with its own config file and HTTP ports.
 pub(crate) struct Process {
     child: Option<Child>,
+    /// The public listener.
     pub(crate) base: String,
+    /// The admin listener (`/stats`, `/readyz` detail).
+    pub(crate) admin: String,
     port: u16,
+    admin_port: u16,
     config: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Process {
     /// Starts the binary with `toml` as config; `{port}` in it is replaced by a free port.
+    ///
+    /// The admin listener gets a free port too: `{admin_port}` in `toml` is replaced by it,
+    /// and when `toml` has no `{admin_port}` the child gets it through
+    /// `BIGPIPE_HTTP_ADMIN_PORT`, so parallel tests never share the default 10087.
     pub(crate) fn spawn(toml: &str) -> Self {
         let port = free_port();
+        let admin_port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bigpipe.toml");
-        let text = toml
-            .replace("{port}", &port.to_string())
-            .replace("{bootstrap}", &super::bootstrap());
+        let text = substitute(toml, port, admin_port);
         std::fs::File::create(&path)
             .unwrap()
             .write_all(text.as_bytes())
@@ -32,6 +39,9 @@ impl Process {
         // An environment variable, so the test's own TOML stays as written.
         if !super::sets_own_allow(&text) {
             command.env("BIGPIPE_DELIVERY_ALLOW", super::LOOPBACK_ALLOW);
+        }
+        if !toml.contains("{admin_port}") {
+            command.env("BIGPIPE_HTTP_ADMIN_PORT", admin_port.to_string());
         }
         let child = command
             .arg("--config")
@@ -44,18 +54,18 @@ impl Process {
         Self {
             child: Some(child),
             base: format!("http://127.0.0.1:{port}"),
+            admin: format!("http://127.0.0.1:{admin_port}"),
             port,
+            admin_port,
             config: path,
             _dir: dir,
         }
     }
 
-    /// Replaces the config file (same `{port}` and `{bootstrap}` substitutions); send SIGUSR1 to apply.
+    /// Replaces the config file (same `{port}`, `{admin_port}` and `{bootstrap}`
+    /// substitutions); send SIGUSR1 to apply.
     pub(crate) fn rewrite_config(&self, toml: &str) {
-        let text = toml
-            .replace("{port}", &self.port.to_string())
-            .replace("{bootstrap}", &super::bootstrap());
-        std::fs::write(&self.config, text).unwrap();
+        std::fs::write(&self.config, substitute(toml, self.port, self.admin_port)).unwrap();
     }
 
     /// The process id.
@@ -81,9 +91,9 @@ impl Process {
             .and_then(|s| s.code())
     }
 
-    /// GETs `/stats` `data`, or None while the process does not answer.
+    /// GETs `/stats` `data` from the admin listener, or None while the process does not answer.
     pub(crate) async fn stats(&self) -> Option<serde_json::Value> {
-        let r = reqwest::get(format!("{}/stats", self.base)).await.ok()?;
+        let r = reqwest::get(format!("{}/stats", self.admin)).await.ok()?;
         let v: serde_json::Value = r.json().await.ok()?;
         Some(v["data"].clone())
     }
@@ -94,6 +104,13 @@ impl Process {
         let parts = stats["consumerStats"][index]["partitions"].as_object()?;
         Some(parts.keys().filter_map(|k| k.parse().ok()).collect())
     }
+}
+
+/// `toml` with its placeholders filled in.
+fn substitute(toml: &str, port: u16, admin_port: u16) -> String {
+    toml.replace("{port}", &port.to_string())
+        .replace("{admin_port}", &admin_port.to_string())
+        .replace("{bootstrap}", &super::bootstrap())
 }
 
 /// A free port below Linux's ephemeral range (32768+), so no client socket

@@ -85,6 +85,12 @@ pub enum CallError {
     /// No such path.
     #[error("no such path")]
     NotFound,
+    /// The request (head and body) did not arrive within `http.server.read.timeout`.
+    #[error("request not received in time")]
+    Timeout,
+    /// An admin request without the right `http.admin.token`.
+    #[error("admin token missing or wrong")]
+    Unauthorized,
 }
 
 impl CallError {
@@ -122,6 +128,8 @@ impl CallError {
             Self::KafkaTooLarge => "Kafka拒绝:消息过大",
             Self::Method => "方法不允许",
             Self::NotFound => "接口不存在",
+            Self::Timeout => "请求超时",
+            Self::Unauthorized => "未授权",
         }
     }
 }
@@ -144,11 +152,27 @@ impl ResponseError for CallError {
             Self::AckTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Method => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        envelope(self.status_code(), self.errno(), self.msg(), json!(""))
+        let mut response = envelope(self.status_code(), self.errno(), self.msg(), json!(""));
+        if matches!(self, Self::Timeout) {
+            // The rest of a late body may still be on its way: the connection cannot be
+            // reused, so say so (actix closes it too, as the body was not read to its end).
+            response
+                .head_mut()
+                .set_connection_type(actix_web::http::ConnectionType::Close);
+        }
+        if matches!(self, Self::Unauthorized) {
+            response.headers_mut().insert(
+                actix_web::http::header::WWW_AUTHENTICATE,
+                actix_web::http::header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 

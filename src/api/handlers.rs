@@ -1,6 +1,7 @@
 //! The HTTP handlers.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
@@ -55,7 +56,7 @@ fn accepted(id: &str) -> HttpResponse {
 async fn accept(req: &HttpRequest, payload: web::Payload, state: &ApiState) -> Result<String, CallError> {
     // One snapshot for the whole request, so a reload never mixes old and new settings.
     let config = state.config.load_full();
-    let body = read_body(req, payload, config.body_limit).await?;
+    let body = read_body(req, payload, config.body_limit, state.read_timeout).await?;
     let call = request::parse(&body)?;
     let topic = config
         .acl
@@ -143,21 +144,36 @@ fn destination_allowed(config: &ApiConfig, acl: &str, url: &str) -> Result<(), S
     }
 }
 
-/// Reads the body, refusing it as soon as it passes `limit` bytes.
+/// Reads the body, refusing it as soon as it passes `limit` bytes, or when it has not all
+/// arrived within `deadline` of the handler's start (the head's own deadline is actix's
+/// `client_request_timeout`, also `http.server.read.timeout`).
+///
+/// The buffer grows with the bytes that arrive: a declared `Content-Length` reserves nothing,
+/// so a head that promises 1 MiB and sends nothing costs no memory.
 async fn read_body(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     limit: usize,
+    deadline: Duration,
 ) -> Result<web::BytesMut, CallError> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    if declared_length(req.head()).is_some_and(|n| n > limit as u64) {
         return Err(CallError::TooLarge);
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    tokio::time::timeout(deadline, read_limited(payload, limit))
+        .await
+        .map_err(|_| CallError::Timeout)?
+}
+
+/// The request's `Content-Length`, when present and a number.
+pub(crate) fn declared_length(req: &actix_web::dev::RequestHead) -> Option<u64> {
+    req.headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, CallError> {
+    let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| CallError::Read)?;
         if body.len() + chunk.len() > limit {
@@ -186,22 +202,35 @@ fn caller_headers(req: &HttpRequest, keep: &IngestHeaders, topic: &str) -> BTree
     forwardable_by(&headers, |name| keep.keeps(topic, name))
 }
 
-/// `GET /stats`.
-pub async fn stats(state: web::Data<ApiState>) -> HttpResponse {
-    envelope(StatusCode::OK, 0, "success", state.stats.to_json())
-}
-
-/// `/rpc/server/mock`: a target that accepts anything (200, empty body).
+/// `/rpc/server/mock`: a target that accepts any method and body (200, empty body), up to
+/// `http.server.body.limit` bytes received within `http.server.read.timeout`; larger bodies
+/// get 413 and late ones 408, as on `/rpc/call`.
 ///
 /// The body is read (and discarded) so the connection can be kept alive: a
 /// response sent before the request body is consumed makes actix close it.
-pub async fn mock(mut payload: web::Payload) -> HttpResponse {
+pub async fn mock(req: HttpRequest, payload: web::Payload, state: web::Data<ApiState>) -> HttpResponse {
+    let limit = state.config.load().body_limit;
+    if declared_length(req.head()).is_some_and(|n| n > limit as u64) {
+        return CallError::TooLarge.error_response();
+    }
+    match tokio::time::timeout(state.read_timeout, discard_limited(payload, limit)).await {
+        Ok(Ok(())) => HttpResponse::Ok().finish(),
+        Ok(Err(e)) => e.error_response(),
+        Err(_) => CallError::Timeout.error_response(),
+    }
+}
+
+/// Reads and drops a body, counting its bytes against `limit`.
+async fn discard_limited(mut payload: web::Payload, limit: usize) -> Result<(), CallError> {
+    let mut seen = 0usize;
     while let Some(chunk) = payload.next().await {
-        if chunk.is_err() {
-            break;
+        let chunk = chunk.map_err(|_| CallError::Read)?;
+        seen = seen.saturating_add(chunk.len());
+        if seen > limit {
+            return Err(CallError::TooLarge);
         }
     }
-    HttpResponse::Ok().finish()
+    Ok(())
 }
 
 /// `GET /healthz`: the process is alive.
@@ -209,21 +238,42 @@ pub async fn healthz() -> HttpResponse {
     envelope(StatusCode::OK, 0, "success", json!("alive"))
 }
 
-/// `GET /readyz`: Kafka is reachable, every configured topic exists, and no owned
-/// partition is stalled (behind its log end without moving for its entry's `stallAfter`;
-/// the detail names each one, with its reason).
+/// `GET /readyz` on the public listener: ready or not, nothing more. Broker addresses,
+/// topics and errors are for operators, on the admin listener (`super::admin`).
 pub async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
-    let detail = state.readiness.detail();
-    if !state.readiness.is_ready() {
-        return envelope(StatusCode::SERVICE_UNAVAILABLE, -1, "not ready", json!(detail));
+    if readiness(&state.readiness, &state.stats).is_ok() {
+        envelope(StatusCode::OK, 0, "success", json!("ready"))
+    } else {
+        envelope(
+            StatusCode::SERVICE_UNAVAILABLE,
+            -1,
+            "not ready",
+            json!("not ready"),
+        )
     }
-    let stalled = state.stats.stalled_partitions();
+}
+
+/// Kafka is reachable, every configured topic exists, and no owned partition is stalled
+/// (behind its log end without moving for its entry's `stallAfter`). `Ok` carries the
+/// readiness detail, `Err` why not ready (each stalled partition, with its reason).
+pub(crate) fn readiness(
+    readiness: &crate::kafka::topics::Readiness,
+    stats: &crate::stats::Stats,
+) -> Result<String, String> {
+    let detail = readiness.detail();
+    if !readiness.is_ready() {
+        return Err(detail);
+    }
+    let stalled = stats.stalled_partitions();
     if stalled.is_empty() {
-        return envelope(StatusCode::OK, 0, "success", json!(detail));
+        return Ok(detail);
     }
     let names: Vec<String> = stalled.iter().map(ToString::to_string).collect();
-    let detail = format!("{} stalled partition(s): {}", stalled.len(), names.join("; "));
-    envelope(StatusCode::SERVICE_UNAVAILABLE, -1, "not ready", json!(detail))
+    Err(format!(
+        "{} stalled partition(s): {}",
+        stalled.len(),
+        names.join("; ")
+    ))
 }
 
 /// Any other method on a known path.

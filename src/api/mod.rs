@@ -1,17 +1,20 @@
-//! The HTTP front end (actix-web): `/rpc/call`, `/stats`, the mock target and
-//! the health probes.
+//! The HTTP front end (actix-web). The public listener: `/rpc/call`, the mock target and
+//! the health probes (`/readyz` without detail). The admin listener ([`admin`]): `/stats`,
+//! `/readyz` with its detail, `/healthz`.
 
 pub mod acl;
+pub mod admin;
 pub mod envelope;
 pub mod handlers;
 pub mod request;
+pub mod server;
 
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 use arc_swap::ArcSwap;
 use slog::Logger;
 
@@ -53,34 +56,18 @@ pub struct ApiState {
     pub stats: Arc<Stats>,
     /// Kafka readiness, for `/readyz`.
     pub readiness: Arc<Readiness>,
+    /// Time a request body has to arrive, from the end of its head (`http.server.read.timeout`).
+    pub read_timeout: Duration,
     /// Logger.
     pub log: Logger,
 }
 
-/// Listener settings.
-#[derive(Debug, Clone)]
-pub struct ServerOptions {
-    /// Worker threads; 0 means one per core.
-    pub workers: usize,
-    /// Time allowed to receive a request's head.
-    pub read_timeout: Duration,
-    /// Time allowed for a client to disconnect after the response.
-    pub write_timeout: Duration,
-    /// How long stopping waits for requests in progress.
-    pub shutdown_timeout: Duration,
-}
-
-/// Registers every route.
+/// Registers the public routes. `/stats` is not one of them: it is on the admin listener.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use handlers::*;
     cfg.service(
         web::resource("/rpc/call")
             .route(web::post().to(call))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/stats")
-            .route(web::get().to(stats))
             .default_service(web::to(method_not_allowed)),
     )
     .service(web::resource("/rpc/server/mock").to(mock))
@@ -89,20 +76,38 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .default_service(web::to(not_found));
 }
 
-/// Builds the HTTP server on an already bound listener. Signals are left to
+/// Builds the public HTTP server on an already bound listener. Signals are left to
 /// bigpipe's own shutdown module; stop the server through its handle.
 ///
 /// # Errors
 /// When the listener cannot be used.
-pub fn serve(state: ApiState, listener: TcpListener, options: &ServerOptions) -> std::io::Result<Server> {
+pub fn serve(
+    state: ApiState,
+    listener: TcpListener,
+    options: &server::ListenerOptions,
+) -> std::io::Result<Server> {
+    let config = Arc::clone(&state.config);
     let data = web::Data::new(state);
-    let mut server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
-        .disable_signals()
-        .client_request_timeout(options.read_timeout)
-        .client_disconnect_timeout(options.write_timeout)
-        .shutdown_timeout(options.shutdown_timeout.as_secs().max(1));
-    if options.workers > 0 {
-        server = server.workers(options.workers);
-    }
-    Ok(server.listen(listener)?.run())
+    server::serve(
+        listener,
+        options,
+        Arc::new(move || config.load().body_limit),
+        move || App::new().app_data(data.clone()).configure(routes),
+    )
+}
+
+/// Builds the admin HTTP server on an already bound listener.
+///
+/// # Errors
+/// When the listener cannot be used.
+pub fn serve_admin(
+    state: admin::AdminState,
+    listener: TcpListener,
+    options: &server::ListenerOptions,
+) -> std::io::Result<Server> {
+    let data = web::Data::new(state);
+    // The admin routes take no body: any `Expect: 100-continue` with one is refused.
+    server::serve(listener, options, Arc::new(|| 0), move || {
+        App::new().app_data(data.clone()).configure(admin::routes)
+    })
 }

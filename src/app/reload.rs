@@ -9,7 +9,8 @@
 //! leave and join again), and `log.level` (applied by the caller, who owns the
 //! logger). Everything else is kept at its start-up value and reported as
 //! needing a restart: the HTTP listener (`http.server.host`, `port`,
-//! `workers`, `read.timeout`, `write.timeout`), the Kafka connection
+//! `workers`, `read.timeout`, `write.timeout`, `keepalive.timeout`, `max.connections`,
+//! `max.connection.rate`, and `http.admin.*`), the Kafka connection
 //! (`kafka.bootstrap.servers`, `client.id`, `request.timeout.ms`,
 //! `metadata.refresh.ms`), batching (`kafka.producer.linger.ms`,
 //! `batch.bytes`), `delivery.*`, `log.directory`, `log.queue.size` and
@@ -35,7 +36,20 @@ pub struct ReloadReport {
 
 /// The keys that changed between `boot` and `new` but cannot change at run time.
 pub(super) fn restart_needed(boot: &Settings, new: &Settings) -> Vec<&'static str> {
-    let checks: [(&'static str, bool); 16] = [
+    let (h, n) = (&boot.http, &new.http);
+    let checks: [(&'static str, bool); 22] = [
+        ("http.server.keepalive.timeout", h.keep_alive != n.keep_alive),
+        (
+            "http.server.max.connections",
+            h.max_connections != n.max_connections,
+        ),
+        (
+            "http.server.max.connection.rate",
+            h.max_connection_rate != n.max_connection_rate,
+        ),
+        ("http.admin.host", h.admin.host != n.admin.host),
+        ("http.admin.port", h.admin.port != n.admin.port),
+        ("http.admin.token", h.admin.token != n.admin.token),
         ("http.server.host", boot.http.host != new.http.host),
         ("http.server.port", boot.http.port != new.http.port),
         ("http.server.workers", boot.http.workers != new.http.workers),

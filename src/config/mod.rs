@@ -46,9 +46,9 @@ use std::path::Path;
 
 pub use error::{ConfigError, Problem};
 pub use settings::{
-    AckMode, AclEntry, Assignor, BreakerSettings, CaBundle, ConsumerSettings, DeliverySettings, HttpSettings,
-    KafkaSettings, LogSettings, OffsetReset, ProducerSettings, Settings, ShutdownSettings, TopicSettings,
-    tier_label, tier_topic_name,
+    AckMode, AclEntry, AdminSettings, Assignor, BreakerSettings, CaBundle, ConsumerSettings,
+    DeliverySettings, HttpSettings, KafkaSettings, LogSettings, OffsetReset, ProducerSettings, Settings,
+    ShutdownSettings, TopicSettings, tier_label, tier_topic_name,
 };
 
 use source::Sources;

@@ -39,6 +39,13 @@ pub(crate) const MAX_RETRIES: i128 = 1_000;
 /// Upper bound for `http.server.workers` (threads).
 pub(crate) const MAX_WORKERS: i128 = 1_024;
 
+/// Upper bound for `http.server.max.connections`, all workers together; far above any
+/// process's file descriptor limit, so only a typo reaches it.
+pub(crate) const MAX_CONNECTIONS: i128 = 1_000_000;
+
+/// Upper bound for `http.server.max.connection.rate` (new connections per second).
+pub(crate) const MAX_CONNECTION_RATE: i128 = 1_000_000;
+
 /// `sessionTimeout` bounds in ms. Brokers refuse values outside their own
 /// `group.min.session.timeout.ms`..`group.max.session.timeout.ms` (6 s to 30 min by default).
 pub(crate) const MIN_SESSION_MS: u64 = 1_000;

@@ -288,6 +288,41 @@ pub struct HttpSettings {
     pub body_limit: usize,
     /// HTTP worker threads (`http.server.workers`); 0 means one per core.
     pub workers: usize,
+    /// How long an idle keep-alive connection is kept open (`http.server.keepalive.timeout`,
+    /// ms); zero: keep-alive is off, every connection closes after one response.
+    pub keep_alive: Duration,
+    /// Most open connections on the public listener, all workers together
+    /// (`http.server.max.connections`), 1 to 1000000. Split evenly over the workers
+    /// (rounded up): a worker that holds its share accepts no more until one closes.
+    pub max_connections: usize,
+    /// New connections accepted per second on the public listener
+    /// (`http.server.max.connection.rate`), with a burst of one second's worth; a connection
+    /// over the rate is closed at once, unanswered. 0: no limit.
+    pub max_connection_rate: u32,
+    /// The admin listener (`http.admin.*`): `/stats`, `/readyz` with its detail, `/healthz`.
+    pub admin: AdminSettings,
+}
+
+/// `http.admin.*` keys: the listener for operators, kept off the public one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// Address to bind (`http.admin.host`), default `127.0.0.1`.
+    pub host: String,
+    /// Port to bind (`http.admin.port`), default 10087; 0 picks an ephemeral port (tests).
+    pub port: u16,
+    /// Bearer token every admin request must carry (`http.admin.token`); `None`: none needed.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminSettings {
+    /// The token is a credential: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// `delivery.*` keys: the HTTP client that POSTs calls to their URLs.

@@ -274,6 +274,14 @@ fn absent_keys_take_their_defaults() {
             write_timeout: Duration::from_millis(5000),
             body_limit: 1_040_384,
             workers: 0,
+            keep_alive: Duration::from_millis(5000),
+            max_connections: 4096,
+            max_connection_rate: 2000,
+            admin: AdminSettings {
+                host: "127.0.0.1".into(),
+                port: 10087,
+                token: None,
+            },
         }
     );
     assert_eq!(
@@ -1369,7 +1377,9 @@ fn scalar_in_place_of_the_delivery_table_is_one_problem() {
 fn http_settings_are_read() {
     let s = toml(
         "[http.server]\nhost = \"127.0.0.1\"\nport = 0\nread.timeout = 1\nwrite.timeout = 2\n\
-         body.limit = 3\nworkers = 4",
+         body.limit = 3\nworkers = 4\nkeepalive.timeout = 0\nmax.connections = 7\n\
+         max.connection.rate = 0\n[http.admin]\nhost = \"::1\"\nport = 0\n\
+         token = \"0123456789abcdef\"",
     );
     assert_eq!(
         s.http,
@@ -1380,8 +1390,61 @@ fn http_settings_are_read() {
             write_timeout: Duration::from_millis(2),
             body_limit: 3,
             workers: 4,
+            keep_alive: Duration::ZERO,
+            max_connections: 7,
+            max_connection_rate: 0,
+            admin: AdminSettings {
+                host: "::1".into(),
+                port: 0,
+                token: Some("0123456789abcdef".into()),
+            },
         }
     );
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+}
+
+#[test]
+fn http_limits_are_range_checked() {
+    assert_only_problem(
+        "http.server.max.connections = 0",
+        "http.server.max.connections: must be at least 1, got 0",
+    );
+    assert_only_problem(
+        "http.server.max.connection.rate = -1",
+        "http.server.max.connection.rate: must be at least 0, got -1",
+    );
+    assert_only_problem(
+        "http.admin.port = 70000",
+        "http.admin.port: must be at most 65535, got 70000",
+    );
+}
+
+#[test]
+fn admin_token_problems_never_show_the_token() {
+    for (text, value) in [
+        ("http.admin.token = \"short-secret\"", "short-secret"),
+        ("http.admin.token = \"has space in the token\"", "has space"),
+        ("http.admin.token = 123456789012345678", "123456789012345678"),
+    ] {
+        let shown = toml_problems(text).join("\n");
+        assert!(shown.starts_with("http.admin.token: "), "{shown}");
+        assert!(!shown.contains(value), "{shown}");
+    }
+}
+
+#[test]
+fn an_admin_listener_off_loopback_without_a_token_is_warned_about() {
+    let s = toml("[http.admin]\nhost = \"0.0.0.0\"");
+    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    assert!(s.warnings[0].contains("http.admin.host"), "{:?}", s.warnings);
+    for quiet in [
+        "[http.admin]\nhost = \"0.0.0.0\"\ntoken = \"0123456789abcdef\"",
+        "[http.admin]\nhost = \"localhost\"",
+        "[http.admin]\nhost = \"127.0.0.2\"",
+        "[http.admin]\nhost = \"::1\"",
+    ] {
+        assert!(toml(quiet).warnings.is_empty(), "{quiet}");
+    }
 }
 
 #[test]

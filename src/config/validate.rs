@@ -12,12 +12,12 @@ use figment::value::{Dict, Value};
 use super::error::ConfigError;
 use super::reader::{Checker, lookup};
 use super::rules::{
-    MAX_CHUNK_BYTES, MAX_DELIVERY_THREADS, MAX_LOG_QUEUE, MAX_QUEUE_BYTES, MAX_QUEUE_CALLS, MAX_WORKERS,
-    bootstrap_server, ms,
+    MAX_CHUNK_BYTES, MAX_CONNECTION_RATE, MAX_CONNECTIONS, MAX_DELIVERY_THREADS, MAX_LOG_QUEUE,
+    MAX_QUEUE_BYTES, MAX_QUEUE_CALLS, MAX_WORKERS, bootstrap_server, ms,
 };
 use super::settings::{
-    AckMode, CaBundle, DeliverySettings, HttpSettings, KafkaSettings, LogSettings, ProducerSettings,
-    Settings, ShutdownSettings,
+    AckMode, AdminSettings, CaBundle, DeliverySettings, HttpSettings, KafkaSettings, LogSettings,
+    ProducerSettings, Settings, ShutdownSettings,
 };
 use super::source::Sources;
 use super::{consumer, entries};
@@ -57,6 +57,12 @@ pub(crate) const KEYS: &[&str] = &[
     "http.server.write.timeout",
     "http.server.body.limit",
     "http.server.workers",
+    "http.server.keepalive.timeout",
+    "http.server.max.connections",
+    "http.server.max.connection.rate",
+    "http.admin.host",
+    "http.admin.port",
+    "http.admin.token",
     "delivery.threads",
     "delivery.connect.timeout.ms",
     "delivery.keepalive.ms",
@@ -399,6 +405,16 @@ fn http(c: &mut Checker<'_>, root: &Dict) -> HttpSettings {
     let workers = c.setting(root, "http.server.workers", 0, |c, key, v| {
         c.int_in::<usize>(key, v, 0, MAX_WORKERS)
     });
+    // 0 turns keep-alive off (actix's `KeepAlive::Disabled`).
+    let keep_alive = c.setting(root, "http.server.keepalive.timeout", ms(5000), |c, key, v| {
+        c.millis(key, v, 0)
+    });
+    let max_connections = c.setting(root, "http.server.max.connections", 4096, |c, key, v| {
+        c.int_in::<usize>(key, v, 1, MAX_CONNECTIONS)
+    });
+    let max_connection_rate = c.setting(root, "http.server.max.connection.rate", 2000, |c, key, v| {
+        c.int_in::<u32>(key, v, 0, MAX_CONNECTION_RATE)
+    });
     HttpSettings {
         host,
         port,
@@ -406,7 +422,65 @@ fn http(c: &mut Checker<'_>, root: &Dict) -> HttpSettings {
         write_timeout,
         body_limit,
         workers,
+        keep_alive,
+        max_connections,
+        max_connection_rate,
+        admin: admin(c, root),
     }
+}
+
+/// `http.admin.*`. A token is optional on loopback; on any other address the admin surface
+/// (counters, topic names, broker errors) would be open to the network, so check-config warns.
+fn admin(c: &mut Checker<'_>, root: &Dict) -> AdminSettings {
+    let host = c.setting(
+        root,
+        "http.admin.host",
+        "127.0.0.1".to_owned(),
+        Checker::non_empty_string,
+    );
+    let port = c.setting(root, "http.admin.port", 10087, |c, key, v| {
+        c.int_in::<u16>(key, v, 0, i128::from(u16::MAX))
+    });
+    let token = c.setting(root, "http.admin.token", None, |c, key, v| {
+        // Not `c.string`: its wrong-type message quotes the value, and this one is a secret.
+        let Value::String(_, token) = v else {
+            c.problem(key, Some(v), "expected a string");
+            return None;
+        };
+        let token = token.clone();
+        // Empty means "no token", so an unset environment variable in a template reads as unset.
+        if token.is_empty() {
+            return Some(None);
+        }
+        if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            // The value is a credential: the message never shows it.
+            c.problem(
+                key,
+                Some(v),
+                "must be at least 16 printable ASCII characters without spaces",
+            );
+            return None;
+        }
+        Some(Some(token))
+    });
+    if token.is_none() && !is_loopback(&host) {
+        c.warn(
+            "http.admin.host",
+            lookup(root, "http.admin.host"),
+            format!(
+                "http.admin.host: '{host}' is not a loopback address and http.admin.token is not \
+                 set: /stats and the /readyz detail are open to anyone who can reach it"
+            ),
+        );
+    }
+    AdminSettings { host, port, token }
+}
+
+/// True for `localhost` and loopback IP literals (`127.0.0.0/8`, `::1`).
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The default `http.server.body.limit`: 1 MiB less 8 KiB, so that with the default
