@@ -14,6 +14,7 @@ mod codecs;
 mod delivery;
 mod dlq;
 mod fuzz;
+mod front;
 mod group;
 mod headers;
 mod ingest;
