@@ -43,7 +43,7 @@
 #                                the real one to ~BENCH_SECONDS (smoke: the only run)
 #   BENCH_E2E_RECORDS [2000/50]  EndToEndLatency round trips
 #   BENCH_PP_MAX_BYTES [1500000000]  cap on the data one ProducerPerformance run writes
-#   BENCH_KAFKA_PORT [9492]  BENCH_BIGPIPE_PORT [19486]  BENCH_TARGET_PORT [19487]
+#   BENCH_KAFKA_PORT [9492]  BENCH_BIGPIPE_PORT [19486]  BENCH_BIGPIPE_ADMIN_PORT [19488]  BENCH_TARGET_PORT [19487]
 #   BENCH_TARGET_WORKERS [nproc] actix workers of the target (bigpipe's default is one per core)
 #   BENCH_OUT [bench-out]        output directory (git-ignored)
 #   BENCH_SKIP_BUILD=1           use the binaries already in target/release
@@ -73,6 +73,7 @@ PP_MAX_BYTES=${BENCH_PP_MAX_BYTES:-1500000000}
 DRAIN_TIMEOUT=${BENCH_DRAIN_TIMEOUT:-$(pick 300 60)}
 KAFKA_PORT=${BENCH_KAFKA_PORT:-9492}
 BIGPIPE_PORT=${BENCH_BIGPIPE_PORT:-19486}
+BIGPIPE_ADMIN_PORT=${BENCH_BIGPIPE_ADMIN_PORT:-19488}
 TARGET_PORT=${BENCH_TARGET_PORT:-19487}
 TARGET_WORKERS=${BENCH_TARGET_WORKERS:-$(nproc)}
 OUT=${BENCH_OUT:-$REPO/bench-out}
@@ -84,6 +85,8 @@ LOGS=$OUT/logs
 BIN=$REPO/target/release/bigpipe
 TARGET_BIN=$REPO/target/release/examples/bench_target
 BP_URL=http://127.0.0.1:$BIGPIPE_PORT
+# /stats is on the admin listener (http.admin.port), not the public one.
+BP_ADMIN_URL=http://127.0.0.1:$BIGPIPE_ADMIN_PORT
 TG_URL=http://127.0.0.1:$TARGET_PORT
 BOOTSTRAP=127.0.0.1:$KAFKA_PORT
 TOOL=(python3 "$REPO/bench/tool.py")
@@ -234,6 +237,9 @@ port = $BIGPIPE_PORT
 # The bench target and bigpipe's own mock listen on loopback, which is refused unless allowed.
 allow = ["127.0.0.1:$TARGET_PORT", "127.0.0.1:$BIGPIPE_PORT"]
 
+[http.admin]
+port = $BIGPIPE_ADMIN_PORT
+
 [shutdown]
 grace.ms = 10000
 EOF
@@ -256,6 +262,7 @@ EOF
 start_bigpipe() { # start_bigpipe NAME CONFIG
   local name=$1 config=$2
   port_in_use "$BIGPIPE_PORT" && die "port $BIGPIPE_PORT is in use (BENCH_BIGPIPE_PORT)"
+  port_in_use "$BIGPIPE_ADMIN_PORT" && die "port $BIGPIPE_ADMIN_PORT is in use (BENCH_BIGPIPE_ADMIN_PORT)"
   "$BIN" --config "$config" >"$LOGS/bigpipe-$name.log" 2>&1 &
   BP_PID=$!
   echo "$BP_PID" >"$OUT/bigpipe.pid"
@@ -317,7 +324,7 @@ fi
 # A broker left behind by an interrupted bench (same run dir) is stopped; a process
 # of anyone else on one of our ports is not touched: the bench refuses to start.
 scripts/kafka.sh down >"$LOGS/kafka-predown.log" 2>&1 || true
-for p in "$BIGPIPE_PORT" "$TARGET_PORT" "$KAFKA_PORT" "$((KAFKA_PORT + 1))"; do
+for p in "$BIGPIPE_PORT" "$BIGPIPE_ADMIN_PORT" "$TARGET_PORT" "$KAFKA_PORT" "$((KAFKA_PORT + 1))"; do
   port_in_use "$p" && die "port $p on 127.0.0.1 is already in use (see the BENCH_*_PORT knobs)"
 done
 
@@ -358,7 +365,7 @@ port_in_use "$TARGET_PORT" && die "port $TARGET_PORT is in use (BENCH_TARGET_POR
 TG_PID=$!
 "${TOOL[@]}" wait-http "$TG_URL/healthz" 200 20 || die "bench_target did not start"
 "${TOOL[@]}" merge "$RAW/target-start.json" "t:=$(date +%s.%N)" "proc:=$(proc_json "$TG_PID")"
-python3 "$REPO/bench/sampler.py" "$OUT" "$BP_URL" "$TG_URL" "$$" 7200 2>"$LOGS/sampler.log" &
+python3 "$REPO/bench/sampler.py" "$OUT" "$BP_ADMIN_URL" "$TG_URL" "$$" 7200 2>"$LOGS/sampler.log" &
 SAMPLER_PID=$!
 
 # ------------------------------------------------------------ 2. baselines --
@@ -429,7 +436,7 @@ for size in $SIZES; do
       bpmock) url=$BP_URL/rpc/server/mock secs=$(((DURATION + 2) / 3)) ;;
       kafka) ack=kafka ;;
     esac
-    s0=$("${TOOL[@]}" get "$BP_URL/stats")
+    s0=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")
     p0=$(proc_json "$pid")
     t0=$(date +%s.%N)
     if ! BENCH_DATA_BYTES=$size BENCH_ACK=$ack BENCH_TARGET_URL="$TG_URL/x" \
@@ -441,14 +448,14 @@ for size in $SIZES; do
     fi
     t1=$(date +%s.%N)
     p1=$(proc_json "$pid")
-    s1=$("${TOOL[@]}" get "$BP_URL/stats")
+    s1=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")
     # Let the queue drain into Kafka before the next case (and time it).
-    if ! "${TOOL[@]}" wait "$BP_URL/stats" queued le 0 180 >/dev/null; then
+    if ! "${TOOL[@]}" wait "$BP_ADMIN_URL/stats" queued le 0 180 >/dev/null; then
       echo "\"$case_name: queue not empty 180 s after the load\"" >>"$RAW/anomalies.jsonl"
     fi
     t2=$(date +%s.%N)
     p2=$(proc_json "$pid")
-    s2=$("${TOOL[@]}" get "$BP_URL/stats")
+    s2=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")
     "${TOOL[@]}" wrkjson "$LOGS/$case_name.wrk.txt" >"$RAW/$case_name.wrk.json"
     "${TOOL[@]}" merge "$RAW/$case_name.json" "wrk=$RAW/$case_name.wrk.json" \
       "wrkproc=$RAW/$case_name.wrkproc.json" "proc_before:=$p0" "proc_after:=$p1" "proc_drained:=$p2" \
@@ -457,7 +464,7 @@ for size in $SIZES; do
       "connections:=$CONNECTIONS" "wrk_threads:=$WRK_THREADS"
   done
 done
-"${TOOL[@]}" merge "$RAW/ingest-final.json" "proc:=$(proc_json "$BP_PID")" "stats:=$("${TOOL[@]}" get "$BP_URL/stats")"
+"${TOOL[@]}" merge "$RAW/ingest-final.json" "proc:=$(proc_json "$BP_PID")" "stats:=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")"
 stop_bigpipe ingest
 
 # ------------------------------------------------------------ 4. delivery --
@@ -481,7 +488,7 @@ drained=1
 t1=$(date +%s.%N)
 p1=$(proc_json "$BP_PID")
 "${TOOL[@]}" merge "$RAW/drain.json" "target:=$("${TOOL[@]}" get "$TG_URL/metrics")" \
-  "stats:=$("${TOOL[@]}" get "$BP_URL/stats")" "proc_before:=$p0" "proc_after:=$p1" \
+  "stats:=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")" "proc_before:=$p0" "proc_after:=$p1" \
   "t_start:=$t0" "t_end:=$t1" "records:=$DRAIN_RECORDS" "record_bytes:=$drain_bytes" \
   "drained:=$drained" "concurrency:=$DELIVERY_CONCURRENCY"
 if [[ $drained != 1 ]]; then
@@ -517,7 +524,7 @@ ok=$(python3 -c "import json; print(json.load(open('$RAW/latency-sender.json'))[
 t1=$(date +%s.%N)
 p1=$(proc_json "$BP_PID")
 "${TOOL[@]}" merge "$RAW/latency.json" "sender=$RAW/latency-sender.json" \
-  "target:=$("${TOOL[@]}" get "$TG_URL/metrics")" "stats:=$("${TOOL[@]}" get "$BP_URL/stats")" \
+  "target:=$("${TOOL[@]}" get "$TG_URL/metrics")" "stats:=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")" \
   "proc_before:=$p0" "proc_after:=$p1" "t0:=$t0" "t1:=$t1" "rate:=$rate" "drain_rate:=$drain_rate" \
   "connections:=$LAT_CONNECTIONS"
 stop_bigpipe delivery
@@ -537,12 +544,12 @@ p0=$(proc_json "$BP_PID")
 t0=$(date +%s.%N)
 sleep "$BACKLOG_SECONDS"
 # a few seconds more once the group has partitions, so the prefetch windows are full
-"${TOOL[@]}" wait "$BP_URL/stats" handled ge 1 30 >/dev/null ||
+"${TOOL[@]}" wait "$BP_ADMIN_URL/stats" handled ge 1 30 >/dev/null ||
   echo "\"backlog: the consumer entry took no record within 30 s\"" >>"$RAW/anomalies.jsonl"
 sleep "$IDLE_SECONDS"
 t1=$(date +%s.%N)
 p1=$(proc_json "$BP_PID")
-"${TOOL[@]}" merge "$RAW/backlog.json" "stats:=$("${TOOL[@]}" get "$BP_URL/stats")" \
+"${TOOL[@]}" merge "$RAW/backlog.json" "stats:=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")" \
   "proc_before:=$p0" "proc_after:=$p1" "t0:=$t0" "t1:=$t1" "records:=$BACKLOG_RECORDS" \
   "rate_limit:=$BACKLOG_RATE"
 stop_bigpipe backlog

@@ -63,7 +63,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// `Ok` when no token is configured or the request carries it.
-fn authorize(req: &HttpRequest, state: &AdminState) -> Result<(), HttpResponse> {
+fn authorize(req: &HttpRequest, state: &AdminState) -> Result<(), CallError> {
     let Some(token) = &state.token else {
         return Ok(());
     };
@@ -74,7 +74,7 @@ fn authorize(req: &HttpRequest, state: &AdminState) -> Result<(), HttpResponse> 
         .and_then(bearer);
     match presented {
         Some(p) if token.matches(p) => Ok(()),
-        _ => Err(CallError::Unauthorized.error_response()),
+        _ => Err(CallError::Unauthorized),
     }
 }
 
@@ -87,7 +87,7 @@ fn bearer(value: &str) -> Option<&str> {
 /// `GET /stats`: every counter, in the Go version's shape.
 async fn stats(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
     if let Err(refused) = authorize(&req, &state) {
-        return refused;
+        return refused.error_response();
     }
     envelope(StatusCode::OK, 0, "success", state.stats.to_json())
 }
@@ -95,7 +95,7 @@ async fn stats(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
 /// `GET /readyz` with its detail: the brokers, the topics, each stalled partition and why.
 async fn readyz(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
     if let Err(refused) = authorize(&req, &state) {
-        return refused;
+        return refused.error_response();
     }
     match readiness(&state.readiness, &state.stats) {
         Ok(detail) => envelope(StatusCode::OK, 0, "success", json!(detail)),
@@ -105,7 +105,7 @@ async fn readyz(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse 
 
 async fn admin_healthz(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
     if let Err(refused) = authorize(&req, &state) {
-        return refused;
+        return refused.error_response();
     }
     healthz().await
 }
@@ -113,7 +113,7 @@ async fn admin_healthz(req: HttpRequest, state: web::Data<AdminState>) -> HttpRe
 /// Unknown paths: 401 before 404 when a token is needed, so paths cannot be probed without it.
 async fn admin_not_found(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
     if let Err(refused) = authorize(&req, &state) {
-        return refused;
+        return refused.error_response();
     }
     not_found().await
 }
