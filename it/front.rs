@@ -327,6 +327,40 @@ async fn idle_keep_alive_connections_close_after_the_configured_time() {
     assert!(idle.elapsed() >= Duration::from_millis(200), "closed too early");
 }
 
+/// On a keep-alive connection, the *next* request's head is timed too: one byte of it and
+/// then nothing is closed after `read.timeout` (actix times only the first head, and its
+/// keep-alive timer stops at the first byte).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_second_head_on_a_kept_connection_is_closed() {
+    let _k = kafka().await;
+    let topic = unique("front-second-head");
+    let proc = spawn(
+        &topic,
+        "read.timeout = 1000\nwrite.timeout = 1000\nkeepalive.timeout = 1000",
+        "",
+    );
+    wait_up(&proc).await;
+    let mut conns = Vec::new();
+    for _ in 0..5 {
+        let mut s = TcpStream::connect(addr(&proc.base)).await.expect("connect");
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .expect("write");
+        let head = read_head(&mut s, Duration::from_secs(5)).await.expect("served");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        s.write_all(b"G").await.expect("one byte");
+        conns.push(s);
+    }
+    let sent = Instant::now();
+    for s in &mut conns {
+        let left = (sent + Duration::from_secs(4)).saturating_duration_since(Instant::now());
+        assert!(
+            read_to_close(s, left).await.is_some(),
+            "still open 4 s after a partial second head"
+        );
+    }
+}
+
 /// `/stats` and the `/readyz` detail live on the admin listener only; the public `/readyz`
 /// says ready or not and nothing else; the admin token is required when set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@ pub mod acl;
 pub mod admin;
 pub mod envelope;
 pub mod handlers;
+pub mod head_guard;
 pub mod request;
 pub mod server;
 

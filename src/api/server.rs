@@ -10,7 +10,9 @@
 //! - an expect service that answers 413 at once when the declared length is over the limit;
 //! - a connection gate: a token bucket of new connections per second, shared by the workers;
 //!   a connection over the rate is closed before a byte is read;
-//! - the per-worker connection cap, from a total (see [`per_worker`]).
+//! - the per-worker connection cap, from a total (see [`per_worker`]);
+//! - a deadline on every request head of a connection, not just the first
+//!   ([`HeadGuard`](super::head_guard::HeadGuard)).
 //!
 //! Limits that come from actix itself and are not configurable: a request head may have at
 //! most 96 header lines (97 or more: 431) and 128 KiB (131072 bytes; more: 431).
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use actix_http::body::{BoxBody, MessageBody};
 use actix_http::error::DispatchError;
-use actix_http::{HttpService, KeepAlive, Request, Response};
+use actix_http::{HttpService, KeepAlive, Protocol, Request, Response};
 use actix_server::Server;
 use actix_service::{IntoServiceFactory, ServiceFactory, ServiceFactoryExt, fn_service, map_config};
 use actix_web::ResponseError;
@@ -31,6 +33,7 @@ use tokio::net::TcpStream;
 
 use super::envelope::CallError;
 use super::handlers::declared_length;
+use super::head_guard::HeadGuard;
 
 /// How one listener runs.
 #[derive(Debug, Clone)]
@@ -123,20 +126,21 @@ where
                 async move { expect_continue(req, limit) }
             }))
             // `AppConfig` only feeds URL generation and a missing `Host`; bigpipe uses neither.
-            .finish(map_config(app, |_| AppConfig::default()))
-            .tcp();
+            .finish(map_config(app, |_| AppConfig::default()));
         let gate = Arc::clone(&gate);
+        let (read_timeout, idle) = (options.read_timeout, options.keep_alive);
+        // What `HttpService::tcp` does (HTTP/1 only), plus the gate and the head guard.
         fn_service(move |io: TcpStream| {
             let admitted = gate.admit(Instant::now());
             async move {
-                if admitted {
-                    Ok(io)
-                } else {
+                if !admitted {
                     // Dropping the stream closes it; nothing was read or written.
-                    Err(DispatchError::Io(std::io::Error::other(
+                    return Err(DispatchError::Io(std::io::Error::other(
                         "connection rate exceeded",
-                    )))
+                    )));
                 }
+                let peer = io.peer_addr().ok();
+                Ok((HeadGuard::new(io, read_timeout, idle), Protocol::Http1, peer))
             }
         })
         .and_then(http)
