@@ -361,6 +361,57 @@ async fn a_partial_second_head_on_a_kept_connection_is_closed() {
     }
 }
 
+/// The head limits the docs state (fixed by actix-http): 96 header lines pass, 97 get 431;
+/// a 120 KiB head passes, one over 128 KiB gets 431.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_count_and_size_caps_are_as_documented() {
+    let _k = kafka().await;
+    let topic = unique("front-headers");
+    let proc = spawn(&topic, "", "");
+    wait_up(&proc).await;
+    let with_headers = |n: usize, value_len: usize| {
+        // `Host` and `Connection` are two of the n lines.
+        let extra: String = (0..n - 2)
+            .map(|i| format!("X-H{i}: {}\r\n", "v".repeat(value_len)))
+            .collect();
+        format!("GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{extra}\r\n")
+    };
+    for (lines, value_len, status) in [
+        (96, 1, "200"),
+        (97, 1, "431"),
+        (12, 12 * 1024, "200"),
+        (12, 14 * 1024, "431"),
+    ] {
+        let reply = request(&proc.base, &with_headers(lines, value_len))
+            .await
+            .unwrap_or_default();
+        assert!(
+            reply.starts_with(&format!("HTTP/1.1 {status}")),
+            "{lines} lines of {value_len} bytes: {reply:?}"
+        );
+    }
+}
+
+/// check-config warns when the admin listener leaves loopback without a token.
+#[test]
+fn check_config_warns_about_an_open_admin_listener() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("open.toml");
+    std::fs::write(&path, "[http.admin]\nhost = \"0.0.0.0\"\n").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bigpipe"))
+        .arg("--config")
+        .arg(&path)
+        .arg("check-config")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("warning: http.admin.host: '0.0.0.0' is not a loopback address"),
+        "{text}"
+    );
+}
+
 /// `/stats` and the `/readyz` detail live on the admin listener only; the public `/readyz`
 /// says ready or not and nothing else; the admin token is required when set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
