@@ -10,6 +10,7 @@ use serde_json::json;
 use slog::{debug, warn};
 
 use super::envelope::{CallError, envelope};
+use super::head_guard::CloseSignal;
 use super::request;
 use super::{ApiConfig, ApiState};
 use crate::config::AckMode;
@@ -40,6 +41,9 @@ pub async fn call(req: HttpRequest, payload: web::Payload, state: web::Data<ApiS
                 _ => inc(&state.stats.server.rejected),
             }
             debug!(state.log, "call refused"; "reason" => %e);
+            if e == CallError::Timeout {
+                close_after_response(&req);
+            }
             e.error_response()
         }
     }
@@ -216,7 +220,18 @@ pub async fn mock(req: HttpRequest, payload: web::Payload, state: web::Data<ApiS
     match tokio::time::timeout(state.read_timeout, discard_limited(payload, limit)).await {
         Ok(Ok(())) => HttpResponse::Ok().finish(),
         Ok(Err(e)) => e.error_response(),
-        Err(_) => CallError::Timeout.error_response(),
+        Err(_) => {
+            close_after_response(&req);
+            CallError::Timeout.error_response()
+        }
+    }
+}
+
+/// Ends the connection right after this response, instead of letting actix drain the rest
+/// of a late body for up to `http.server.write.timeout` (see `super::head_guard`).
+fn close_after_response(req: &HttpRequest) {
+    if let Some(signal) = req.conn_data::<CloseSignal>() {
+        signal.close_after_response();
     }
 }
 

@@ -16,12 +16,19 @@
 //!
 //! A request in progress (its head seen, its response not yet started) is never timed here:
 //! its body has the handlers' own deadline, and its processing may take as long as it needs.
+//!
+//! When a handler gives up on a late body (408), it raises the connection's [`CloseSignal`]:
+//! once that answer is written, the guard reports end-of-stream, so actix closes the
+//! connection at once instead of lingering up to `http.server.write.timeout` to drain a body
+//! that a slow client may never finish.
 //! Counting is deliberately loose in one direction only: a `\r\n\r\n` inside a body counts as
 //! a head, so the guard may stop timing a connection (as before), never time one wrongly.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -39,6 +46,22 @@ pub struct HeadGuard<T> {
     /// How much of `\r\n\r\n` the last bytes read matched (0-3).
     matched: u8,
     deadline: Option<Pin<Box<Sleep>>>,
+    /// Raised by a handler: close after the next response.
+    close_requested: Arc<AtomicBool>,
+    /// That response has been written: every read now reports end-of-stream.
+    closing: bool,
+}
+
+/// Asks a connection's [`HeadGuard`] to end the connection after its next response. Handlers
+/// find it in the connection data (`HttpRequest::conn_data`).
+#[derive(Debug, Clone)]
+pub struct CloseSignal(Arc<AtomicBool>);
+
+impl CloseSignal {
+    /// Close the connection once the response now being prepared is written.
+    pub fn close_after_response(&self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 impl<T> HeadGuard<T> {
@@ -53,7 +76,14 @@ impl<T> HeadGuard<T> {
             responses: 0,
             matched: 0,
             deadline: None,
+            close_requested: Arc::new(AtomicBool::new(false)),
+            closing: false,
         }
+    }
+
+    /// The signal that ends this connection after its next response.
+    pub fn close_signal(&self) -> CloseSignal {
+        CloseSignal(Arc::clone(&self.close_requested))
     }
 
     fn waiting_for_head(&self) -> bool {
@@ -88,6 +118,9 @@ impl<T> HeadGuard<T> {
     /// Notes `bytes` written to the client.
     fn saw_write(&mut self, bytes: &[u8], now: Instant) {
         let status_line = bytes.starts_with(b"HTTP/1.") && bytes.get(8..13) != Some(b" 100 ");
+        if status_line && self.close_requested.load(Ordering::Acquire) {
+            self.closing = true;
+        }
         if status_line && !self.waiting_for_head() {
             self.responses += 1;
             if self.waiting_for_head() {
@@ -123,6 +156,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for HeadGuard<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.as_mut().get_mut();
+        if this.closing {
+            // End-of-stream: actix stops reading and closes once its writes are flushed.
+            return Poll::Ready(Ok(()));
+        }
         if let Some(deadline) = &mut this.deadline
             && deadline.as_mut().poll(cx).is_ready()
         {
@@ -229,5 +266,16 @@ mod tests {
         g.saw_write(b"HTTP/1.1 200 OK\r\n\r\n", t0);
         g.saw_write(b"HTTP/1.1 200 OK\r\n\r\n", t0);
         assert_eq!((g.heads, g.responses), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_close_signal_takes_effect_after_the_response() {
+        let mut g = guard();
+        let t0 = Instant::now();
+        g.saw_read(b"POST /x HTTP/1.1\r\nContent-Length: 9\r\n\r\n", t0);
+        g.close_signal().close_after_response();
+        assert!(!g.closing);
+        g.saw_write(b"HTTP/1.1 408 Request Timeout\r\n\r\n", t0);
+        assert!(g.closing);
     }
 }

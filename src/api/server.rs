@@ -114,6 +114,9 @@ where
         let limit = Arc::clone(&body_limit);
         let app = factory().into_factory().map_err(|e| e.into().error_response());
         let http = HttpService::build()
+            .on_connect_ext(|io: &HeadGuard<TcpStream>, data: &mut actix_http::Extensions| {
+                data.insert(io.close_signal());
+            })
             .keep_alive(keep_alive)
             .client_request_timeout(options.read_timeout)
             .client_disconnect_timeout(options.write_timeout)
