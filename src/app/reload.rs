@@ -161,6 +161,25 @@ mod tests {
     }
 
     #[test]
+    fn listener_limits_and_the_admin_listener_need_a_restart() {
+        let boot = settings("");
+        let new = settings(
+            "[http.server]\nkeepalive.timeout = 1\nmax.connections = 2\nmax.connection.rate = 3\n\
+             [http.admin]\nport = 4\ntoken = \"0123456789abcdef\"\n",
+        );
+        assert_eq!(
+            restart_needed(&boot, &new),
+            [
+                "http.server.keepalive.timeout",
+                "http.server.max.connections",
+                "http.server.max.connection.rate",
+                "http.admin.port",
+                "http.admin.token",
+            ]
+        );
+    }
+
+    #[test]
     fn listener_and_connection_changes_need_a_restart() {
         let boot = settings("[http.server]\nport = 1000\n");
         let new = settings("[http.server]\nport = 2000\nbody.limit = 10\n[kafka.producer.linger]\nms = 50\n");
