@@ -171,11 +171,12 @@ fn level_name(level: Level) -> &'static str {
 
 fn format_line(now: DateTime<Local>, record: &Record<'_>, values: &OwnedKVList) -> String {
     let mut line = format!(
-        "[{}][{}] {}",
+        "[{}][{}] ",
         level_name(record.level()),
         now.format("%Y-%m-%d %H:%M:%S:%3f"),
-        record.msg()
     );
+    // Messages are mostly literals, but some are formatted: escaped like values, never quoted.
+    push_escaped(&mut line, &record.msg().to_string());
     let mut ser = KvLine(&mut line);
     // Our serializer never fails.
     slog::KV::serialize(&record.kv(), record, &mut ser).ok();
@@ -184,21 +185,65 @@ fn format_line(now: DateTime<Local>, record: &Record<'_>, values: &OwnedKVList) 
     line
 }
 
-/// Appends ` key=value` pairs, quoting values that contain spaces or quotes.
+/// Appends ` key=value` pairs. A value is quoted when it is empty or holds a space, `"`, `=`,
+/// `\\` or a character [`must_escape`]; inside quotes `"` and `\\` are backslash-escaped and
+/// every such character is written as an escape, so a value can never end the line, move the
+/// cursor or forge another record (`call_id=abc\x1b[2K...`). Keys get the same escapes.
 struct KvLine<'a>(&'a mut String);
 
 impl slog::Serializer for KvLine<'_> {
     fn emit_arguments(&mut self, key: slog::Key, val: &fmt::Arguments<'_>) -> slog::Result {
         let value = val.to_string();
         self.0.push(' ');
-        self.0.push_str(key);
+        push_escaped(self.0, key);
         self.0.push('=');
-        if value.is_empty() || value.contains([' ', '"', '=', '\n']) {
-            self.0.push_str(&format!("{value:?}"));
+        if value.is_empty()
+            || value
+                .chars()
+                .any(|c| matches!(c, ' ' | '"' | '=' | '\\') || must_escape(c))
+        {
+            self.0.push('"');
+            for c in value.chars() {
+                match c {
+                    '"' => self.0.push_str("\\\""),
+                    '\\' => self.0.push_str("\\\\"),
+                    c => push_char(self.0, c),
+                }
+            }
+            self.0.push('"');
         } else {
             self.0.push_str(&value);
         }
         Ok(())
+    }
+}
+
+/// Characters never written raw: every control character (C0, DEL, C1, including `\r`, `\n`,
+/// `\t` and ESC), the Unicode line and paragraph separators, and the bidirectional overrides
+/// that reorder what a terminal or editor shows.
+fn must_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Appends `c`, escaped (`\n`, `\r`, `\t`, else `\u{1b}` style) if [`must_escape`].
+fn push_char(out: &mut String, c: char) {
+    use std::fmt::Write as _;
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c if must_escape(c) => {
+            // Writing to a String cannot fail.
+            write!(out, "\\u{{{:x}}}", u32::from(c)).ok();
+        }
+        c => out.push(c),
+    }
+}
+
+/// Appends `text` with every character that [`must_escape`] escaped, unquoted.
+fn push_escaped(out: &mut String, text: &str) {
+    for c in text.chars() {
+        push_char(out, c);
     }
 }
 
@@ -306,6 +351,84 @@ mod tests {
         assert!(text.contains("debug after reload"));
         assert!(!text.contains("info filtered after reload"));
         assert_eq!(dropped.load(Ordering::Relaxed), 0);
+    }
+
+    /// Formats one record the way the file and stderr drains do.
+    fn line_of(log_fn: impl FnOnce(&Logger)) -> String {
+        struct Capture(Mutex<Vec<String>>);
+        impl Drain for &'static Capture {
+            type Ok = ();
+            type Err = Never;
+            fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), Never> {
+                let line = format_line(Local::now(), record, values);
+                self.0.lock().unwrap().push(line);
+                Ok(())
+            }
+        }
+        let capture: &'static Capture = Box::leak(Box::new(Capture(Mutex::new(Vec::new()))));
+        let log = Logger::root(capture.fuse(), o!());
+        log_fn(&log);
+        let lines = capture.0.lock().unwrap();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        lines[0].clone()
+    }
+
+    #[test]
+    fn hostile_values_are_escaped_and_cannot_forge_a_line() {
+        let forged = "abc\x1b[2K\x1b[1G[FATAL][2026-01-01 00:00:00:000] forged\r\nnext\tline";
+        let line = line_of(|log| info!(log, "invalid call record"; "call_id" => forged));
+        let body = line.strip_suffix('\n').unwrap();
+        assert!(
+            !body.chars().any(must_escape),
+            "raw control character in {body:?}"
+        );
+        assert!(
+            body.ends_with(
+                r#" call_id="abc\u{1b}[2K\u{1b}[1G[FATAL][2026-01-01 00:00:00:000] forged\r\nnext\tline""#
+            ),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn c1_del_bidi_quotes_and_backslashes_are_escaped_in_keys_values_and_messages() {
+        let line = line_of(|log| {
+            let key = "k\x1b";
+            info!(log, "msg\x07"; key => "a\u{9b}b\u{7f}c\u{202e}d\"e\\f", "plain" => "ok")
+        });
+        assert!(line.contains("] msg\\u{7}"), "{line}");
+        assert!(
+            line.contains(r#" k\u{1b}="a\u{9b}b\u{7f}c\u{202e}d\"e\\f""#),
+            "{line}"
+        );
+        assert!(line.contains(" plain=ok"), "{line}");
+        assert_eq!(line.matches('\n').count(), 1);
+    }
+
+    #[test]
+    fn debug_lines_are_compiled_in_and_filtered_at_run_time() {
+        // slog removes debug/trace at compile time in release builds unless its
+        // `release_max_level_trace` feature is on; this fails in such a build.
+        assert!(slog::Level::Trace.as_usize() <= slog::__slog_static_max_level().as_usize());
+        let dir = tempfile::tempdir().unwrap();
+        let (log, guard) = init(
+            Level::Debug,
+            Target::Directory(dir.path().to_path_buf()),
+            64,
+            Arc::new(AtomicU64::new(0)),
+        )
+        .unwrap();
+        slog::debug!(log, "a debug line");
+        slog::trace!(log, "a trace line, below the level");
+        drop(log);
+        drop(guard);
+        let file = fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+        let text = fs::read_to_string(file).unwrap();
+        assert!(
+            text.contains("[DEBUG]") && text.contains("a debug line"),
+            "{text}"
+        );
+        assert!(!text.contains("trace line"), "{text}");
     }
 
     #[test]
