@@ -32,6 +32,7 @@ mod entries;
 mod error;
 mod reader;
 mod rules;
+mod secret;
 
 pub(crate) use rules::status_range;
 mod settings;
@@ -45,8 +46,9 @@ use std::ffi::OsStr;
 use std::path::Path;
 
 pub use error::{ConfigError, Problem};
+pub use secret::Secret;
 pub use settings::{
-    AckMode, AclEntry, AdminSettings, Assignor, BreakerSettings, CaBundle, ConsumerSettings,
+    AckMode, AclEntry, AclQuota, AdminSettings, Assignor, BreakerSettings, CaBundle, ConsumerSettings,
     DeliverySettings, HttpSettings, KafkaSettings, LogSettings, OffsetReset, ProducerSettings, Settings,
     ShutdownSettings, TopicSettings, tier_label, tier_topic_name,
 };
@@ -109,7 +111,7 @@ where
     })?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::single(&label, format!("cannot read config file: {e}")))?;
-    from_text(&text, format, &label, env_pairs(env))
+    from_text(&text, format, &label, env_vars(env))
 }
 
 /// Parses and validates `text` without environment overrides: for tests, `check-config`, and
@@ -133,13 +135,18 @@ fn from_text(
     label: &str,
     env: Vec<(String, String)>,
 ) -> Result<Settings, ConfigError> {
-    let sources = Sources::assemble(text, format, label, env).map_err(|problems| ConfigError { problems })?;
+    // Every variable may be named by a `${NAME}` secret reference; only `BIGPIPE_*` ones
+    // override keys.
+    let vars = env.iter().cloned().collect();
+    let overrides = env.into_iter().filter(|(k, _)| is_override(k)).collect();
+    let sources = Sources::assemble(text, format, label, overrides, vars)
+        .map_err(|problems| ConfigError { problems })?;
     validate::validate(&sources)
 }
 
-/// Only `BIGPIPE_*` variables matter; non-UTF-8 ones are converted lossily, as figment's `Env`
-/// does, instead of panicking like `std::env::vars`.
-fn env_pairs<I, K, V>(env: I) -> Vec<(String, String)>
+/// Non-UTF-8 variables are converted lossily, as figment's `Env` does, instead of panicking
+/// like `std::env::vars`.
+fn env_vars<I, K, V>(env: I) -> Vec<(String, String)>
 where
     I: IntoIterator<Item = (K, V)>,
     K: AsRef<OsStr>,
@@ -152,10 +159,12 @@ where
                 v.as_ref().to_string_lossy().into_owned(),
             )
         })
-        .filter(|(k, _)| {
-            k.trim()
-                .get(..source::ENV_PREFIX.len())
-                .is_some_and(|p| p.eq_ignore_ascii_case(source::ENV_PREFIX))
-        })
         .collect()
+}
+
+/// True for the `BIGPIPE_*` variables, which override config keys.
+fn is_override(name: &str) -> bool {
+    name.trim()
+        .get(..source::ENV_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(source::ENV_PREFIX))
 }

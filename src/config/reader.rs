@@ -21,6 +21,9 @@ pub(crate) struct Checker<'a> {
     pub(crate) problems: Vec<Problem>,
     /// Every warning found so far, in reading order.
     pub(crate) warnings: Vec<String>,
+    /// While set, wrong-type problems say what kind of value was found but not the value: set
+    /// while reading a section that holds secrets (see [`Checker::redacted`]).
+    redact: bool,
 }
 
 impl<'a> Checker<'a> {
@@ -30,7 +33,27 @@ impl<'a> Checker<'a> {
             sources,
             problems: sources.problems.clone(),
             warnings: Vec::new(),
+            redact: false,
         }
+    }
+
+    /// Runs `read` with values kept out of problem messages: for sections that hold secrets,
+    /// where a mistyped value (`secret = 123456789`) is itself the secret.
+    pub(crate) fn redacted<T>(&mut self, read: impl FnOnce(&mut Self) -> T) -> T {
+        let before = std::mem::replace(&mut self.redact, true);
+        let out = read(self);
+        self.redact = before;
+        out
+    }
+
+    /// True if `value` came from an environment variable.
+    pub(crate) fn is_from_env(&self, value: &Value) -> bool {
+        self.sources.is_from_env(value)
+    }
+
+    /// The whole environment, for `${NAME}` references in secret keys.
+    pub(crate) fn vars(&self) -> &std::collections::HashMap<String, String> {
+        &self.sources.vars
     }
 
     /// Records a problem on `key`. When `value` came from the environment the variable is named,
@@ -57,11 +80,8 @@ impl<'a> Checker<'a> {
 
     /// Records "expected `expected`, got <what value is>".
     pub(crate) fn wrong_type(&mut self, key: &str, value: &Value, expected: &str) {
-        self.problem(
-            key,
-            Some(value),
-            format!("expected {expected}, got {}", describe(value)),
-        );
+        let got = if self.redact { kind(value) } else { describe(value) };
+        self.problem(key, Some(value), format!("expected {expected}, got {got}"));
     }
 
     /// Reads an optional top-level `key`: its default when absent, else `read`'s result, or the
@@ -345,6 +365,19 @@ pub(crate) fn describe(value: &Value) -> String {
         Value::Dict(..) => "a table".to_owned(),
         Value::Array(..) => "an array".to_owned(),
     }
+}
+
+/// What kind of value this is, without the value: for sections that hold secrets.
+pub(crate) fn kind(value: &Value) -> String {
+    match value {
+        Value::String(..) | Value::Char(..) => "a string",
+        Value::Bool(..) => "a boolean",
+        Value::Num(..) => "a number",
+        Value::Empty(..) => "null",
+        Value::Dict(..) => "a table",
+        Value::Array(..) => "an array",
+    }
+    .to_owned()
 }
 
 fn num_text(num: Num) -> String {

@@ -67,6 +67,14 @@ pub(crate) const MIN_RATE: f64 = 0.001;
 /// See [`MIN_RATE`].
 pub(crate) const MAX_RATE: f64 = 1_000_000.0;
 
+/// `kafka.producer.acl[].rate` bounds in calls per second, as for `rateLimit`: the interval
+/// between calls (1 / rate) stays within `Duration` range.
+pub(crate) const MIN_QUOTA_RATE: f64 = MIN_RATE;
+/// See [`MIN_QUOTA_RATE`].
+pub(crate) const MAX_QUOTA_RATE: f64 = MAX_RATE;
+/// Upper bound for `kafka.producer.acl[].burst`, in calls.
+pub(crate) const MAX_QUOTA_BURST: u32 = 1_000_000;
+
 /// Checks one bootstrap server and returns it normalised (trimmed).
 ///
 /// Accepts `host:port` and `[ipv6]:port`. The host must be non-empty and made of hostname

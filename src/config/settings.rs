@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::delivery::forward::{ForwardRules, HeaderPolicy};
 use crate::delivery::signing::SigningKey;
+use super::secret::Secret;
 
 /// The whole validated configuration. Built only by [`super::load`] and friends; share it as
 /// `Arc<Settings>` and swap the `Arc` on reload rather than mutating it.
@@ -27,6 +28,8 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     /// Process shutdown (`shutdown.*`).
     pub shutdown: ShutdownSettings,
+    /// Demo mode (`demo`): the README's sample ACL secrets are allowed.
+    pub demo: bool,
     /// Non-fatal findings (ignored legacy keys, unknown keys). Log them once at startup/reload.
     pub warnings: Vec<String>,
 }
@@ -95,17 +98,29 @@ pub struct ProducerSettings {
 }
 
 /// One `kafka.producer.acl` entry: a caller and the topic its calls go to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AclEntry {
     /// Caller name sent as `acl.name`; unique, non-empty.
     pub name: String,
-    /// Shared secret sent as `acl.secret`; non-empty (unlike Go, it is compared).
-    pub secret: String,
+    /// Shared secret sent as `acl.secret`; non-empty (unlike Go, it is compared). From `secret`
+    /// (a value or `${ENV_NAME}`) or `secret_file`; never printed.
+    pub secret: Secret,
     /// Destination topic; one of `kafka.topics`.
     pub topic: String,
     /// Where this caller's calls may go (`targets`): URL prefixes, host patterns, address
     /// rules. `None`: anywhere the global policy allows (a check-config warning).
     pub targets: Option<crate::policy::Targets>,
+    /// Ingest quota (`rate`, `burst`); `None`: unlimited.
+    pub quota: Option<AclQuota>,
+}
+
+/// An ACL's ingest quota: calls beyond it are answered 429 with `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AclQuota {
+    /// Sustained calls per second (`rate`), 0.001 to 1000000.
+    pub rate: f64,
+    /// Calls that may arrive at once after a quiet period (`burst`), at least 1.
+    pub burst: u32,
 }
 
 /// When a `/rpc/call` request is answered.

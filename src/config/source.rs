@@ -5,6 +5,8 @@
 //! the same thing. The environment becomes a second layer merged on top by figment, which also
 //! tags every value with its layer so that problems can say "set by BIGPIPE_HTTP_SERVER_PORT".
 
+use std::collections::HashMap;
+
 use figment::providers::{Format as _, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
@@ -28,6 +30,8 @@ pub(crate) struct Sources {
     /// Problems found while assembling the tree (conflicting spellings of one key). They do not
     /// stop validation, so they are reported together with everything else.
     pub(crate) problems: Vec<Problem>,
+    /// The whole environment, for `${NAME}` secret references (see `secret`).
+    pub(crate) vars: HashMap<String, String>,
 }
 
 impl Sources {
@@ -40,6 +44,7 @@ impl Sources {
         format: Format,
         label: &str,
         env: Vec<(String, String)>,
+        vars: HashMap<String, String>,
     ) -> Result<Self, Vec<Problem>> {
         let mut problems = Vec::new();
         let file = parse(text, format, label)?;
@@ -65,6 +70,7 @@ impl Sources {
             figment,
             root,
             problems,
+            vars,
         })
     }
 
@@ -284,8 +290,14 @@ mod tests {
 
     #[test]
     fn flat_and_nested_json_keys_unflatten_to_the_same_tree() {
-        let flat = Sources::assemble(r#"{"log.level": 5}"#, Format::Json, "t", vec![]);
-        let nested = Sources::assemble(r#"{"log": {"level": 5}}"#, Format::Json, "t", vec![]);
+        let flat = Sources::assemble(r#"{"log.level": 5}"#, Format::Json, "t", vec![], HashMap::new());
+        let nested = Sources::assemble(
+            r#"{"log": {"level": 5}}"#,
+            Format::Json,
+            "t",
+            vec![],
+            HashMap::new(),
+        );
         let (flat, nested) = (flat.map(|s| s.root), nested.map(|s| s.root));
         assert_eq!(flat, nested);
         let root = flat.unwrap_or_default();
@@ -303,6 +315,7 @@ mod tests {
             Format::Json,
             "t",
             vec![],
+            HashMap::new(),
         );
         let problems = sources.map(|s| s.problems).unwrap_or_default();
         assert_eq!(problems.len(), 1);
@@ -335,6 +348,7 @@ mod tests {
             Format::Toml,
             "t",
             env(&[("BIGPIPE_LOG_LEVEL", "debug")]),
+            HashMap::new(),
         );
         let Ok(sources) = sources else {
             panic!("assemble failed");

@@ -4,6 +4,7 @@ use crate::policy::AddressPolicy;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::secret;
 use super::*;
 use crate::delivery::forward::ForwardRules;
 use crate::delivery::signing::SigningKey;
@@ -50,11 +51,16 @@ fn shipped(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("conf").join(name)
 }
 
-/// Loads a shipped file with an empty environment, so stray BIGPIPE_* variables of whoever runs
-/// the tests cannot change the outcome.
+/// The variables the shipped files take their ACL secrets from (scripts/run.sh sets them).
+const SHIPPED_SECRETS: [(&str, &str); 2] = [
+    ("ACL_SYSTEM_1_SECRET", "first-generated-secret"),
+    ("ACL_SYSTEM_2_SECRET", "second-generated-secret"),
+];
+
+/// Loads a shipped file with only its secret variables as environment, so stray BIGPIPE_*
+/// variables of whoever runs the tests cannot change the outcome.
 fn load_shipped(name: &str) -> Settings {
-    let no_env: [(&str, &str); 0] = [];
-    match load_with_env(&shipped(name), no_env) {
+    match load_with_env(&shipped(name), SHIPPED_SECRETS) {
         Ok(settings) => settings,
         Err(e) => panic!("{name} does not load:\n{e}"),
     }
@@ -119,13 +125,13 @@ fn shipped_go_json_loads_with_the_go_values() {
         .producer
         .acl
         .iter()
-        .map(|a| (a.name.as_str(), a.secret.as_str(), a.topic.as_str()))
+        .map(|a| (a.name.as_str(), a.secret.expose(), a.topic.as_str()))
         .collect();
     assert_eq!(
         acl,
         vec![
-            ("system-1", "you are good", "test"),
-            ("system-2", "you are bad", "test")
+            ("system-1", "first-generated-secret", "test"),
+            ("system-2", "second-generated-secret", "test")
         ]
     );
     let groups: Vec<_> = s.consumers.iter().map(|c| c.group_id.as_str()).collect();
@@ -268,7 +274,7 @@ fn absent_keys_take_their_defaults() {
     assert_eq!(
         s.http,
         HttpSettings {
-            host: "0.0.0.0".into(),
+            host: "127.0.0.1".into(),
             port: 10086,
             read_timeout: Duration::from_millis(5000),
             write_timeout: Duration::from_millis(5000),
@@ -621,7 +627,8 @@ fn acl_entry_with_missing_keys_names_each() {
         toml_problems("[[kafka.producer.acl]]\nsecrett = \"s\""),
         vec![
             "kafka.producer.acl[0].name: required key is missing",
-            "kafka.producer.acl[0].secret: required key is missing",
+            "kafka.producer.acl[0].secret: required key is missing (or set \
+             kafka.producer.acl[0].secret_file to a file holding the secret)",
             "kafka.producer.acl[0].topic: required key is missing"
         ]
     );
@@ -1629,14 +1636,15 @@ fn env_overrides_delivery_threads_and_shutdown_grace() {
     assert_eq!(s.delivery.keep_alive, Duration::from_millis(100));
     assert!(s.warnings.is_empty());
     // Over the Go JSON too, which has neither key.
-    let no_env: [(&str, &str); 0] = [];
-    let go = load_with_env(&shipped("bigpipe.json"), no_env).map(|s| s.delivery.threads);
+    let go = load_with_env(&shipped("bigpipe.json"), SHIPPED_SECRETS).map(|s| s.delivery.threads);
     let overridden = load_with_env(
         &shipped("bigpipe.json"),
         [
             ("BIGPIPE_DELIVERY_THREADS", "3"),
             ("BIGPIPE_SHUTDOWN_GRACE_MS", "1"),
-        ],
+        ]
+        .into_iter()
+        .chain(SHIPPED_SECRETS),
     );
     assert_eq!(go.ok(), Some(2));
     let overridden = overridden.unwrap_or_else(|e| panic!("{e}"));
@@ -2287,4 +2295,174 @@ fn bad_or_empty_acl_targets_are_problems() {
             "{p}"
         );
     }
+}
+// ACL secrets and quotas
+
+fn acl_config(fields: &str) -> String {
+    format!("{TOPIC_TEST}[[kafka.producer.acl]]\nname = \"a\"\ntopic = \"test\"\n{fields}\n")
+}
+
+#[test]
+fn shipped_files_carry_no_usable_secret() {
+    // Without the variables they name, the shipped files do not load: no secret is built in.
+    for name in ["bigpipe.toml", "bigpipe.json"] {
+        let no_env: [(&str, &str); 0] = [];
+        let e = load_with_env(&shipped(name), no_env).unwrap_err().to_string();
+        assert!(
+            e.contains("kafka.producer.acl[0].secret: refers to environment variable ACL_SYSTEM_1_SECRET, which is not set"),
+            "{name}: {e}"
+        );
+        let text = std::fs::read_to_string(shipped(name)).unwrap();
+        for sample in secret::SAMPLE_SECRETS {
+            assert!(!text.contains(sample), "{name} still ships {sample:?}");
+        }
+    }
+}
+
+#[test]
+fn shipped_toml_listens_on_loopback_only() {
+    assert_eq!(load_shipped("bigpipe.toml").http.host, "127.0.0.1");
+    assert_eq!(toml("").http.host, "127.0.0.1");
+}
+
+#[test]
+fn secret_from_an_environment_reference() {
+    let s = with_env(
+        &acl_config("secret = \"${A_SECRET}\""),
+        Format::Toml,
+        &[("A_SECRET", "from env")],
+    )
+    .unwrap();
+    assert_eq!(s.producer.acl[0].secret.expose(), "from env");
+    // Unset: the key and the variable are named.
+    let e = with_env(&acl_config("secret = \"${A_SECRET}\""), Format::Toml, &[]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "kafka.producer.acl[0].secret: refers to environment variable A_SECRET, which is not set"
+    );
+}
+
+#[test]
+fn secret_from_a_file_without_its_trailing_newline() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.secret");
+    std::fs::write(&path, "from a file\n").unwrap();
+    let s = toml(&acl_config(&format!(
+        "secret_file = {:?}",
+        path.display().to_string()
+    )));
+    assert_eq!(s.producer.acl[0].secret.expose(), "from a file");
+    let missing = dir.path().join("missing");
+    let problems = toml_problems(&acl_config(&format!(
+        "secret_file = {:?}",
+        missing.display().to_string()
+    )));
+    assert_eq!(problems.len(), 1);
+    assert!(
+        problems[0].starts_with("kafka.producer.acl[0].secret_file: cannot read secret file")
+            && problems[0].contains("missing"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn secret_and_secret_file_are_exclusive_and_one_is_required() {
+    assert_eq!(
+        toml_problems(&acl_config("secret = \"s\"\nsecret_file = \"/x\"")),
+        [
+            "kafka.producer.acl[0].secret_file: set either kafka.producer.acl[0].secret or \
+          kafka.producer.acl[0].secret_file, not both"
+        ]
+    );
+    assert_eq!(
+        toml_problems(&acl_config("")),
+        ["kafka.producer.acl[0].secret: required key is missing (or set \
+          kafka.producer.acl[0].secret_file to a file holding the secret)"]
+    );
+}
+
+#[test]
+fn a_mistyped_secret_is_not_echoed() {
+    for (value, kind) in [
+        ("123456789", "a number"),
+        ("true", "a boolean"),
+        ("[\"hunter2\"]", "an array"),
+    ] {
+        let problems = toml_problems(&acl_config(&format!("secret = {value}")));
+        assert_eq!(
+            problems,
+            [format!(
+                "kafka.producer.acl[0].secret: expected a string, got {kind}"
+            )]
+        );
+    }
+    // The whole section from the environment, mistyped: not echoed either.
+    let e = with_env(
+        TOPIC_TEST,
+        Format::Toml,
+        &[("BIGPIPE_KAFKA_PRODUCER_ACL", "name=a secret=hunter2")],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(!e.contains("hunter2"), "{e}");
+    // Debug of the settings does not show it.
+    let s = toml(&acl_config("secret = \"hunter2\""));
+    assert!(!format!("{s:?}").contains("hunter2"));
+}
+
+#[test]
+fn readme_sample_secrets_are_refused_unless_demo() {
+    let config = acl_config("secret = \"you are good\"");
+    let problems = toml_problems(&config);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("kafka.producer.acl[0].secret: ACL 'a' uses a sample secret")
+            && problems[0].contains("demo = true")
+            && !problems[0].contains("you are good"),
+        "{problems:?}"
+    );
+    assert!(toml(&format!("demo = true\n{config}")).demo);
+    let demo_env = with_env(&config, Format::Toml, &[("BIGPIPE_DEMO", "1")]).unwrap();
+    assert!(demo_env.demo);
+    assert!(with_env(&config, Format::Toml, &[("BIGPIPE_DEMO", "true")]).is_ok());
+    // Through a reference too.
+    assert!(
+        with_env(
+            &acl_config("secret = \"${S}\""),
+            Format::Toml,
+            &[("S", "you are bad")]
+        )
+        .is_err()
+    );
+    assert_eq!(
+        toml_problems(&format!("demo = \"yes\"\n{TOPIC_TEST}")),
+        ["demo: expected true or false, got a string ('yes')"]
+    );
+}
+
+#[test]
+fn acl_quota_rate_and_burst() {
+    let s = toml(&acl_config("secret = \"s\"\nrate = 2.5"));
+    assert_eq!(s.producer.acl[0].quota, Some(AclQuota { rate: 2.5, burst: 3 }));
+    let s = toml(&acl_config("secret = \"s\"\nrate = 0.01\nburst = 20"));
+    assert_eq!(
+        s.producer.acl[0].quota,
+        Some(AclQuota {
+            rate: 0.01,
+            burst: 20
+        })
+    );
+    assert_eq!(toml(&acl_config("secret = \"s\"")).producer.acl[0].quota, None);
+    assert_eq!(
+        toml_problems(&acl_config("secret = \"s\"\nburst = 5")),
+        ["kafka.producer.acl[0].burst: needs kafka.producer.acl[0].rate (calls per second) as well"]
+    );
+    assert_eq!(
+        toml_problems(&acl_config("secret = \"s\"\nrate = 0")),
+        ["kafka.producer.acl[0].rate: must be from 0.001 to 1000000 calls per second, got 0"]
+    );
+    assert_eq!(
+        toml_problems(&acl_config("secret = \"s\"\nrate = 1\nburst = 0")),
+        ["kafka.producer.acl[0].burst: must be at least 1, got 0"]
+    );
 }

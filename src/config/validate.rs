@@ -30,6 +30,7 @@ use crate::policy::{AddressPolicy, Rule};
 /// `kafka.producer.ack` is both a key (the `"queue"`/`"kafka"` shorthand) and the parent of
 /// `ack.mode`/`ack.timeout.ms`.
 pub(crate) const KEYS: &[&str] = &[
+    "demo",
     "log.level",
     "log.directory",
     "log.queue.size",
@@ -81,9 +82,10 @@ pub(crate) fn validate(sources: &Sources) -> Result<Settings, ConfigError> {
     let root = &sources.root;
     check_structure(&mut c, root, "");
 
+    let demo = c.setting(root, "demo", false, demo_flag);
     let log = log(&mut c, root);
     let (kafka, names) = kafka(&mut c, root);
-    let producer = producer(&mut c, root, &names);
+    let producer = producer(&mut c, root, &names, demo);
     let consumers = consumer::consumers(&mut c, root, &names);
     let mut http = http(&mut c, root);
     http.body_limit = body_limit_that_fits(&mut c, root, http.body_limit, producer.batch_bytes);
@@ -105,8 +107,23 @@ pub(crate) fn validate(sources: &Sources) -> Result<Settings, ConfigError> {
         http,
         delivery,
         shutdown,
+        demo,
         warnings: c.warnings,
     })
+}
+
+/// `demo`: a boolean; from the environment `BIGPIPE_DEMO=1` (a number to figment) counts too.
+fn demo_flag(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(_, b) => Some(*b),
+        Value::Num(_, n) if c.is_from_env(value) && matches!(n.to_u128(), Some(0 | 1)) => {
+            Some(n.to_u128() == Some(1))
+        }
+        _ => {
+            c.wrong_type(key, value, "true or false");
+            None
+        }
+    }
 }
 
 /// Walks the tree once: unknown keys become warnings (Go ignored them, but a typo should be
@@ -276,7 +293,7 @@ fn bootstrap_servers(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<Ve
     ok.then_some(servers)
 }
 
-fn producer(c: &mut Checker<'_>, root: &Dict, topics: &entries::TopicNames) -> ProducerSettings {
+fn producer(c: &mut Checker<'_>, root: &Dict, topics: &entries::TopicNames, demo: bool) -> ProducerSettings {
     // Keys of the Go version that have no meaning here: accepted so old files load, but said.
     if let Some(value) = lookup(root, "kafka.producer.retries") {
         c.warn(
@@ -294,7 +311,7 @@ fn producer(c: &mut Checker<'_>, root: &Dict, topics: &entries::TopicNames) -> P
              http.server.handler.channel.size",
         );
     }
-    let acl = entries::acl(c, root, topics);
+    let acl = entries::acl(c, root, topics, demo);
     let linger = c.setting(root, "kafka.producer.linger.ms", ms(5), |c, key, v| {
         c.millis(key, v, 0)
     });
@@ -385,7 +402,8 @@ fn http(c: &mut Checker<'_>, root: &Dict) -> HttpSettings {
     let host = c.setting(
         root,
         "http.server.host",
-        "0.0.0.0".to_owned(),
+        // Loopback by default: bigpipe is opened to the network on purpose, not by accident.
+        "127.0.0.1".to_owned(),
         Checker::non_empty_string,
     );
     // 0 binds an ephemeral port: what tests want.
