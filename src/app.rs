@@ -199,13 +199,19 @@ pub fn start(
         consumers.start(entry.clone())?;
     }
 
-    let api_config = Arc::new(ArcSwap::from_pointee(api_config(settings, &settings.delivery, &destinations)));
+    let api_config = Arc::new(ArcSwap::from_pointee(api_config(
+        settings,
+        &settings.delivery,
+        &destinations,
+        None,
+    )));
     let state = ApiState {
         producer: producer.handle(),
         config: Arc::clone(&api_config),
         stats: Arc::clone(&stats),
         readiness: Arc::clone(&readiness),
         read_timeout: settings.http.read_timeout,
+        guard: api::guard::CallerGuard::default(),
         log: log.new(slog::o!("component" => "api")),
     };
     let h = &settings.http;
@@ -311,12 +317,14 @@ fn producer_config(settings: &Settings) -> ProducerConfig {
 }
 
 /// The handlers' settings. `delivery` is the delivery config in force (the start-up
-/// one: `delivery.*` needs a restart), so ingest keeps what delivery will forward, and
-/// `destinations` is the address policy the delivery threads share.
+/// one: `delivery.*` needs a restart), so ingest keeps what delivery will forward;
+/// `destinations` is the address policy the delivery threads share; `previous` (on reload)
+/// lends its unchanged quotas.
 fn api_config(
     settings: &Settings,
     delivery: &DeliverySettings,
     destinations: &Arc<AddressPolicy>,
+    previous: Option<&ApiConfig>,
 ) -> ApiConfig {
     let entries = settings
         .consumers
@@ -325,7 +333,7 @@ fn api_config(
     ApiConfig {
         headers: IngestHeaders::new(delivery.header_policy(), entries),
         destinations: Arc::clone(destinations),
-        acl: AclTable::new(&settings.producer.acl),
+        acl: AclTable::carrying_over(&settings.producer.acl, previous.map(|p| &p.acl)),
         default_ack: settings.producer.default_ack,
         ack_timeout: settings.producer.ack_timeout,
         body_limit: settings.http.body_limit,

@@ -33,6 +33,14 @@ pub struct ServerStats {
     pub too_large: AtomicU64,
     /// Of `rejected`: calls whose URL the destination policy refused (403 `目标地址不允许`).
     pub destination_refused: AtomicU64,
+    /// Of `rejected`: failed ACL checks (unknown name or wrong secret, 403).
+    pub acl_refused: AtomicU64,
+    /// Calls answered 429 without a check because their source failed too many ACL checks.
+    pub throttled: AtomicU64,
+    /// Calls answered 429 because their ACL was over its quota (`rate`, `burst`).
+    pub quota_refused: AtomicU64,
+    /// Quota refusals per ACL name (configured names only, so the map stays small).
+    quota_by_acl: std::sync::Mutex<BTreeMap<String, u64>>,
     /// Overload refusals per ACL name. A lock, but only taken on refusal; the names are the
     /// configured ACLs, so the map stays small.
     overload_by_acl: std::sync::Mutex<BTreeMap<String, u64>>,
@@ -51,6 +59,23 @@ impl ServerStats {
                 map.insert(acl.to_owned(), 1);
             }
         }
+    }
+
+    /// Counts one quota refusal of a call from `acl`.
+    pub fn quota_refused_acl(&self, acl: &str) {
+        inc(&self.quota_refused);
+        let mut map = self
+            .quota_by_acl
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *map.entry(acl.to_owned()).or_default() += 1;
+    }
+
+    fn quota_by_acl(&self) -> BTreeMap<String, u64> {
+        self.quota_by_acl
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn overload_by_acl(&self) -> BTreeMap<String, u64> {
@@ -504,6 +529,7 @@ impl Stats {
             "producerStats": producer,
             "serverStats": {
                 "acceptedCall": load(&self.server.accepted),
+                "aclRefused": load(&self.server.acl_refused),
                 "configReloads": load(&self.reloads),
                 "configReloadsRejected": load(&self.reloads_rejected),
                 "destinationRefused": load(&self.server.destination_refused),
@@ -513,9 +539,12 @@ impl Stats {
                 "overloadCall": load(&self.server.overload),
                 "overloadQueueFull": load(&self.server.overload_queue_full),
                 "queuedBytes": self.queue.bytes.load(Ordering::Relaxed),
+                "quotaRefused": load(&self.server.quota_refused),
+                "quotaRefusedByAcl": self.server.quota_by_acl(),
                 "queuedCalls": self.queue.calls.load(Ordering::Relaxed),
                 "receivedCall": load(&self.server.received),
                 "rejectedCall": load(&self.server.rejected),
+                "throttledCall": load(&self.server.throttled),
                 "tooLargeCall": load(&self.server.too_large),
             },
         })

@@ -1,16 +1,42 @@
-//! Caller authorisation: ACL name + secret → destination topic.
+//! Caller authorisation: ACL name + secret → destination topic (and the ACL's quota).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::quota::Quota;
 use crate::config::AclEntry;
 use crate::policy::Targets;
+
+/// Where an authorised caller's calls go.
+#[derive(Debug)]
+pub struct AclRoute {
+    /// SHA-256 of the secret: compared instead of the secret so the comparison takes the same
+    /// time whatever the lengths (`ct_eq` on slices of different lengths returns at once).
+    digest: [u8; 32],
+    /// Destination topic.
+    pub topic: String,
+    /// Ingest quota; `None`: unlimited.
+    pub quota: Option<Arc<Quota>>,
+}
+
+/// Why a check failed. Both are answered with the same 403; the reason is for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AclRefusal {
+    /// No ACL has this name.
+    #[error("unknown acl")]
+    UnknownName,
+    /// The ACL exists, the secret is wrong.
+    #[error("wrong secret")]
+    WrongSecret,
+}
 
 /// The configured callers.
 #[derive(Debug, Clone, Default)]
 pub struct AclTable {
-    by_name: HashMap<String, (String, String)>,
+    by_name: HashMap<String, Arc<AclRoute>>,
     /// Each ACL's `targets`, for those that have them.
     targets: HashMap<String, Targets>,
 }
@@ -18,9 +44,29 @@ pub struct AclTable {
 impl AclTable {
     /// Builds the table. Names are unique (config validation refuses duplicates).
     pub fn new(entries: &[AclEntry]) -> Self {
+        Self::carrying_over(entries, None)
+    }
+
+    /// Builds the table for a reload: an ACL whose quota limits did not change keeps its
+    /// quota state, so a reload neither refills nor empties anybody's burst.
+    pub fn carrying_over(entries: &[AclEntry], previous: Option<&Self>) -> Self {
         let by_name = entries
             .iter()
-            .map(|e| (e.name.clone(), (e.secret.clone(), e.topic.clone())))
+            .map(|e| {
+                let quota = e.quota.map(|q| {
+                    previous
+                        .and_then(|p| p.by_name.get(&e.name))
+                        .and_then(|r| r.quota.as_ref())
+                        .filter(|old| old.same_limits(q.rate, q.burst))
+                        .map_or_else(|| Arc::new(Quota::new(q.rate, q.burst)), Arc::clone)
+                });
+                let route = AclRoute {
+                    digest: digest(e.secret.expose()),
+                    topic: e.topic.clone(),
+                    quota,
+                };
+                (e.name.clone(), Arc::new(route))
+            })
             .collect();
         let targets = entries
             .iter()
@@ -35,39 +81,55 @@ impl AclTable {
         self.targets.get(name)
     }
 
-    /// The topic of `name` when `secret` matches, compared in constant time.
+    /// The route of `name` when `secret` matches, compared in constant time.
     ///
     /// The Go version never compared the secret: knowing a name was enough.
-    pub fn check(&self, name: &str, secret: &str) -> Option<&str> {
-        let (want, topic) = self.by_name.get(name)?;
-        bool::from(want.as_bytes().ct_eq(secret.as_bytes())).then_some(topic.as_str())
+    ///
+    /// # Errors
+    /// [`AclRefusal`] saying whether the name or the secret was wrong.
+    pub fn check(&self, name: &str, secret: &str) -> Result<&AclRoute, AclRefusal> {
+        let given = digest(secret);
+        let route = self.by_name.get(name).ok_or(AclRefusal::UnknownName)?;
+        if bool::from(route.digest.ct_eq(&given)) {
+            Ok(route)
+        } else {
+            Err(AclRefusal::WrongSecret)
+        }
     }
+}
+
+fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{AclQuota, Secret};
+
+    fn entry(name: &str, secret: &str, topic: &str, quota: Option<AclQuota>) -> AclEntry {
+        AclEntry {
+            name: name.into(),
+            secret: Secret::new(secret),
+            topic: topic.into(),
+            targets: None,
+            quota,
+        }
+    }
 
     fn table() -> AclTable {
         AclTable::new(&[
+            entry("system-1", "you are good", "t1", None),
             AclEntry {
-                name: "system-1".into(),
-                secret: "you are good".into(),
-                topic: "t1".into(),
-                targets: None,
-            },
-            AclEntry {
-                name: "system-2".into(),
-                secret: "you are bad".into(),
-                topic: "t2".into(),
                 targets: Some(Targets::new(vec!["*.svc".parse().unwrap()])),
+                ..entry("system-2", "you are bad", "t2", None)
             },
         ])
     }
 
     #[test]
     fn right_secret_gives_the_entry_topic() {
-        assert_eq!(table().check("system-2", "you are bad"), Some("t2"));
+        assert_eq!(table().check("system-2", "you are bad").unwrap().topic, "t2");
     }
 
     #[test]
@@ -79,10 +141,34 @@ mod tests {
     }
 
     #[test]
-    fn wrong_secret_or_name_is_refused() {
+    fn wrong_secret_or_name_is_refused_with_the_reason() {
         // The Go README's own example secret, which the Go version accepted.
-        assert_eq!(table().check("system-1", "i am good"), None);
-        assert_eq!(table().check("system-1", ""), None);
-        assert_eq!(table().check("system-9", "you are good"), None);
+        let t = table();
+        assert_eq!(
+            t.check("system-1", "i am good").err(),
+            Some(AclRefusal::WrongSecret)
+        );
+        assert_eq!(t.check("system-1", "").err(), Some(AclRefusal::WrongSecret));
+        assert_eq!(
+            t.check("system-1", "you are good!").err(),
+            Some(AclRefusal::WrongSecret)
+        );
+        assert_eq!(
+            t.check("system-9", "you are good").err(),
+            Some(AclRefusal::UnknownName)
+        );
+    }
+
+    #[test]
+    fn a_reload_keeps_unchanged_quota_state_and_resets_changed_ones() {
+        let q = |rate| Some(AclQuota { rate, burst: 1 });
+        let old = AclTable::new(&[entry("a", "s", "t", q(1.0)), entry("b", "s", "t", q(1.0))]);
+        let new = AclTable::carrying_over(
+            &[entry("a", "s", "t", q(1.0)), entry("b", "s", "t", q(2.0))],
+            Some(&old),
+        );
+        let quota = |t: &AclTable, n: &str| Arc::clone(t.check(n, "s").unwrap().quota.as_ref().unwrap());
+        assert!(Arc::ptr_eq(&quota(&old, "a"), &quota(&new, "a")));
+        assert!(!Arc::ptr_eq(&quota(&old, "b"), &quota(&new, "b")));
     }
 }

@@ -63,6 +63,19 @@ pub enum CallError {
     /// policy refuses (loopback, metadata, `delivery.deny`...) or an ambiguous numeric form.
     #[error("destination not allowed")]
     Destination,
+    /// Too many failed ACL checks from this source: blocked for a cool-down, the call is not
+    /// looked at. `retry_after` in whole seconds.
+    #[error("too many failed acl checks from this source")]
+    Throttled {
+        /// Seconds until the source is unblocked, for `Retry-After`.
+        retry_after: u64,
+    },
+    /// The caller's ACL is over its quota (`rate`, `burst`). `retry_after` in whole seconds.
+    #[error("acl over its ingest quota")]
+    Quota {
+        /// Seconds until a call fits the quota, for `Retry-After`.
+        retry_after: u64,
+    },
     /// The ingest queue is full.
     #[error("ingest queue is full")]
     Overload,
@@ -121,6 +134,8 @@ impl CallError {
             Self::Ack => "ack无效",
             Self::Forbidden => "权限错误",
             Self::Destination => "目标地址不允许",
+            Self::Throttled { .. } => "请求过于频繁",
+            Self::Quota { .. } => "超过配额",
             Self::Overload => "超过负载",
             Self::ShuttingDown => "服务正在关闭",
             Self::KafkaFailed => "Kafka写入失败",
@@ -148,6 +163,7 @@ impl ResponseError for CallError {
             | Self::Ack => StatusCode::BAD_REQUEST,
             Self::TooLarge | Self::RecordTooLarge | Self::KafkaTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Forbidden | Self::Destination => StatusCode::FORBIDDEN,
+            Self::Throttled { .. } | Self::Quota { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Overload | Self::ShuttingDown | Self::KafkaFailed => StatusCode::SERVICE_UNAVAILABLE,
             Self::AckTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Method => StatusCode::METHOD_NOT_ALLOWED,
@@ -162,7 +178,13 @@ impl ResponseError for CallError {
         if matches!(self, Self::Timeout) {
             // The rest of a late body may still be on its way: the connection cannot be
             // reused, so say so (actix closes it too, as the body was not read to its end).
-            response
+            if let Self::Throttled { retry_after } | Self::Quota { retry_after } = self {
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from(*retry_after),
+            );
+        }
+        response
                 .head_mut()
                 .set_connection_type(actix_web::http::ConnectionType::Close);
         }
@@ -170,6 +192,12 @@ impl ResponseError for CallError {
             response.headers_mut().insert(
                 actix_web::http::header::WWW_AUTHENTICATE,
                 actix_web::http::header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        if let Self::Throttled { retry_after } | Self::Quota { retry_after } = self {
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from(*retry_after),
             );
         }
         response
@@ -198,6 +226,21 @@ mod tests {
             &body[..],
             r#"{"data":"","errno":-1,"msg":"目标地址不允许"}"#.as_bytes()
         );
+    }
+
+    #[test]
+    fn throttle_and_quota_answer_429_with_retry_after() {
+        for (e, msg) in [
+            (CallError::Throttled { retry_after: 60 }, "请求过于频繁"),
+            (CallError::Quota { retry_after: 60 }, "超过配额"),
+        ] {
+            let resp = e.error_response();
+            assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(resp.headers().get("retry-after").unwrap(), "60");
+            let body = resp.into_body().try_into_bytes().unwrap();
+            let want = format!(r#"{{"data":"","errno":-1,"msg":"{msg}"}}"#);
+            assert_eq!(&body[..], want.as_bytes());
+        }
     }
 
     #[test]

@@ -11,6 +11,8 @@ use slog::{debug, warn};
 
 use super::envelope::{CallError, envelope};
 use super::head_guard::CloseSignal;
+use super::guard::UNKNOWN_SOURCE;
+use super::quota::retry_after_secs;
 use super::request;
 use super::{ApiConfig, ApiState};
 use crate::config::AckMode;
@@ -38,6 +40,13 @@ pub async fn call(req: HttpRequest, payload: web::Payload, state: web::Data<ApiS
                     inc(&state.stats.server.rejected);
                     inc(&state.stats.server.destination_refused);
                 }
+                CallError::Forbidden => {
+                    inc(&state.stats.server.rejected);
+                    inc(&state.stats.server.acl_refused);
+                }
+                // Counted where they are decided (quota per ACL).
+                CallError::Throttled { .. } => inc(&state.stats.server.throttled),
+                CallError::Quota { .. } => {}
                 _ => inc(&state.stats.server.rejected),
             }
             debug!(state.log, "call refused"; "reason" => %e);
@@ -58,19 +67,39 @@ fn accepted(id: &str) -> HttpResponse {
 }
 
 async fn accept(req: &HttpRequest, payload: web::Payload, state: &ApiState) -> Result<String, CallError> {
+    // A source that failed too many ACL checks is refused before its body is even read.
+    let source = req.peer_addr().map_or(UNKNOWN_SOURCE, |a| a.ip());
+    if let Some(left) = state.guard.blocked(source) {
+        return Err(CallError::Throttled {
+            retry_after: retry_after_secs(left),
+        });
+    }
     // One snapshot for the whole request, so a reload never mixes old and new settings.
     let config = state.config.load_full();
     let body = read_body(req, payload, config.body_limit, state.read_timeout).await?;
     let call = request::parse(&body)?;
-    let topic = config
-        .acl
-        .check(&call.acl_name, &call.acl_secret)
-        .ok_or(CallError::Forbidden)?;
-    // After authorisation, so the policy answers only to callers who hold an ACL.
+    let route = match config.acl.check(&call.acl_name, &call.acl_secret) {
+        Ok(route) => route,
+        Err(why) => {
+            state.guard.refused(&state.log, source, &call.acl_name, why);
+            return Err(CallError::Forbidden);
+        }
+    };
+    // After authorisation, so the policy answers only to callers who hold an ACL, and
+    // before the quota, so a refused destination spends none of it.
     if let Err(why) = destination_allowed(&config, &call.acl_name, &call.url) {
         debug!(state.log, "call refused: destination not allowed"; "acl" => &call.acl_name, "why" => why);
         return Err(CallError::Destination);
     }
+    if let Some(quota) = &route.quota
+        && let Err(wait) = quota.try_acquire()
+    {
+        state.stats.server.quota_refused_acl(&call.acl_name);
+        return Err(CallError::Quota {
+            retry_after: retry_after_secs(wait),
+        });
+    }
+    let topic = route.topic.as_str();
     let id = uuid::Uuid::now_v7().to_string();
     let message = CallMessage {
         headers: caller_headers(req, &config.headers, topic),

@@ -5,10 +5,14 @@
 pub mod acl;
 pub mod admin;
 pub mod envelope;
+pub mod guard;
 pub mod handlers;
 pub mod head_guard;
+pub mod log_limit;
+pub mod quota;
 pub mod request;
 pub mod server;
+pub mod throttle;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -59,6 +63,8 @@ pub struct ApiState {
     pub readiness: Arc<Readiness>,
     /// Time a request body has to arrive, from the end of its head (`http.server.read.timeout`).
     pub read_timeout: Duration,
+    /// Per-source throttle and logging of failed ACL checks; kept across reloads.
+    pub guard: guard::CallerGuard,
     /// Logger.
     pub log: Logger,
 }

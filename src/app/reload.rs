@@ -132,9 +132,15 @@ impl Running {
             .reconfigure(&p.budget_limits(), p.message_timeout);
         // The body limit is the only `http.server` key that is reloadable. Ingest keeps the
         // headers that delivery forwards: the entries' new forwardHeaders, but the start-up
-        // `delivery.headers.*`, which the delivery side keeps until a restart.
-        self.api_config
-            .store(Arc::new(api_config(&new, &self.boot.delivery, &self.destinations)));
+        // `delivery.headers.*`, which the delivery side keeps until a restart. ACL quotas
+        // whose limits are unchanged keep their state (no refill by reload).
+        let previous = self.api_config.load_full();
+        self.api_config.store(Arc::new(api_config(
+            &new,
+            &self.boot.delivery,
+            &self.destinations,
+            Some(&previous),
+        )));
         let consumers = self
             .consumers
             .apply(&new.consumers, new.shutdown.grace.min(self.boot.shutdown.grace))
