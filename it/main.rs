@@ -8,6 +8,7 @@
 mod helpers;
 
 mod breaker;
+mod callers;
 mod chaos;
 mod cli;
 mod codecs;
