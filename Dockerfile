@@ -22,6 +22,10 @@ RUN apt-get update \
 COPY --from=build /usr/local/bin/bigpipe /usr/local/bin/bigpipe
 COPY conf/bigpipe.toml /etc/bigpipe/bigpipe.toml
 ENV BIGPIPE_KAFKA_BOOTSTRAP_SERVERS=kafka:9092
+# The shipped config listens on 127.0.0.1; in a container the port is published from
+# outside, so listen on every interface (publish it on the host's loopback to keep it local).
+# No ACL secret is built in: the config reads ACL_SYSTEM_1_SECRET / ACL_SYSTEM_2_SECRET.
+ENV BIGPIPE_HTTP_SERVER_HOST=0.0.0.0
 # glibc keeps freed memory per thread arena; two arenas bound RSS after bursts.
 ENV MALLOC_ARENA_MAX=2
 USER bigpipe
