@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
+use crate::helpers::process;
 use crate::helpers::*;
 
 const MOCK: &str = "http://127.0.0.1:9/target";
@@ -228,4 +229,75 @@ async fn an_acl_over_its_quota_gets_429_and_another_acl_is_unaffected() {
     assert_eq!(server["quotaRefusedByAcl"], json!({"limited": 1}), "{server}");
     assert_eq!(server["acceptedCall"], 23, "{server}");
     bp.stop().await;
+}
+
+/// Every log line the process wrote so far to the hourly files in `dir`.
+fn log_text(dir: &std::path::Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        text += &std::fs::read_to_string(entry.path()).unwrap_or_default();
+    }
+    text
+}
+
+fn process_config(topic: &str, logs: &std::path::Path, secret: &str) -> String {
+    format!(
+        "[log]\nlevel = \"info\"\ndirectory = {:?}\n\
+         [kafka]\nbootstrap.servers = \"{{bootstrap}}\"\ntopics = [{{ name = \"{topic}\", partitions = 1 }}]\n\
+         [http.server]\nport = {{port}}\n\
+         [[kafka.producer.acl]]\nname = \"caller\"\nsecret = {secret}\ntopic = \"{topic}\"\n",
+        logs.display().to_string()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_logged_at_warning_rate_limited_escaped_and_without_the_secret() {
+    let _k = kafka().await;
+    let topic = unique("callers-log");
+    let logs = tempfile::tempdir().unwrap();
+    let p = process::Process::spawn(&process_config(&topic, logs.path(), "\"s3cret\""));
+    let http = reqwest::Client::new();
+    poll("bigpipe answers", || async { p.stats().await }).await;
+
+    // Five wrong guesses, one with a hostile ACL name: a single warning line (the rest are
+    // suppressed for 10 s), no guess in the log, the ESC escaped.
+    let hostile = "evil\u{1b}[2K\u{1b}[1G[FATAL] forged";
+    for (name, guess) in [(hostile, "GUESS-0")]
+        .into_iter()
+        .chain((1..5).map(|_| ("caller", "GUESS-n")))
+    {
+        let r = http
+            .post(format!("{}/rpc/call", p.base))
+            .body(body_of(name, guess).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+    }
+    let text = poll("the refusal warning", || async {
+        let text = log_text(logs.path());
+        text.contains("call refused: acl check failed").then_some(text)
+    })
+    .await;
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("acl check failed")).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(lines[0].starts_with("[WARNING]"), "{text}");
+    assert!(lines[0].contains("source=127.0.0.1"), "{text}");
+    assert!(
+        lines[0].contains(r#"acl="evil\u{1b}[2K\u{1b}[1G[FATAL] forged""#),
+        "{text}"
+    );
+    assert!(lines[0].contains(r#"reason="unknown acl""#), "{text}");
+    assert!(!text.contains("GUESS") && !text.contains('\u{1b}'), "{text}");
+
+    // A reload with a mistyped secret is rejected without echoing it.
+    p.rewrite_config(&process_config(&topic, logs.path(), "123456789"));
+    p.signal("USR1");
+    let text = poll("the rejected reload", || async {
+        let text = log_text(logs.path());
+        text.contains("reload rejected").then_some(text)
+    })
+    .await;
+    assert!(text.contains("kafka.producer.acl[0].secret"), "{text}");
+    assert!(!text.contains("123456789"), "{text}");
 }
