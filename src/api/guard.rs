@@ -71,8 +71,10 @@ impl CallerGuard {
         };
         if let Some(cooldown) = blocked {
             warn!(log, "too many failed acl checks: source blocked"; "source" => %source,
-                "acl" => acl, "cooldown_s" => cooldown.as_secs());
+                "acl" => shorten(acl), "cooldown_s" => cooldown.as_secs());
         }
+        // The name is the caller's input, up to the body limit: log its start only.
+        let acl = shorten(acl);
         let verdict = lock(&self.log_limit).check(source, now);
         if let Verdict::Log { suppressed } = verdict {
             warn!(log, "call refused: acl check failed"; "source" => %source, "acl" => acl,
@@ -81,7 +83,44 @@ impl CallerGuard {
     }
 }
 
+/// Longest ACL name written to the log, in characters.
+const NAME_SHOWN: usize = 64;
+
+/// `name`, cut to [`NAME_SHOWN`] characters with `...` when longer.
+fn shorten(name: &str) -> std::borrow::Cow<'_, str> {
+    match name.char_indices().nth(NAME_SHOWN) {
+        Some((at, _)) => format!("{}...", &name[..at]).into(),
+        None => name.into(),
+    }
+}
+
 // A poisoned lock only means a thread panicked while holding it; the tables stay usable.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_names_are_cut_for_the_log() {
+        assert_eq!(shorten("caller"), "caller");
+        let long = "é".repeat(100);
+        assert_eq!(shorten(&long), format!("{}...", "é".repeat(64)));
+    }
+
+    #[test]
+    fn the_guard_blocks_after_ten_failures_and_only_that_source() {
+        let guard = CallerGuard::default();
+        let log = crate::logging::discard();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..9 {
+            guard.refused(&log, a, "x", AclRefusal::WrongSecret);
+            assert_eq!(guard.blocked(a), None);
+        }
+        guard.refused(&log, a, "x", AclRefusal::UnknownName);
+        assert!(guard.blocked(a).is_some_and(|d| d <= Duration::from_secs(60)));
+        assert_eq!(guard.blocked("192.0.2.2".parse().unwrap()), None);
+    }
 }
