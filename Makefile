@@ -19,8 +19,8 @@ run: ## Run bigpipe with $(CONFIG), starting a local Kafka if the configured one
 	scripts/run.sh $(CONFIG)
 
 .PHONY: check-config
-check-config: ## Validate $(CONFIG) and list every problem
-	$(CARGO) run --quiet -- --config $(CONFIG) check-config
+check-config: ## Validate $(CONFIG) and list every problem (the shipped ACL secrets come from run/, see scripts/demo-secrets.sh)
+	. scripts/demo-secrets.sh && $(CARGO) run --quiet -- --config $(CONFIG) check-config
 
 .PHONY: unit
 unit: ## Unit tests only (no Kafka)

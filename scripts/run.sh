@@ -28,22 +28,10 @@ if ! (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
   esac
 fi
 
-# The shipped configs carry no ACL secret: they read ACL_SYSTEM_1_SECRET and
-# ACL_SYSTEM_2_SECRET. Generate a random one per caller on first use, kept in
-# run/ (not in git), and export them unless they are already set.
-mkdir -p run
-for n in 1 2; do
-  file="run/system-$n.secret"
-  if [ ! -s "$file" ]; then
-    (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=\n' > "$file")
-    echo "run.sh: generated a secret for ACL system-$n in $file" >&2
-  fi
-  var="ACL_SYSTEM_${n}_SECRET"
-  if [ -z "${!var:-}" ]; then
-    export "$var=$(cat "$file")"
-  fi
-done
-echo "run.sh: ACL secrets: system-1 in run/system-1.secret, system-2 in run/system-2.secret (README, Quick start, has a curl that reads it)" >&2
+# The shipped configs read their ACL secrets from the environment: generate
+# them on first use (run/system-N.secret) and export them.
+. scripts/demo-secrets.sh
+echo "run.sh: ACL secrets: system-1 in run/system-1.secret, system-2 in run/system-2.secret (the README's Quick start has a curl that reads it)" >&2
 
 # glibc keeps freed memory per thread arena; two arenas keep RSS near what is
 # really in use after bursts of calls (see README, Benchmarks).
