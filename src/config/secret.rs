@@ -59,6 +59,9 @@ pub(crate) enum SecretError {
         /// The I/O error.
         reason: String,
     },
+    /// The secret file is larger than [`MAX_SECRET_FILE`].
+    #[error("secret file {0} is larger than 65536 bytes")]
+    TooLarge(String),
     /// The secret file is empty (after the trailing newline is trimmed).
     #[error("secret file {0} is empty")]
     EmptyFile(String),
@@ -89,15 +92,27 @@ pub(crate) fn from_value(raw: &str, env: &HashMap<String, String>) -> Result<Sec
     }
 }
 
+/// Largest secret file read, bytes.
+pub(crate) const MAX_SECRET_FILE: u64 = 65_536;
+
 /// Reads a secret file: its content less one trailing newline. Relative paths are relative to
 /// the working directory, like `log.directory`.
 pub(crate) fn from_file(path: &Path) -> Result<Secret, SecretError> {
+    use std::io::Read as _;
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| SecretError::Unreadable {
+    let unreadable = |e: std::io::Error| SecretError::Unreadable {
         path: shown.clone(),
         // The io::Error text is "No such file or directory (os error 2)": never the content.
         reason: e.to_string(),
-    })?;
+    };
+    // Bounded, so a wrong path (/dev/zero, a log file) cannot hang or exhaust the loader.
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SECRET_FILE + 1).read_to_string(&mut text))
+        .map_err(unreadable)?;
+    if text.len() as u64 > MAX_SECRET_FILE {
+        return Err(SecretError::TooLarge(shown));
+    }
     let text = text
         .strip_suffix("\r\n")
         .or_else(|| text.strip_suffix('\n'))
@@ -170,6 +185,8 @@ mod tests {
         assert_eq!(from_file(&path).unwrap().expose(), "two\n");
         std::fs::write(&path, "\n").unwrap();
         assert!(matches!(from_file(&path), Err(SecretError::EmptyFile(_))));
+        std::fs::write(&path, "x".repeat(70_000)).unwrap();
+        assert!(matches!(from_file(&path), Err(SecretError::TooLarge(_))));
         let missing = from_file(&dir.path().join("missing")).unwrap_err().to_string();
         assert!(
             missing.contains("missing") && missing.contains("cannot read"),
