@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -166,9 +167,19 @@ async fn the_readme_sample_secret_refuses_to_start_unless_demo() {
          [[kafka.producer.acl]]\nname = \"system-1\"\nsecret = \"you are good\"\ntopic = \"{topic}\"\n",
         bootstrap()
     );
-    let (child, _dir) = spawn_binary(&toml, &[]);
+    let (mut child, _dir) = spawn_binary(&toml, &[]);
+    // A binary that starts anyway must fail the test, not hang it.
+    let exited = poll("bigpipe to exit", || {
+        let status = child.try_wait().unwrap();
+        async move { status }
+    });
+    let exited = tokio::time::timeout(Duration::from_secs(30), exited).await;
+    if exited.is_err() {
+        child.kill().ok();
+    }
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(exited.is_ok(), "bigpipe started with the sample secret: {stderr}");
     assert_eq!(out.status.code(), Some(78), "{stderr}");
     assert!(
         stderr.contains("kafka.producer.acl[0].secret: ACL 'system-1' uses a sample secret")

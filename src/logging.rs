@@ -388,6 +388,12 @@ mod tests {
             ),
             "{body}"
         );
+        // The review's record: no space, quote, = or newline, which alone made the old code quote.
+        let line = line_of(|log| info!(log, "x"; "call_id" => "abc\x1b[2K\x1b[1G[FATAL]forged\rline"));
+        assert!(
+            line.ends_with(" call_id=\"abc\\u{1b}[2K\\u{1b}[1G[FATAL]forged\\rline\"\n"),
+            "{line:?}"
+        );
     }
 
     #[test]
