@@ -1,6 +1,9 @@
 //! Hot reload (SIGUSR1): apply a new, fully validated config without dropping a call.
 //!
-//! Reloadable: ACLs, `ack.mode`, `ack.timeout.ms`, `http.server.body.limit`,
+//! Reloadable: ACLs (secret files and `${ENV}` references are read again; an
+//! ACL quota whose `rate` and `burst` are unchanged keeps its state, so a
+//! reload neither refills nor empties a burst; the per-source throttle on failed
+//! ACL checks is not reset), `ack.mode`, `ack.timeout.ms`, `http.server.body.limit`,
 //! the ingest queue limits (`http.server.handler.channel.size`,
 //! `kafka.producer.queue.bytes`, `kafka.producer.queue.reserved`, and the
 //! ACLs that get a reserve) and `message.timeout.ms` (for new calls),
