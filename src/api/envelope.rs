@@ -179,12 +179,12 @@ impl ResponseError for CallError {
             // The rest of a late body may still be on its way: the connection cannot be
             // reused, so say so (actix closes it too, as the body was not read to its end).
             if let Self::Throttled { retry_after } | Self::Quota { retry_after } = self {
-            response.headers_mut().insert(
-                actix_web::http::header::RETRY_AFTER,
-                actix_web::http::header::HeaderValue::from(*retry_after),
-            );
-        }
-        response
+                response.headers_mut().insert(
+                    actix_web::http::header::RETRY_AFTER,
+                    actix_web::http::header::HeaderValue::from(*retry_after),
+                );
+            }
+            response
                 .head_mut()
                 .set_connection_type(actix_web::http::ConnectionType::Close);
         }

@@ -10,8 +10,8 @@ use serde_json::json;
 use slog::{debug, warn};
 
 use super::envelope::{CallError, envelope};
-use super::head_guard::CloseSignal;
 use super::guard::UNKNOWN_SOURCE;
+use super::head_guard::CloseSignal;
 use super::quota::retry_after_secs;
 use super::request;
 use super::{ApiConfig, ApiState};

@@ -110,7 +110,15 @@ fn acl_entries(c: &mut Checker<'_>, root: &Dict, topics: &TopicNames, demo: bool
         c.unknown_entry_keys(
             entry,
             &path,
-            &["name", "secret", "secret_file", "topic", "targets", "rate", "burst"],
+            &[
+                "name",
+                "secret",
+                "secret_file",
+                "topic",
+                "targets",
+                "rate",
+                "burst",
+            ],
         );
         let name = c.required(entry, &path, "name", |c, key, value| {
             let name = c.non_empty_string(key, value)?;

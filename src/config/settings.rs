@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::secret::Secret;
 use crate::delivery::forward::{ForwardRules, HeaderPolicy};
 use crate::delivery::signing::SigningKey;
-use super::secret::Secret;
 
 /// The whole validated configuration. Built only by [`super::load`] and friends; share it as
 /// `Arc<Settings>` and swap the `Arc` on reload rather than mutating it.
