@@ -26,9 +26,12 @@ ENV BIGPIPE_KAFKA_BOOTSTRAP_SERVERS=kafka:9092
 # outside, so listen on every interface (publish it on the host's loopback to keep it local).
 # No ACL secret is built in: the config reads ACL_SYSTEM_1_SECRET / ACL_SYSTEM_2_SECRET.
 ENV BIGPIPE_HTTP_SERVER_HOST=0.0.0.0
+# The admin listener (/stats, /readyz detail) stays on the container's loopback unless the
+# deployment opens it with BIGPIPE_HTTP_ADMIN_HOST=0.0.0.0 and a BIGPIPE_HTTP_ADMIN_TOKEN
+# (docker-compose.yml does both).
 # glibc keeps freed memory per thread arena; two arenas bound RSS after bursts.
 ENV MALLOC_ARENA_MAX=2
 USER bigpipe
-EXPOSE 10086
+EXPOSE 10086 10087
 ENTRYPOINT ["/usr/local/bin/bigpipe"]
 CMD ["--config", "/etc/bigpipe/bigpipe.toml"]
