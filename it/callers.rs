@@ -11,7 +11,10 @@ use serde_json::{Value, json};
 use crate::helpers::process;
 use crate::helpers::*;
 
-const MOCK: &str = "http://127.0.0.1:9/target";
+/// Never delivered (no consumer entry in these tests). A name, not an IP literal: ingest judges
+/// names only by the ACL's `targets`, so the tests that build their settings without the
+/// helpers' loopback allowance are not refused by the destination policy.
+const MOCK: &str = "http://target.invalid:9/target";
 
 fn body_of(acl: &str, secret: &str) -> Value {
     json!({
@@ -144,6 +147,8 @@ fn spawn_binary(toml: &str, env: &[(&str, &str)]) -> (std::process::Child, tempf
     cmd.arg("--config")
         .arg(&path)
         .env_remove("BIGPIPE_DEMO")
+        // Not the default 10087, which parallel tests (or a running bigpipe) may hold.
+        .env("BIGPIPE_HTTP_ADMIN_PORT", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
