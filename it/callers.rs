@@ -194,7 +194,9 @@ async fn the_readme_sample_secret_refuses_to_start_unless_demo() {
     );
 
     // Told it is a demo, it starts and takes the sample secret.
-    let (mut child, _dir) = spawn_binary(&toml, &[("BIGPIPE_DEMO", "true")]);
+    let (child, _dir) = spawn_binary(&toml, &[("BIGPIPE_DEMO", "true")]);
+    // Stopped however the test ends: a failed assertion must not leave it running.
+    let _child = KillOnDrop(child);
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     poll("demo bigpipe answers", || async {
@@ -209,8 +211,16 @@ async fn the_readme_sample_secret_refuses_to_start_unless_demo() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    child.kill().ok();
-    child.wait().ok();
+}
+
+/// Kills and reaps the child when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

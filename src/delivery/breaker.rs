@@ -332,13 +332,22 @@ impl Breakers {
     }
 }
 
-/// The breaker key of a URL: its scheme and authority, lower case (`http://host:port`).
-/// `None` when the URL has neither (such a call fails as invalid, and is no sample).
+/// The breaker (and host-slot) key of a URL: its scheme, host and port, lower case
+/// (`http://host:port`). `None` when the URL has no scheme or host (such a call fails as
+/// invalid, and is no sample).
+///
+/// Userinfo is left out: it names no other host, and a key is logged and shown in `/stats`,
+/// where a password must not appear; nor may a caller get a fresh breaker (and fresh host
+/// slots) per made-up user name for a host that is failing.
 pub fn host_key(url: &str) -> Option<String> {
     let uri: awc::http::Uri = url.parse().ok()?;
     let scheme = uri.scheme_str()?;
-    let authority = uri.authority()?;
-    Some(format!("{scheme}://{authority}").to_ascii_lowercase())
+    let host = uri.host()?;
+    let key = match uri.port_u16() {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    };
+    Some(key.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -529,7 +538,16 @@ mod tests {
             host_key("http://Example.com:8080/a/b?c=d").as_deref(),
             Some("http://example.com:8080")
         );
-        assert_eq!(host_key("https://u@h/x").as_deref(), Some("https://u@h"));
+        // Userinfo never reaches a key: no password in logs, no fresh breaker per user name.
+        assert_eq!(host_key("https://u@h/x").as_deref(), Some("https://h"));
+        assert_eq!(
+            host_key("http://admin:pw@H:81/x").as_deref(),
+            host_key("http://other@h:81/").as_deref()
+        );
+        assert_eq!(
+            host_key("http://[::1]:8080/").as_deref(),
+            Some("http://[::1]:8080")
+        );
         assert_eq!(host_key("/relative"), None);
         assert_eq!(host_key("not a url"), None);
     }
