@@ -39,6 +39,10 @@ mod settings;
 mod source;
 mod validate;
 
+/// Every top-level key the validator knows, for the property tests.
+#[cfg(test)]
+pub(crate) use validate::KEYS as KNOWN_KEYS;
+
 #[cfg(test)]
 mod tests;
 
