@@ -99,7 +99,9 @@ Environment:
   BIGPIPE_KAFKA_LOG4J_VERSION  log4j2 version to fetch (default: the one Kafka uses)
   BIGPIPE_MVN_ARGS             extra arguments for mvn (e.g. -Dmaven.repo.local=...)
   BIGPIPE_KAFKA_DOCKER=1       if a Docker engine answers, single-node up/down/status use
-                               'docker compose' with <repo>/docker-compose.yml instead
+                               'docker compose' (v2) or 'docker-compose' (v1) with
+                               <repo>/docker-compose.yml instead; when neither is there, or
+                               the container does not come up, the Maven jars are used
 EOF
 }
 
@@ -414,21 +416,59 @@ stop_dir() {
 
 SINGLE_DIR=$RUN_ROOT/single
 
-use_docker() {
-  [[ ${BIGPIPE_KAFKA_DOCKER:-0} == 1 ]] && command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1
+# Set by probe_docker: the compose command in use (the v2 plugin, else v1's docker-compose),
+# or why the docker path cannot be used.
+COMPOSE=()
+DOCKER_WHY=""
+
+probe_docker() {
+  COMPOSE=()
+  DOCKER_WHY=""
+  if ! command -v docker >/dev/null 2>&1; then
+    DOCKER_WHY="there is no docker command"
+  elif ! docker info >/dev/null 2>&1; then
+    DOCKER_WHY="no Docker engine answers"
+  elif docker compose version >/dev/null 2>&1; then
+    COMPOSE=(docker compose)
+  elif command -v docker-compose >/dev/null 2>&1 && docker-compose version >/dev/null 2>&1; then
+    COMPOSE=(docker-compose)
+  else
+    DOCKER_WHY="neither 'docker compose' (v2 plugin) nor 'docker-compose' (v1) is installed"
+  fi
 }
-compose() { docker compose -f "$REPO_ROOT/docker-compose.yml" "$@"; }
+
+use_docker() {
+  [[ ${BIGPIPE_KAFKA_DOCKER:-0} == 1 ]] || return 1
+  probe_docker
+  [[ -z $DOCKER_WHY ]]
+}
+compose() { "${COMPOSE[@]}" -f "$REPO_ROOT/docker-compose.yml" "$@"; }
+
+# Starts the compose file's kafka service and waits until it answers on $HOST:9092; v1 has
+# no `up --wait`, so readiness is polled the same way for both.
+docker_up() {
+  local t0=$1 deadline
+  compose up -d kafka || return 1
+  deadline=$(($(now_ms) + READY_TIMEOUT * 1000))
+  until kafka_answers "$HOST" 9092; do
+    (($(now_ms) < deadline)) || { log "the kafka container did not answer within ${READY_TIMEOUT}s"; return 1; }
+    sleep 1
+  done
+  echo "Kafka (docker, ${COMPOSE[*]}) ready on $HOST:9092 in $(elapsed "$t0") s"
+}
 
 single_up() {
   local keep=$1 t0 pid
   t0=$(now_ms)
   if use_docker; then
-    log "BIGPIPE_KAFKA_DOCKER=1 and a Docker engine answers: using docker compose"
-    compose up -d --wait kafka
-    echo "Kafka (docker) ready on $HOST:9092 in $(elapsed "$t0") s"
-    return 0
+    log "BIGPIPE_KAFKA_DOCKER=1 and a Docker engine answers: using ${COMPOSE[*]}"
+    if docker_up "$t0"; then
+      return 0
+    fi
+    log "${COMPOSE[*]} could not start Kafka (above): stopping it and using the Maven jars"
+    compose rm --stop --force kafka >/dev/null 2>&1 || true
   elif [[ ${BIGPIPE_KAFKA_DOCKER:-0} == 1 ]]; then
-    log "BIGPIPE_KAFKA_DOCKER=1 but no Docker engine answers: using the Maven jars"
+    log "BIGPIPE_KAFKA_DOCKER=1 but $DOCKER_WHY: using the Maven jars"
   fi
   if pid=$(running "$SINGLE_DIR/kafka.pid"); then
     if node_ready "$SINGLE_DIR" "$PORT"; then
@@ -468,15 +508,17 @@ single_start() {
 
 single_down() {
   local keep=$1
+  local docker=0
   if use_docker; then
-    compose rm --stop --force --volumes kafka
-    return 0
+    docker=1
+    compose rm --stop --force --volumes kafka || true
   fi
+  # Also with docker: `up` falls back to the jars when the container does not start.
   if running "$SINGLE_DIR/kafka.pid" >/dev/null; then
     stop_dir "$SINGLE_DIR" TERM
   else
     rm -f "$SINGLE_DIR/kafka.pid"
-    echo "Kafka (single) not running"
+    [[ $docker == 1 ]] || echo "Kafka (single) not running"
   fi
   if [[ $keep == 0 ]]; then
     rm -rf "$SINGLE_DIR"
