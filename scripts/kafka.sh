@@ -688,11 +688,14 @@ tool_class() {
     consumer-groups) echo org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ;;
     producer-perf) echo org.apache.kafka.tools.ProducerPerformance ;;
     consumer-perf) echo org.apache.kafka.tools.ConsumerPerformance ;;
-    console-producer) echo org.apache.kafka.tools.ConsoleProducer ;;
+    # Kafka 3.x keeps these two in kafka_2.13 (4.0 moved them to kafka-tools).
+    console-producer)
+      case $KAFKA_VERSION in 3.*) echo kafka.tools.ConsoleProducer ;; *) echo org.apache.kafka.tools.ConsoleProducer ;; esac ;;
     console-consumer) echo org.apache.kafka.tools.consumer.ConsoleConsumer ;;
     get-offsets) echo org.apache.kafka.tools.GetOffsetShell ;;
     metadata-quorum) echo org.apache.kafka.tools.MetadataQuorumCommand ;;
-    api-versions) echo org.apache.kafka.tools.BrokerApiVersionsCommand ;;
+    api-versions)
+      case $KAFKA_VERSION in 3.*) echo kafka.admin.BrokerApiVersionsCommand ;; *) echo org.apache.kafka.tools.BrokerApiVersionsCommand ;; esac ;;
     configs) echo kafka.admin.ConfigCommand ;;
     storage) echo kafka.tools.StorageTool ;;
     *) echo "$1" ;;
