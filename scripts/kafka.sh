@@ -86,6 +86,9 @@ Tools (classpath = tools-libs + broker libs, fetched on first use):
 
 Environment:
   BIGPIPE_KAFKA_VERSION        Kafka version (default 4.3.1)
+  BIGPIPE_KAFKA_TOOLS_VERSION  Kafka version of the client tools run by 'tool' (default: the
+                               broker's); e.g. 4.3.1 tools against a BIGPIPE_KAFKA_VERSION=3.9.1
+                               broker, whose console producer takes other flags
   BIGPIPE_KAFKA_PORT           single-node PLAINTEXT port (default 9092; controller = port+1)
   BIGPIPE_KAFKA_CLUSTER_BASE_PORT  cluster node N uses N*1000+base (default 9092 -> 10092, 11092, 12092)
   BIGPIPE_KAFKA_CACHE          jar cache root (default \$HOME/.cache/bigpipe)
@@ -704,6 +707,12 @@ tool_class() {
 
 cmd_tool() {
   (($# >= 1)) || die "usage: tool <MainClass|alias> [args...]"
+  # Client tools of another version than the broker (e.g. today's tools against a 3.x broker,
+  # so scripts and tests need only one set of tool flags): run this again as that version.
+  if [[ -n ${BIGPIPE_KAFKA_TOOLS_VERSION:-} && $BIGPIPE_KAFKA_TOOLS_VERSION != "$KAFKA_VERSION" ]]; then
+    exec env BIGPIPE_KAFKA_VERSION="$BIGPIPE_KAFKA_TOOLS_VERSION" BIGPIPE_KAFKA_TOOLS_VERSION= \
+      bash "$REPO_ROOT/scripts/kafka.sh" tool "$@"
+  fi
   local cls
   cls=$(tool_class "$1")
   shift
