@@ -25,41 +25,18 @@ fn body_of(acl: &str, secret: &str) -> Value {
     })
 }
 
-/// A client whose connections come from `source` (any 127/8 address works on Linux loopback).
-fn client_from(source: &str) -> reqwest::Client {
-    let ip: IpAddr = source.parse().unwrap();
-    reqwest::Client::builder().local_address(ip).build().unwrap()
-}
-
-/// POSTs `body` to `/rpc/call` with `client`: status, `Retry-After`, envelope.
-async fn call_with(client: &reqwest::Client, bp: &Bigpipe, body: &Value) -> (u16, Option<u64>, Value) {
-    let r = client
-        .post(format!("{}/rpc/call", bp.base))
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("post");
-    let status = r.status().as_u16();
-    let retry_after = r
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    let env = serde_json::from_slice(&r.bytes().await.expect("body")).unwrap_or(Value::Null);
-    (status, retry_after, env)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_guesses_from_one_source_are_throttled_and_others_are_not() {
     let _k = kafka().await;
     let topic = unique("callers-throttle");
     let bp = Bigpipe::start_ready(&settings(&simple_config(&topic, 1, ""))).await;
-    let attacker = client_from("127.0.0.1");
+    let attacker = client_from(IpAddr::from([127, 0, 0, 1]));
 
     let mut answers = Vec::new();
     for i in 0..200 {
-        let (status, retry_after, env) =
-            call_with(&attacker, &bp, &body_of("caller", &format!("guess-{i}"))).await;
+        let (status, retry_after, env) = bp
+            .call_from(&attacker, &body_of("caller", &format!("guess-{i}")))
+            .await;
         answers.push((status, retry_after, env["msg"].as_str().unwrap_or("").to_owned()));
     }
     // 10 checked and refused (403), then 429 without a check for the rest.
@@ -76,13 +53,13 @@ async fn wrong_guesses_from_one_source_are_throttled_and_others_are_not() {
         );
     }
     // The right secret from the blocked source is not even checked during the cool-down.
-    let (status, _, _) = call_with(&attacker, &bp, &call_body(MOCK, "d", "")).await;
+    let (status, _, _) = bp.call_from(&attacker, &call_body(MOCK, "d", "")).await;
     assert_eq!(status, 429);
     // Another source is not affected, wrong or right.
-    let other = client_from("127.0.0.2");
-    let (status, _, _) = call_with(&other, &bp, &body_of("caller", "wrong")).await;
+    let other = client_from(IpAddr::from([127, 0, 0, 2]));
+    let (status, _, _) = bp.call_from(&other, &body_of("caller", "wrong")).await;
     assert_eq!(status, 403);
-    let (status, _, env) = call_with(&other, &bp, &call_body(MOCK, "d", "")).await;
+    let (status, _, env) = bp.call_from(&other, &call_body(MOCK, "d", "")).await;
     assert_eq!(status, 200, "{env}");
 
     let (_, stats) = bp.get("/stats").await;
@@ -234,10 +211,10 @@ async fn an_acl_over_its_quota_gets_429_and_another_acl_is_unaffected() {
     let bp = Bigpipe::start_ready(&settings(&simple_config(&topic, 1, &extra))).await;
     let client = reqwest::Client::new();
     for i in 0..3 {
-        let (status, _, env) = call_with(&client, &bp, &body_of("limited", "l")).await;
+        let (status, _, env) = bp.call_from(&client, &body_of("limited", "l")).await;
         assert_eq!(status, 200, "call {i}: {env}");
     }
-    let (status, retry_after, env) = call_with(&client, &bp, &body_of("limited", "l")).await;
+    let (status, retry_after, env) = bp.call_from(&client, &body_of("limited", "l")).await;
     assert_eq!(status, 429, "{env}");
     assert_eq!(env, json!({"data": "", "errno": -1, "msg": "超过配额"}));
     assert!(
@@ -246,7 +223,7 @@ async fn an_acl_over_its_quota_gets_429_and_another_acl_is_unaffected() {
     );
     // The ACL without a quota keeps going.
     for _ in 0..20 {
-        let (status, _, env) = call_with(&client, &bp, &call_body(MOCK, "d", "")).await;
+        let (status, _, env) = bp.call_from(&client, &call_body(MOCK, "d", "")).await;
         assert_eq!(status, 200, "{env}");
     }
     let (_, stats) = bp.get("/stats").await;

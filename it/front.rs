@@ -28,6 +28,13 @@ fn spawn(topic: &str, http: &str, admin: &str) -> Process {
     Process::spawn(&simple_config(topic, 1, &extra))
 }
 
+/// [`spawn`], then [`wait_up`].
+async fn started(topic: &str, http: &str, admin: &str) -> Process {
+    let proc = spawn(topic, http, admin);
+    wait_up(&proc).await;
+    proc
+}
+
 /// `host:port` of a base URL.
 fn addr(base: &str) -> String {
     base.trim_start_matches("http://").to_owned()
@@ -107,8 +114,7 @@ async fn heads_without_their_body_are_closed_at_the_deadline() {
     let _k = kafka().await;
     let topic = unique("front-loris");
     let read_timeout = Duration::from_millis(2000);
-    let proc = spawn(&topic, "read.timeout = 2000", "");
-    wait_up(&proc).await;
+    let proc = started(&topic, "read.timeout = 2000", "").await;
     let before = usage(proc.pid());
     let head = "POST /rpc/call HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
                 Content-Length: 1000000\r\n\r\n";
@@ -154,8 +160,7 @@ async fn heads_without_their_body_are_closed_at_the_deadline() {
 async fn a_trickled_body_is_cut_off() {
     let _k = kafka().await;
     let topic = unique("front-trickle");
-    let proc = spawn(&topic, "read.timeout = 1000", "");
-    wait_up(&proc).await;
+    let proc = started(&topic, "read.timeout = 1000", "").await;
     for path in ["/rpc/call", "/rpc/server/mock"] {
         let s = TcpStream::connect(addr(&proc.base)).await.expect("connect");
         let (mut rd, mut wr) = s.into_split();
@@ -190,12 +195,12 @@ async fn a_trickled_body_is_cut_off() {
 async fn a_connection_over_max_connections_waits_for_a_free_slot() {
     let _k = kafka().await;
     let topic = unique("front-maxconn");
-    let proc = spawn(
+    let proc = started(
         &topic,
         "workers = 1\nmax.connections = 2\nread.timeout = 20000\nkeepalive.timeout = 20000",
         "",
-    );
-    wait_up(&proc).await;
+    )
+    .await;
     let get = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
     // Two keep-alive connections, each proven served, then left open.
     let mut held = Vec::new();
@@ -224,8 +229,7 @@ async fn a_connection_over_max_connections_waits_for_a_free_slot() {
 async fn connections_over_the_rate_are_closed_unanswered() {
     let _k = kafka().await;
     let topic = unique("front-rate");
-    let proc = spawn(&topic, "max.connection.rate = 5", "");
-    wait_up(&proc).await;
+    let proc = started(&topic, "max.connection.rate = 5", "").await;
     // Let the bucket refill after the polling above.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let raw = "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
@@ -246,8 +250,7 @@ async fn connections_over_the_rate_are_closed_unanswered() {
 async fn an_oversized_expect_continue_is_refused_before_the_body() {
     let _k = kafka().await;
     let topic = unique("front-expect");
-    let proc = spawn(&topic, "body.limit = 1000", "");
-    wait_up(&proc).await;
+    let proc = started(&topic, "body.limit = 1000", "").await;
     for path in ["/rpc/call", "/rpc/server/mock"] {
         let mut s = TcpStream::connect(addr(&proc.base)).await.expect("connect");
         let head = format!(
@@ -279,8 +282,7 @@ async fn an_oversized_expect_continue_is_refused_before_the_body() {
 async fn the_mock_target_has_a_body_limit() {
     let _k = kafka().await;
     let topic = unique("front-mock");
-    let proc = spawn(&topic, "body.limit = 1000", "");
-    wait_up(&proc).await;
+    let proc = started(&topic, "body.limit = 1000", "").await;
     let chunk = "x".repeat(500);
     let chunked = format!(
         "POST /rpc/server/mock HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
@@ -307,8 +309,7 @@ async fn the_mock_target_has_a_body_limit() {
 async fn idle_keep_alive_connections_close_after_the_configured_time() {
     let _k = kafka().await;
     let topic = unique("front-ka");
-    let proc = spawn(&topic, "keepalive.timeout = 300", "");
-    wait_up(&proc).await;
+    let proc = started(&topic, "keepalive.timeout = 300", "").await;
     let mut s = TcpStream::connect(addr(&proc.base)).await.expect("connect");
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
         .await
@@ -328,12 +329,12 @@ async fn idle_keep_alive_connections_close_after_the_configured_time() {
 async fn a_partial_second_head_on_a_kept_connection_is_closed() {
     let _k = kafka().await;
     let topic = unique("front-second-head");
-    let proc = spawn(
+    let proc = started(
         &topic,
         "read.timeout = 1000\nwrite.timeout = 1000\nkeepalive.timeout = 1000",
         "",
-    );
-    wait_up(&proc).await;
+    )
+    .await;
     let mut conns = Vec::new();
     for _ in 0..5 {
         let mut s = TcpStream::connect(addr(&proc.base)).await.expect("connect");
@@ -361,8 +362,7 @@ async fn a_partial_second_head_on_a_kept_connection_is_closed() {
 async fn header_count_and_size_caps_are_as_documented() {
     let _k = kafka().await;
     let topic = unique("front-headers");
-    let proc = spawn(&topic, "", "");
-    wait_up(&proc).await;
+    let proc = started(&topic, "", "").await;
     let with_headers = |n: usize, value_len: usize| {
         // `Host` and `Connection` are two of the n lines.
         let extra: String = (0..n - 2)
@@ -412,8 +412,7 @@ fn check_config_warns_about_an_open_admin_listener() {
 async fn the_admin_surface_is_off_the_public_listener_and_behind_its_token() {
     let _k = kafka().await;
     let topic = unique("front-admin");
-    let proc = spawn(&topic, "", &format!("token = \"{TOKEN}\""));
-    wait_up(&proc).await;
+    let proc = started(&topic, "", &format!("token = \"{TOKEN}\"")).await;
     let http = reqwest::Client::new();
     let get = |url: String, token: Option<&'static str>| {
         let mut r = http.get(url);

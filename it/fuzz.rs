@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout};
 
-use crate::helpers::{Bigpipe, WAIT, call_body, kafka, settings, simple_config, unique};
+use crate::helpers::{Bigpipe, WAIT, call_body, client_from, kafka, settings, simple_config, unique};
 
 /// Cases sent concurrently between two health checks.
 const BATCH: usize = 25;
@@ -217,20 +217,10 @@ fn source_of(n: usize) -> std::net::IpAddr {
 /// from [`CHECK_SOURCE`], which the throttle has no reason to block.
 async fn normal_call_is_accepted(bp: &Bigpipe, seed: u64, case_no: usize) {
     let body = call_body("http://svc.internal/hook", "a normal call", "k");
-    let client = reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from(CHECK_SOURCE))
-        .build()
-        .expect("client");
+    let client = client_from(std::net::IpAddr::from(CHECK_SOURCE));
     let until = Instant::now() + WAIT;
     loop {
-        let r = client
-            .post(format!("{}/rpc/call", bp.base))
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("post");
-        let status = r.status().as_u16();
-        let envelope = r.text().await.unwrap_or_default();
+        let (status, _, envelope) = bp.call_from(&client, &body).await;
         if status == 200 {
             return;
         }

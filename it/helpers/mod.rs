@@ -218,6 +218,29 @@ impl Bigpipe {
         self.post_raw("/rpc/call", body.to_string().into_bytes()).await
     }
 
+    /// POSTs `body` to `/rpc/call` with `client` (e.g. one from [`client_from`]); returns the
+    /// status, `Retry-After` in seconds when given, and the envelope.
+    pub(crate) async fn call_from(
+        &self,
+        client: &reqwest::Client,
+        body: &Value,
+    ) -> (u16, Option<u64>, Value) {
+        let r = client
+            .post(format!("{}/rpc/call", self.base))
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("post");
+        let status = r.status().as_u16();
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let envelope = serde_json::from_slice(&r.bytes().await.expect("body")).unwrap_or(Value::Null);
+        (status, retry_after, envelope)
+    }
+
     /// POSTs raw bytes to `path`; returns the status and the parsed body.
     pub(crate) async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
         let r = self
@@ -414,4 +437,13 @@ impl Bigpipe {
         bp.wait_ready().await;
         (bp, captured)
     }
+}
+
+/// An HTTP client whose connections come from `source` (any 127/8 address is local on Linux),
+/// for tests of per-source behaviour such as the failed-check throttle.
+pub(crate) fn client_from(source: std::net::IpAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(source)
+        .build()
+        .expect("client")
 }
