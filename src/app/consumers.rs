@@ -14,7 +14,7 @@ use crate::consumer::{self, EntryContext, EntryError};
 use crate::delivery::DeliveryPool;
 use crate::delivery::forward::HeaderPolicy;
 use crate::kafka::client::KafkaClient;
-use crate::producer::partitioner::PartitionTable;
+use crate::kafka::metadata::PartitionTable;
 use crate::stats::Stats;
 
 /// One running consumer entry.

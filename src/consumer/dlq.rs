@@ -38,9 +38,9 @@ use crate::backoff::{Backoff, BackoffConfig};
 use crate::kafka::client::KafkaClient;
 // The classification lives with the writer (retry tiers use it too); the dead-letter
 // steps and their tests read it from here.
+use crate::kafka::metadata::PartitionTable;
 use crate::kafka::records::RecordWriter;
 pub use crate::kafka::records::{Fault, WriteError};
-use crate::producer::partitioner::PartitionTable;
 use crate::stats::{ConsumerStats, inc};
 
 /// Header prefix of everything the dead-letter path adds.

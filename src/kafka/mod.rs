@@ -7,6 +7,7 @@
 //!   (CreateTopics with configs, and the consumer-group APIs).
 //! - [`fallback`]: reads a partition rskafka cannot decode (lz4/zstd batches, corrupt
 //!   ones) with the wire client and pure-Rust codecs.
+//! - [`metadata`]: the partition-count table, and which partition-count reader serves whom.
 //! - [`records`]: single-record writes for the consumer side (retry tiers).
 //! - [`topics`]: creates the configured topics and keeps partition counts,
 //!   `max.message.bytes` ([`topic_limits`]) and readiness up to date.
@@ -15,6 +16,7 @@
 
 pub mod client;
 pub mod fallback;
+pub mod metadata;
 pub mod record_size;
 pub mod records;
 pub mod topic_limits;

@@ -18,10 +18,10 @@ use slog::{Logger, info, warn};
 use tokio_util::sync::CancellationToken;
 
 use super::client::{KafkaClient, bounded};
+use super::metadata::PartitionTable;
 use super::topic_limits::TopicLimits;
 use super::wire;
 use super::wire::admin::{TopicCreation, TopicSpec};
-use crate::producer::partitioner::PartitionTable;
 
 /// A topic bigpipe needs.
 #[derive(Debug, Clone, PartialEq, Eq)]

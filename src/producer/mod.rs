@@ -41,9 +41,10 @@ use crate::kafka::topic_limits::TopicLimits;
 use crate::message::{CALL_ID_HEADER, CallMessage};
 use crate::stats::Stats;
 
+use crate::kafka::metadata::PartitionTable;
 use budget::{BudgetLimits, QueueBudget};
 pub use fair::Refusal;
-use partitioner::PartitionTable;
+use partitioner::Partitioner;
 pub use writer::{AckResult, ProduceError, TooLargeCause};
 use writer::{Pending, WriterContext};
 
@@ -119,6 +120,8 @@ pub struct ProducerHandle {
     tx: mpsc::UnboundedSender<Pending>,
     budget: QueueBudget,
     table: Arc<PartitionTable>,
+    /// Shared by every clone, so calls without a key go round-robin across them all.
+    partitioner: Arc<Partitioner>,
     /// Each topic's `max.message.bytes`, one of the two limits a record must fit.
     limits: Arc<TopicLimits>,
     /// `kafka.producer.batch.bytes`, the other one (fixed until restart).
@@ -144,8 +147,8 @@ impl ProducerHandle {
             want_ack,
         } = call;
         let partition = self
-            .table
-            .choose(&message.topic, &key)
+            .partitioner
+            .choose(&self.table, &message.topic, &key)
             .ok_or_else(|| SubmitError::UnknownTopic(message.topic.clone()))?;
         message.partition = partition;
         let record = Record {
@@ -233,6 +236,7 @@ impl Producer {
             tx,
             budget,
             table,
+            partitioner: Arc::new(Partitioner::default()),
             limits,
             batch_bytes: config.batch_bytes,
             message_timeout_ms: Arc::new(AtomicU64::new(ms)),

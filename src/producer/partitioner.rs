@@ -11,9 +11,9 @@
 //! the config as in the Go version; the configured count is only a fallback
 //! until the first metadata answer arrives.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::kafka::metadata::PartitionTable;
 
 /// The Go version's hash: `h = (h*33 + code_point) % partitions`, from 0.
 ///
@@ -29,48 +29,18 @@ pub fn go_hash(key: &str, partitions: i32) -> i32 {
     i32::try_from(hash % n).unwrap_or(0)
 }
 
-/// Partition counts per topic, refreshed from Kafka metadata.
+/// Partition choice over the counts of a [`PartitionTable`]. One per producer: the
+/// round-robin position of calls without a key.
 #[derive(Debug, Default)]
-pub struct PartitionTable {
-    counts: RwLock<HashMap<String, i32>>,
+pub struct Partitioner {
     next: AtomicU32,
 }
 
-impl PartitionTable {
-    /// Creates a table seeded with the configured counts.
-    pub fn new<'a>(configured: impl IntoIterator<Item = (&'a str, i32)>) -> Self {
-        let table = Self::default();
-        for (topic, count) in configured {
-            table.set(topic, count);
-        }
-        table
-    }
-
-    /// Records the partition count Kafka reported for `topic`. Counts below 1 are ignored.
-    pub fn set(&self, topic: &str, count: i32) {
-        if count < 1 {
-            return;
-        }
-        let mut counts = self
-            .counts
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        counts.insert(topic.to_owned(), count);
-    }
-
-    /// The current partition count of `topic`, if known.
-    pub fn count(&self, topic: &str) -> Option<i32> {
-        let counts = self
-            .counts
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        counts.get(topic).copied()
-    }
-
+impl Partitioner {
     /// Chooses the partition for a call: the Go hash of a non-empty key,
     /// round-robin otherwise. `None` when the topic is unknown.
-    pub fn choose(&self, topic: &str, key: &str) -> Option<i32> {
-        let count = self.count(topic)?;
+    pub fn choose(&self, table: &PartitionTable, topic: &str, key: &str) -> Option<i32> {
+        let count = table.count(topic)?;
         if key.is_empty() {
             let n = self.next.fetch_add(1, Ordering::Relaxed);
             Some(i32::try_from(n % count.unsigned_abs()).unwrap_or(0))
@@ -113,19 +83,17 @@ mod tests {
     #[test]
     fn empty_key_spreads_evenly() {
         let table = PartitionTable::new([("t", 4)]);
+        let partitioner = Partitioner::default();
         let mut seen = [0; 4];
         for _ in 0..400 {
-            seen[table.choose("t", "").unwrap() as usize] += 1;
+            seen[partitioner.choose(&table, "t", "").unwrap() as usize] += 1;
         }
         assert_eq!(seen, [100; 4]);
     }
 
     #[test]
-    fn metadata_overrides_config_and_bad_counts_are_ignored() {
+    fn an_unknown_topic_has_no_partition() {
         let table = PartitionTable::new([("t", 3)]);
-        table.set("t", 6);
-        table.set("t", 0);
-        assert_eq!(table.count("t"), Some(6));
-        assert_eq!(table.choose("missing", "k"), None);
+        assert_eq!(Partitioner::default().choose(&table, "missing", "k"), None);
     }
 }
