@@ -24,7 +24,7 @@ use crate::api::server::{ListenerOptions, worker_count};
 use crate::api::{self, ApiConfig, ApiState};
 use crate::config::{DeliverySettings, Settings};
 use crate::consumer::EntryError;
-use crate::delivery::forward::IngestHeaders;
+use crate::delivery::forward::{HeaderPolicy, IngestHeaders};
 use crate::delivery::{DeliveryPool, PoolConfig};
 use crate::kafka::client::KafkaClient;
 use crate::kafka::metadata::PartitionTable;
@@ -191,7 +191,7 @@ pub fn start(
         Arc::clone(&client),
         Arc::clone(&table),
         Arc::clone(&pool),
-        settings.delivery.header_policy(),
+        HeaderPolicy::global(&settings.delivery),
         Arc::clone(&stats),
         log.new(slog::o!("component" => "consumer")),
     );
@@ -331,7 +331,7 @@ fn api_config(
         .iter()
         .map(|c| (c.topic.as_str(), c.forward_headers.as_ref()));
     ApiConfig {
-        headers: IngestHeaders::new(delivery.header_policy(), entries),
+        headers: IngestHeaders::new(HeaderPolicy::global(delivery), entries),
         destinations: Arc::clone(destinations),
         acl: AclTable::carrying_over(&settings.producer.acl, previous.map(|p| &p.acl)),
         default_ack: settings.producer.default_ack,

@@ -32,6 +32,8 @@ pub mod consumer;
 pub mod delivery;
 pub mod group;
 pub mod kafka;
+#[cfg(test)]
+mod layers;
 pub mod logging;
 pub mod message;
 pub mod policy;

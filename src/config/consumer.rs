@@ -15,7 +15,7 @@ use super::rules::{
 };
 use super::settings::{Assignor, BreakerSettings, ConsumerSettings, OffsetReset};
 use super::validate::forward_rules;
-use crate::delivery::signing::SigningKey;
+use super::values::signing::SigningKey;
 
 /// Every key of a `kafka.consumer.list` entry (Go's camelCase); others are warned about.
 pub(crate) const KEYS: &[&str] = &[
@@ -74,7 +74,7 @@ const DEAD_LETTER_SUFFIX: &str = ".dlq";
 const RETRY_TIERS_MS: [u64; 3] = [5_000, 60_000, 600_000];
 
 /// Shortest tier: a retry due sooner than this waits in the partition's window anyway
-/// (`crate::consumer::tiers::IN_WINDOW_RETRY_MAX`), so a shorter tier would never be used.
+/// (the consumer's `tiers::IN_WINDOW_RETRY_MAX`), so a shorter tier would never be used.
 const MIN_TIER_MS: u64 = 1_000;
 
 /// Most tiers per entry: each is a topic and a consumer group.

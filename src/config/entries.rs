@@ -12,7 +12,7 @@ use super::reader::{Checker, lookup, show_f64};
 use super::rules::{MAX_PARTITIONS, MAX_QUOTA_BURST, MAX_QUOTA_RATE, MIN_QUOTA_RATE, topic_name_problem};
 use super::secret::{self, Secret};
 use super::settings::{AclEntry, AclQuota, TopicSettings};
-use crate::policy::{Target, Targets};
+use super::values::targets::{Target, Targets};
 
 /// Names of the configured topics, for checking references to them.
 ///

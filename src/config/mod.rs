@@ -38,6 +38,7 @@ pub(crate) use rules::status_range;
 mod settings;
 mod source;
 mod validate;
+pub mod values;
 
 /// Every top-level key the validator knows, for the property tests.
 #[cfg(test)]

@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::secret::Secret;
-use crate::delivery::forward::{ForwardRules, HeaderPolicy};
-use crate::delivery::signing::SigningKey;
+use super::values::forward::ForwardRules;
+use super::values::net::AddressPolicy;
+use super::values::signing::SigningKey;
+use super::values::targets::Targets;
 
 /// The whole validated configuration. Built only by [`super::load`] and friends; share it as
 /// `Arc<Settings>` and swap the `Arc` on reload rather than mutating it.
@@ -109,7 +111,7 @@ pub struct AclEntry {
     pub topic: String,
     /// Where this caller's calls may go (`targets`): URL prefixes, host patterns, address
     /// rules. `None`: anywhere the global policy allows (a check-config warning).
-    pub targets: Option<crate::policy::Targets>,
+    pub targets: Option<Targets>,
     /// Ingest quota (`rate`, `burst`); `None`: unlimited.
     pub quota: Option<AclQuota>,
 }
@@ -169,7 +171,7 @@ pub struct ConsumerSettings {
     /// 100-599; lowercase. Default `["2xx"]`.
     pub success_codes: Vec<String>,
     /// Upper bound of the first retry delay (`retryBackoff`, ms, may be 0); it doubles per
-    /// retry up to `retry_backoff_max` (exponential backoff with jitter, see `crate::backoff`).
+    /// retry up to `retry_backoff_max` (exponential backoff with jitter, computed by delivery's retry table).
     pub retry_backoff: Duration,
     /// Cap of the retry delay (`retryBackoffMax`, ms), at least `retry_backoff`.
     pub retry_backoff_max: Duration,
@@ -251,7 +253,7 @@ pub fn tier_label(delay: Duration) -> String {
 }
 
 /// `circuitBreaker` of a consumer entry: the Go version's five keys, all required when the
-/// table is present (see `crate::delivery::breaker`).
+/// table is present (see delivery's `breaker` module).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BreakerSettings {
     /// Least time a breaker stays open (`breakPeriod`, seconds, may be 0).
@@ -356,24 +358,14 @@ pub struct DeliverySettings {
     /// e.g. `["authorization", "cookie"]`; wins over every forward rule. Empty by default.
     pub drop_headers: Vec<String>,
     /// Caller headers forwarded to targets (`delivery.headers.forward`), unless a consumer
-    /// entry has its own `forwardHeaders`; default [`crate::delivery::forward::DEFAULT_FORWARD`].
+    /// entry has its own `forwardHeaders`; default [`DEFAULT_FORWARD`](super::values::forward::DEFAULT_FORWARD).
     pub forward_headers: ForwardRules,
     /// Certificates trusted for https targets besides the built-in roots
     /// (`delivery.tls.ca.file`), read and checked when the config is loaded.
     pub tls_ca: Option<CaBundle>,
     /// The outbound address policy (`delivery.allow`, `delivery.deny`): rules that lift the
     /// always-refused classes (loopback, link-local, metadata...) and rules always refused.
-    pub destinations: crate::policy::AddressPolicy,
-}
-
-impl DeliverySettings {
-    /// The global header policy: `delivery.headers.forward` and `.drop`.
-    pub fn header_policy(&self) -> HeaderPolicy {
-        HeaderPolicy {
-            forward: self.forward_headers.clone(),
-            drop: self.drop_headers.clone(),
-        }
-    }
+    pub destinations: AddressPolicy,
 }
 
 /// A PEM file of CA certificates, as read when the config was loaded.

@@ -1,13 +1,13 @@
 //! End-to-end tests of `config`: text (and environment) in, `Settings` or problems out.
 
-use crate::policy::AddressPolicy;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::secret;
+use super::values::forward::ForwardRules;
+use super::values::net::{AddressPolicy, Rule};
+use super::values::signing::SigningKey;
 use super::*;
-use crate::delivery::forward::ForwardRules;
-use crate::delivery::signing::SigningKey;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -300,7 +300,7 @@ fn absent_keys_take_their_defaults() {
             drop_headers: vec![],
             forward_headers: ForwardRules::default(),
             tls_ca: None,
-            destinations: crate::policy::AddressPolicy::strict(),
+            destinations: AddressPolicy::strict(),
         }
     );
     assert_eq!(
@@ -725,7 +725,7 @@ fn a_body_limit_no_batch_can_hold_is_refused() {
 fn an_unset_body_limit_follows_a_small_batch_down() {
     let s = toml("kafka.producer.batch.bytes = 16384");
     assert_eq!(s.http.body_limit, 12_217);
-    assert_eq!(crate::kafka::record_size::largest_record(16_384), Some(12_217));
+    assert_eq!(values::batch::largest_record(16_384), Some(12_217));
 }
 
 #[test]
@@ -1333,7 +1333,7 @@ fn delivery_and_shutdown_settings_are_read() {
             drop_headers: vec!["authorization".to_owned(), "cookie".to_owned()],
             forward_headers: ForwardRules::default(),
             tls_ca: None,
-            destinations: crate::policy::AddressPolicy::strict(),
+            destinations: AddressPolicy::strict(),
         }
     );
     assert_eq!(s.shutdown.grace, Duration::from_millis(3));
@@ -1989,8 +1989,10 @@ fn forward_headers_are_read_globally_and_per_entry() {
         s.warnings
     );
     let entry = s.consumers[0].forward_headers.as_ref().unwrap();
-    assert!(entry.allows("x-request-id") && entry.allows("authorization"));
-    assert!(!entry.allows("x-other") && !entry.allows("cookie"));
+    assert_eq!(
+        *entry,
+        ForwardRules::parse(["X-Request-*", "Authorization"]).unwrap()
+    );
     // JSON, flat Go-style key.
     let json = ok(r#"{"delivery.headers.forward": ["X-A"]}"#, Format::Json);
     assert_eq!(
@@ -2211,14 +2213,12 @@ fn allow_and_deny_are_read_as_address_rules() {
          deny = [\"10.0.0.0/8\", \"fd00::/8\"]\n",
     );
     let p = &s.delivery.destinations;
-    let shown = |rules: &[crate::policy::Rule]| rules.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let shown = |rules: &[Rule]| rules.iter().map(ToString::to_string).collect::<Vec<_>>();
     assert_eq!(
         shown(p.allow()),
         ["127.0.0.1:10086", "[::1]:8080", "169.254.0.0/16"]
     );
     assert_eq!(shown(p.deny()), ["10.0.0.0/8", "fd00::/8"]);
-    assert!(p.check("127.0.0.1".parse().unwrap(), 10086).is_ok());
-    assert!(p.check("10.0.0.1".parse().unwrap(), 80).is_err());
     // From the environment too, as the shipped file documents.
     let s = with_env(
         "",

@@ -20,10 +20,10 @@ use super::settings::{
     ProducerSettings, Settings, ShutdownSettings,
 };
 use super::source::Sources;
+use super::values::batch as record_size;
+use super::values::forward::ForwardRules;
+use super::values::net::{AddressPolicy, Rule};
 use super::{consumer, entries};
-use crate::delivery::forward::ForwardRules;
-use crate::kafka::record_size;
-use crate::policy::{AddressPolicy, Rule};
 
 /// Every key bigpipe reads, in dotted form. Keys of array entries are checked by `entries` and
 /// `consumer`.
@@ -590,7 +590,7 @@ fn delivery(c: &mut Checker<'_>, root: &Dict) -> DeliverySettings {
 }
 
 /// `delivery.allow` / `delivery.deny`: an array of address rules (`"127.0.0.1:10086"`,
-/// `"10.1.0.0/16"`, `"[::1]:8080"`; syntax in `crate::policy::net`).
+/// `"10.1.0.0/16"`, `"[::1]:8080"`; syntax in [`super::values::net`]).
 fn address_rules(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<Vec<Rule>> {
     let items = c.array(key, value)?;
     c.each_string(key, items, |s| s.parse::<Rule>())
@@ -607,7 +607,7 @@ fn ca_bundle(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<CaBundle> 
             return None;
         }
     };
-    if let Err(why) = crate::delivery::tls::ca_certificates(&pem) {
+    if let Err(why) = super::values::pem::ca_certificates(&pem) {
         c.problem(key, Some(value), format!("'{path}' {why}"));
         return None;
     }
@@ -630,7 +630,7 @@ fn header_names(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<Vec<Str
 }
 
 /// `delivery.headers.forward` and a consumer entry's `forwardHeaders`: an array of header
-/// names, `Prefix*` patterns and `"*"` (see `crate::delivery::forward`).
+/// names, `Prefix*` patterns and `"*"` (see [`super::values::forward`]).
 pub(crate) fn forward_rules(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<ForwardRules> {
     let items = c.array(key, value)?;
     let rules = c.each_string(key, items, |rule| {

@@ -20,23 +20,14 @@
 //! [`PROTECTED`]) travels only under `*` or when its exact name is listed:
 //! `X-*` forwards `X-Request-Id` but never `X-Forwarded-For`.
 //! `delivery.headers.drop` (a deny list) wins over every rule.
+//!
+//! The rules are parsed with the config ([`ForwardRules`] is a config value); this module
+//! adds the matching.
 
 use std::collections::HashMap;
 
-/// The default allow-list. `X-*` keeps the custom headers callers use for
-/// correlation (`X-Request-Id`, `X-Trace`), the W3C trace context keeps
-/// distributed traces whole, and `Accept`, `Accept-Language`,
-/// `Content-Language` and `User-Agent` describe the call without carrying
-/// identity. Nothing here authenticates anyone.
-pub const DEFAULT_FORWARD: [&str; 7] = [
-    "X-*",
-    "Accept",
-    "Accept-Language",
-    "Content-Language",
-    "User-Agent",
-    "Traceparent",
-    "Tracestate",
-];
+use crate::config::DeliverySettings;
+pub use crate::config::values::forward::{DEFAULT_FORWARD, ForwardRules, RuleError};
 
 /// Protected headers (lower case; a trailing `*` matches any rest). They carry
 /// credentials (`Authorization`, `Cookie`, API keys, CSRF tokens, the
@@ -87,124 +78,21 @@ fn is_protected_lower(lower: &str) -> bool {
     })
 }
 
-/// Why a rule was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RuleError {
-    /// Empty string.
-    #[error("must not be empty")]
-    Empty,
-    /// Not an HTTP token, or a `*` anywhere but at the end.
-    #[error("is not a header name, a 'Prefix*' pattern or \"*\"")]
-    Invalid,
-}
-
-/// A parsed list of forwarding rules (see the module docs).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForwardRules {
-    /// `*` was listed: everything goes.
-    all: bool,
-    /// Exact names, lower case.
-    exact: Vec<String>,
-    /// Prefixes of `Prefix*` rules, lower case.
-    prefixes: Vec<String>,
-}
-
-impl Default for ForwardRules {
-    fn default() -> Self {
-        Self::parse(DEFAULT_FORWARD).unwrap_or_else(|_| Self::none())
-    }
-}
-
 impl ForwardRules {
-    /// No header at all.
-    pub fn none() -> Self {
-        Self {
-            all: false,
-            exact: Vec::new(),
-            prefixes: Vec::new(),
-        }
-    }
-
-    /// Every header, as the Go version forwarded them.
-    pub fn all() -> Self {
-        Self {
-            all: true,
-            ..Self::none()
-        }
-    }
-
-    /// Whether `*` is among the rules: every header goes, protected ones included.
-    pub fn forwards_everything(&self) -> bool {
-        self.all
-    }
-
-    /// Parses a list of rules.
-    ///
-    /// # Errors
-    /// The index and reason of the first invalid rule.
-    pub fn parse<I, S>(rules: I) -> Result<Self, (usize, RuleError)>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let mut out = Self::none();
-        for (i, rule) in rules.into_iter().enumerate() {
-            out.add(rule.as_ref()).map_err(|e| (i, e))?;
-        }
-        Ok(out)
-    }
-
-    /// Checks one rule, as it would be added.
-    ///
-    /// # Errors
-    /// When it is empty or not a name, `Prefix*` or `*`.
-    pub fn check(rule: &str) -> Result<(), RuleError> {
-        Self::none().add(rule)
-    }
-
-    fn add(&mut self, rule: &str) -> Result<(), RuleError> {
-        if rule.is_empty() {
-            return Err(RuleError::Empty);
-        }
-        if rule == "*" {
-            self.all = true;
-            return Ok(());
-        }
-        let (name, is_prefix) = match rule.strip_suffix('*') {
-            Some(prefix) => (prefix, true),
-            None => (rule, false),
-        };
-        if name.is_empty() || !name.bytes().all(is_token) {
-            return Err(RuleError::Invalid);
-        }
-        let lower = name.to_ascii_lowercase();
-        if is_prefix {
-            self.prefixes.push(lower);
-        } else {
-            self.exact.push(lower);
-        }
-        Ok(())
-    }
-
     /// Whether these rules let header `name` (any case) through.
     pub fn allows(&self, name: &str) -> bool {
         self.allows_lower(&name.to_ascii_lowercase())
     }
 
     fn allows_lower(&self, lower: &str) -> bool {
-        if self.all {
+        if self.forwards_everything() {
             return true;
         }
-        if self.exact.iter().any(|e| e == lower) {
+        if self.exact().iter().any(|e| e == lower) {
             return true;
         }
-        !is_protected_lower(lower) && self.prefixes.iter().any(|p| lower.starts_with(p.as_str()))
+        !is_protected_lower(lower) && self.prefixes().iter().any(|p| lower.starts_with(p.as_str()))
     }
-}
-
-/// An HTTP token character (RFC 9110 §5.6.2), `*` excluded: it is the pattern mark.
-fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'+-.^_`|~".contains(&b)
 }
 
 /// The rules one consumer entry delivers with: its allow-list and the global
@@ -218,6 +106,14 @@ pub struct HeaderPolicy {
 }
 
 impl HeaderPolicy {
+    /// The global policy: `delivery.headers.forward` and `.drop`.
+    pub fn global(delivery: &DeliverySettings) -> Self {
+        Self {
+            forward: delivery.forward_headers.clone(),
+            drop: delivery.drop_headers.clone(),
+        }
+    }
+
     /// Whether header `name` (any case) may travel.
     pub fn allows(&self, name: &str) -> bool {
         let lower = name.to_ascii_lowercase();

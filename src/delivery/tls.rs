@@ -8,9 +8,10 @@
 
 use std::sync::Arc;
 
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use rustls::{ClientConfig, RootCertStore};
+
+/// Parsed with the config, so `check-config` refuses a bad `delivery.tls.ca.file`.
+pub use crate::config::values::pem::ca_certificates;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -47,20 +48,6 @@ pub fn client_config(extra_ca_pem: Option<&[u8]>) -> Result<Option<Arc<ClientCon
     // the plain-http path is HTTP/1.1 too.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Some(Arc::new(config)))
-}
-
-/// The certificates of a PEM bundle; other PEM sections (keys, CRLs) are skipped.
-///
-/// # Errors
-/// A malformed certificate section, or none at all.
-pub fn ca_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("is not a valid PEM certificate file: {e}"))?;
-    if certs.is_empty() {
-        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned());
-    }
-    Ok(certs)
 }
 
 /// Whether this CPU has the features graviola requires; it panics without them, so they

@@ -6,22 +6,8 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use super::net::Rule;
-
-/// `delivery.allow` and `delivery.deny`.
-///
-/// Order of the decision, for each form of the address (itself, and the IPv4 address an
-/// IPv4-mapped, IPv4-compatible, NAT64 or 6to4 IPv6 address carries):
-/// 1. in `deny` → refused (deny wins over allow, and covers private ranges too);
-/// 2. in an always-refused class ([`Class`]) → refused unless an `allow` rule matches it
-///    (for a cloud metadata address, only a rule naming exactly that address);
-/// 3. otherwise allowed: private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7)
-///    stay reachable, as in the Go version, because calling internal services is the job.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AddressPolicy {
-    allow: Vec<Rule>,
-    deny: Vec<Rule>,
-}
+pub use super::net::Rule;
+pub use crate::config::values::net::AddressPolicy;
 
 /// Why an address was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -163,27 +149,15 @@ pub fn embedded_v4(ip: IpAddr) -> Option<Ipv4Addr> {
 }
 
 impl AddressPolicy {
-    /// A policy from `delivery.allow` and `delivery.deny`.
-    pub fn new(allow: Vec<Rule>, deny: Vec<Rule>) -> Self {
-        Self { allow, deny }
-    }
-
-    /// A policy that lifts nothing and denies nothing beyond the always-refused classes.
-    pub fn strict() -> Self {
-        Self::default()
-    }
-
-    /// The `delivery.allow` rules.
-    pub fn allow(&self) -> &[Rule] {
-        &self.allow
-    }
-
-    /// The `delivery.deny` rules.
-    pub fn deny(&self) -> &[Rule] {
-        &self.deny
-    }
-
     /// May bigpipe connect to `ip` on `port`?
+    ///
+    /// Order of the decision, for each form of the address (itself, and the IPv4 address an
+    /// IPv4-mapped, IPv4-compatible, NAT64 or 6to4 IPv6 address carries):
+    /// 1. in `deny` → refused (deny wins over allow, and covers private ranges too);
+    /// 2. in an always-refused class ([`Class`]) → refused unless an `allow` rule matches it
+    ///    (for a cloud metadata address, only a rule naming exactly that address);
+    /// 3. otherwise allowed: private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7)
+    ///    stay reachable, as in the Go version, because calling internal services is the job.
     ///
     /// # Errors
     /// The [`Refusal`], naming the address and the rule or class.
@@ -192,13 +166,13 @@ impl AddressPolicy {
         let forms = [Some(ip), embedded_v4(ip).map(IpAddr::V4)];
         let forms = forms.iter().flatten().copied();
         for form in forms.clone() {
-            if let Some(rule) = self.deny.iter().find(|r| r.matches(form, port)) {
+            if let Some(rule) = self.deny().iter().find(|r| r.matches(form, port)) {
                 return Err(Refusal::Denied { addr, rule: *rule });
             }
         }
         for form in forms {
             let Some(class) = class(form) else { continue };
-            let lifted = self.allow.iter().any(|r| {
+            let lifted = self.allow().iter().any(|r| {
                 (r.matches(form, port) || r.matches(ip, port))
                     && (class != Class::Metadata || r.is_single_host())
             });

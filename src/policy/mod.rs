@@ -2,6 +2,9 @@
 //! each caller may aim it at. Pure: no I/O, no config reading, so the front end (ingest
 //! check), the delivery resolver (connect-time check) and config validation share one answer.
 //!
+//! The rules themselves (address rules, hosts, targets, `delivery.allow`/`.deny`) are parsed
+//! config values (`config::values`, re-exported here); this module adds the decisions.
+//!
 //! - [`net`]: address rules (`10.1.0.0/16`, `127.0.0.1:10086`, `[::1]:8080`).
 //! - [`address`]: the global policy (`delivery.allow` / `delivery.deny` and the classes that
 //!   are always refused unless allowed: loopback, link-local, unspecified, multicast,
@@ -15,7 +18,7 @@
 //! names pointing at loopback, DNS rebinding and numeric host forms.
 
 pub mod address;
-pub mod host;
+pub use crate::config::values::host;
 pub mod net;
 pub mod targets;
 
