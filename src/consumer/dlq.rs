@@ -394,7 +394,9 @@ mod tests {
             assert_eq!(WriteError::Produce(server_error(p)).fault(), Fault::Transient);
         }
         // The same code from a lookup is not about our record.
-        let lookup = WriteError::Lookup(server_error(ProtocolError::MessageTooLarge));
+        let lookup = WriteError::Lookup(crate::kafka::client::Error::Kafka(server_error(
+            ProtocolError::MessageTooLarge,
+        )));
         assert_eq!(lookup.fault(), Fault::Transient);
         let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "gone");
         let io = WriteError::Produce(KafkaError::Request(RequestError::IO(io)));

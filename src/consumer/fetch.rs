@@ -16,8 +16,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rskafka::client::error::{Error as RsError, ProtocolError};
-use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::partition::{OffsetAt, PartitionClient};
 use rskafka::record::RecordAndOffset;
 use slog::{Logger, debug, info, warn};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -28,6 +27,8 @@ use crate::backoff::{Backoff, BackoffConfig};
 use crate::config::OffsetReset;
 use crate::kafka::client::{self, KafkaClient, bounded};
 use crate::kafka::fallback::{FallbackError, FallbackFetcher, FetchedItem, is_decode_error};
+use crate::kafka::fault::{Fault, fault};
+use crate::kafka::partitions::{PartitionKey, Purpose};
 use kafka_protocol::error::ResponseError;
 
 /// Where a partition starts.
@@ -344,7 +345,8 @@ async fn pause(stop: &CancellationToken, delay: Duration) {
     stop.run_until_cancelled(tokio::time::sleep(delay)).await;
 }
 
-/// The real source: rskafka's partition client, looked up (again) when needed, and
+/// The real source: rskafka's partition client (the shared client's cached one for this
+/// reader, [`Purpose::Fetch`], looked up again after an error that may mean it is stale), and
 /// the fallback reader for what rskafka cannot decode (lz4 and zstd batches, corrupt
 /// batches, null header values).
 #[derive(Debug)]
@@ -353,8 +355,9 @@ pub struct KafkaSource {
     fallback: Arc<FallbackFetcher>,
     topic: String,
     partition: i32,
-    /// Dropped after an error, so a moved leader is looked up again.
-    pc: Option<Arc<PartitionClient>>,
+    /// This reader's partition client in the shared cache; released when the source is dropped
+    /// (the partition was revoked or the entry stopped), which closes its connection.
+    key: PartitionKey,
     /// Bound of one fetch: the broker-side wait plus a request timeout.
     fetch_bound: Duration,
     /// Fetches left that go straight to the fallback: where one batch needed it, the
@@ -367,21 +370,24 @@ pub struct KafkaSource {
 const FALLBACK_STREAK: u32 = 16;
 
 impl KafkaSource {
-    /// A source for `topic`/`partition`; `max_wait` is the longest broker-side wait.
+    /// A source for `topic`/`partition` read by consumer group `reader`; `max_wait` is the
+    /// longest broker-side wait.
     pub fn new(
         client: Arc<KafkaClient>,
         fallback: Arc<FallbackFetcher>,
+        reader: &str,
         topic: String,
         partition: i32,
         max_wait: Duration,
     ) -> Self {
         let fetch_bound = max_wait + client.timeout();
+        let key = PartitionKey::new(topic.as_str(), partition, Purpose::Fetch(reader.into()));
         Self {
             client,
             fallback,
             topic,
             partition,
-            pc: None,
+            key,
             fetch_bound,
             fallback_for: 0,
         }
@@ -435,35 +441,22 @@ impl KafkaSource {
         Ok(out)
     }
 
-    async fn partition_client(&mut self) -> Result<Arc<PartitionClient>, FetchError> {
-        if let Some(pc) = &self.pc {
-            return Ok(Arc::clone(pc));
-        }
-        let client = self.client.get().await?;
-        let pc = bounded(
-            "partition lookup",
-            self.client.timeout(),
-            client.partition_client(self.topic.clone(), self.partition, UnknownTopicHandling::Retry),
-        )
-        .await?
-        .map_err(client::Error::Kafka)?;
-        let pc = Arc::new(pc);
-        self.pc = Some(Arc::clone(&pc));
-        Ok(pc)
-    }
-
-    fn failed(&mut self, e: RsError) -> FetchError {
-        if matches!(
-            e,
-            RsError::ServerError {
-                protocol_error: ProtocolError::OffsetOutOfRange,
-                ..
-            }
-        ) {
+    /// A failed request on `pc`: out-of-range is the caller's to handle; anything else may
+    /// leave the cached client stale ([`KafkaClient::partition_failed`] decides).
+    fn failed(&self, pc: &Arc<PartitionClient>, e: client::Error) -> FetchError {
+        if let client::Error::Kafka(rs) = &e
+            && fault(rs) == Fault::OutOfRange
+        {
             return FetchError::OutOfRange;
         }
-        self.pc = None;
-        FetchError::Kafka(client::Error::Kafka(e))
+        self.client.partition_failed(&self.key, pc, &e);
+        FetchError::Kafka(e)
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        self.client.release_partition(&self.key);
     }
 }
 
@@ -473,7 +466,7 @@ impl FetchSource for KafkaSource {
             self.fallback_for -= 1;
             return self.fetch_fallback(offset, max_bytes, max_wait_ms).await;
         }
-        let pc = self.partition_client().await?;
+        let pc = self.client.partition(&self.key).await?;
         let fetched = bounded(
             "fetch",
             self.fetch_bound,
@@ -490,27 +483,21 @@ impl FetchSource for KafkaSource {
                 self.fallback_for = FALLBACK_STREAK;
                 self.fetch_fallback(offset, max_bytes, max_wait_ms).await
             }
-            Ok(Err(e)) => Err(self.failed(e)),
-            Err(e) => {
-                self.pc = None;
-                Err(e.into())
-            }
+            Ok(Err(e)) => Err(self.failed(&pc, e.into())),
+            Err(e) => Err(self.failed(&pc, e)),
         }
     }
 
     async fn reset_offset(&mut self, reset: OffsetReset) -> Result<i64, FetchError> {
-        let pc = self.partition_client().await?;
+        let pc = self.client.partition(&self.key).await?;
         let at = match reset {
             OffsetReset::Earliest => OffsetAt::Earliest,
             OffsetReset::Latest => OffsetAt::Latest,
         };
         match bounded("offset lookup", self.client.timeout(), pc.get_offset(at)).await {
             Ok(Ok(offset)) => Ok(offset),
-            Ok(Err(e)) => Err(self.failed(e)),
-            Err(e) => {
-                self.pc = None;
-                Err(e.into())
-            }
+            Ok(Err(e)) => Err(self.failed(&pc, e.into())),
+            Err(e) => Err(self.failed(&pc, e)),
         }
     }
 }

@@ -114,6 +114,7 @@ async fn run(lane: Arc<Lane>, partition: i32, start: StartAt, shared: Arc<Shared
     let mut source = KafkaSource::new(
         Arc::clone(&lane.entry.client),
         Arc::clone(&lane.entry.fallback),
+        &lane.group_id,
         lane.topic.clone(),
         partition,
         s.fetch_max_wait,

@@ -12,16 +12,17 @@
 //! would otherwise show no lag at all.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::partition::OffsetAt;
 use slog::{Logger, debug, info, warn};
 use tokio::task::JoinHandle;
 
 use super::partition::PartitionRun;
 use super::stall::{Change, StallDetector, reason};
 use crate::kafka::client::{self, KafkaClient, bounded};
+use crate::kafka::partitions::{PartitionKey, Purpose};
 use crate::stats::{ConsumerStats, Stall};
 
 /// How often the owned partitions' log-end offsets are asked for. Stalls are counted in
@@ -64,8 +65,7 @@ impl Progress {
             stall_after,
             log_ends: Arc::new(LogEnds {
                 client,
-                topic,
-                partitions: Mutex::new(BTreeMap::new()),
+                topic: topic.into(),
             }),
             detectors: BTreeMap::new(),
             refresh: None,
@@ -162,60 +162,29 @@ impl Progress {
     }
 }
 
-/// Cached partition clients for ListOffsets on the entry's topic.
+/// ListOffsets on the entry's topic, through the shared client's cached partition clients
+/// (their own, [`Purpose::Offsets`]: a fetch's long poll would hold these requests up).
 #[derive(Debug)]
 struct LogEnds {
     client: Arc<KafkaClient>,
-    topic: String,
-    partitions: Mutex<BTreeMap<i32, Arc<PartitionClient>>>,
+    topic: Arc<str>,
 }
 
 impl LogEnds {
     /// The partition's log-end offset (ListOffsets latest), bounded by the client timeout.
     async fn latest(&self, partition: i32) -> Result<i64, client::Error> {
-        let pc = self.partition(partition).await?;
+        let key = PartitionKey::new(Arc::clone(&self.topic), partition, Purpose::Offsets);
+        let pc = self.client.partition(&key).await?;
         let got = bounded(
             "log-end offset",
             self.client.timeout(),
             pc.get_offset(OffsetAt::Latest),
         )
-        .await;
-        match got {
-            Ok(Ok(end)) => Ok(end),
-            Ok(Err(e)) => {
-                self.forget(partition);
-                Err(e.into())
-            }
-            Err(e) => {
-                self.forget(partition);
-                Err(e)
-            }
+        .await
+        .and_then(|r| r.map_err(client::Error::from));
+        if let Err(e) = &got {
+            self.client.partition_failed(&key, &pc, e);
         }
-    }
-
-    fn forget(&self, partition: i32) {
-        self.cache().remove(&partition);
-    }
-
-    fn cache(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, Arc<PartitionClient>>> {
-        self.partitions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    async fn partition(&self, partition: i32) -> Result<Arc<PartitionClient>, client::Error> {
-        if let Some(pc) = self.cache().get(&partition) {
-            return Ok(Arc::clone(pc));
-        }
-        let client = self.client.get().await?;
-        let pc = bounded(
-            "log-end partition lookup",
-            self.client.timeout(),
-            client.partition_client(self.topic.clone(), partition, UnknownTopicHandling::Retry),
-        )
-        .await??;
-        let pc = Arc::new(pc);
-        self.cache().insert(partition, Arc::clone(&pc));
-        Ok(pc)
+        got
     }
 }

@@ -37,6 +37,8 @@ pub struct KafkaClient {
     client_id: String,
     timeout: Duration,
     client: OnceCell<Arc<Client>>,
+    /// The partition clients made through it (see [`super::partitions`]).
+    pub(super) partitions: super::partitions::PartitionCache,
 }
 
 impl KafkaClient {
@@ -47,6 +49,7 @@ impl KafkaClient {
             client_id,
             timeout,
             client: OnceCell::new(),
+            partitions: super::partitions::PartitionCache::default(),
         }
     }
 

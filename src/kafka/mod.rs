@@ -7,6 +7,10 @@
 //!   (CreateTopics with configs, and the consumer-group APIs).
 //! - [`fallback`]: reads a partition rskafka cannot decode (lz4/zstd batches, corrupt
 //!   ones) with the wire client and pure-Rust codecs.
+//! - [`partitions`]: the one cached partition-client lookup (per topic, partition and
+//!   purpose), used by every produce, fetch and offset request.
+//! - [`fault`]: what an rskafka error means for the next attempt (final, new position,
+//!   retry) and for the cached partition client.
 //! - [`metadata`]: the partition-count table, and which partition-count reader serves whom.
 //! - [`records`]: single-record writes for the consumer side (retry tiers).
 //! - [`topics`]: creates the configured topics and keeps partition counts,
@@ -16,7 +20,9 @@
 
 pub mod client;
 pub mod fallback;
+pub mod fault;
 pub mod metadata;
+pub mod partitions;
 pub mod record_size;
 pub mod records;
 pub mod topic_limits;

@@ -17,11 +17,22 @@ use arc_swap::ArcSwap;
 use slog::{Logger, info, warn};
 use tokio_util::sync::CancellationToken;
 
-use super::client::{KafkaClient, bounded};
+use super::client::{self, KafkaClient, bounded};
 use super::metadata::PartitionTable;
 use super::topic_limits::TopicLimits;
 use super::wire;
 use super::wire::admin::{TopicCreation, TopicSpec};
+
+/// Why one metadata pass failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicsError {
+    /// Listing the topics failed (no connection, or no answer in time).
+    #[error(transparent)]
+    List(#[from] client::Error),
+    /// Creating the missing topics failed (no connection, or the request failed).
+    #[error(transparent)]
+    Create(#[from] wire::Error),
+}
 
 /// A topic bigpipe needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +113,7 @@ impl TopicWatcher {
                     false
                 }
                 Err(e) => {
-                    warn!(self.log, "kafka metadata refresh failed"; "error" => &e);
+                    warn!(self.log, "kafka metadata refresh failed"; "error" => %e);
                     self.readiness.set(false, format!("kafka unreachable: {e}"));
                     false
                 }
@@ -121,12 +132,11 @@ impl TopicWatcher {
 
     /// One pass: list topics, record partition counts, create missing topics.
     /// Returns the topics still missing.
-    async fn refresh_once(&self) -> Result<Vec<String>, String> {
-        let client = self.client.get().await.map_err(|e| e.to_string())?;
+    async fn refresh_once(&self) -> Result<Vec<String>, TopicsError> {
+        let client = self.client.get().await?;
         let listed = bounded("list topics", self.client.timeout(), client.list_topics())
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            .await?
+            .map_err(client::Error::from)?;
         let topics = self.topics.load_full();
         let mut missing = vec![];
         let mut present = vec![];
@@ -180,11 +190,9 @@ impl TopicWatcher {
         }
     }
 
-    async fn create(&self, missing: &[&WantedTopic]) -> Result<(), String> {
+    async fn create(&self, missing: &[&WantedTopic]) -> Result<(), wire::Error> {
         let timeout = self.client.timeout();
-        let conn = wire::connect_any(self.client.bootstrap(), self.client.client_id(), timeout)
-            .await
-            .map_err(|e| e.to_string())?;
+        let conn = wire::connect_any(self.client.bootstrap(), self.client.client_id(), timeout).await?;
         let specs: Vec<TopicSpec> = missing
             .iter()
             .map(|t| TopicSpec {
@@ -194,9 +202,7 @@ impl TopicWatcher {
                 configs: vec![("compression.type".into(), "snappy".into())],
             })
             .collect();
-        let results = wire::admin::create_topics(&conn, &specs, timeout)
-            .await
-            .map_err(|e| e.to_string())?;
+        let results = wire::admin::create_topics(&conn, &specs, timeout).await?;
         for (name, outcome) in results {
             match outcome {
                 TopicCreation::Created => info!(self.log, "topic created"; "topic" => name),

@@ -91,17 +91,10 @@ pub enum TooLargeCause {
 /// so: rskafka's aggregator found it too large for an empty batch, or the broker answered
 /// `MESSAGE_TOO_LARGE` or `RECORD_LIST_TOO_LARGE`. Retrying cannot help.
 pub fn too_large(error: &ProducerError) -> Option<TooLargeCause> {
-    use rskafka::client::error::{Error as ClientError, ProtocolError};
+    use crate::kafka::fault::{Fault, fault};
     match error {
         ProducerError::TooLarge => Some(TooLargeCause::Batch),
-        ProducerError::Client(e) => matches!(
-            &**e,
-            ClientError::ServerError {
-                protocol_error: ProtocolError::MessageTooLarge | ProtocolError::RecordListTooLarge,
-                ..
-            }
-        )
-        .then_some(TooLargeCause::Broker),
+        ProducerError::Client(e) => (fault(e) == Fault::TooLarge).then_some(TooLargeCause::Broker),
         _ => None,
     }
 }

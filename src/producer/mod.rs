@@ -45,7 +45,7 @@ use crate::kafka::metadata::PartitionTable;
 use budget::{BudgetLimits, QueueBudget};
 pub use fair::Refusal;
 use partitioner::Partitioner;
-pub use writer::{AckResult, ProduceError, TooLargeCause};
+pub use writer::{AckResult, AttemptError, ProduceError, TooLargeCause};
 use writer::{Pending, WriterContext};
 
 /// Settings of the ingest pipeline.

@@ -7,15 +7,17 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use rskafka::client::partition::{Compression, UnknownTopicHandling};
-use rskafka::client::producer::{BatchProducer, BatchProducerBuilder};
+use rskafka::client::partition::{Compression, PartitionClient};
+use rskafka::client::producer::{BatchProducer, BatchProducerBuilder, Error as BatchError};
 use rskafka::record::Record;
 use slog::{Logger, error, warn};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::backoff::{Backoff, BackoffConfig};
-use crate::kafka::client::{KafkaClient, bounded};
+use crate::kafka::client::{self, KafkaClient};
+use crate::kafka::fault;
+use crate::kafka::partitions::{PartitionKey, Purpose};
 use crate::kafka::record_size::batch_limit;
 use crate::kafka::topic_limits::TopicLimits;
 use crate::stats::{ProducerStats, inc};
@@ -35,8 +37,9 @@ pub enum ProduceError {
     GaveUp {
         /// The retry budget that ran out.
         budget: Duration,
-        /// The last error seen.
-        last_error: String,
+        /// The last error seen (shared: every waiter of a batch gets the same one).
+        #[source]
+        last_error: Arc<AttemptError>,
     },
     /// bigpipe shut down before the call was written.
     #[error("bigpipe shut down before the call was written to kafka")]
@@ -44,6 +47,20 @@ pub enum ProduceError {
     /// The record can never be written as it is; it was not retried.
     #[error("kafka cannot take the record: {0}")]
     TooLarge(TooLargeCause),
+}
+
+/// Why one produce attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    /// No partition client: the shared client could not connect, or the leader lookup failed.
+    #[error(transparent)]
+    Lookup(#[from] client::Error),
+    /// rskafka's batch producer failed the batch.
+    #[error(transparent)]
+    Produce(#[from] BatchError),
+    /// The attempt (lookup, linger and produce) did not finish in time.
+    #[error("produce timed out after {0:?}")]
+    Timeout(Duration),
 }
 
 /// An accepted call on its way to Kafka.
@@ -84,55 +101,56 @@ pub struct WriterContext {
 
 type Producer = BatchProducer<SizedAggregator>;
 
-/// The partition's batch producer, rebuilt after an error so that a stale
-/// leader connection is not reused.
+/// The partition's batch producer, rebuilt after an error (so it reads the topic's current
+/// size limit) over the shared client's cached partition client, which is dropped too when
+/// the error means it may be stale ([`fault::stale_after_produce`]).
 #[derive(Debug)]
 struct ProducerSlot {
     ctx: Arc<WriterContext>,
     topic: Arc<str>,
-    partition: i32,
-    current: Mutex<Option<Arc<Producer>>>,
+    key: PartitionKey,
+    current: Mutex<Option<(Arc<Producer>, Arc<PartitionClient>)>>,
 }
 
 impl ProducerSlot {
-    async fn get(&self) -> Result<Arc<Producer>, String> {
+    async fn get(&self) -> Result<Arc<Producer>, AttemptError> {
         let mut current = self.current.lock().await;
-        if let Some(p) = current.as_ref() {
+        if let Some((p, _)) = current.as_ref() {
             return Ok(Arc::clone(p));
         }
-        let client = self.ctx.client.get().await.map_err(|e| e.to_string())?;
-        let timeout = self.ctx.client.timeout();
-        let pc = bounded(
-            "partition lookup",
-            timeout,
-            client.partition_client(
-                self.topic.to_string(),
-                self.partition,
-                UnknownTopicHandling::Retry,
-            ),
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        let pc = self.ctx.client.partition(&self.key).await?;
         // Snappy: cheap, pure Rust, and what the topics bigpipe creates are set to,
         // so the broker stores our batches without recompressing them.
         let limit = batch_limit(
             self.ctx.batch_bytes,
             self.ctx.limits.max_message_bytes(&self.topic),
         );
-        let producer = BatchProducerBuilder::new(Arc::new(pc))
+        let producer = BatchProducerBuilder::new(Arc::clone(&pc))
             .with_linger(self.ctx.linger)
             .with_compression(Compression::Snappy)
             .build(SizedAggregator::new(limit));
         let producer = Arc::new(producer);
-        *current = Some(Arc::clone(&producer));
+        *current = Some((Arc::clone(&producer), pc));
         Ok(producer)
     }
 
-    async fn invalidate(&self, failed: &Arc<Producer>) {
+    /// After `failed` returned `error`: the next attempt builds a new producer, on a freshly
+    /// looked-up partition client if the error means the cached one may be stale.
+    async fn invalidate(&self, failed: &Arc<Producer>, error: &BatchError) {
         let mut current = self.current.lock().await;
-        if current.as_ref().is_some_and(|p| Arc::ptr_eq(p, failed)) {
-            *current = None;
+        if current.as_ref().is_some_and(|(p, _)| Arc::ptr_eq(p, failed))
+            && let Some((_, pc)) = current.take()
+            && fault::stale_after_produce(error)
+        {
+            self.ctx.client.forget_partition(&self.key, &pc);
+        }
+    }
+
+    /// After an attempt ran out of time: the connection may be wedged (rskafka has no
+    /// timeout to notice), so both the producer and its partition client go.
+    async fn timed_out(&self) {
+        if let Some((_, pc)) = self.current.lock().await.take() {
+            self.ctx.client.forget_partition(&self.key, &pc);
         }
     }
 }
@@ -148,8 +166,8 @@ pub async fn run(
 ) {
     let slot = ProducerSlot {
         ctx: Arc::clone(&ctx),
+        key: PartitionKey::new(Arc::clone(&topic), partition, Purpose::Produce),
         topic,
-        partition,
         current: Mutex::new(None),
     };
     // Calls are produced concurrently so that one batch can fill while the
@@ -169,10 +187,10 @@ pub async fn run(
 
 /// How one produce attempt failed.
 enum Failure {
-    /// Retrying cannot help; the text is the error, for the log.
-    Final(TooLargeCause, String),
+    /// Retrying cannot help; the error is for the log.
+    Final(TooLargeCause, BatchError),
     /// Worth another attempt after a backoff.
-    Retry(String),
+    Retry(AttemptError),
 }
 
 async fn produce(slot: &ProducerSlot, stats: &ProducerStats, mut p: Pending) {
@@ -188,10 +206,10 @@ async fn produce(slot: &ProducerSlot, stats: &ProducerStats, mut p: Pending) {
                 Ok(offset) => Ok(offset),
                 Err(e) => {
                     // Also after "too large": the next producer reads the topic's current limit.
-                    slot.invalidate(&producer).await;
+                    slot.invalidate(&producer, &e).await;
                     Err(match too_large(&e) {
-                        Some(cause) => Failure::Final(cause, e.to_string()),
-                        None => Failure::Retry(e.to_string()),
+                        Some(cause) => Failure::Final(cause, e),
+                        None => Failure::Retry(e.into()),
                     })
                 }
             }
@@ -203,23 +221,26 @@ async fn produce(slot: &ProducerSlot, stats: &ProducerStats, mut p: Pending) {
                 error!(ctx.log, "kafka cannot take the call's record, not retrying";
                     "call_id" => &p.id, "topic" => &*p.topic, "partition" => p.partition,
                     "record_bytes" => crate::kafka::record_size::record_size(&p.record),
-                    "error" => &error);
+                    "error" => %error);
                 break Err(ProduceError::TooLarge(cause));
             }
             Ok(Err(Failure::Retry(e))) => e,
-            Err(_) => format!("produce timed out after {:?}", attempt_bound.min(remaining)),
+            Err(_) => {
+                slot.timed_out().await;
+                AttemptError::Timeout(attempt_bound.min(remaining))
+            }
         };
         let delay = backoff.next_delay();
         if Instant::now() + delay >= p.deadline {
             break Err(ProduceError::GaveUp {
                 budget: ctx.message_timeout,
-                last_error: error,
+                last_error: Arc::new(error),
             });
         }
         inc(&stats.retries);
         warn!(ctx.log, "kafka produce failed, retrying";
             "call_id" => &p.id, "topic" => &*p.topic, "partition" => p.partition,
-            "attempt" => backoff.attempts(), "retry_in_ms" => delay.as_millis(), "error" => &error);
+            "attempt" => backoff.attempts(), "retry_in_ms" => delay.as_millis(), "error" => %error);
         tokio::time::sleep(delay).await;
     };
     match &outcome {
