@@ -10,7 +10,8 @@
 //!                                                        └─► dead-letter topic    (our member)
 //! ```
 //!
-//! - [`config`]: figment loading (TOML, or the Go version's flat-key JSON), validation.
+//! - [`config`]: figment loading (TOML, or the Go version's flat-key JSON), validation. A leaf:
+//!   it names no other module; the parsed values it produces live in [`config::values`].
 //! - [`logging`]: slog + slog-async, Go-style lines, hourly files, drop-and-count.
 //! - [`api`]: actix-web routes and the Go response envelope.
 //! - [`producer`]: bounded ingest queue, partition choice, batching into Kafka.
@@ -20,7 +21,9 @@
 //!   tracking, the group rate share, dead letters and stalled-partition reports.
 //! - [`delivery`]: one HTTP attempt on awc threads, and the retry policy.
 //! - [`policy`]: the outbound destination policy (addresses, per-ACL targets).
-//! - [`kafka`]: the shared rskafka client, topic upkeep, our own wire client.
+//! - [`kafka`]: the shared rskafka client and its cached partition clients, what its errors
+//!   mean, partition counts, topic upkeep, our own wire client. It names none of the modules
+//!   above it (the `layers` test checks both rules).
 //! - [`stats`]: counters and the `/stats` view.
 //! - [`app`]: wiring, shutdown order and hot reload; [`shutdown`]: process signals.
 
