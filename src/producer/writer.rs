@@ -37,9 +37,9 @@ pub enum ProduceError {
     GaveUp {
         /// The retry budget that ran out.
         budget: Duration,
-        /// The last error seen (shared: every waiter of a batch gets the same one).
+        /// The last error seen.
         #[source]
-        last_error: Arc<AttemptError>,
+        last_error: AttemptError,
     },
     /// bigpipe shut down before the call was written.
     #[error("bigpipe shut down before the call was written to kafka")]
@@ -49,18 +49,25 @@ pub enum ProduceError {
     TooLarge(TooLargeCause),
 }
 
-/// Why one produce attempt failed.
-#[derive(Debug, thiserror::Error)]
+/// Why one produce attempt failed. Cheap to clone (a [`ProduceError`] is), so the client error
+/// is shared.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AttemptError {
     /// No partition client: the shared client could not connect, or the leader lookup failed.
     #[error(transparent)]
-    Lookup(#[from] client::Error),
+    Lookup(Arc<client::Error>),
     /// rskafka's batch producer failed the batch.
     #[error(transparent)]
     Produce(#[from] BatchError),
     /// The attempt (lookup, linger and produce) did not finish in time.
     #[error("produce timed out after {0:?}")]
     Timeout(Duration),
+}
+
+impl From<client::Error> for AttemptError {
+    fn from(e: client::Error) -> Self {
+        Self::Lookup(Arc::new(e))
+    }
 }
 
 /// An accepted call on its way to Kafka.
@@ -234,7 +241,7 @@ async fn produce(slot: &ProducerSlot, stats: &ProducerStats, mut p: Pending) {
         if Instant::now() + delay >= p.deadline {
             break Err(ProduceError::GaveUp {
                 budget: ctx.message_timeout,
-                last_error: Arc::new(error),
+                last_error: error,
             });
         }
         inc(&stats.retries);
@@ -256,5 +263,32 @@ async fn produce(slot: &ProducerSlot, stats: &ProducerStats, mut p: Pending) {
     if let Some(ack) = p.ack.take() {
         // The caller may have given up waiting; the outcome is logged and counted either way.
         ack.send(outcome).ok();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_that_gave_up_keeps_its_last_error_typed_and_its_text_unchanged() {
+        let gave_up = ProduceError::GaveUp {
+            budget: Duration::from_secs(5),
+            last_error: AttemptError::Timeout(Duration::from_secs(1)),
+        };
+        assert_eq!(
+            gave_up.to_string(),
+            "not written to kafka within 5s: produce timed out after 1s"
+        );
+        let source = std::error::Error::source(&gave_up).expect("the last error is the source");
+        assert!(matches!(
+            source.downcast_ref::<AttemptError>(),
+            Some(AttemptError::Timeout(_))
+        ));
+        let lookup = AttemptError::from(client::Error::Timeout {
+            what: "partition lookup",
+            after: Duration::from_secs(2),
+        });
+        assert_eq!(lookup.to_string(), "kafka partition lookup timed out after 2s");
     }
 }
