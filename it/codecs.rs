@@ -139,7 +139,11 @@ async fn fallback_reads_every_codec_the_console_producer_writes() {
     }
 
     // The fallback reads all of it, with the right offsets, keys, values and headers.
-    let fetcher = FallbackFetcher::new(vec![bootstrap()], "it-codecs".into(), T);
+    let fetcher = FallbackFetcher::new(bigpipe::kafka::connect::KafkaConnect::plaintext(
+        vec![bootstrap()],
+        "it-codecs",
+        T,
+    ));
     let all = records(read_fallback(&fetcher, &topic, 0, end).await);
     assert_eq!(all.len() as i64, end);
     for (n, codec) in CODECS.iter().enumerate() {
@@ -236,7 +240,11 @@ async fn fallback_reads_a_null_header_value_that_rskafka_cannot() {
         .expect_err("rskafka refuses null headers");
     assert!(is_decode_error(&err), "{err:?}");
 
-    let fetcher = FallbackFetcher::new(vec![bootstrap()], "it-codecs".into(), T);
+    let fetcher = FallbackFetcher::new(bigpipe::kafka::connect::KafkaConnect::plaintext(
+        vec![bootstrap()],
+        "it-codecs",
+        T,
+    ));
     let got = records(read_fallback(&fetcher, &topic, 0, 1).await);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].record.value.as_deref(), Some(&b"v0"[..]));

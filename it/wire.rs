@@ -14,7 +14,13 @@ use crate::helpers::*;
 const T: Duration = Duration::from_secs(10);
 
 async fn compression_of(topic: &str) -> Option<String> {
-    let conn = connect_any(&[bootstrap()], "it-wire", T).await.unwrap();
+    let conn = connect_any(&bigpipe::kafka::connect::KafkaConnect::plaintext(
+        vec![bootstrap()],
+        "it-wire",
+        T,
+    ))
+    .await
+    .unwrap();
     let resource = DescribeConfigsResource::default()
         .with_resource_type(2) // TOPIC
         .with_resource_name(StrBytes::from_string(topic.to_owned()))
@@ -36,9 +42,13 @@ async fn compression_of(topic: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_topics_with_configs_and_read_partition_counts() {
     let _k = kafka().await;
-    let conn = connect_any(&["127.0.0.1:1".into(), bootstrap()], "it-wire", T)
-        .await
-        .unwrap();
+    let conn = connect_any(&bigpipe::kafka::connect::KafkaConnect::plaintext(
+        vec!["127.0.0.1:1".into(), bootstrap()],
+        "it-wire",
+        T,
+    ))
+    .await
+    .unwrap();
     let name = unique("wire");
     let spec = |name: &str, compression: &str| TopicSpec {
         name: name.to_owned(),
@@ -75,7 +85,13 @@ async fn topics_bigpipe_creates_use_a_codec_it_can_read() {
     assert_eq!(compression_of(&topic).await.as_deref(), Some("snappy"));
     // The dead-letter topic is created too, like its source.
     let dlq = format!("{topic}.dlq");
-    let conn = connect_any(&[bootstrap()], "it-wire", T).await.unwrap();
+    let conn = connect_any(&bigpipe::kafka::connect::KafkaConnect::plaintext(
+        vec![bootstrap()],
+        "it-wire",
+        T,
+    ))
+    .await
+    .unwrap();
     let counts = partition_counts(&conn, std::slice::from_ref(&dlq)).await.unwrap();
     assert_eq!(counts[&dlq], Some(2));
     bp.stop().await;

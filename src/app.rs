@@ -28,6 +28,7 @@ use crate::delivery::forward::{HeaderPolicy, IngestHeaders};
 use crate::delivery::{DeliveryPool, PoolConfig};
 use crate::kafka::client::KafkaClient;
 use crate::kafka::metadata::PartitionTable;
+use crate::kafka::connect::KafkaConnect;
 use crate::kafka::topic_limits::TopicLimits;
 use crate::kafka::topics::{Readiness, TopicWatcher, WantedTopic};
 use crate::policy::AddressPolicy;
@@ -52,6 +53,9 @@ pub enum StartError {
     /// TLS for https targets could not be set up.
     #[error("delivery.tls: {0}")]
     Tls(#[from] crate::delivery::tls::TlsError),
+    /// TLS towards Kafka could not be set up (the message names the `kafka.ssl.*` key).
+    #[error(transparent)]
+    KafkaTls(#[from] crate::kafka::tls::TlsSetupError),
 }
 
 /// The two bound listeners bigpipe serves: callers on `public` (`http.server.*`), operators
@@ -124,11 +128,7 @@ pub fn start(
 ) -> Result<Running, StartError> {
     let addr = listeners.public.local_addr()?;
     let admin_addr = listeners.admin.local_addr()?;
-    let client = Arc::new(KafkaClient::new(
-        settings.kafka.bootstrap_servers.clone(),
-        settings.kafka.client_id.clone(),
-        settings.kafka.request_timeout,
-    ));
+    let client = Arc::new(KafkaClient::new(KafkaConnect::from_settings(&settings.kafka)?));
     // Configured counts are a fallback until metadata answers.
     let table = Arc::new(PartitionTable::new(
         settings

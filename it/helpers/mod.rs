@@ -325,9 +325,13 @@ where
 pub(crate) async fn create_topic(topic: &str, configs: &[(&str, String)]) {
     use bigpipe::kafka::wire::admin::{TopicCreation, TopicSpec, create_topics};
     let t = Duration::from_secs(10);
-    let conn = bigpipe::kafka::wire::connect_any(&[bootstrap()], "it", t)
-        .await
-        .expect("connect");
+    let conn = bigpipe::kafka::wire::connect_any(&bigpipe::kafka::connect::KafkaConnect::plaintext(
+        vec![bootstrap()],
+        "it",
+        t,
+    ))
+    .await
+    .expect("connect");
     let spec = TopicSpec {
         name: topic.to_owned(),
         partitions: 1,

@@ -33,6 +33,7 @@ mod error;
 mod reader;
 mod rules;
 mod secret;
+mod security;
 
 pub(crate) use rules::status_range;
 mod settings;
@@ -52,6 +53,7 @@ use std::path::Path;
 
 pub use error::{ConfigError, Problem};
 pub use secret::Secret;
+pub use security::{KafkaSecurity, KafkaTlsSettings, PemFile, SaslMechanism, SaslSettings, SecurityProtocol};
 pub use settings::{
     AckMode, AclEntry, AclQuota, AdminSettings, Assignor, BreakerSettings, CaBundle, ConsumerSettings,
     DeliverySettings, HttpSettings, KafkaSettings, LogSettings, OffsetReset, ProducerSettings, Settings,

@@ -60,6 +60,8 @@ pub struct KafkaSettings {
     pub metadata_refresh: Duration,
     /// Topics that ACL entries and consumers may reference; names are unique.
     pub topics: Vec<TopicSettings>,
+    /// TLS and SASL towards the brokers (`kafka.security.protocol`, `kafka.ssl.*`, `kafka.sasl.*`).
+    pub security: super::security::KafkaSecurity,
 }
 
 /// One `kafka.topics` entry.

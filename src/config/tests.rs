@@ -254,6 +254,7 @@ fn absent_keys_take_their_defaults() {
             request_timeout: Duration::from_millis(10_000),
             metadata_refresh: Duration::from_millis(30_000),
             topics: vec![],
+            security: KafkaSecurity::default(),
         }
     );
     assert_eq!(
@@ -1919,7 +1920,13 @@ fn malformed_values_of_every_key_are_rejected_with_that_key() {
         if ["kafka.producer.retries", "kafka.producer.channel.size"].contains(key) {
             continue; // ignored keys accept anything
         }
-        let text = format!("{{\"{key}\": [null]}}");
+        // sasl.* and ssl.* are read only when the protocol uses them (else: a warning).
+        let protocol = if key.starts_with("kafka.sasl.") || key.starts_with("kafka.ssl.") {
+            "\"kafka.security.protocol\": \"SASL_SSL\", "
+        } else {
+            ""
+        };
+        let text = format!("{{{protocol}\"{key}\": [null]}}");
         let Err(e) = load_from_str(&text, Format::Json) else {
             panic!("{text} was accepted");
         };

@@ -23,7 +23,7 @@ use super::source::Sources;
 use super::values::batch as record_size;
 use super::values::forward::ForwardRules;
 use super::values::net::{AddressPolicy, Rule};
-use super::{consumer, entries};
+use super::{consumer, entries, security};
 
 /// Every key bigpipe reads, in dotted form. Keys of array entries are checked by `entries` and
 /// `consumer`.
@@ -39,6 +39,15 @@ pub(crate) const KEYS: &[&str] = &[
     "kafka.request.timeout.ms",
     "kafka.metadata.refresh.ms",
     "kafka.topics",
+    "kafka.security.protocol",
+    "kafka.sasl.mechanism",
+    "kafka.sasl.username",
+    "kafka.sasl.password",
+    "kafka.sasl.password.file",
+    "kafka.ssl.ca.location",
+    "kafka.ssl.certificate.location",
+    "kafka.ssl.key.location",
+    "kafka.ssl.endpoint.identification.hostname",
     "kafka.producer.acl",
     "kafka.producer.retries",
     "kafka.producer.channel.size",
@@ -223,12 +232,14 @@ fn kafka(c: &mut Checker<'_>, root: &Dict) -> (KafkaSettings, entries::TopicName
         c.millis(key, v, 1)
     });
     let (topics, names) = entries::topics(c, root);
+    let security = security::kafka_security(c, root);
     let kafka = KafkaSettings {
         bootstrap_servers,
         client_id,
         request_timeout,
         metadata_refresh,
         topics,
+        security,
     };
     (kafka, names)
 }

@@ -235,8 +235,7 @@ impl Lane {
         let s = &self.entry.settings;
         let client = &self.entry.client;
         GroupConfig {
-            bootstrap: client.bootstrap().to_vec(),
-            client_id: client.client_id().to_owned(),
+            connect: client.connect().clone(),
             group_id: self.group_id.clone(),
             topic: self.topic.clone(),
             session_timeout: s.session_timeout,

@@ -268,13 +268,7 @@ impl GroupMember {
                 self.spawn(async move {
                     let result = match conn {
                         Some(conn) if fresh_connection => {
-                            match BrokerConnection::connect(
-                                conn.addr(),
-                                &config.client_id,
-                                config.request_timeout,
-                            )
-                            .await
-                            {
+                            match BrokerConnection::connect(conn.addr(), &config.connect).await {
                                 Ok(fresh) => leave_group(&fresh, &config, member_id).await,
                                 Err(e) => Err(e),
                             }
@@ -485,7 +479,7 @@ fn check(api: ApiKey, code: i16) -> wire::Result<()> {
 /// Bootstrap → FindCoordinator → a connection to the coordinator (the bootstrap connection
 /// itself when that broker is the coordinator).
 async fn find_coordinator(config: &GroupConfig) -> wire::Result<BrokerConnection> {
-    let bootstrap = wire::connect_any(&config.bootstrap, &config.client_id, config.request_timeout).await?;
+    let bootstrap = wire::connect_any(&config.connect).await?;
     let version = version_of::<FindCoordinatorRequest>(&bootstrap, ApiKey::FindCoordinator)?;
     let key = StrBytes::from_string(config.group_id.clone());
     // key_type 0 = group. v4+ (KIP-699) batches keys in `coordinator_keys`.
@@ -533,7 +527,7 @@ async fn find_coordinator(config: &GroupConfig) -> wire::Result<BrokerConnection
     if addr == bootstrap.addr() {
         return Ok(bootstrap);
     }
-    BrokerConnection::connect(&addr, &config.client_id, config.request_timeout).await
+    BrokerConnection::connect(&addr, &config.connect).await
 }
 
 /// JoinGroup. The broker parks it until every member rejoined or the rebalance timeout ran

@@ -41,6 +41,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::kafka::connect::KafkaConnect;
 use crate::kafka::wire;
 
 pub use driver::GroupMember;
@@ -53,12 +54,11 @@ const EVENTS_CAPACITY: usize = 16;
 const COMMANDS_CAPACITY: usize = 64;
 
 /// What a group member needs to know.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct GroupConfig {
-    /// Bootstrap brokers (`host:port`), tried in order to find the coordinator.
-    pub bootstrap: Vec<String>,
-    /// Client id sent with every request; Kafka's tools show it per member.
-    pub client_id: String,
+    /// How to reach Kafka: bootstrap brokers (tried in order to find the coordinator), the
+    /// client id Kafka's tools show per member, TLS and SASL.
+    pub connect: KafkaConnect,
     /// The consumer group.
     pub group_id: String,
     /// The one topic this group consumes.

@@ -262,6 +262,8 @@ pub(crate) fn classify(err: &wire::Error) -> Class {
         | E::UnsupportedVersion { .. }
         | E::VersionTooOld { .. }
         | E::Encode { .. } => Class::Fatal,
+        // Wrong credentials or an untrusted certificate: an operator must act; retry slowly.
+        E::Tls { .. } | E::Authentication { .. } => Class::Fatal,
         E::MissingInResponse { .. } => Class::Transient,
     }
 }
@@ -1274,8 +1276,11 @@ mod tests {
 
     fn config() -> GroupConfig {
         GroupConfig {
-            bootstrap: vec!["127.0.0.1:9092".to_owned()],
-            client_id: "test".to_owned(),
+            connect: crate::kafka::connect::KafkaConnect::plaintext(
+                vec!["127.0.0.1:9092".to_owned()],
+                "test",
+                Duration::from_secs(5),
+            ),
             group_id: "g".to_owned(),
             topic: "calls".to_owned(),
             session_timeout: SESSION,

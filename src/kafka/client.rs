@@ -7,6 +7,8 @@ use rskafka::BackoffConfig;
 use rskafka::client::{Client, ClientBuilder};
 use tokio::sync::OnceCell;
 
+use super::connect::KafkaConnect;
+
 /// Errors of the shared client.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -33,21 +35,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// so the connection is made on first use and retried by the callers.
 #[derive(Debug)]
 pub struct KafkaClient {
-    bootstrap: Vec<String>,
-    client_id: String,
-    timeout: Duration,
+    connect: KafkaConnect,
     client: OnceCell<Arc<Client>>,
     /// The partition clients made through it (see [`super::partitions`]).
     pub(super) partitions: super::partitions::PartitionCache,
 }
 
 impl KafkaClient {
-    /// Creates an unconnected client. `timeout` bounds every call made through it.
-    pub fn new(bootstrap: Vec<String>, client_id: String, timeout: Duration) -> Self {
+    /// Creates an unconnected client. The request timeout of `connect` bounds every call made
+    /// through it.
+    pub fn new(connect: KafkaConnect) -> Self {
         Self {
-            bootstrap,
-            client_id,
-            timeout,
+            connect,
             client: OnceCell::new(),
             partitions: super::partitions::PartitionCache::default(),
         }
@@ -55,17 +54,22 @@ impl KafkaClient {
 
     /// The bound used for single Kafka calls.
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        self.connect.request_timeout()
     }
 
     /// The bootstrap servers.
     pub fn bootstrap(&self) -> &[String] {
-        &self.bootstrap
+        self.connect.bootstrap()
     }
 
     /// The client id sent to Kafka.
     pub fn client_id(&self) -> &str {
-        &self.client_id
+        self.connect.client_id()
+    }
+
+    /// How to reach Kafka, for the wire client's connections.
+    pub fn connect(&self) -> &KafkaConnect {
+        &self.connect
     }
 
     /// rskafka's internal retries, bounded so that they give up within our timeout
@@ -75,7 +79,7 @@ impl KafkaClient {
             init_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(1),
             base: 2.0,
-            deadline: Some(self.timeout),
+            deadline: Some(self.timeout()),
         }
     }
 
@@ -87,11 +91,13 @@ impl KafkaClient {
         let client = self
             .client
             .get_or_try_init(|| async {
-                let build = ClientBuilder::new(self.bootstrap.clone())
-                    .client_id(self.client_id.clone())
-                    .backoff_config(self.backoff_config())
-                    .build();
-                let client = bounded("connect", self.timeout, build).await??;
+                let mut builder = ClientBuilder::new(self.bootstrap().to_vec())
+                    .client_id(self.client_id().to_owned())
+                    .backoff_config(self.backoff_config());
+                if let Some(sasl) = self.connect.rskafka_sasl() {
+                    builder = builder.sasl_config(sasl);
+                }
+                let client = bounded("connect", self.timeout(), builder.build()).await??;
                 Ok::<_, Error>(Arc::new(client))
             })
             .await?;

@@ -1,5 +1,7 @@
 //! Kafka plumbing shared by the producer and the consumer groups.
 //!
+//! - [`connect`]: [`connect::KafkaConnect`], how to reach Kafka (bootstrap, client id,
+//!   timeout, TLS from [`tls`], SASL), used by both clients below.
 //! - [`client`]: the shared rskafka client, connected lazily so bigpipe can
 //!   start while Kafka is down, with a timeout around every call (rskafka 0.6
 //!   has none of its own).
@@ -19,12 +21,14 @@
 //!   (with the [`record_size::DEAD_LETTER_RESERVE_BYTES`] shared with dead letters).
 
 pub mod client;
+pub mod connect;
 pub mod fallback;
 pub mod fault;
 pub mod metadata;
 pub mod partitions;
 pub mod record_size;
 pub mod records;
+pub mod tls;
 pub mod topic_limits;
 pub mod topics;
 pub mod wire;

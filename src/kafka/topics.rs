@@ -166,12 +166,10 @@ impl TopicWatcher {
         if topics.is_empty() {
             return;
         }
-        let timeout = self.client.timeout();
-        let described =
-            match wire::connect_any(self.client.bootstrap(), self.client.client_id(), timeout).await {
-                Ok(conn) => wire::admin::max_message_bytes(&conn, topics).await,
-                Err(e) => Err(e),
-            };
+        let described = match wire::connect_any(self.client.connect()).await {
+            Ok(conn) => wire::admin::max_message_bytes(&conn, topics).await,
+            Err(e) => Err(e),
+        };
         match described {
             Ok(found) => {
                 for (topic, bytes) in found {
@@ -192,7 +190,7 @@ impl TopicWatcher {
 
     async fn create(&self, missing: &[&WantedTopic]) -> Result<(), wire::Error> {
         let timeout = self.client.timeout();
-        let conn = wire::connect_any(self.client.bootstrap(), self.client.client_id(), timeout).await?;
+        let conn = wire::connect_any(self.client.connect()).await?;
         let specs: Vec<TopicSpec> = missing
             .iter()
             .map(|t| TopicSpec {

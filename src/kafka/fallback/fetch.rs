@@ -19,6 +19,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::FetchedItem;
 use super::decode::{AbortedTxn, decode_batches};
+use crate::kafka::connect::KafkaConnect;
 use crate::kafka::wire::{self, BrokerConnection, connect_any};
 
 /// Fetch v13+ names topics by id only; v12 is the last that takes a name, and every Kafka
@@ -134,9 +135,7 @@ impl FallbackError {
 /// parallel, calls to the same leader take turns on its connection).
 #[derive(Debug)]
 pub struct FallbackFetcher {
-    bootstrap: Vec<String>,
-    client_id: String,
-    timeout: Duration,
+    connect: KafkaConnect,
     max_batch_bytes: usize,
     /// The connection used for Metadata; `None` until first use or after an error.
     metadata: Mutex<Option<Arc<BrokerConnection>>>,
@@ -147,13 +146,11 @@ pub struct FallbackFetcher {
 }
 
 impl FallbackFetcher {
-    /// A fetcher that bootstraps from `bootstrap`; `timeout` bounds each connect and each
-    /// request (a fetch may take `timeout + max_wait`).
-    pub fn new(bootstrap: Vec<String>, client_id: String, timeout: Duration) -> Self {
+    /// A fetcher that connects as `connect` says; its request timeout bounds each connect and
+    /// each request (a fetch may take the timeout + `max_wait`).
+    pub fn new(connect: KafkaConnect) -> Self {
         Self {
-            bootstrap,
-            client_id,
-            timeout,
+            connect,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             metadata: Mutex::new(None),
             leaders: Mutex::new(HashMap::new()),
@@ -161,13 +158,9 @@ impl FallbackFetcher {
         }
     }
 
-    /// The same bootstrap, client id and timeout as the shared rskafka client.
+    /// The same connection settings as the shared rskafka client.
     pub fn for_client(client: &crate::kafka::client::KafkaClient) -> Self {
-        Self::new(
-            client.bootstrap().to_vec(),
-            client.client_id().to_owned(),
-            client.timeout(),
-        )
+        Self::new(client.connect().clone())
     }
 
     /// Caps one batch's decompressed records (default [`DEFAULT_MAX_BATCH_BYTES`]); a batch
@@ -258,7 +251,7 @@ impl FallbackFetcher {
             .request_with(
                 fetch_request(topic, partition, offset, max_bytes, max_wait),
                 Some(version),
-                Some(self.timeout.saturating_add(max_wait)),
+                Some(self.connect.request_timeout().saturating_add(max_wait)),
             )
             .await;
         let resp = match resp {
@@ -354,7 +347,7 @@ impl FallbackFetcher {
         if let Some(conn) = lock(&self.metadata).as_ref().filter(|c| c.poisoned().is_none()) {
             return Ok(Arc::clone(conn));
         }
-        let conn = Arc::new(connect_any(&self.bootstrap, &self.client_id, self.timeout).await?);
+        let conn = Arc::new(connect_any(&self.connect).await?);
         *lock(&self.metadata) = Some(Arc::clone(&conn));
         Ok(conn)
     }
@@ -363,7 +356,7 @@ impl FallbackFetcher {
         if let Some(conn) = lock(&self.leaders).get(addr).filter(|c| c.poisoned().is_none()) {
             return Ok(Arc::clone(conn));
         }
-        let conn = Arc::new(BrokerConnection::connect(addr, &self.client_id, self.timeout).await?);
+        let conn = Arc::new(BrokerConnection::connect(addr, &self.connect).await?);
         lock(&self.leaders).insert(addr.to_owned(), Arc::clone(&conn));
         Ok(conn)
     }
@@ -477,7 +470,7 @@ mod tests {
             ..Behaviour::default()
         })
         .await;
-        let fetcher = FallbackFetcher::new(vec![broker.addr()], "t".into(), T);
+        let fetcher = FallbackFetcher::new(KafkaConnect::plaintext(vec![broker.addr()], "t", T));
         let got = fetcher.fetch("t", 1, 42, 5000, WAIT).await.unwrap();
         let offsets: Vec<i64> = got.items.iter().map(FetchedItem::last_offset).collect();
         assert_eq!(offsets, vec![42, 43, 44]);
@@ -522,7 +515,7 @@ mod tests {
             ..Behaviour::default()
         })
         .await;
-        let fetcher = FallbackFetcher::new(vec![broker.addr()], "t".into(), T);
+        let fetcher = FallbackFetcher::new(KafkaConnect::plaintext(vec![broker.addr()], "t", T));
         let err = fetcher.fetch("t", 0, 0, 5000, WAIT).await.unwrap_err();
         assert!(
             matches!(
@@ -555,7 +548,7 @@ mod tests {
             ..Behaviour::default()
         })
         .await;
-        let fetcher = FallbackFetcher::new(vec![broker.addr()], "t".into(), T);
+        let fetcher = FallbackFetcher::new(KafkaConnect::plaintext(vec![broker.addr()], "t", T));
         let got = fetcher.fetch("t", 0, 7, 5000, WAIT).await.unwrap();
         assert!(
             matches!(
@@ -581,7 +574,7 @@ mod tests {
             ..Behaviour::default()
         })
         .await;
-        let fetcher = FallbackFetcher::new(vec![broker.addr()], "t".into(), T);
+        let fetcher = FallbackFetcher::new(KafkaConnect::plaintext(vec![broker.addr()], "t", T));
         let got = fetcher.fetch("t", 0, 3, 50, WAIT).await.unwrap();
         assert!(
             matches!(
@@ -616,7 +609,7 @@ mod tests {
         })
         .await;
         let bound = Duration::from_millis(300);
-        let fetcher = FallbackFetcher::new(vec![broker.addr()], "t".into(), bound);
+        let fetcher = FallbackFetcher::new(KafkaConnect::plaintext(vec![broker.addr()], "t", bound));
         let started = Instant::now();
         let err = fetcher.fetch("t", 0, 0, 5000, WAIT).await.unwrap_err();
         assert!(
@@ -639,7 +632,7 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_partition_has_no_leader() {
         let broker = broker(Behaviour::default()).await;
-        let fetcher = FallbackFetcher::new(vec![broker.addr()], "t".into(), T);
+        let fetcher = FallbackFetcher::new(KafkaConnect::plaintext(vec![broker.addr()], "t", T));
         let err = fetcher.fetch("t", 9, 0, 5000, WAIT).await.unwrap_err();
         assert!(
             matches!(err, FallbackError::NoLeader { partition: 9, .. }),

@@ -369,7 +369,7 @@ mod tests {
     use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, DescribeConfigsResponse, MetadataRequest};
     use kafka_protocol::protocol::{Decodable, StrBytes, VersionRange};
 
-    use super::super::testing::{Behaviour, FakeBroker};
+    use super::super::testing::{Behaviour, FakeBroker, plain};
     use super::super::{BrokerConnection, Error};
     use super::*;
 
@@ -407,7 +407,9 @@ mod tests {
     #[tokio::test]
     async fn create_topics_reports_each_outcome_in_spec_order() {
         let broker = broker(&[(ApiKey::CreateTopics, 2, 7)], &[]).await;
-        let conn = BrokerConnection::connect(&broker.addr(), "t", T).await.unwrap();
+        let conn = BrokerConnection::connect(&broker.addr(), &plain(T))
+            .await
+            .unwrap();
         let specs = [
             spec("new-a", -1, &[("compression.type", "snappy")]),
             spec("exists-b", 1, &[]),
@@ -445,7 +447,9 @@ mod tests {
     #[tokio::test]
     async fn create_topics_refuses_broker_defaults_below_v4() {
         let broker = broker(&[(ApiKey::CreateTopics, 2, 3)], &[]).await;
-        let conn = BrokerConnection::connect(&broker.addr(), "t", T).await.unwrap();
+        let conn = BrokerConnection::connect(&broker.addr(), &plain(T))
+            .await
+            .unwrap();
         let err = create_topics(&conn, &[spec("a", -1, &[])], T).await.unwrap_err();
         assert!(
             matches!(
@@ -469,7 +473,9 @@ mod tests {
     #[tokio::test]
     async fn partition_counts_marks_missing_topics() {
         let broker = broker(&[(ApiKey::Metadata, 0, 12)], &[("a", 3), ("b", 1)]).await;
-        let conn = BrokerConnection::connect(&broker.addr(), "t", T).await.unwrap();
+        let conn = BrokerConnection::connect(&broker.addr(), &plain(T))
+            .await
+            .unwrap();
         let got = partition_counts(&conn, &["a".to_owned(), "missing".to_owned()])
             .await
             .unwrap();
@@ -499,7 +505,9 @@ mod tests {
     async fn partition_counts_on_an_old_broker_leaves_auto_create_alone() {
         // Below v4 the crate refuses `allow_auto_topic_creation = false`; we must not set it.
         let broker = broker(&[(ApiKey::Metadata, 0, 3)], &[("a", 2)]).await;
-        let conn = BrokerConnection::connect(&broker.addr(), "t", T).await.unwrap();
+        let conn = BrokerConnection::connect(&broker.addr(), &plain(T))
+            .await
+            .unwrap();
         let got = partition_counts(&conn, &["a".to_owned()]).await.unwrap();
         assert_eq!(got.get("a"), Some(&Some(2)));
     }
@@ -558,7 +566,9 @@ mod tests {
     #[tokio::test]
     async fn cluster_lists_brokers() {
         let broker = broker(&[(ApiKey::Metadata, 0, 12)], &[]).await;
-        let conn = BrokerConnection::connect(&broker.addr(), "t", T).await.unwrap();
+        let conn = BrokerConnection::connect(&broker.addr(), &plain(T))
+            .await
+            .unwrap();
         let info = cluster(&conn).await.unwrap();
         assert_eq!(info.brokers.len(), 1);
         assert_eq!(info.brokers[0].addr(), "127.0.0.1:9092");

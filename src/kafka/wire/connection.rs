@@ -1,4 +1,4 @@
-//! One TCP connection to one broker: ApiVersions negotiation at connect, then typed
+//! One connection to one broker (TCP or TLS): ApiVersions negotiation and SASL at connect, then typed
 //! request/response round trips with correlation ids, timeouts and poisoning.
 
 use std::collections::BTreeMap;
@@ -12,12 +12,13 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes, VersionRange};
-use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::frame::{self, DEFAULT_MAX_FRAME_BYTES};
+use super::transport::{self, Stream};
 use super::{Error, PoisonReason, Result};
+use crate::kafka::connect::KafkaConnect;
 
 /// ApiVersions version sent first: v3 (KIP-511, flexible) is accepted by brokers since 2.4
 /// and lets the broker log our software name and version.
@@ -61,44 +62,31 @@ pub struct BrokerConnection {
 
 /// State that only the request holding the lock may touch.
 struct Io {
-    stream: TcpStream,
+    stream: Stream,
     next_correlation_id: i32,
 }
 
 impl BrokerConnection {
-    /// Opens a TCP connection to `addr` (`host:port`), sets `TCP_NODELAY`, and asks the broker
-    /// which API versions it supports.
+    /// Opens a connection to `addr` (`host:port`) as `connect` says: TCP with `TCP_NODELAY`,
+    /// TLS when configured, then ApiVersions, then SASL authentication when configured.
     ///
-    /// `timeout` bounds the TCP connect and, separately, the ApiVersions round trip; it then
-    /// becomes the default request timeout (see [`Self::with_request_timeout`]).
+    /// `connect.request_timeout()` bounds the TCP connect plus TLS handshake and, separately,
+    /// each handshake request; it then becomes the default request timeout (see
+    /// [`Self::with_request_timeout`]).
     ///
     /// ApiVersions is sent as v3; a broker too old for that answers UNSUPPORTED_VERSION in a
     /// v0 body, and we retry with v0 on the same connection, as the Java client does.
     ///
     /// # Errors
-    /// [`Error::Connect`] if the socket cannot be opened in time; any request error from
-    /// ApiVersions; [`Error::Server`] if the broker answers ApiVersions with an error code.
-    pub async fn connect(addr: &str, client_id: &str, timeout: Duration) -> Result<Self> {
-        let connect_error = |source| Error::Connect {
-            addr: addr.to_owned(),
-            source,
-        };
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(connect_error(e)),
-            Err(_elapsed) => {
-                return Err(connect_error(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no TCP connection after {timeout:?}"),
-                )));
-            }
-        };
-        // Requests are small and we wait for every answer; Nagle would only add latency.
-        stream.set_nodelay(true).map_err(connect_error)?;
-
+    /// [`Error::Connect`] if the socket cannot be opened in time; [`Error::Tls`] if the TLS
+    /// handshake fails; any request error from ApiVersions; [`Error::Server`] if the broker
+    /// answers ApiVersions with an error code; [`Error::Authentication`] if SASL fails.
+    pub async fn connect(addr: &str, connect: &KafkaConnect) -> Result<Self> {
+        let timeout = connect.request_timeout();
+        let stream = transport::open(addr, connect.tls(), timeout).await?;
         let mut conn = Self {
             addr: addr.to_owned(),
-            client_id: StrBytes::from_string(client_id.to_owned()),
+            client_id: StrBytes::from_string(connect.client_id().to_owned()),
             request_timeout: timeout,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             broker_versions: BTreeMap::new(),
@@ -109,6 +97,9 @@ impl BrokerConnection {
             }),
         };
         conn.broker_versions = conn.api_versions().await?;
+        if let Some(sasl) = connect.sasl() {
+            super::sasl::authenticate(&conn, sasl).await?;
+        }
         Ok(conn)
     }
 
@@ -492,9 +483,10 @@ mod tests {
     };
     use kafka_protocol::protocol::{StrBytes, VersionRange};
 
-    use super::super::testing::{Answer, Behaviour, FakeBroker};
+    use super::super::testing::{Answer, Behaviour, FakeBroker, plain};
     use super::super::{Error, FrameError, PoisonReason, connect_any};
     use super::BrokerConnection;
+    use crate::kafka::connect::KafkaConnect;
 
     const T: Duration = Duration::from_secs(5);
 
@@ -512,7 +504,9 @@ mod tests {
             (ApiKey::CreateTopics, range(2, 42)),
         ])
         .await;
-        let conn = BrokerConnection::connect(&broker.addr(), "t", T).await.unwrap();
+        let conn = BrokerConnection::connect(&broker.addr(), &plain(T))
+            .await
+            .unwrap();
         assert_eq!(conn.version_for(ApiKey::Metadata), Some(9));
         assert_eq!(conn.version_for(ApiKey::CreateTopics), Some(7));
         assert_eq!(conn.version_for(ApiKey::JoinGroup), None);
@@ -537,7 +531,9 @@ mod tests {
     #[tokio::test]
     async fn unsupported_api_or_version_sends_nothing_and_keeps_connection() {
         let broker = FakeBroker::start(&[(ApiKey::Metadata, range(0, 9))]).await;
-        let conn = BrokerConnection::connect(&broker.addr(), "t", T).await.unwrap();
+        let conn = BrokerConnection::connect(&broker.addr(), &plain(T))
+            .await
+            .unwrap();
 
         let err = conn.request(CreateTopicsRequest::default()).await.unwrap_err();
         assert!(matches!(err, Error::UnsupportedApi { api: 19 }), "{err:?}");
@@ -569,7 +565,9 @@ mod tests {
             },
         )
         .await;
-        let conn = BrokerConnection::connect(&broker.addr(), "t", T).await.unwrap();
+        let conn = BrokerConnection::connect(&broker.addr(), &plain(T))
+            .await
+            .unwrap();
         assert_eq!(conn.version_for(ApiKey::Metadata), Some(12));
         assert_eq!(
             broker.seen(),
@@ -587,7 +585,7 @@ mod tests {
             },
         )
         .await;
-        let err = BrokerConnection::connect(&broker.addr(), "t", T)
+        let err = BrokerConnection::connect(&broker.addr(), &plain(T))
             .await
             .unwrap_err();
         assert!(
@@ -613,7 +611,9 @@ mod tests {
             },
         )
         .await;
-        let conn = BrokerConnection::connect(&broker.addr(), "t", T).await.unwrap();
+        let conn = BrokerConnection::connect(&broker.addr(), &plain(T))
+            .await
+            .unwrap();
         let err = conn.request(MetadataRequest::default()).await.unwrap_err();
         assert!(
             matches!(err, Error::CorrelationMismatch { expected, actual, .. } if actual == expected + 1000),
@@ -645,7 +645,7 @@ mod tests {
         )
         .await;
         let bound = Duration::from_millis(200);
-        let conn = BrokerConnection::connect(&broker.addr(), "t", T)
+        let conn = BrokerConnection::connect(&broker.addr(), &plain(T))
             .await
             .unwrap()
             .with_request_timeout(bound);
@@ -686,7 +686,9 @@ mod tests {
             },
         )
         .await;
-        let conn = BrokerConnection::connect(&broker.addr(), "t", T).await.unwrap();
+        let conn = BrokerConnection::connect(&broker.addr(), &plain(T))
+            .await
+            .unwrap();
         let outer = tokio::time::timeout(
             Duration::from_millis(100),
             conn.request(MetadataRequest::default()),
@@ -708,7 +710,9 @@ mod tests {
             },
         )
         .await;
-        let conn = BrokerConnection::connect(&broker.addr(), "t", T).await.unwrap();
+        let conn = BrokerConnection::connect(&broker.addr(), &plain(T))
+            .await
+            .unwrap();
         let long = conn.request(MetadataRequest::default());
         let short = async {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -732,7 +736,9 @@ mod tests {
             },
         )
         .await;
-        let conn = BrokerConnection::connect(&broker.addr(), "t", T).await.unwrap();
+        let conn = BrokerConnection::connect(&broker.addr(), &plain(T))
+            .await
+            .unwrap();
         let err = conn.request(MetadataRequest::default()).await.unwrap_err();
         assert!(matches!(err, Error::Frame(_)), "{err:?}");
         assert_eq!(conn.poisoned(), Some(PoisonReason::Transport));
@@ -748,7 +754,7 @@ mod tests {
             },
         )
         .await;
-        let conn = BrokerConnection::connect(&broker.addr(), "t", T)
+        let conn = BrokerConnection::connect(&broker.addr(), &plain(T))
             .await
             .unwrap()
             .with_max_frame_bytes(4);
@@ -762,7 +768,7 @@ mod tests {
         assert_eq!(broker.seen().len(), 1);
 
         // A response over the limit (50 partitions) arrives after the request went out.
-        let conn = BrokerConnection::connect(&broker.addr(), "t", T)
+        let conn = BrokerConnection::connect(&broker.addr(), &plain(T))
             .await
             .unwrap()
             .with_max_frame_bytes(200);
@@ -784,14 +790,14 @@ mod tests {
         // 192.0.2.0/24 (TEST-NET-1) is never routed: the SYN goes unanswered, or the network
         // rejects it at once; both must come back as `Connect`, within the bound.
         let started = std::time::Instant::now();
-        let err = BrokerConnection::connect("192.0.2.1:9092", "t", Duration::from_millis(200))
+        let err = BrokerConnection::connect("192.0.2.1:9092", &plain(Duration::from_millis(200)))
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Connect { .. }), "{err:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
 
         let dead = FakeBroker::dead_addr().await;
-        let err = BrokerConnection::connect(&dead, "t", T).await.unwrap_err();
+        let err = BrokerConnection::connect(&dead, &plain(T)).await.unwrap_err();
         assert!(
             matches!(&err, Error::Connect { addr, source } if *addr == dead
                 && source.kind() == std::io::ErrorKind::ConnectionRefused),
@@ -803,12 +809,22 @@ mod tests {
     async fn connect_any_falls_through_dead_addresses() {
         let broker = FakeBroker::start(&[(ApiKey::Metadata, range(0, 12))]).await;
         let dead = FakeBroker::dead_addr().await;
-        let conn = connect_any(&[dead.clone(), broker.addr()], "t", T).await.unwrap();
+        let conn = connect_any(&KafkaConnect::plaintext(
+            vec![dead.clone(), broker.addr()],
+            "t",
+            T,
+        ))
+        .await
+        .unwrap();
         assert_eq!(conn.addr(), broker.addr());
 
-        let err = connect_any(&[dead.clone(), "not a host:1".to_owned()], "t", T)
-            .await
-            .unwrap_err();
+        let err = connect_any(&KafkaConnect::plaintext(
+            vec![dead.clone(), "not a host:1".to_owned()],
+            "t",
+            T,
+        ))
+        .await
+        .unwrap_err();
         let Error::NoBrokerReachable { failures } = &err else {
             panic!("{err:?}");
         };
@@ -817,7 +833,9 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains(&dead) && text.contains("not a host:1"), "{text}");
 
-        let err = connect_any(&[], "t", T).await.unwrap_err();
+        let err = connect_any(&KafkaConnect::plaintext(vec![], "t", T))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("no bootstrap addresses"), "{err}");
     }
 

@@ -19,6 +19,9 @@
 pub mod admin;
 pub mod connection;
 pub mod frame;
+mod sasl;
+pub mod scram;
+mod transport;
 
 use std::fmt;
 use std::time::Duration;
@@ -26,6 +29,8 @@ use std::time::Duration;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::VersionRange;
+
+use crate::kafka::connect::KafkaConnect;
 
 pub use admin::{BrokerInfo, ClusterInfo, TopicCreation, TopicSpec};
 pub use connection::BrokerConnection;
@@ -82,6 +87,30 @@ pub enum Error {
         /// The cause; `ErrorKind::TimedOut` when the connect timeout expired.
         #[source]
         source: std::io::Error,
+    },
+
+    /// The TLS handshake failed: an untrusted or misnamed broker certificate, a client
+    /// certificate the broker refused, no common protocol version, or a plaintext listener.
+    #[error("TLS handshake with broker {addr} failed")]
+    Tls {
+        /// The `host:port` we tried.
+        addr: String,
+        /// The cause; rustls's error inside when the handshake itself failed.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// SASL authentication was refused (wrong credentials, a mechanism the broker does not
+    /// enable) or could not be completed. The connection is closed; retrying with the same
+    /// settings fails the same way until the credentials or the broker change.
+    #[error("SASL {mechanism} authentication with broker {addr} failed: {message}")]
+    Authentication {
+        /// The broker.
+        addr: String,
+        /// The mechanism, as sent in SaslHandshake.
+        mechanism: &'static str,
+        /// The broker's reason, or ours.
+        message: String,
     },
 
     /// The request/response round trip did not finish in time.
@@ -273,20 +302,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Connects to the first bootstrap address that completes TCP connect and ApiVersions.
 ///
 /// Addresses are tried in order (not in parallel) so that the first, usually nearest, broker
-/// is preferred and a dead one costs at most `timeout` for the TCP connect plus `timeout` for
-/// ApiVersions.
+/// is preferred and a dead one costs at most the request timeout for the TCP connect (and TLS)
+/// plus that for each handshake request.
 ///
 /// # Errors
 /// [`Error::NoBrokerReachable`] listing every address with its failure, also when `bootstrap`
 /// is empty.
-pub async fn connect_any(
-    bootstrap: &[String],
-    client_id: &str,
-    timeout: Duration,
-) -> Result<BrokerConnection> {
+pub async fn connect_any(connect: &KafkaConnect) -> Result<BrokerConnection> {
+    let bootstrap = connect.bootstrap();
     let mut failures = Vec::with_capacity(bootstrap.len());
     for addr in bootstrap {
-        match BrokerConnection::connect(addr, client_id, timeout).await {
+        match BrokerConnection::connect(addr, connect).await {
             Ok(conn) => return Ok(conn),
             Err(e) => failures.push((addr.clone(), e)),
         }

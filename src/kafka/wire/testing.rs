@@ -21,8 +21,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::frame::{read_frame, write_frame};
+use crate::kafka::connect::KafkaConnect;
 
 const MAX: usize = 1 << 20;
+
+/// Plaintext, unauthenticated settings with client id "t" (the address is given per connect).
+pub(crate) fn plain(timeout: Duration) -> KafkaConnect {
+    KafkaConnect::plaintext(vec![], "t", timeout)
+}
 
 /// How the fake answers every request other than ApiVersions.
 #[derive(Debug, Clone, Copy, Default)]
