@@ -19,6 +19,7 @@ mod fuzz;
 mod group;
 mod headers;
 mod ingest;
+mod kafka_tls;
 mod limits;
 mod never_stall;
 mod outage;

@@ -15,6 +15,10 @@ pub enum Error {
     /// rskafka reported an error.
     #[error("kafka: {0}")]
     Kafka(#[from] rskafka::client::error::Error),
+    /// No bootstrap broker could be connected to, authenticated with, or trusted (found by
+    /// the wire client before rskafka is asked: see [`KafkaClient::get`]).
+    #[error("kafka: {}", super::wire::error_chain(.0))]
+    Connect(#[source] super::wire::Error),
     /// The call did not finish in time.
     #[error("kafka {what} timed out after {after:?}")]
     Timeout {
@@ -23,6 +27,17 @@ pub enum Error {
         /// The bound that ran out.
         after: Duration,
     },
+}
+
+impl Error {
+    /// The wire client's error when connecting failed there (for telling an authentication
+    /// or certificate problem from an unreachable broker).
+    pub fn connect_error(&self) -> Option<&super::wire::Error> {
+        match self {
+            Self::Connect(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 /// Result alias of this module.
@@ -85,12 +100,22 @@ impl KafkaClient {
 
     /// Returns the connected client, connecting first if needed.
     ///
+    /// Before rskafka connects, the wire client opens one connection the same way (TCP, TLS,
+    /// ApiVersions, SASL): rskafka retries a refused login or certificate until its deadline
+    /// and then reports only a timeout, while the wire client fails at once with
+    /// [`wire::Error::Authentication`](super::wire::Error::Authentication) or
+    /// [`wire::Error::Tls`](super::wire::Error::Tls), which `/readyz` and the log can name.
+    ///
     /// # Errors
-    /// When no bootstrap broker answers within the timeout.
+    /// [`Error::Connect`] when no bootstrap broker can be connected to (with the reason per
+    /// broker); otherwise when rskafka cannot connect within the timeout.
     pub async fn get(&self) -> Result<Arc<Client>> {
         let client = self
             .client
             .get_or_try_init(|| async {
+                super::wire::connect_any(&self.connect)
+                    .await
+                    .map_err(Error::Connect)?;
                 let mut builder = ClientBuilder::new(self.bootstrap().to_vec())
                     .client_id(self.client_id().to_owned())
                     .backoff_config(self.backoff_config());

@@ -54,6 +54,8 @@ pub fn fault(e: &RsError) -> Fault {
 pub fn stale_client(e: &client::Error) -> bool {
     match e {
         client::Error::Timeout { .. } => true,
+        // No connection was made, so nothing cached is known to be good.
+        client::Error::Connect(_) => true,
         client::Error::Kafka(e) => stale_after(e),
     }
 }

@@ -58,6 +58,8 @@ impl WriteError {
         match e {
             client::Error::Timeout { what, after } => Self::Timeout { what, after },
             client::Error::Kafka(e) => wrap(e),
+            // Not produced by the bounded calls (only by `KafkaClient::get`); kept whole.
+            e @ client::Error::Connect(_) => Self::Lookup(e),
         }
     }
 }

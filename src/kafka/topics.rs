@@ -75,6 +75,36 @@ impl Readiness {
     }
 }
 
+/// Longest wait between attempts while Kafka refuses our credentials or certificate.
+pub const MAX_SECURITY_BACKOFF: Duration = Duration::from_secs(30);
+
+/// 1 s, 2 s, 4 s ... up to [`MAX_SECURITY_BACKOFF`], for the `n`th failure in a row (from 1).
+fn security_backoff(n: u32) -> Duration {
+    let exp = n.saturating_sub(1).min(16);
+    Duration::from_secs(1u64 << exp).min(MAX_SECURITY_BACKOFF)
+}
+
+impl TopicsError {
+    /// `Some("authentication failed")` or `Some("TLS handshake failed")` when an operator must
+    /// fix credentials or certificates.
+    fn security(&self) -> Option<&'static str> {
+        match self {
+            Self::List(e) => e.connect_error().and_then(wire::Error::security_failure),
+            Self::Create(e) => e.security_failure(),
+        }
+    }
+
+    /// `kafka authentication failed: ...`, `kafka TLS handshake failed: ...` or
+    /// `kafka unreachable: ...`, with the causes on one line, as `/readyz` and the log say it.
+    fn detail(&self) -> String {
+        let text = match self {
+            Self::List(e) => wire::error_chain(e),
+            Self::Create(e) => wire::error_chain(e),
+        };
+        format!("kafka {}: {text}", self.security().unwrap_or("unreachable"))
+    }
+}
+
 /// Everything the topic task needs.
 #[derive(Debug)]
 pub struct TopicWatcher {
@@ -95,33 +125,47 @@ pub struct TopicWatcher {
 }
 
 impl TopicWatcher {
-    /// Runs until `stop` is cancelled. While not ready it retries every second.
+    /// Runs until `stop` is cancelled. While not ready it retries every second, except after
+    /// a security failure (wrong credentials, untrusted certificate), which no quick retry
+    /// fixes: then it backs off from 1 s to [`MAX_SECURITY_BACKOFF`]. A failure is logged when
+    /// it first happens and when its text changes, not on every retry.
     pub async fn run(self, stop: CancellationToken) {
+        let mut last_failure: Option<String> = None;
+        let mut security_failures: u32 = 0;
         loop {
-            let ready = match self.refresh_once().await {
+            let wait = match self.refresh_once().await {
                 Ok(missing) if missing.is_empty() => {
                     if !self.readiness.is_ready() {
                         info!(self.log, "kafka ready"; "topics" => self.topics.load().len());
                     }
                     self.readiness
                         .set(true, "kafka reachable, all topics present".into());
-                    true
+                    last_failure = None;
+                    security_failures = 0;
+                    self.refresh
                 }
                 Ok(missing) => {
                     self.readiness
                         .set(false, format!("topics missing: {}", missing.join(",")));
-                    false
+                    last_failure = None;
+                    security_failures = 0;
+                    Duration::from_secs(1)
                 }
-                Err(e) => {
-                    warn!(self.log, "kafka metadata refresh failed"; "error" => %e);
-                    self.readiness.set(false, format!("kafka unreachable: {e}"));
-                    false
+                Err(failure) => {
+                    let detail = failure.detail();
+                    if last_failure.as_deref() != Some(detail.as_str()) {
+                        warn!(self.log, "kafka metadata refresh failed"; "error" => &detail);
+                        last_failure = Some(detail.clone());
+                    }
+                    self.readiness.set(false, detail);
+                    if failure.security().is_some() {
+                        security_failures = security_failures.saturating_add(1);
+                        security_backoff(security_failures)
+                    } else {
+                        security_failures = 0;
+                        Duration::from_secs(1)
+                    }
                 }
-            };
-            let wait = if ready {
-                self.refresh
-            } else {
-                Duration::from_secs(1)
             };
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
@@ -188,9 +232,11 @@ impl TopicWatcher {
         }
     }
 
-    async fn create(&self, missing: &[&WantedTopic]) -> Result<(), wire::Error> {
+    async fn create(&self, missing: &[&WantedTopic]) -> Result<(), TopicsError> {
         let timeout = self.client.timeout();
-        let conn = wire::connect_any(self.client.connect()).await?;
+        let conn = wire::connect_any(self.client.connect())
+            .await
+            ?;
         let specs: Vec<TopicSpec> = missing
             .iter()
             .map(|t| TopicSpec {
@@ -200,7 +246,9 @@ impl TopicWatcher {
                 configs: vec![("compression.type".into(), "snappy".into())],
             })
             .collect();
-        let results = wire::admin::create_topics(&conn, &specs, timeout).await?;
+        let results = wire::admin::create_topics(&conn, &specs, timeout)
+            .await
+            ?;
         for (name, outcome) in results {
             match outcome {
                 TopicCreation::Created => info!(self.log, "topic created"; "topic" => name),

@@ -260,6 +260,26 @@ impl Error {
     }
 }
 
+impl Error {
+    /// What an operator must fix when this is (or, for [`Error::NoBrokerReachable`], includes)
+    /// a security failure: `"authentication failed"` for a refused SASL login,
+    /// `"TLS handshake failed"` for an untrusted certificate and the like. `None` otherwise.
+    pub fn security_failure(&self) -> Option<&'static str> {
+        match self {
+            Self::Authentication { .. } => Some("authentication failed"),
+            Self::Tls { .. } => Some("TLS handshake failed"),
+            Self::NoBrokerReachable { failures } => {
+                let kinds = || failures.iter().filter_map(|(_, e)| e.security_failure());
+                // Authentication first: it is the more specific advice when brokers differ.
+                kinds()
+                    .find(|k| *k == "authentication failed")
+                    .or_else(|| kinds().next())
+            }
+            _ => None,
+        }
+    }
+}
+
 fn fmt_message(message: &Option<String>) -> String {
     match message {
         Some(m) if !m.is_empty() => format!(": {m}"),
