@@ -155,14 +155,18 @@ async fn wire_client_refuses_an_untrusted_or_misnamed_broker_certificate() {
         .expect("override to a name the certificate has");
 }
 
-/// rskafka (produce, fetch, offsets) authenticates with the same settings.
+/// rskafka (produce, fetch, offsets) connects with the same settings, over TLS too (the
+/// vendored rskafka's `transport-tls` with our graviola `ClientConfig`).
 #[tokio::test]
-async fn rskafka_client_connects_over_sasl() {
-    for keys in [
-        sasl("SASL_PLAINTEXT", "SCRAM-SHA-256", "bigpipe-secret"),
-        sasl("SASL_PLAINTEXT", "PLAIN", "bigpipe-secret"),
+async fn rskafka_client_connects_in_every_security_mode() {
+    for (offset, keys) in [
+        (0, MTLS.to_owned()),
+        (1, sasl("SASL_PLAINTEXT", "SCRAM-SHA-256", "bigpipe-secret")),
+        (1, sasl("SASL_PLAINTEXT", "PLAIN", "bigpipe-secret")),
+        (2, sasl("SASL_SSL", "SCRAM-SHA-512", "bigpipe-secret")),
+        (2, sasl("SASL_SSL", "PLAIN", "bigpipe-secret")),
     ] {
-        let client = KafkaClient::new(connect(1, &keys));
+        let client = KafkaClient::new(connect(offset, &keys));
         let kafka = client.get().await.unwrap_or_else(|e| panic!("{keys}: {e:?}"));
         tokio::time::timeout(Duration::from_secs(10), kafka.list_topics())
             .await

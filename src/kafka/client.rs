@@ -119,6 +119,9 @@ impl KafkaClient {
                 let mut builder = ClientBuilder::new(self.bootstrap().to_vec())
                     .client_id(self.client_id().to_owned())
                     .backoff_config(self.backoff_config());
+                if let Some(tls) = self.connect.tls() {
+                    builder = builder.tls_config(Arc::clone(tls));
+                }
                 if let Some(sasl) = self.connect.rskafka_sasl() {
                     builder = builder.sasl_config(sasl);
                 }
