@@ -291,13 +291,16 @@ fn tls(c: &mut Checker<'_>, root: &Dict) -> KafkaTlsSettings {
     let key = c.setting(root, "kafka.ssl.key.location", None, |c, key, v| {
         pem_file(c, key, v, private_key).map(Some)
     });
-    match (&certificate, &key) {
-        (Some(_), None) => c.problem(
+    // Pairing is checked against what is set, so an invalid file gets one problem, not two.
+    let cert_set = lookup(root, "kafka.ssl.certificate.location").is_some();
+    let key_set = lookup(root, "kafka.ssl.key.location").is_some();
+    match (cert_set, key_set) {
+        (true, false) => c.problem(
             "kafka.ssl.key.location",
             None,
             "required when kafka.ssl.certificate.location is set (the certificate's private key)",
         ),
-        (None, Some(_)) => c.problem(
+        (false, true) => c.problem(
             "kafka.ssl.certificate.location",
             None,
             "required when kafka.ssl.key.location is set (the key's certificate)",

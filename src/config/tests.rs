@@ -2473,3 +2473,240 @@ fn acl_quota_rate_and_burst() {
         ["kafka.producer.acl[0].burst: must be at least 1, got 0"]
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// kafka.security.protocol, kafka.sasl.*, kafka.ssl.*
+
+fn kafka_tls_fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("it/fixtures/kafka-tls")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn kafka_security_defaults_to_plaintext() {
+    assert_eq!(toml("").kafka.security, KafkaSecurity::default());
+    assert_eq!(toml("").kafka.security.protocol, SecurityProtocol::Plaintext);
+}
+
+#[test]
+fn sasl_ssl_with_every_key_from_the_file() {
+    let text = format!(
+        "[kafka]\nsecurity.protocol = \"sasl_ssl\"\nsasl.mechanism = \"scram-sha-512\"\n\
+         sasl.username = \"bigpipe\"\nsasl.password = \"${{KAFKA_PW}}\"\n\
+         ssl.ca.location = \"{}\"\nssl.certificate.location = \"{}\"\nssl.key.location = \"{}\"\n\
+         ssl.endpoint.identification.hostname = \"broker.test\"\n",
+        kafka_tls_fixture("ca.pem"),
+        kafka_tls_fixture("client.pem"),
+        kafka_tls_fixture("client.key"),
+    );
+    let s = with_env(&text, Format::Toml, &[("KAFKA_PW", "pw-from-env")]).expect("valid");
+    let sec = &s.kafka.security;
+    assert_eq!(sec.protocol, SecurityProtocol::SaslSsl);
+    let sasl = sec.sasl.as_ref().expect("sasl");
+    assert_eq!(sasl.mechanism, SaslMechanism::ScramSha512);
+    assert_eq!(sasl.username, "bigpipe");
+    assert_eq!(sasl.password.expose(), "pw-from-env");
+    let tls = sec.tls.as_ref().expect("tls");
+    assert!(
+        tls.ca
+            .as_ref()
+            .unwrap()
+            .pem
+            .starts_with(b"-----BEGIN CERTIFICATE-----")
+    );
+    assert!(tls.certificate.is_some() && tls.key.is_some());
+    assert_eq!(tls.server_name.as_deref(), Some("broker.test"));
+    // Neither the password nor the key's content is printed.
+    let shown = format!("{s:?}");
+    assert!(
+        !shown.contains("pw-from-env") && !shown.contains("PRIVATE KEY"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn security_keys_from_the_environment_with_the_password_as_set() {
+    let s = with_env(
+        "",
+        Format::Toml,
+        &[
+            ("BIGPIPE_KAFKA_SECURITY_PROTOCOL", "SSL"),
+            ("BIGPIPE_KAFKA_SSL_CA_LOCATION", &kafka_tls_fixture("ca.pem")),
+            (
+                "BIGPIPE_KAFKA_SSL_CERTIFICATE_LOCATION",
+                &kafka_tls_fixture("client.pem"),
+            ),
+            ("BIGPIPE_KAFKA_SSL_KEY_LOCATION", &kafka_tls_fixture("client.key")),
+        ],
+    )
+    .expect("valid");
+    assert_eq!(s.kafka.security.protocol, SecurityProtocol::Ssl);
+    assert!(s.kafka.security.tls.as_ref().unwrap().key.is_some());
+
+    let s = with_env(
+        "",
+        Format::Toml,
+        &[
+            ("BIGPIPE_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+            ("BIGPIPE_KAFKA_SASL_MECHANISM", "PLAIN"),
+            ("BIGPIPE_KAFKA_SASL_USERNAME", "007"),
+            // figment would read this as the number 42; the password is the text as set.
+            ("BIGPIPE_KAFKA_SASL_PASSWORD", "0042"),
+        ],
+    )
+    .expect("valid");
+    let sasl = s.kafka.security.sasl.expect("sasl");
+    assert_eq!((sasl.username.as_str(), sasl.password.expose()), ("007", "0042"));
+    assert!(s.kafka.security.tls.is_none());
+}
+
+#[test]
+fn sasl_password_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pw");
+    std::fs::write(&path, "from-file\n").unwrap();
+    let text = format!(
+        "[kafka]\nsecurity.protocol = \"SASL_PLAINTEXT\"\nsasl.mechanism = \"SCRAM-SHA-256\"\n\
+         sasl.username = \"u\"\nsasl.password.file = \"{}\"\n",
+        path.display()
+    );
+    let sasl = toml(&text).kafka.security.sasl.expect("sasl");
+    assert_eq!(sasl.password.expose(), "from-file");
+    let env = with_env(
+        "[kafka]\nsecurity.protocol = \"SASL_PLAINTEXT\"\nsasl.mechanism = \"PLAIN\"\nsasl.username = \"u\"\n",
+        Format::Toml,
+        &[("BIGPIPE_KAFKA_SASL_PASSWORD_FILE", &path.display().to_string())],
+    )
+    .expect("valid");
+    assert_eq!(env.kafka.security.sasl.unwrap().password.expose(), "from-file");
+
+    let missing = toml_problems(
+        "[kafka]\nsecurity.protocol = \"SASL_PLAINTEXT\"\nsasl.mechanism = \"PLAIN\"\n\
+         sasl.username = \"u\"\nsasl.password.file = \"/nonexistent/pw\"\n",
+    );
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(
+        missing[0].starts_with("kafka.sasl.password.file: cannot read secret file /nonexistent/pw"),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn sasl_without_its_keys_names_each_missing_key() {
+    let p = toml_problems("[kafka]\nsecurity.protocol = \"SASL_SSL\"\n");
+    assert_eq!(p.len(), 3, "{p:?}");
+    assert!(p[0].starts_with("kafka.sasl.mechanism: required"), "{p:?}");
+    assert!(p[1].starts_with("kafka.sasl.username: required"), "{p:?}");
+    assert!(p[2].starts_with("kafka.sasl.password: required"), "{p:?}");
+
+    assert_only_problem(
+        "[kafka]\nsecurity.protocol = \"TLS\"\n",
+        "kafka.security.protocol: expected \"PLAINTEXT\", \"SSL\", \"SASL_PLAINTEXT\" or \"SASL_SSL\", got 'TLS'",
+    );
+    let p = toml_problems(
+        "[kafka]\nsecurity.protocol = \"SASL_PLAINTEXT\"\nsasl.mechanism = \"GSSAPI\"\n\
+         sasl.username = \"\"\nsasl.password = \"${UNSET_KAFKA_PW}\"\n",
+    );
+    assert_eq!(p.len(), 3, "{p:?}");
+    assert!(
+        p[0].starts_with("kafka.sasl.mechanism: expected \"PLAIN\""),
+        "{p:?}"
+    );
+    assert_eq!(p[1], "kafka.sasl.username: must not be empty");
+    assert_eq!(
+        p[2],
+        "kafka.sasl.password: refers to environment variable UNSET_KAFKA_PW, which is not set"
+    );
+}
+
+#[test]
+fn ssl_files_are_read_and_checked_when_the_config_loads() {
+    let ssl = |keys: &str| toml_problems(&format!("[kafka]\nsecurity.protocol = \"SSL\"\n{keys}"));
+    let p = ssl("ssl.ca.location = \"/nonexistent/ca.pem\"\n");
+    assert!(
+        p.len() == 1 && p[0].starts_with("kafka.ssl.ca.location: cannot read '/nonexistent/ca.pem': "),
+        "{p:?}"
+    );
+    let key = kafka_tls_fixture("client.key");
+    let p = ssl(&format!("ssl.ca.location = \"{key}\"\n"));
+    assert_eq!(
+        p,
+        vec![format!(
+            "kafka.ssl.ca.location: '{key}' holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        )]
+    );
+    let cert = kafka_tls_fixture("client.pem");
+    let p = ssl(&format!("ssl.key.location = \"{cert}\"\n"));
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(
+        p[0].starts_with("kafka.ssl.key.location: ") && p[0].contains("holds no PEM private key"),
+        "{p:?}"
+    );
+    let p = ssl(&format!("ssl.key.location = \"{key}\"\n"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("kafka.ssl.certificate.location: required when kafka.ssl.key.location"),
+        "{p:?}"
+    );
+
+    let p = ssl(&format!("ssl.certificate.location = \"{cert}\"\n"));
+    assert_eq!(
+        p,
+        vec![
+            "kafka.ssl.key.location: required when kafka.ssl.certificate.location is set (the certificate's private key)"
+                .to_owned()
+        ]
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let encrypted = dir.path().join("enc.key");
+    std::fs::write(
+        &encrypted,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let p = ssl(&format!(
+        "ssl.certificate.location = \"{cert}\"\nssl.key.location = \"{}\"\n",
+        encrypted.display()
+    ));
+    assert!(p.len() == 1 && p[0].contains("encrypted private key"), "{p:?}");
+
+    let p = ssl("ssl.endpoint.identification.hostname = \"not a name!\"\n");
+    assert_eq!(
+        p,
+        vec![
+            "kafka.ssl.endpoint.identification.hostname: 'not a name!' is not a DNS name or IP address"
+                .to_owned()
+        ]
+    );
+}
+
+#[test]
+fn security_keys_of_another_mode_are_ignored_with_a_warning() {
+    let s = toml("[kafka]\nsasl.mechanism = \"PLAIN\"\nssl.ca.location = \"/nonexistent\"\n");
+    assert_eq!(s.kafka.security, KafkaSecurity::default());
+    assert!(
+        s.warnings.iter().any(
+            |w| w.contains("kafka.sasl.mechanism is ignored") && w.contains("SASL_PLAINTEXT or SASL_SSL")
+        ),
+        "{:?}",
+        s.warnings
+    );
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("kafka.ssl.ca.location is ignored")),
+        "{:?}",
+        s.warnings
+    );
+}
+
+#[test]
+fn security_keys_are_known_keys() {
+    for key in security::SECURITY_KEYS {
+        assert!(validate::KEYS.contains(key), "{key} missing from validate::KEYS");
+    }
+}
