@@ -186,3 +186,81 @@ async fn rskafka_client_connects_in_every_security_mode() {
     let security = err.connect_error().and_then(wire::Error::security_failure);
     assert_eq!(security, Some("authentication failed"), "{err}");
 }
+
+/// A TCP relay to `upstream` that counts the connections made through it.
+async fn counting_relay(upstream: String) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind relay");
+    let addr = listener.local_addr().expect("relay addr").to_string();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&count);
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                    // Either side closing ends the relay of this connection; nothing to report.
+                    tokio::io::copy_bidirectional(&mut inbound, &mut outbound)
+                        .await
+                        .ok();
+                }
+            });
+        }
+    });
+    (addr, count)
+}
+
+/// A wrong password: `/readyz` answers 503 naming authentication, the log says it once, and
+/// bigpipe keeps retrying with backoff, not in a loop (connections counted through a relay).
+#[tokio::test]
+async fn a_wrong_password_shows_in_readyz_and_the_log_once_and_retries_slowly() {
+    use std::sync::atomic::Ordering;
+
+    use crate::helpers::{Bigpipe, CapturedLog, poll, settings, simple_config, unique};
+
+    let (host, ssl, _dir) = secure();
+    let (relay, connections) = counting_relay(format!("{host}:{}", ssl + 1)).await;
+    let topic = unique("sec-wrongpw");
+    let text = simple_config(&topic, 1, "")
+        .replace("{bootstrap}", &relay)
+        .replace(
+            "[kafka]\n",
+            "[kafka]\nsecurity.protocol = \"SASL_PLAINTEXT\"\nsasl.mechanism = \"SCRAM-SHA-256\"\n\
+         sasl.username = \"bigpipe\"\nsasl.password = \"not-the-password\"\n",
+        );
+    let captured = CapturedLog::default();
+    let log = {
+        use slog::Drain;
+        let decorator = slog_term::PlainSyncDecorator::new(captured.clone());
+        slog::Logger::root(slog_term::FullFormat::new(decorator).build().fuse(), slog::o!())
+    };
+    let bp = Bigpipe::start_with_log(&settings(&text), log);
+
+    let detail = poll("/readyz naming the authentication failure", || async {
+        let (status, body) = bp.get("/readyz").await;
+        let text = body.to_string();
+        (status == 503 && text.contains("kafka authentication failed")).then_some(text)
+    })
+    .await;
+    assert!(detail.contains("SASL_AUTHENTICATION_FAILED"), "{detail}");
+    assert!(!detail.contains("not-the-password"), "{detail}");
+
+    // Over the next 10 s: 1 s, 2 s, 4 s, 8 s backoff leaves at most a handful of attempts.
+    let before = connections.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let attempts = connections.load(Ordering::SeqCst) - before;
+    assert!((1..=6).contains(&attempts), "{attempts} connections in 10 s");
+
+    let log = captured.text();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("kafka metadata refresh failed"))
+        .count();
+    assert_eq!(lines, 1, "the failure is logged once, not per retry:\n{log}");
+    assert!(!log.contains("not-the-password"), "{log}");
+    bp.stop().await;
+}

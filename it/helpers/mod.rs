@@ -173,7 +173,7 @@ impl Bigpipe {
     }
 
     /// Starts bigpipe with `settings`, logging to `log`.
-    fn start_with_log(settings: &Settings, log: slog::Logger) -> Self {
+    pub(crate) fn start_with_log(settings: &Settings, log: slog::Logger) -> Self {
         let bind = || {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
             listener.set_nonblocking(true).expect("nonblocking");

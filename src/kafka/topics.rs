@@ -261,3 +261,53 @@ impl TopicWatcher {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_backoff_doubles_up_to_the_cap() {
+        let waits: Vec<u64> = (1..=8).map(|n| security_backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(security_backoff(u32::MAX), MAX_SECURITY_BACKOFF);
+    }
+
+    #[test]
+    fn readiness_detail_names_authentication_and_tls_failures() {
+        let auth = wire::Error::Authentication {
+            addr: "b:9095".into(),
+            mechanism: "SCRAM-SHA-256",
+            message: "SASL_AUTHENTICATION_FAILED".into(),
+        };
+        let tls = wire::Error::Tls {
+            addr: "b:9094".into(),
+            source: std::io::Error::other("invalid peer certificate: UnknownIssuer"),
+        };
+        let down = wire::Error::Connect {
+            addr: "b:9092".into(),
+            source: std::io::ErrorKind::ConnectionRefused.into(),
+        };
+        let all = wire::Error::NoBrokerReachable {
+            failures: vec![("b:9092".into(), down), ("b:9095".into(), auth)],
+        };
+        let detail = Failure::of_wire(&all).detail();
+        assert!(
+            detail.starts_with("kafka authentication failed: no bootstrap broker reachable"),
+            "{detail}"
+        );
+        assert!(detail.contains("SASL_AUTHENTICATION_FAILED"), "{detail}");
+        let detail = Failure::of_wire(&tls).detail();
+        assert!(detail.starts_with("kafka TLS handshake failed: "), "{detail}");
+        assert!(detail.contains("UnknownIssuer"), "{detail}");
+        let client = super::super::client::Error::Timeout {
+            what: "connect",
+            after: Duration::from_secs(1),
+        };
+        assert!(
+            Failure::of_client(&client)
+                .detail()
+                .starts_with("kafka unreachable: ")
+        );
+    }
+}
