@@ -100,3 +100,92 @@ fn error_name(code: i16) -> String {
         other => format!("error code {other}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kafka_protocol::messages::{ApiKey, MetadataRequest};
+    use kafka_protocol::protocol::VersionRange;
+
+    use super::super::testing::{Behaviour, FakeBroker, plain};
+    use super::super::{BrokerConnection, Error};
+    use crate::config::{SaslMechanism, Secret};
+    use crate::kafka::connect::Sasl;
+
+    const T: Duration = Duration::from_secs(5);
+
+    fn sasl(mechanism: SaslMechanism, password: &str) -> Sasl {
+        Sasl {
+            mechanism,
+            username: "alice".into(),
+            password: Secret::new(password),
+        }
+    }
+
+    async fn broker() -> FakeBroker {
+        let apis = [
+            (ApiKey::Metadata, VersionRange { min: 0, max: 9 }),
+            (ApiKey::SaslHandshake, VersionRange { min: 0, max: 1 }),
+            (ApiKey::SaslAuthenticate, VersionRange { min: 0, max: 2 }),
+        ];
+        let behaviour = Behaviour {
+            sasl_plain: Some(("alice".into(), "right".into())),
+            ..Behaviour::default()
+        };
+        FakeBroker::start_with(&apis, behaviour).await
+    }
+
+    #[tokio::test]
+    async fn plain_authenticates_right_after_api_versions() {
+        let broker = broker().await;
+        let connect = plain(T).with_sasl(sasl(SaslMechanism::Plain, "right"));
+        let conn = BrokerConnection::connect(&broker.addr(), &connect).await.unwrap();
+        conn.request(MetadataRequest::default()).await.unwrap();
+        assert_eq!(
+            broker.seen(),
+            vec![
+                (ApiKey::ApiVersions as i16, 3),
+                (ApiKey::SaslHandshake as i16, 1),
+                (ApiKey::SaslAuthenticate as i16, 2),
+                (ApiKey::Metadata as i16, 9),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_or_mechanism_is_an_authentication_error() {
+        let broker = broker().await;
+        let connect = plain(T).with_sasl(sasl(SaslMechanism::Plain, "wrong"));
+        let err = BrokerConnection::connect(&broker.addr(), &connect)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(
+                err,
+                Error::Authentication {
+                    mechanism: "PLAIN",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            text.contains("SASL_AUTHENTICATION_FAILED: Authentication failed: Invalid username"),
+            "{text}"
+        );
+        assert!(!text.contains("wrong"), "the password is never shown: {text}");
+        assert_eq!(err.security_failure(), Some("authentication failed"));
+
+        let connect = plain(T).with_sasl(sasl(SaslMechanism::ScramSha256, "right"));
+        let err = BrokerConnection::connect(&broker.addr(), &connect)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("UNSUPPORTED_SASL_MECHANISM (the broker enables: PLAIN)"),
+            "{text}"
+        );
+    }
+}

@@ -8,7 +8,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse,
-    FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ResponseHeader, TopicName,
+    FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ResponseHeader, SaslAuthenticateRequest,
+    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
     api_versions_response::ApiVersion,
     create_topics_response::CreatableTopicResult,
     fetch_response::{FetchableTopicResponse, PartitionData},
@@ -17,7 +18,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{
     Decodable, Encodable, HeaderVersion, StrBytes, VersionRange, decode_request_header_from_buffer,
 };
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::frame::{read_frame, write_frame};
@@ -66,6 +68,11 @@ pub(crate) struct Behaviour {
     pub(crate) high_watermark: i64,
     /// Partition error codes for the next Fetch answers, one per request, then 0.
     pub(crate) fetch_errors: Arc<Mutex<VecDeque<i16>>>,
+    /// Serve TLS with this configuration.
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// Enable SASL PLAIN (only) for this user and password; list SaslHandshake and
+    /// SaslAuthenticate in the APIs too.
+    pub(crate) sasl_plain: Option<(String, String)>,
 }
 
 impl Default for Behaviour {
@@ -79,6 +86,8 @@ impl Default for Behaviour {
             fetch_records: Bytes::new(),
             high_watermark: 0,
             fetch_errors: Arc::default(),
+            tls: None,
+            sasl_plain: None,
         }
     }
 }
@@ -127,13 +136,24 @@ impl FakeBroker {
                     let Ok((stream, _)) = listener.accept().await else {
                         return;
                     };
-                    conns.spawn(serve(
-                        stream,
+                    let (own, apis, behaviour, seen) = (
                         own.clone(),
                         Arc::clone(&apis),
                         Arc::clone(&behaviour),
                         Arc::clone(&seen),
-                    ));
+                    );
+                    conns.spawn(async move {
+                        match behaviour.tls.clone() {
+                            Some(config) => {
+                                // A failed handshake is the client's test outcome: just close.
+                                let accepted = tokio_rustls::TlsAcceptor::from(config).accept(stream).await;
+                                if let Ok(tls) = accepted {
+                                    serve(tls, own, apis, behaviour, seen).await;
+                                }
+                            }
+                            None => serve(stream, own, apis, behaviour, seen).await,
+                        }
+                    });
                 }
             }
         });
@@ -160,8 +180,8 @@ impl FakeBroker {
     }
 }
 
-async fn serve(
-    mut stream: TcpStream,
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     own: String,
     apis: Arc<Vec<(ApiKey, VersionRange)>>,
     behaviour: Arc<Behaviour>,
@@ -185,6 +205,37 @@ async fn serve(
             let reply = api_versions(&apis, &behaviour, version, &mut frame, correlation_id);
             write_frame(&mut stream, &reply, MAX).await.unwrap();
             continue;
+        }
+        if let Some((user, password)) = &behaviour.sasl_plain {
+            let reply = match api {
+                ApiKey::SaslHandshake => {
+                    let req = SaslHandshakeRequest::decode(&mut frame, version).unwrap();
+                    let code = if req.mechanism.as_str() == "PLAIN" { 0 } else { 33 };
+                    let resp = SaslHandshakeResponse::default()
+                        .with_error_code(code)
+                        .with_mechanisms(vec![StrBytes::from_static_str("PLAIN")]);
+                    Some(encode(&resp, version, correlation_id))
+                }
+                ApiKey::SaslAuthenticate => {
+                    let req = SaslAuthenticateRequest::decode(&mut frame, version).unwrap();
+                    let expected = format!("\0{user}\0{password}");
+                    let resp = if req.auth_bytes.as_ref() == expected.as_bytes() {
+                        SaslAuthenticateResponse::default()
+                    } else {
+                        SaslAuthenticateResponse::default()
+                            .with_error_code(58)
+                            .with_error_message(Some(StrBytes::from_static_str(
+                                "Authentication failed: Invalid username or password",
+                            )))
+                    };
+                    Some(encode(&resp, version, correlation_id))
+                }
+                _ => None,
+            };
+            if let Some(reply) = reply {
+                write_frame(&mut stream, &reply, MAX).await.unwrap();
+                continue;
+            }
         }
 
         let mut correlation_id = correlation_id;

@@ -135,3 +135,100 @@ mod tests {
         assert_eq!(host("[::1]:9092"), "::1");
     }
 }
+
+/// The wire client over TLS against the fake broker serving `it/fixtures/kafka-tls`'s
+/// `broker.test` certificate on 127.0.0.1, with a required client certificate.
+#[cfg(test)]
+mod tls_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use kafka_protocol::messages::{ApiKey, MetadataRequest};
+    use kafka_protocol::protocol::VersionRange;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    use super::super::testing::{Behaviour, FakeBroker, plain};
+    use super::super::{BrokerConnection, Error};
+    use crate::config::{KafkaTlsSettings, PemFile};
+    use crate::kafka::tls::client_config;
+
+    const T: Duration = Duration::from_secs(5);
+
+    fn fixture(name: &str) -> PemFile {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("it/fixtures/kafka-tls")
+            .join(name);
+        PemFile {
+            pem: std::fs::read(&path).expect("fixture"),
+            path,
+        }
+    }
+
+    async fn tls_broker() -> FakeBroker {
+        let provider = Arc::new(rustls_graviola::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&fixture("ca.pem").pem) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::clone(&provider),
+        )
+        .build()
+        .unwrap();
+        let chain = CertificateDer::pem_slice_iter(&fixture("broker.pem").pem)
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(&fixture("broker.key").pem).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(clients)
+            .with_single_cert(chain, key)
+            .unwrap();
+        let behaviour = Behaviour {
+            tls: Some(Arc::new(config)),
+            ..Behaviour::default()
+        };
+        FakeBroker::start_with(&[(ApiKey::Metadata, VersionRange { min: 0, max: 9 })], behaviour).await
+    }
+
+    fn settings(server_name: Option<&str>, ca: bool) -> KafkaTlsSettings {
+        KafkaTlsSettings {
+            ca: ca.then(|| fixture("ca.pem")),
+            certificate: Some(fixture("client.pem")),
+            key: Some(fixture("client.key")),
+            server_name: server_name.map(str::to_owned),
+        }
+    }
+
+    #[tokio::test]
+    async fn mtls_with_the_server_name_override() {
+        let broker = tls_broker().await;
+        let connect = plain(T).with_tls(client_config(&settings(Some("broker.test"), true)).unwrap());
+        let conn = BrokerConnection::connect(&broker.addr(), &connect).await.unwrap();
+        conn.request(MetadataRequest::default()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_misnamed_or_untrusted_certificate_is_a_tls_error() {
+        let broker = tls_broker().await;
+        // The certificate names broker.test, not 127.0.0.1.
+        let connect = plain(T).with_tls(client_config(&settings(None, true)).unwrap());
+        let err = BrokerConnection::connect(&broker.addr(), &connect)
+            .await
+            .unwrap_err();
+        let text = super::super::error_chain(&err);
+        assert!(matches!(err, Error::Tls { .. }), "{text}");
+        assert!(text.contains("not valid for name"), "{text}");
+        // The built-in roots do not know the test CA.
+        let connect = plain(T).with_tls(client_config(&settings(Some("broker.test"), false)).unwrap());
+        let err = BrokerConnection::connect(&broker.addr(), &connect)
+            .await
+            .unwrap_err();
+        let text = super::super::error_chain(&err);
+        assert_eq!(err.security_failure(), Some("TLS handshake failed"), "{text}");
+        assert!(text.contains("invalid peer certificate"), "{text}");
+    }
+}
