@@ -15,7 +15,7 @@
 //! `workers`, `read.timeout`, `write.timeout`, `keepalive.timeout`, `max.connections`,
 //! `max.connection.rate`, and `http.admin.*`), the Kafka connection
 //! (`kafka.bootstrap.servers`, `client.id`, `request.timeout.ms`,
-//! `metadata.refresh.ms`), batching (`kafka.producer.linger.ms`,
+//! `metadata.refresh.ms`, `security.protocol`, `sasl.*`, `ssl.*`), batching (`kafka.producer.linger.ms`,
 //! `batch.bytes`), `delivery.*`, `log.directory`, `log.queue.size` and
 //! `shutdown.grace.ms`.
 
@@ -40,7 +40,7 @@ pub struct ReloadReport {
 /// The keys that changed between `boot` and `new` but cannot change at run time.
 pub(super) fn restart_needed(boot: &Settings, new: &Settings) -> Vec<&'static str> {
     let (h, n) = (&boot.http, &new.http);
-    let checks: [(&'static str, bool); 22] = [
+    let checks: [(&'static str, bool); 23] = [
         ("http.server.keepalive.timeout", h.keep_alive != n.keep_alive),
         (
             "http.server.max.connections",
@@ -76,6 +76,12 @@ pub(super) fn restart_needed(boot: &Settings, new: &Settings) -> Vec<&'static st
         (
             "kafka.metadata.refresh.ms",
             boot.kafka.metadata_refresh != new.kafka.metadata_refresh,
+        ),
+        // One entry for the whole group: protocol, SASL credentials (a password file read
+        // again counts) and TLS files all feed the connection settings built at start.
+        (
+            "kafka.security.protocol/sasl.*/ssl.*",
+            boot.kafka.security != new.kafka.security,
         ),
         (
             "kafka.producer.linger.ms",
@@ -195,6 +201,19 @@ mod tests {
         assert_eq!(
             restart_needed(&boot, &new),
             ["http.server.port", "kafka.producer.linger.ms"]
+        );
+    }
+
+    #[test]
+    fn kafka_security_changes_need_a_restart() {
+        let boot = settings("");
+        let new = settings(
+            "[kafka.security]\nprotocol = \"SASL_PLAINTEXT\"\n[kafka.sasl]\nmechanism = \"PLAIN\"\n\
+             username = \"u\"\npassword = \"p\"\n",
+        );
+        assert_eq!(
+            restart_needed(&boot, &new),
+            ["kafka.security.protocol/sasl.*/ssl.*"]
         );
     }
 
