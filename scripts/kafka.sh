@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/kafka.sh - fetch, start, health-check and stop a REAL Apache Kafka
-# (KRaft, no ZooKeeper, no Docker needed) for bigpipe's tests, CI and local runs.
+# (KRaft; ZooKeeper mode for Kafka 2.x; no Docker needed) for bigpipe's tests, CI
+# and local runs.
 #
 # The broker jars come from Maven Central through plain `mvn` (see
 # tools/kafka/pom.xml) and are cached OUTSIDE the repo, so every clone on the
@@ -30,7 +31,17 @@ CLUSTER_NODES=(1 2 3)
 # cluster node N listens on N*1000+BASE (PLAINTEXT) and N*1000+BASE+1 (CONTROLLER); all
 # below Linux's ephemeral range (32768+), so a client socket can never be holding them
 CLUSTER_BASE=${BIGPIPE_KAFKA_CLUSTER_BASE_PORT:-9092}
-READY_LINE='Kafka Server started'
+# KRaft for 3.x/4.x; ZooKeeper for 2.x, whose KRaft was an early-access preview (no ACLs, no
+# reassignment, no transactions). 3.x can run either way (BIGPIPE_KAFKA_MODE), 4.x has no ZooKeeper.
+case ${BIGPIPE_KAFKA_MODE:-} in
+  kraft | zookeeper) KAFKA_MODE=$BIGPIPE_KAFKA_MODE ;;
+  '') case $KAFKA_VERSION in 0.* | 1.* | 2.*) KAFKA_MODE=zookeeper ;; *) KAFKA_MODE=kraft ;; esac ;;
+  *) printf '[kafka.sh] error: BIGPIPE_KAFKA_MODE must be kraft or zookeeper, got %s\n' "$BIGPIPE_KAFKA_MODE" >&2; exit 1 ;;
+esac
+zk_mode() { [[ $KAFKA_MODE == zookeeper ]]; }
+# the broker's readiness line: KafkaRaftServer in KRaft mode, KafkaServer in ZooKeeper mode
+if zk_mode; then READY_LINE='started (kafka.server.KafkaServer)'; else READY_LINE='Kafka Server started'; fi
+ZK_HEAP=${BIGPIPE_KAFKA_ZK_HEAP_OPTS:--Xms64m -Xmx128m}
 
 # JVM flags of bin/kafka-run-class.sh (KAFKA_JVM_PERFORMANCE_OPTS), kept as-is so
 # benchmarks see a normally tuned broker. Extra flags: BIGPIPE_KAFKA_JVM_OPTS.
@@ -44,7 +55,8 @@ usage() {
   cat <<EOF
 Usage: scripts/kafka.sh <command> [options]
 
-Broker lifecycle (single node, KRaft combined mode, ${HOST}:${PORT}, controller :${CONTROLLER_PORT}):
+Broker lifecycle (single node, KRaft combined mode, ${HOST}:${PORT}, controller :${CONTROLLER_PORT};
+in ZooKeeper mode (Kafka 2.x) a ZooKeeper from the broker's jars listens on :${CONTROLLER_PORT} instead):
   fetch              resolve the broker jars with mvn into
                      ${LIBS}
                      (skipped when already there)
@@ -57,7 +69,8 @@ Broker lifecycle (single node, KRaft combined mode, ${HOST}:${PORT}, controller 
   start              start again on the data left by stop, wait until ready
   status             exit 0 if a broker answers on ${HOST}:${PORT} (ApiVersions request)
 
-Three-node cluster (combined KRaft nodes, static voters, RF 3, min.insync.replicas 2):
+Three-node cluster (combined KRaft nodes, static voters, RF 3, min.insync.replicas 2; in
+ZooKeeper mode one ZooKeeper on node 1's controller port, which the brokers then do not use):
   up --cluster       nodes 1..3 on $(cluster_bootstrap) (controllers on port+1,
                      i.e. 10093/11093/12093 by default), run dir ${RUN_ROOT}/cluster/n<N>
   down --cluster     stop all three and delete the run dir (--keep to keep it)
@@ -85,7 +98,10 @@ Tools (classpath = tools-libs + broker libs, fetched on first use):
          scripts/kafka.sh tool topics --bootstrap-server ${HOST}:${PORT} --list
 
 Environment:
-  BIGPIPE_KAFKA_VERSION        Kafka version (default 4.3.1)
+  BIGPIPE_KAFKA_VERSION        Kafka version (default 4.3.1); 2.x runs in ZooKeeper mode
+  BIGPIPE_KAFKA_MODE           kraft or zookeeper (default: zookeeper for 2.x, else kraft;
+                               3.x runs either way, 4.x has no ZooKeeper)
+  BIGPIPE_KAFKA_ZK_HEAP_OPTS   ZooKeeper's heap (default "-Xms64m -Xmx128m")
   BIGPIPE_KAFKA_TOOLS_VERSION  Kafka version of the client tools run by 'tool' (default: the
                                broker's); e.g. 4.3.1 tools against a BIGPIPE_KAFKA_VERSION=3.9.1
                                broker, whose console producer takes other flags
@@ -226,11 +242,12 @@ kafka_answers() {
   [[ $hex == ????????0000002a ]]
 }
 
-# pid_alive PID: the process exists, is no zombie, and is a Kafka broker
+# pid_alive PID [MAIN_CLASS]: the process exists, is no zombie, and runs MAIN_CLASS
+# (default kafka.Kafka, the broker; org.apache.zookeeper.server.ZooKeeperServerMain for ZooKeeper)
 pid_alive() {
   local out
   out=$(ps -o stat= -o args= -p "$1" 2>/dev/null) || return 1
-  [[ -n $out && ${out# } != Z* && $out == *kafka.Kafka* ]]
+  [[ -n $out && ${out# } != Z* && $out == *"${2:-kafka.Kafka}"* ]]
 }
 
 # pid_exists PID: a live process (not a zombie), whatever it runs. Right after
@@ -242,13 +259,13 @@ pid_exists() {
   [[ -n $stat && ${stat# } != Z* ]]
 }
 
-# running PIDFILE: prints the pid and returns 0 if that broker is alive
+# running PIDFILE [MAIN_CLASS]: prints the pid and returns 0 if that broker (or MAIN_CLASS) is alive
 running() {
   local pid
   [[ -f $1 ]] || return 1
   pid=$(<"$1")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  pid_alive "$pid" || return 1
+  pid_alive "$pid" "${2:-}" || return 1
   echo "$pid"
 }
 
@@ -256,7 +273,18 @@ running() {
 write_props() {
   local file=$1 id=$2 port=$3 cport=$4 data=$5 mode=$6
   {
-    cat <<EOF
+    if zk_mode; then
+      # ZooKeeper mode: no controller listener; the ZooKeeper of this run dir (zk_port)
+      cat <<EOF
+# generated by scripts/kafka.sh ($mode, ZooKeeper mode) - no trailing comments in .properties files
+broker.id=$id
+listeners=PLAINTEXT://$HOST:$port
+advertised.listeners=PLAINTEXT://$HOST:$port
+inter.broker.listener.name=PLAINTEXT
+zookeeper.connect=$HOST:$(zk_port "$mode")
+EOF
+    else
+      cat <<EOF
 # generated by scripts/kafka.sh ($mode) - no trailing comments in .properties files
 process.roles=broker,controller
 node.id=$id
@@ -265,6 +293,9 @@ advertised.listeners=PLAINTEXT://$HOST:$port,CONTROLLER://$HOST:$cport
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+EOF
+    fi
+    cat <<EOF
 log.dirs=$data
 num.partitions=3
 auto.create.topics.enable=false
@@ -278,9 +309,11 @@ group.consumer.min.session.timeout.ms=1000
 group.consumer.min.heartbeat.interval.ms=500
 EOF
     if [[ $mode == single ]]; then
-      cat <<EOF
+      zk_mode || cat <<EOF
 # dynamic quorum (KIP-853), formatted with --standalone
 controller.quorum.bootstrap.servers=$HOST:$cport
+EOF
+      cat <<EOF
 default.replication.factor=1
 min.insync.replicas=1
 offsets.topic.replication.factor=1
@@ -294,9 +327,19 @@ EOF
       for n in "${CLUSTER_NODES[@]}"; do
         voters+="${voters:+,}$n@$HOST:$(cluster_cport "$n")"
       done
-      cat <<EOF
+      if zk_mode; then
+        cat <<EOF
+# a killed broker's ZooKeeper session expires after 3 s, then the controller moves its leaders
+# (default 18000; ZooKeeper's tickTime 500 allows down to 1000)
+zookeeper.session.timeout.ms=3000
+EOF
+      else
+        cat <<EOF
 # static voters, formatted without --standalone
 controller.quorum.voters=$voters
+EOF
+      fi
+      cat <<EOF
 default.replication.factor=3
 min.insync.replicas=2
 offsets.topic.replication.factor=3
@@ -392,17 +435,18 @@ wait_ready() {
   done
 }
 
-# stop_dir DIR SIGNAL: stop the broker of DIR (TERM: wait STOP_TIMEOUT, then KILL)
+# stop_dir DIR SIGNAL [PIDFILE MAIN_CLASS]: stop the broker of DIR (TERM: wait STOP_TIMEOUT,
+# then KILL), or the MAIN_CLASS process of DIR/PIDFILE (ZooKeeper)
 stop_dir() {
-  local dir=$1 sig=${2:-TERM} pid t0
-  if ! pid=$(running "$dir/kafka.pid"); then
-    rm -f "$dir/kafka.pid"
+  local dir=$1 sig=${2:-TERM} pidfile=${3:-kafka.pid} cls=${4:-} pid t0
+  if ! pid=$(running "$dir/$pidfile" "$cls"); then
+    rm -f "$dir/$pidfile"
     return 0
   fi
   t0=$(now_ms)
   kill -s "$sig" "$pid" 2>/dev/null || true
   local deadline=$(($(now_ms) + STOP_TIMEOUT * 1000))
-  while pid_alive "$pid"; do
+  while pid_alive "$pid" "$cls"; do
     if (($(now_ms) > deadline)); then
       log "pid $pid ignored SIG$sig for ${STOP_TIMEOUT}s, sending SIGKILL"
       kill -s KILL "$pid" 2>/dev/null || true
@@ -411,9 +455,63 @@ stop_dir() {
     fi
     sleep 0.1
   done
-  rm -f "$dir/kafka.pid"
-  log "stopped broker pid $pid ($(basename "$dir"), SIG$sig) in $(elapsed "$t0") s"
+  rm -f "$dir/$pidfile"
+  local what=broker
+  [[ -z $cls ]] || what=${cls##*.}
+  log "stopped $what pid $pid ($(basename "$dir"), SIG$sig) in $(elapsed "$t0") s"
 }
+
+# ------------------------------------------------- ZooKeeper (Kafka 2.x) --
+
+ZK_MAIN=org.apache.zookeeper.server.ZooKeeperServerMain
+
+# zk_port single|cluster: ZooKeeper's client port. It takes the controller port that a
+# ZooKeeper-mode broker does not use: the single broker's (port+1), node 1's in the cluster.
+zk_port() {
+  if [[ $1 == single ]]; then echo "$CONTROLLER_PORT"; else cluster_cport 1; fi
+}
+
+# zk_start DIR PORT: start the ZooKeeper that ships in the broker's jars (standalone, data in
+# DIR/data) unless it runs already, and wait until its port accepts connections
+zk_start() {
+  local dir=$1 port=$2 t0 deadline
+  running "$dir/zookeeper.pid" "$ZK_MAIN" >/dev/null && return 0
+  port_open "$HOST" "$port" && die "ZooKeeper port $port on $HOST is in use by a process not started from $dir"
+  t0=$(now_ms)
+  mkdir -p "$dir/data"
+  # tickTime 500: sessions may be as short as 1 s (2 ticks), so a killed broker is noticed fast;
+  # no admin server (it would take port 8080 and needs Jetty, which is not on the classpath)
+  cat >"$dir/zookeeper.properties" <<EOF
+# generated by scripts/kafka.sh
+dataDir=$dir/data
+clientPort=$port
+clientPortAddress=$HOST
+tickTime=500
+maxClientCnxns=0
+admin.enableServer=false
+EOF
+  local -a heap_opts
+  read -r -a heap_opts <<<"$ZK_HEAP"
+  printf '===== %s starting ZooKeeper (Kafka %s jars) =====\n' "$(date '+%F %T')" "$KAFKA_VERSION" >>"$dir/zookeeper.log"
+  setsid java "${heap_opts[@]}" -Djava.awt.headless=true -Dzookeeper.admin.enableServer=false \
+    -Dlog4j2.configurationFile="$LOG4J_CONF" -cp "$LIBS/*" "$ZK_MAIN" "$dir/zookeeper.properties" \
+    </dev/null >>"$dir/zookeeper.log" 2>&1 9>&- &
+  echo $! >"$dir/zookeeper.pid"
+  disown $! 2>/dev/null || true
+  deadline=$(($(now_ms) + READY_TIMEOUT * 1000))
+  until port_open "$HOST" "$port"; do
+    if ! pid_exists "$(<"$dir/zookeeper.pid")" || (($(now_ms) > deadline)); then
+      log "ZooKeeper in $dir did not come up on $HOST:$port; last 50 log lines:"
+      tail -n 50 "$dir/zookeeper.log" >&2
+      stop_dir "$dir" KILL zookeeper.pid "$ZK_MAIN"
+      return 1
+    fi
+    sleep 0.2
+  done
+  log "ZooKeeper ready on $HOST:$port in $(elapsed "$t0") s"
+}
+
+zk_stop() { stop_dir "$1" TERM zookeeper.pid "$ZK_MAIN"; }
 
 # ------------------------------------------------------------ single node --
 
@@ -483,7 +581,10 @@ single_up() {
     echo "Kafka ready on $HOST:$PORT (pid $pid) after $(elapsed "$t0") s"
     return 0
   fi
-  if port_open "$HOST" "$PORT" || port_open "$HOST" "$CONTROLLER_PORT"; then
+  # a ZooKeeper left running (broker killed) is reused with --keep, else stopped with its data
+  if zk_mode && [[ $keep == 0 ]]; then zk_stop "$SINGLE_DIR/zookeeper"; fi
+  if port_open "$HOST" "$PORT" ||
+    { ! running "$SINGLE_DIR/zookeeper/zookeeper.pid" "$ZK_MAIN" >/dev/null && port_open "$HOST" "$CONTROLLER_PORT"; }; then
     die "port $PORT or $CONTROLLER_PORT on $HOST is in use by a process not started from $SINGLE_DIR"
   fi
   ensure_libs
@@ -494,10 +595,15 @@ single_up() {
     mkdir -p "$SINGLE_DIR"
     write_props "$SINGLE_DIR/server.properties" 1 "$PORT" "$CONTROLLER_PORT" "$SINGLE_DIR/data" single
   fi
-  format_dir "$SINGLE_DIR" "$SINGLE_CLUSTER_ID" --standalone
+  if zk_mode; then
+    zk_start "$SINGLE_DIR/zookeeper" "$(zk_port single)" || exit 1
+  else
+    format_dir "$SINGLE_DIR" "$SINGLE_CLUSTER_ID" --standalone
+  fi
   launch "$SINGLE_DIR" "$SINGLE_HEAP"
   if ! wait_ready "$t0" "$SINGLE_DIR:$PORT"; then
     stop_dir "$SINGLE_DIR" KILL
+    zk_stop "$SINGLE_DIR/zookeeper"
     exit 1
   fi
   echo "Kafka $KAFKA_VERSION ready on $HOST:$PORT (pid $(<"$SINGLE_DIR/kafka.pid")) in $(elapsed "$t0") s"
@@ -523,6 +629,9 @@ single_down() {
     rm -f "$SINGLE_DIR/kafka.pid"
     [[ $docker == 1 ]] || echo "Kafka (single) not running"
   fi
+  # after the broker, whose controlled shutdown goes through ZooKeeper (whatever the mode:
+  # a ZooKeeper left from a 2.x run must not outlive its broker)
+  zk_stop "$SINGLE_DIR/zookeeper"
   if [[ $keep == 0 ]]; then
     rm -rf "$SINGLE_DIR"
   fi
@@ -581,14 +690,17 @@ cluster_up() {
         running "$dir/kafka.pid" >/dev/null || to_start+=("$n")
       done
       log "cluster partly running; starting node(s) ${to_start[*]} on their existing data"
+      if zk_mode; then zk_start "$CLUSTER_DIR/zookeeper" "$(zk_port cluster)" || exit 1; fi
       for n in "${to_start[@]}"; do launch "$(node_dir "$n")" "$CLUSTER_HEAP"; done
     fi
     wait_ready "$t0" "${specs[@]}" || exit 1
     echo "Kafka cluster running and healthy on $(cluster_bootstrap)"
     return 0
   fi
+  if zk_mode && [[ $keep == 0 ]]; then zk_stop "$CLUSTER_DIR/zookeeper"; fi
   for n in "${CLUSTER_NODES[@]}"; do
-    if port_open "$HOST" "$(cluster_port "$n")" || port_open "$HOST" "$(cluster_cport "$n")"; then
+    if port_open "$HOST" "$(cluster_port "$n")" ||
+      { ! running "$CLUSTER_DIR/zookeeper/zookeeper.pid" "$ZK_MAIN" >/dev/null && port_open "$HOST" "$(cluster_cport "$n")"; }; then
       die "port $(cluster_port "$n") or $(cluster_cport "$n") is in use by a process not started from $CLUSTER_DIR"
     fi
   done
@@ -598,12 +710,17 @@ cluster_up() {
   else
     rm -rf "$CLUSTER_DIR"
   fi
+  if zk_mode; then
+    mkdir -p "$CLUSTER_DIR"
+    zk_start "$CLUSTER_DIR/zookeeper" "$(zk_port cluster)" || exit 1
+  fi
   local -a fpids=()
   for n in "${CLUSTER_NODES[@]}"; do
     dir=$(node_dir "$n")
     mkdir -p "$dir"
     [[ -f $dir/server.properties ]] ||
       write_props "$dir/server.properties" "$n" "$(cluster_port "$n")" "$(cluster_cport "$n")" "$dir/data" cluster
+    zk_mode && continue # no storage format in ZooKeeper mode
     format_dir "$dir" "$CLUSTER_CLUSTER_ID" &
     fpids+=($!)
   done
@@ -611,6 +728,7 @@ cluster_up() {
   for n in "${CLUSTER_NODES[@]}"; do launch "$(node_dir "$n")" "$CLUSTER_HEAP"; done
   if ! wait_ready "$t0" "${specs[@]}"; then
     for n in "${CLUSTER_NODES[@]}"; do stop_dir "$(node_dir "$n")" KILL; done
+    zk_stop "$CLUSTER_DIR/zookeeper"
     exit 1
   fi
   echo "Kafka $KAFKA_VERSION cluster ready on $(cluster_bootstrap) in $(elapsed "$t0") s"
@@ -624,6 +742,7 @@ cluster_down() {
     pids+=($!)
   done
   for n in "${pids[@]}"; do wait "$n" || true; done
+  zk_stop "$CLUSTER_DIR/zookeeper"
   if [[ $keep == 0 ]]; then
     rm -rf "$CLUSTER_DIR"
   fi
@@ -675,6 +794,7 @@ node_start() {
   fi
   port_open "$HOST" "$port" && die "port $port is in use by another process"
   ensure_libs
+  if zk_mode; then zk_start "$CLUSTER_DIR/zookeeper" "$(zk_port cluster)" || exit 1; fi
   launch "$dir" "$CLUSTER_HEAP"
   if ! wait_ready "$t0" "$dir:$port"; then
     stop_dir "$dir" KILL
@@ -686,6 +806,16 @@ node_start() {
 # ------------------------------------------------------------------ tools --
 
 tool_class() {
+  # Kafka 2.x keeps most tools in kafka_2.13 under their old names (moved to kafka-tools in 3.x/4.0)
+  if [[ $KAFKA_VERSION == 2.* ]]; then
+    case $1 in
+      topics) echo kafka.admin.TopicCommand && return ;;
+      consumer-groups) echo kafka.admin.ConsumerGroupCommand && return ;;
+      consumer-perf) echo kafka.tools.ConsumerPerformance && return ;;
+      console-consumer) echo kafka.tools.ConsoleConsumer && return ;;
+      get-offsets) echo kafka.tools.GetOffsetShell && return ;;
+    esac
+  fi
   case $1 in
     topics) echo org.apache.kafka.tools.TopicCommand ;;
     consumer-groups) echo org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ;;
@@ -693,12 +823,12 @@ tool_class() {
     consumer-perf) echo org.apache.kafka.tools.ConsumerPerformance ;;
     # Kafka 3.x keeps these two in kafka_2.13 (4.0 moved them to kafka-tools).
     console-producer)
-      case $KAFKA_VERSION in 3.*) echo kafka.tools.ConsoleProducer ;; *) echo org.apache.kafka.tools.ConsoleProducer ;; esac ;;
+      case $KAFKA_VERSION in 2.* | 3.*) echo kafka.tools.ConsoleProducer ;; *) echo org.apache.kafka.tools.ConsoleProducer ;; esac ;;
     console-consumer) echo org.apache.kafka.tools.consumer.ConsoleConsumer ;;
     get-offsets) echo org.apache.kafka.tools.GetOffsetShell ;;
     metadata-quorum) echo org.apache.kafka.tools.MetadataQuorumCommand ;;
     api-versions)
-      case $KAFKA_VERSION in 3.*) echo kafka.admin.BrokerApiVersionsCommand ;; *) echo org.apache.kafka.tools.BrokerApiVersionsCommand ;; esac ;;
+      case $KAFKA_VERSION in 2.* | 3.*) echo kafka.admin.BrokerApiVersionsCommand ;; *) echo org.apache.kafka.tools.BrokerApiVersionsCommand ;; esac ;;
     configs) echo kafka.admin.ConfigCommand ;;
     storage) echo kafka.tools.StorageTool ;;
     *) echo "$1" ;;
