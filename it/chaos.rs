@@ -546,6 +546,17 @@ impl Drop for ClusterDown {
     }
 }
 
+/// `host:port` of cluster node `n` (1..3), as `scripts/kafka.sh` places it: n*1000 plus
+/// `BIGPIPE_KAFKA_CLUSTER_BASE_PORT` (default 9092), so a run with its own base never
+/// touches another run's brokers.
+fn cluster_node(n: u16) -> String {
+    let base = std::env::var("BIGPIPE_KAFKA_CLUSTER_BASE_PORT").map_or(9092, |b| {
+        b.parse()
+            .unwrap_or_else(|_| panic!("BIGPIPE_KAFKA_CLUSTER_BASE_PORT is not a port: {b}"))
+    });
+    format!("127.0.0.1:{}", n * 1000 + base)
+}
+
 /// The node id that leads `partition` of `topic`, from Kafka's own topic tool.
 fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> Option<i32> {
     let text = kafka_tool("topics", bootstrap, &["--describe", "--topic", topic])?;
@@ -566,7 +577,7 @@ async fn cluster_leader_killed_loses_no_acknowledged_call() {
     let _k = kafka_exclusive().await;
     kafka_script(&["up", "--cluster"]);
     let _down = ClusterDown;
-    let bootstrap = "127.0.0.1:10092,127.0.0.1:11092,127.0.0.1:12092";
+    let bootstrap = [1, 2, 3].map(cluster_node).join(",");
     let target = Target::start();
     let topic = unique("failover");
     let toml = format!(
@@ -581,18 +592,14 @@ async fn cluster_leader_killed_loses_no_acknowledged_call() {
     let load = Load::start(bp.base.clone(), target.url("/ok"), 30, Some("kafka"));
     poll("load flowing", || async { (target.count() >= 30).then_some(()) }).await;
     let leader = poll("leader of partition 0", || async {
-        leader_of("127.0.0.1:10092", &topic, 0)
+        leader_of(&cluster_node(1), &topic, 0)
     })
     .await;
     kafka_script(&["kill-node", &leader.to_string()]);
     let killed = Instant::now();
-    let other = if leader == 1 {
-        "127.0.0.1:11092"
-    } else {
-        "127.0.0.1:10092"
-    };
+    let other = cluster_node(if leader == 1 { 2 } else { 1 });
     poll("a new leader", || async {
-        leader_of(other, &topic, 0)
+        leader_of(&other, &topic, 0)
             .filter(|l| *l != leader && *l > 0)
             .map(|_| ())
     })
