@@ -234,9 +234,8 @@ impl TopicWatcher {
 
     async fn create(&self, missing: &[&WantedTopic]) -> Result<(), TopicsError> {
         let timeout = self.client.timeout();
-        let conn = wire::connect_any(self.client.connect())
-            .await
-            ?;
+        // The controller: on ZooKeeper-mode brokers (Kafka 2.x) no other broker creates topics.
+        let conn = wire::admin::connect_controller(self.client.connect()).await?;
         let specs: Vec<TopicSpec> = missing
             .iter()
             .map(|t| TopicSpec {
@@ -246,9 +245,7 @@ impl TopicWatcher {
                 configs: vec![("compression.type".into(), "snappy".into())],
             })
             .collect();
-        let results = wire::admin::create_topics(&conn, &specs, timeout)
-            .await
-            ?;
+        let results = wire::admin::create_topics(&conn, &specs, timeout).await?;
         for (name, outcome) in results {
             match outcome {
                 TopicCreation::Created => info!(self.log, "topic created"; "topic" => name),

@@ -14,6 +14,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::{BrokerConnection, Error, Result};
+use crate::kafka::connect::KafkaConnect;
 
 /// CreateTopics v4 (KIP-464) is the first to accept -1 for "broker default" partitions and
 /// replication factor.
@@ -89,10 +90,38 @@ pub struct ClusterInfo {
     pub cluster_id: Option<String>,
 }
 
+impl ClusterInfo {
+    /// The broker reported as controller, when it is among the listed brokers. In ZooKeeper
+    /// mode it alone serves CreateTopics; in KRaft mode it is just some live broker.
+    pub fn controller(&self) -> Option<&BrokerInfo> {
+        let id = self.controller_id?;
+        self.brokers.iter().find(|b| b.node_id == id)
+    }
+}
+
+/// Connects as [`super::connect_any`] does, then moves to the controller the cluster reports
+/// when that is another broker, for requests a ZooKeeper-mode broker serves only as the
+/// controller (CreateTopics). Costs one Metadata round trip; with no controller reported (or
+/// none listed) it keeps the first connection.
+///
+/// # Errors
+/// Those of [`super::connect_any`] and [`cluster`]; a controller that cannot be reached is an
+/// error too (in ZooKeeper mode no other broker would do).
+pub async fn connect_controller(connect: &KafkaConnect) -> Result<BrokerConnection> {
+    let conn = super::connect_any(connect).await?;
+    let info = cluster(&conn).await?;
+    match info.controller().map(BrokerInfo::addr) {
+        Some(addr) if addr != conn.addr() => BrokerConnection::connect(&addr, connect).await,
+        _ => Ok(conn),
+    }
+}
+
 /// Creates topics in one CreateTopics request and reports each one's outcome, in the order of
 /// `specs`.
 ///
-/// Any broker will do in KRaft mode: it forwards the request to the controller. `timeout` is
+/// Send it to the controller ([`connect_controller`]): a ZooKeeper-mode broker (Kafka 2.x, and
+/// 3.x run that way) that is not the controller answers NOT_CONTROLLER for every topic; in KRaft
+/// mode any broker forwards the request to the controller quorum. `timeout` is
 /// sent to the broker as how long to wait for the creation to finish; the round trip may take
 /// that long plus the connection's request timeout.
 ///
@@ -561,6 +590,81 @@ mod tests {
         assert!(matches!(&err, Error::MissingInResponse { .. }), "{err:?}");
         let absent = DescribeConfigsResponse::default();
         assert!(max_message_bytes_from(&topics, &absent).is_err());
+    }
+
+    fn broker_info(node_id: i32, port: i32) -> BrokerInfo {
+        BrokerInfo {
+            node_id,
+            host: "127.0.0.1".into(),
+            port,
+            rack: None,
+        }
+    }
+
+    #[test]
+    fn controller_is_the_listed_broker_with_the_controller_id() {
+        let mut info = ClusterInfo {
+            brokers: vec![broker_info(1, 1001), broker_info(2, 1002)],
+            controller_id: Some(2),
+            cluster_id: None,
+        };
+        assert_eq!(
+            info.controller().map(BrokerInfo::addr).as_deref(),
+            Some("127.0.0.1:1002")
+        );
+        // Reported but not listed (it just died), or not reported at all: none.
+        info.controller_id = Some(3);
+        assert_eq!(info.controller(), None);
+        info.controller_id = None;
+        assert_eq!(info.controller(), None);
+    }
+
+    async fn metadata_fake(behaviour: Behaviour) -> FakeBroker {
+        let apis = [(ApiKey::Metadata, VersionRange { min: 0, max: 12 })];
+        FakeBroker::start_with(&apis, behaviour).await
+    }
+
+    #[tokio::test]
+    async fn connect_controller_moves_to_the_controller_another_broker_names() {
+        let controller = metadata_fake(Behaviour::default()).await;
+        let other = metadata_fake(Behaviour {
+            controller: Some(controller.addr()),
+            ..Behaviour::default()
+        })
+        .await;
+        let conn = connect_controller(&KafkaConnect::plaintext(vec![other.addr()], "t", T))
+            .await
+            .unwrap();
+        assert_eq!(conn.addr(), controller.addr());
+        // The first broker was only asked for Metadata.
+        assert_eq!(other.seen().last(), Some(&(ApiKey::Metadata as i16, 12)));
+    }
+
+    #[tokio::test]
+    async fn connect_controller_stays_when_the_first_broker_is_the_controller() {
+        let only = metadata_fake(Behaviour {
+            advertise_self: true,
+            ..Behaviour::default()
+        })
+        .await;
+        let conn = connect_controller(&KafkaConnect::plaintext(vec![only.addr()], "t", T))
+            .await
+            .unwrap();
+        assert_eq!(conn.addr(), only.addr());
+    }
+
+    #[tokio::test]
+    async fn connect_controller_fails_when_the_controller_cannot_be_reached() {
+        let other = metadata_fake(Behaviour {
+            controller: Some(FakeBroker::dead_addr().await),
+            ..Behaviour::default()
+        })
+        .await;
+        assert!(
+            connect_controller(&KafkaConnect::plaintext(vec![other.addr()], "t", T))
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]

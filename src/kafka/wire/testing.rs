@@ -62,6 +62,9 @@ pub(crate) struct Behaviour {
     /// Metadata lists the fake itself as the broker (instead of 127.0.0.1:9092), so that a
     /// client following leaders comes back to it.
     pub(crate) advertise_self: bool,
+    /// Metadata also lists this `host:port` as broker 2 and names it the controller, as a
+    /// ZooKeeper-mode cluster whose controller is another broker does.
+    pub(crate) controller: Option<String>,
     /// The `records` bytes of every Fetch answer.
     pub(crate) fetch_records: Bytes,
     /// High watermark of every Fetch answer.
@@ -83,6 +86,7 @@ impl Default for Behaviour {
             answer: Answer::Normal,
             topics: Vec::new(),
             advertise_self: false,
+            controller: None,
             fetch_records: Bytes::new(),
             high_watermark: 0,
             fetch_errors: Arc::default(),
@@ -351,12 +355,23 @@ fn metadata(behaviour: &Behaviour, own: &str, req: &MetadataRequest, version: i1
             }
         })
         .collect();
+    let mut brokers = vec![broker];
+    let mut controller = BrokerId(1);
+    if let Some((host, port)) = behaviour.controller.as_deref().and_then(|a| a.rsplit_once(':')) {
+        brokers.push(
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(2))
+                .with_host(StrBytes::from_string(host.to_owned()))
+                .with_port(port.parse().unwrap()),
+        );
+        controller = BrokerId(2);
+    }
     let resp = MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_topics(topics);
     // The encoder refuses fields the version lacks (controller_id is v1+).
     if version >= 1 {
-        resp.with_controller_id(BrokerId(1))
+        resp.with_controller_id(controller)
     } else {
         resp
     }
