@@ -30,6 +30,10 @@ unit: ## Unit tests only (no Kafka)
 it: ## Integration tests in it/ against a real Kafka (started and stopped here)
 	scripts/it.sh
 
+.PHONY: it-matrix
+it-matrix: ## The integration tests against each Kafka version (KAFKA_MATRIX="4.3.1 3.9.1 2.8.2" by default), one after another, with a summary table
+	scripts/kafka-matrix.sh $(KAFKA_MATRIX)
+
 .PHONY: chaos
 chaos: ## The fault suite only (real Kafka; single broker and a 3-broker cluster)
 	scripts/it.sh chaos:: --nocapture

@@ -19,5 +19,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export IT_KAFKA_BOOTSTRAP="${IT_KAFKA_BOOTSTRAP:-127.0.0.1:9092}"
+# the broker kafka.sh runs (BIGPIPE_KAFKA_PORT), unless told otherwise
+export IT_KAFKA_BOOTSTRAP="${IT_KAFKA_BOOTSTRAP:-127.0.0.1:${BIGPIPE_KAFKA_PORT:-9092}}"
 cargo test --test it -- "$@"
