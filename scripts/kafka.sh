@@ -38,6 +38,10 @@ case ${BIGPIPE_KAFKA_MODE:-} in
   '') case $KAFKA_VERSION in 0.* | 1.* | 2.*) KAFKA_MODE=zookeeper ;; *) KAFKA_MODE=kraft ;; esac ;;
   *) printf '[kafka.sh] error: BIGPIPE_KAFKA_MODE must be kraft or zookeeper, got %s\n' "$BIGPIPE_KAFKA_MODE" >&2; exit 1 ;;
 esac
+if [[ $KAFKA_MODE == zookeeper && $KAFKA_VERSION != [0-3].* ]]; then
+  printf '[kafka.sh] error: Kafka %s has no ZooKeeper mode (removed in 4.0)\n' "$KAFKA_VERSION" >&2
+  exit 1
+fi
 zk_mode() { [[ $KAFKA_MODE == zookeeper ]]; }
 # the broker's readiness line: KafkaRaftServer in KRaft mode, KafkaServer in ZooKeeper mode
 if zk_mode; then READY_LINE='started (kafka.server.KafkaServer)'; else READY_LINE='Kafka Server started'; fi
