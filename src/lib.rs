@@ -24,6 +24,7 @@
 //! - [`kafka`]: the shared rskafka client and its cached partition clients, what its errors
 //!   mean, partition counts, topic upkeep, our own wire client. It names none of the modules
 //!   above it (the `layers` test checks both rules).
+//! - [`crypto`]: the TLS crypto provider (graviola, no C) for https delivery and Kafka TLS.
 //! - [`stats`]: counters and the `/stats` view.
 //! - [`app`]: wiring, shutdown order and hot reload; [`shutdown`]: process signals.
 
@@ -32,6 +33,7 @@ pub mod app;
 pub mod backoff;
 pub mod config;
 pub mod consumer;
+pub mod crypto;
 pub mod delivery;
 pub mod group;
 pub mod kafka;

@@ -40,7 +40,7 @@ pub fn client_config(extra_ca_pem: Option<&[u8]>) -> Result<Option<Arc<ClientCon
     if !cpu_supported() {
         return Ok(None);
     }
-    let mut config = ClientConfig::builder_with_provider(Arc::new(rustls_graviola::default_provider()))
+    let mut config = ClientConfig::builder_with_provider(crate::crypto::provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
@@ -50,31 +50,8 @@ pub fn client_config(extra_ca_pem: Option<&[u8]>) -> Result<Option<Arc<ClientCon
     Ok(Some(Arc::new(config)))
 }
 
-/// Whether this CPU has the features graviola requires; it panics without them, so they
-/// are checked first.
-pub fn cpu_supported() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("aes")
-            && std::arch::is_x86_feature_detected!("pclmulqdq")
-            && std::arch::is_x86_feature_detected!("bmi1")
-            && std::arch::is_x86_feature_detected!("bmi2")
-            && std::arch::is_x86_feature_detected!("adx")
-            && std::arch::is_x86_feature_detected!("avx")
-            && std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        std::arch::is_aarch64_feature_detected!("aes")
-            && std::arch::is_aarch64_feature_detected!("sha2")
-            && std::arch::is_aarch64_feature_detected!("pmull")
-            && std::arch::is_aarch64_feature_detected!("neon")
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        false
-    }
-}
+/// Whether this CPU has what the crypto provider needs (see [`crate::crypto`]).
+pub use crate::crypto::cpu_supported;
 
 #[cfg(test)]
 mod tests {

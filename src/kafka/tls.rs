@@ -1,7 +1,7 @@
 //! The rustls client configuration for TLS to Kafka brokers (`kafka.ssl.*`), shared by the
 //! rskafka client and the wire client so both verify brokers the same way.
 //!
-//! Crypto comes from the graviola provider, as for https targets (`crate::delivery::tls`):
+//! Crypto comes from the graviola provider, as for https targets (`crate::crypto`):
 //! pure Rust and assembly, so the static musl build needs no C compiler. TLS 1.2 and 1.3 are
 //! both offered (managed services still run 1.2-only listeners).
 
@@ -51,10 +51,10 @@ pub enum TlsSetupError {
 /// # Errors
 /// See [`TlsSetupError`].
 pub fn client_config(settings: &KafkaTlsSettings) -> Result<Arc<ClientConfig>, TlsSetupError> {
-    if !crate::delivery::tls::cpu_supported() {
+    if !crate::crypto::cpu_supported() {
         return Err(TlsSetupError::CpuUnsupported);
     }
-    let provider = Arc::new(rustls_graviola::default_provider());
+    let provider = crate::crypto::provider();
     let roots = roots(settings)?;
     let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
         .build()
@@ -203,10 +203,7 @@ mod tests {
     #[test]
     fn builds_with_roots_ca_client_cert_and_override() {
         // No skip on an unsupported CPU: that would pass without testing anything.
-        assert!(
-            crate::delivery::tls::cpu_supported(),
-            "this CPU cannot run graviola"
-        );
+        assert!(crate::crypto::cpu_supported(), "this CPU cannot run graviola");
         client_config(&KafkaTlsSettings::default()).expect("webpki roots");
         let full = KafkaTlsSettings {
             ca: Some(fixture("ca.pem")),

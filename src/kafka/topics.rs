@@ -288,13 +288,13 @@ mod tests {
         let all = wire::Error::NoBrokerReachable {
             failures: vec![("b:9092".into(), down), ("b:9095".into(), auth)],
         };
-        let detail = Failure::of_wire(&all).detail();
+        let detail = TopicsError::Create(all).detail();
         assert!(
             detail.starts_with("kafka authentication failed: no bootstrap broker reachable"),
             "{detail}"
         );
         assert!(detail.contains("SASL_AUTHENTICATION_FAILED"), "{detail}");
-        let detail = Failure::of_wire(&tls).detail();
+        let detail = TopicsError::Create(tls).detail();
         assert!(detail.starts_with("kafka TLS handshake failed: "), "{detail}");
         assert!(detail.contains("UnknownIssuer"), "{detail}");
         let client = super::super::client::Error::Timeout {
@@ -302,7 +302,7 @@ mod tests {
             after: Duration::from_secs(1),
         };
         assert!(
-            Failure::of_client(&client)
+            TopicsError::List(client)
                 .detail()
                 .starts_with("kafka unreachable: ")
         );

@@ -166,7 +166,7 @@ mod tls_tests {
     }
 
     async fn tls_broker() -> FakeBroker {
-        let provider = Arc::new(rustls_graviola::default_provider());
+        let provider = crate::crypto::provider();
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(&fixture("ca.pem").pem) {
             roots.add(cert.unwrap()).unwrap();
