@@ -1,26 +1,24 @@
 # syntax=docker/dockerfile:1
 # bigpipe container image: `docker build -t bigpipe .` (or `docker compose up --build`).
+# Without a registry, `scripts/images.sh bigpipe` builds the same FROM scratch stage around
+# the binary of `make musl`.
 
-# Build stage: the official Rust image. The -bookworm tag keeps the build's
-# glibc equal to the runtime stage's (debian:bookworm-slim).
+# Build stage: the official Rust image builds the static musl binary (pure Rust: no crate
+# compiles C; the image's cc only links, with Rust's own musl start files).
 FROM rust:1-bookworm AS build
+RUN rustup target add x86_64-unknown-linux-musl
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-COPY src ./src
-COPY it ./it
+# the whole tree (see .dockerignore), so every path Cargo.toml names is there
+COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin bigpipe \
- && cp target/release/bigpipe /usr/local/bin/bigpipe
+    cargo build --release --locked --target x86_64-unknown-linux-musl --bin bigpipe \
+ && scripts/rootfs.sh target/x86_64-unknown-linux-musl/release/bigpipe /out
 
-# Runtime stage: just the binary and its default config.
-FROM debian:bookworm-slim
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10086 --home-dir /nonexistent --shell /usr/sbin/nologin bigpipe
-COPY --from=build /usr/local/bin/bigpipe /usr/local/bin/bigpipe
-COPY conf/bigpipe.toml /etc/bigpipe/bigpipe.toml
+# Runtime stage: nothing but the static binary, its default config and the passwd entry of
+# its non-root user (no libc, no shell, no CA bundle: https roots are built in).
+FROM scratch
+COPY --from=build /out/ /
 ENV BIGPIPE_KAFKA_BOOTSTRAP_SERVERS=kafka:9092
 # The shipped config listens on 127.0.0.1; in a container the port is published from
 # outside, so listen on every interface (publish it on the host's loopback to keep it local).
@@ -29,9 +27,7 @@ ENV BIGPIPE_HTTP_SERVER_HOST=0.0.0.0
 # The admin listener (/stats, /readyz detail) stays on the container's loopback unless the
 # deployment opens it with BIGPIPE_HTTP_ADMIN_HOST=0.0.0.0 and a BIGPIPE_HTTP_ADMIN_TOKEN
 # (docker-compose.yml does both).
-# glibc keeps freed memory per thread arena; two arenas bound RSS after bursts.
-ENV MALLOC_ARENA_MAX=2
-USER bigpipe
+USER 10086:10086
 EXPOSE 10086 10087
 ENTRYPOINT ["/usr/local/bin/bigpipe"]
 CMD ["--config", "/etc/bigpipe/bigpipe.toml"]
