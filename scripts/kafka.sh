@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/kafka.sh - fetch, start, health-check and stop a REAL Apache Kafka
 # (KRaft; ZooKeeper mode for Kafka 2.x; no Docker needed) for bigpipe's tests, CI
-# and local runs.
+# and local runs, from the jars or, with BIGPIPE_KAFKA_DOCKER, in a container.
 #
 # The broker jars come from Maven Central through plain `mvn` (see
 # tools/kafka/pom.xml) and are cached OUTSIDE the repo, so every clone on the
@@ -124,7 +124,15 @@ Environment:
   BIGPIPE_KAFKA_DOCKER=1       if a Docker engine answers, single-node up/down/status use
                                'docker compose' (v2) or 'docker-compose' (v1) with
                                <repo>/docker-compose.yml instead; when neither is there, or
-                               the container does not come up, the Maven jars are used
+                               the container does not come up, as =run if the image can be
+                               had, else the Maven jars (it says why)
+  BIGPIPE_KAFKA_DOCKER=run     every broker started here (single node, cluster nodes) runs in
+                               a container of BIGPIPE_KAFKA_IMAGE, 'docker run --network host',
+                               same ports and run dir; scripts/images.sh builds the image
+                               when it is missing; fails when there is no Docker engine.
+                               stop/start/down/status/kill-node/... work on such brokers
+                               whatever this variable says then
+  BIGPIPE_KAFKA_IMAGE          the image for =run (default bigpipe-kafka:\$BIGPIPE_KAFKA_VERSION)
 EOF
 }
 
@@ -263,9 +271,16 @@ pid_exists() {
   [[ -n $stat && ${stat# } != Z* ]]
 }
 
-# running PIDFILE [MAIN_CLASS]: prints the pid and returns 0 if that broker (or MAIN_CLASS) is alive
+# running PIDFILE [MAIN_CLASS]: prints the pid (for a broker in a container: the container's
+# name, see launch) and returns 0 if that broker (or MAIN_CLASS) is alive
 running() {
-  local pid
+  local pid dir=${1%/*}
+  if [[ ${1##*/} == kafka.pid && -f $dir/kafka.container ]]; then
+    pid=$(<"$dir/kafka.container")
+    [[ $(docker inspect -f '{{.State.Running}}' "$pid" 2>/dev/null) == true ]] || return 1
+    echo "$pid"
+    return 0
+  fi
   [[ -f $1 ]] || return 1
   pid=$(<"$1")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
@@ -363,8 +378,14 @@ EOF
 format_dir() {
   local dir=$1 cid=$2
   shift 2
-  if ! java -Xmx256m -XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile="$LOG4J_CONF" \
-    -cp "$LIBS/*" kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" \
+  local -a jvm=(java)
+  local cp="$LIBS/*" l4j=$LOG4J_CONF
+  if in_docker "$dir"; then # the container's own Kafka formats its data
+    container_java "$dir"
+    jvm=("${CONTAINER_JAVA[@]}") cp=$IMAGE_LIBS l4j=$IMAGE_CONF/${LOG4J_CONF##*/}
+  fi
+  if ! "${jvm[@]}" -Xmx256m -XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile="$l4j" \
+    -cp "$cp" kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" \
     --ignore-formatted "$@" >"$dir/format.log" 2>&1 9>&-; then
     cat "$dir/format.log" >&2
     die "StorageTool format failed for $dir"
@@ -384,6 +405,10 @@ launch() {
   touch "$dir/kafka.log"
   stat -c %s "$dir/kafka.log" >"$dir/.logoff"
   printf '===== %s starting Kafka %s =====\n' "$(date '+%F %T')" "$KAFKA_VERSION" >>"$dir/kafka.log"
+  if in_docker "$dir"; then
+    launch_container "$dir" "${heap_opts[@]}" "${JVM_PERF_OPTS[@]}" "${extra[@]}"
+    return
+  fi
   setsid java "${heap_opts[@]}" "${JVM_PERF_OPTS[@]}" "${extra[@]}" \
     -Dlog4j2.configurationFile="$LOG4J_CONF" -Dkafka.logs.dir="$dir/logs" \
     -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
@@ -418,7 +443,7 @@ wait_ready() {
     pending=()
     for spec in "$@"; do
       dir=${spec%:*} port=${spec##*:}
-      if ! pid_exists "$(cat "$dir/kafka.pid" 2>/dev/null)"; then
+      if ! node_exists "$dir"; then
         log "broker in $dir died during start-up; last 50 log lines:"
         tail -n 50 "$dir/kafka.log" >&2
         return 1
@@ -443,6 +468,10 @@ wait_ready() {
 # then KILL), or the MAIN_CLASS process of DIR/PIDFILE (ZooKeeper)
 stop_dir() {
   local dir=$1 sig=${2:-TERM} pidfile=${3:-kafka.pid} cls=${4:-} pid t0
+  if [[ $pidfile == kafka.pid && -f $dir/kafka.container ]]; then
+    stop_container "$dir" "$sig"
+    return
+  fi
   if ! pid=$(running "$dir/$pidfile" "$cls"); then
     rm -f "$dir/$pidfile"
     return 0
@@ -517,6 +546,115 @@ EOF
 
 zk_stop() { stop_dir "$1" TERM zookeeper.pid "$ZK_MAIN"; }
 
+# ------------------------------------------------------------- containers --
+
+# BIGPIPE_KAFKA_DOCKER=run (or =1 where there is no compose command): every broker this
+# script starts runs in a container of KAFKA_IMAGE (built by `scripts/images.sh kafka` from
+# the same Maven jars) with host networking, so ports and server.properties are the jar
+# path's. The run dir is mounted at its own path and the broker, run as the caller's uid,
+# appends to DIR/kafka.log there as a broker from the jars does. DIR/kafka.container names a
+# node's container while it exists; DIR/kafka.image names the image and survives `stop`, so
+# `start` and `start-node` bring a node back in a container whatever the environment says.
+KAFKA_IMAGE=${BIGPIPE_KAFKA_IMAGE:-bigpipe-kafka:$KAFKA_VERSION}
+IMAGE_LIBS='/opt/kafka/libs/*'
+IMAGE_CONF=/opt/kafka/config
+DOCKER_RUN=0
+
+in_docker() { ((DOCKER_RUN)) || [[ -f $1/kafka.image ]]; }
+node_image() { if [[ -f $1/kafka.image ]]; then cat "$1/kafka.image"; else echo "$KAFKA_IMAGE"; fi; }
+
+# container_java DIR: sets CONTAINER_JAVA to a `docker run` prefix that runs the image's java
+# as the caller, with DIR mounted (the caller adds the JVM arguments)
+container_java() {
+  CONTAINER_JAVA=(docker run --rm --network none --user "$(id -u):$(id -g)" -v "$1:$1"
+    --entrypoint java "$(node_image "$1")")
+}
+
+# launch_container DIR JVM_ARGS...: the container counterpart of launch's setsid java
+launch_container() {
+  local dir=$1 name image
+  shift
+  name=bigpipe-kafka-$(basename "$dir")-$(printf %s "$dir" | cksum | cut -d' ' -f1)
+  image=$(node_image "$dir")
+  docker rm -f "$name" >/dev/null 2>&1 || true
+  # bash execs java, so java is the container's PID 1 and `docker stop`'s SIGTERM reaches it
+  # (a controlled shutdown, as for stop_dir's kill)
+  # shellcheck disable=SC2016 # "$@" and "$0" are the inner bash's
+  docker run -d --name "$name" --network host --user "$(id -u):$(id -g)" -v "$dir:$dir" \
+    --entrypoint bash "$image" -c 'exec "$@" >>"$0" 2>&1' "$dir/kafka.log" \
+    java "$@" -Dlog4j2.configurationFile="$IMAGE_CONF/${LOG4J_CONF##*/}" -Dkafka.logs.dir="$dir/logs" \
+    -cp "$IMAGE_LIBS" kafka.Kafka "$dir/server.properties" >/dev/null 9>&- ||
+    die "docker run of $image for $dir failed"
+  echo "$name" >"$dir/kafka.container"
+  echo "$image" >"$dir/kafka.image"
+}
+
+# node_exists DIR: the broker of DIR exists (pid_exists, or its container is not gone)
+node_exists() {
+  if [[ -f $1/kafka.container ]]; then
+    case $(docker inspect -f '{{.State.Status}}' "$(<"$1/kafka.container")" 2>/dev/null) in
+      created | running | restarting) return 0 ;;
+      *) return 1 ;;
+    esac
+  fi
+  pid_exists "$(cat "$1/kafka.pid" 2>/dev/null)"
+}
+
+# stop_container DIR SIGNAL: stop_dir for a broker in a container; the stopped container is
+# removed (its output is in DIR/kafka.log, its data in DIR)
+stop_container() {
+  local dir=$1 sig=$2 name t0
+  name=$(<"$dir/kafka.container")
+  t0=$(now_ms)
+  if [[ $(docker inspect -f '{{.State.Running}}' "$name" 2>/dev/null) == true ]]; then
+    if [[ $sig == TERM ]]; then
+      docker stop -t "$STOP_TIMEOUT" "$name" >/dev/null || true # SIGTERM, SIGKILL after the timeout
+    else
+      docker kill -s "$sig" "$name" >/dev/null || true
+      timeout 30 docker wait "$name" >/dev/null || true
+    fi
+    log "stopped broker container $name ($(basename "$dir"), SIG$sig) in $(elapsed "$t0") s"
+  fi
+  docker rm -f "$name" >/dev/null 2>&1 || true
+  rm -f "$dir/kafka.container"
+}
+
+# docker_run_ready: a Docker engine answers and KAFKA_IMAGE is there, built with
+# scripts/images.sh when missing; else false with the reason in DOCKER_WHY
+docker_run_ready() {
+  DOCKER_WHY=""
+  if ! command -v docker >/dev/null 2>&1; then
+    DOCKER_WHY="there is no docker command"
+  elif ! docker info >/dev/null 2>&1; then
+    DOCKER_WHY="no Docker engine answers"
+  elif ! docker image inspect "$KAFKA_IMAGE" >/dev/null 2>&1; then
+    log "building the image $KAFKA_IMAGE (scripts/images.sh kafka) ..."
+    BIGPIPE_KAFKA_VERSION=$KAFKA_VERSION BIGPIPE_KAFKA_IMAGE=$KAFKA_IMAGE \
+      "$REPO_ROOT/scripts/images.sh" kafka 9>&- ||
+      DOCKER_WHY="the image $KAFKA_IMAGE is missing and scripts/images.sh kafka could not build it"
+  fi
+  [[ -z $DOCKER_WHY ]]
+}
+
+# pick_runner: whether the brokers this command starts run in containers (DOCKER_RUN=1) or
+# from the jars, after BIGPIPE_KAFKA_DOCKER (=1 tries compose first, in single_up)
+pick_runner() {
+  case ${BIGPIPE_KAFKA_DOCKER:-0} in
+    run)
+      docker_run_ready || die "BIGPIPE_KAFKA_DOCKER=run but $DOCKER_WHY"
+      DOCKER_RUN=1
+      ;;
+    1)
+      if docker_run_ready; then
+        DOCKER_RUN=1
+        log "BIGPIPE_KAFKA_DOCKER=1: Kafka in a container of $KAFKA_IMAGE (docker run --network host)"
+      else
+        log "BIGPIPE_KAFKA_DOCKER=1 but $DOCKER_WHY: using the Maven jars"
+      fi
+      ;;
+  esac
+}
+
 # ------------------------------------------------------------ single node --
 
 SINGLE_DIR=$RUN_ROOT/single
@@ -570,11 +708,10 @@ single_up() {
     if docker_up "$t0"; then
       return 0
     fi
-    log "${COMPOSE[*]} could not start Kafka (above): stopping it and using the Maven jars"
+    log "${COMPOSE[*]} could not start Kafka (above): stopping it"
     compose rm --stop --force kafka >/dev/null 2>&1 || true
-  elif [[ ${BIGPIPE_KAFKA_DOCKER:-0} == 1 ]]; then
-    log "BIGPIPE_KAFKA_DOCKER=1 but $DOCKER_WHY: using the Maven jars"
   fi
+  pick_runner
   if pid=$(running "$SINGLE_DIR/kafka.pid"); then
     if node_ready "$SINGLE_DIR" "$PORT"; then
       echo "Kafka already running (pid $pid) and healthy on $HOST:$PORT"
@@ -610,7 +747,7 @@ single_up() {
     zk_stop "$SINGLE_DIR/zookeeper"
     exit 1
   fi
-  echo "Kafka $KAFKA_VERSION ready on $HOST:$PORT (pid $(<"$SINGLE_DIR/kafka.pid")) in $(elapsed "$t0") s"
+  echo "Kafka $KAFKA_VERSION ready on $HOST:$PORT (pid $(running "$SINGLE_DIR/kafka.pid")) in $(elapsed "$t0") s"
 }
 
 single_start() {
@@ -682,6 +819,7 @@ cluster_up() {
   local keep=$1 t0 n dir any=0 all=1
   local -a specs=() to_start=()
   t0=$(now_ms)
+  pick_runner
   for n in "${CLUSTER_NODES[@]}"; do
     dir=$(node_dir "$n")
     specs+=("$dir:$(cluster_port "$n")")
@@ -786,6 +924,7 @@ node_stop() {
 node_start() {
   check_node "$1"
   local dir pid t0 port
+  pick_runner
   t0=$(now_ms)
   dir=$(node_dir "$1")
   port=$(cluster_port "$1")
@@ -804,7 +943,7 @@ node_start() {
     stop_dir "$dir" KILL
     exit 1
   fi
-  echo "node $1 ready on $HOST:$port (pid $(<"$dir/kafka.pid")) in $(elapsed "$t0") s"
+  echo "node $1 ready on $HOST:$port (pid $(running "$dir/kafka.pid")) in $(elapsed "$t0") s"
 }
 
 # ------------------------------------------------------------------ tools --
