@@ -46,6 +46,19 @@ require_engine() {
 }
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+# build CONTEXT DOCKER_BUILD_ARGS...: `docker build` with the classic builder (no BuildKit
+# needed; its deprecation notice and the step output go to a log shown only on failure)
+build() {
+  local ctx=$1
+  shift
+  if ! DOCKER_BUILDKIT=0 docker build "$@" "$ctx" >"$ctx.build.log" 2>&1; then
+    tail -n 40 "$ctx.build.log" >&2
+    rm -f "$ctx.build.log"
+    die "docker build $* failed"
+  fi
+  rm -f "$ctx.build.log"
+}
+
 # image_label IMAGE KEY: the label's value, empty when the image or the label is missing
 image_label() { docker image inspect -f "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true; }
 rebuild() { [[ ${BIGPIPE_IMAGES_REBUILD:-0} == 1 ]]; }
@@ -125,8 +138,8 @@ build_kafka() {
   cp "$REPO_ROOT"/tools/kafka/*.properties "$ctx/config/"
   log "building $KAFKA_IMAGE ..."
   # --network host: RUN steps reach the Debian mirror although dockerd runs without a bridge
-  DOCKER_BUILDKIT=0 docker build --network host -q -f "$REPO_ROOT/tools/kafka/Dockerfile" \
-    --build-arg "BASE=$BASE_IMAGE" --label "bigpipe.kafka.jars=$stamp" -t "$KAFKA_IMAGE" "$ctx" >/dev/null
+  build "$ctx" --network host -f "$REPO_ROOT/tools/kafka/Dockerfile" \
+    --build-arg "BASE=$BASE_IMAGE" --label "bigpipe.kafka.jars=$stamp" -t "$KAFKA_IMAGE"
   rm -rf "$ctx"
   trap - EXIT
   log "built $KAFKA_IMAGE in $((SECONDS - t0)) s"
@@ -158,7 +171,7 @@ build_bigpipe() {
   "$REPO_ROOT/scripts/rootfs.sh" "$MUSL_BIN" "$ctx/out"
   runtime_dockerfile >"$ctx/Dockerfile"
   log "building $BIGPIPE_IMAGE (FROM scratch) ..."
-  DOCKER_BUILDKIT=0 docker build -q --label "bigpipe.binary.sha256=$sum" -t "$BIGPIPE_IMAGE" "$ctx" >/dev/null
+  build "$ctx" --label "bigpipe.binary.sha256=$sum" -t "$BIGPIPE_IMAGE"
   rm -rf "$ctx"
   trap - EXIT
   log "built $BIGPIPE_IMAGE in $((SECONDS - t0)) s ($(docker image inspect -f '{{.Size}}' "$BIGPIPE_IMAGE") bytes)"
