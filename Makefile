@@ -34,6 +34,14 @@ it: ## Integration tests in it/ against a real Kafka (started and stopped here)
 it-matrix: ## The integration tests against each Kafka version (KAFKA_MATRIX="4.3.1 3.9.1 2.8.2" by default), one after another, with a summary table
 	scripts/kafka-matrix.sh $(KAFKA_MATRIX)
 
+.PHONY: it-docker
+it-docker: ## The integration tests with Kafka in containers (starts dockerd if needed, builds the images of scripts/images.sh)
+	scripts/it-docker.sh $(ARGS)
+
+.PHONY: images
+images: ## Container images without a registry: Debian base (debootstrap), Kafka from the Maven jars, bigpipe FROM scratch
+	scripts/images.sh all
+
 .PHONY: chaos
 chaos: ## The fault suite only (real Kafka; single broker and a 3-broker cluster)
 	scripts/it.sh chaos:: --nocapture

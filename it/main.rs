@@ -3,7 +3,9 @@
 //! Run with `make it` (or `make test`), which starts a local Kafka first. The
 //! broker address comes from `IT_KAFKA_BOOTSTRAP` (default `127.0.0.1:9092`).
 //! When no broker answers, every test fails with a message saying so; nothing
-//! is skipped.
+//! is skipped. The tests of the container image (`container`) need a Docker engine and
+//! are ignored (listed as such, never passed) unless run with `--include-ignored`, as
+//! `make it-docker` does.
 
 mod helpers;
 
@@ -12,6 +14,7 @@ mod callers;
 mod chaos;
 mod cli;
 mod codecs;
+mod container;
 mod delivery;
 mod dlq;
 mod front;

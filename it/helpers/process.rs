@@ -115,7 +115,7 @@ fn substitute(toml: &str, port: u16, admin_port: u16) -> String {
 
 /// A free port below Linux's ephemeral range (32768+), so no client socket
 /// can take it between this check and the child's bind.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     NEXT.compare_exchange(
         0,
