@@ -19,7 +19,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # its non-root user (no libc, no shell, no CA bundle: https roots are built in).
 FROM scratch
 COPY --from=build /out/ /
-ENV BIGPIPE_KAFKA_BOOTSTRAP_SERVERS=kafka:9092
+# No BIGPIPE_KAFKA_BOOTSTRAP_SERVERS here: an environment variable outranks the config file,
+# so a baked-in one would silently override the bootstrap of a mounted config. Compose sets
+# kafka:9092; by default the shipped config's 127.0.0.1:9092 (host networking) is used.
 # The shipped config listens on 127.0.0.1; in a container the port is published from
 # outside, so listen on every interface (publish it on the host's loopback to keep it local).
 # No ACL secret is built in: the config reads ACL_SYSTEM_1_SECRET / ACL_SYSTEM_2_SECRET.

@@ -4,7 +4,7 @@
 #   kafka    bigpipe-kafka:<version>  the base + Debian's JRE 17 + the Kafka jars kafka.sh fetches
 #   bigpipe  bigpipe:local            FROM scratch: the static musl binary (`make musl`) and its config
 # Each is skipped when it exists and is current (the Kafka image records the jar set it was
-# built from, the bigpipe image the sha256 of its binary). Run `scripts/images.sh help`.
+# built from, the bigpipe image the sha256 of its inputs). Run `scripts/images.sh help`.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -122,7 +122,8 @@ build_base() {
 build_kafka() {
   "$REPO_ROOT/scripts/kafka.sh" fetch >&2
   local stamp
-  stamp=$(<"$LIBS/.complete")
+  # the jar set, and what else goes into the image
+  stamp="$(<"$LIBS/.complete") files=$(cat "$REPO_ROOT"/tools/kafka/Dockerfile "$REPO_ROOT"/tools/kafka/*.properties | cksum | cut -d' ' -f1)"
   if [[ $(image_label "$KAFKA_IMAGE" bigpipe.kafka.jars) == "$stamp" ]] && ! rebuild; then
     log "$KAFKA_IMAGE is there ($stamp)"
     return
@@ -158,9 +159,11 @@ runtime_dockerfile() {
 build_bigpipe() {
   [[ -x $MUSL_BIN ]] || (cd "$REPO_ROOT" && make musl >&2)
   local sum
-  sum=$(sha256sum "$MUSL_BIN" | cut -d' ' -f1)
-  if [[ $(image_label "$BIGPIPE_IMAGE" bigpipe.binary.sha256) == "$sum" ]] && ! rebuild; then
-    log "$BIGPIPE_IMAGE is there (binary $sum)"
+  # everything the image is made of: the binary, the tree rootfs.sh lays out, the runtime stage
+  sum=$(cat "$MUSL_BIN" "$REPO_ROOT/conf/bigpipe.toml" "$REPO_ROOT/scripts/rootfs.sh" <(runtime_dockerfile) |
+    sha256sum | cut -d' ' -f1)
+  if [[ $(image_label "$BIGPIPE_IMAGE" bigpipe.inputs.sha256) == "$sum" ]] && ! rebuild; then
+    log "$BIGPIPE_IMAGE is there (inputs $sum)"
     return
   fi
   local ctx t0=$SECONDS
@@ -171,7 +174,7 @@ build_bigpipe() {
   "$REPO_ROOT/scripts/rootfs.sh" "$MUSL_BIN" "$ctx/out"
   runtime_dockerfile >"$ctx/Dockerfile"
   log "building $BIGPIPE_IMAGE (FROM scratch) ..."
-  build "$ctx" --label "bigpipe.binary.sha256=$sum" -t "$BIGPIPE_IMAGE"
+  build "$ctx" --label "bigpipe.inputs.sha256=$sum" -t "$BIGPIPE_IMAGE"
   rm -rf "$ctx"
   trap - EXIT
   log "built $BIGPIPE_IMAGE in $((SECONDS - t0)) s ($(docker image inspect -f '{{.Size}}' "$BIGPIPE_IMAGE") bytes)"

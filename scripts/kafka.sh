@@ -768,6 +768,8 @@ single_down() {
     stop_dir "$SINGLE_DIR" TERM
   else
     rm -f "$SINGLE_DIR/kafka.pid"
+    # a container whose broker died is removed too
+    [[ -f $SINGLE_DIR/kafka.container ]] && stop_dir "$SINGLE_DIR" TERM
     [[ $docker == 1 ]] || echo "Kafka (single) not running"
   fi
   # after the broker, whose controlled shutdown goes through ZooKeeper (whatever the mode:
