@@ -22,6 +22,12 @@ RUN_ROOT=${BIGPIPE_KAFKA_RUN:-$REPO_ROOT/.kafka}
 HOST=127.0.0.1
 PORT=${BIGPIPE_KAFKA_PORT:-9092}
 CONTROLLER_PORT=$((PORT + 1))
+# Secured listeners of the single node (see secure_* below): mTLS, SASL over plaintext, SASL
+# over TLS, on the three ports after the controller's.
+SSL_PORT=$((PORT + 2))
+SASL_PLAINTEXT_PORT=$((PORT + 3))
+SASL_SSL_PORT=$((PORT + 4))
+SECURE_PREFIX=${BIGPIPE_KAFKA_SECURE_PREFIX:-sec-}
 READY_TIMEOUT=${BIGPIPE_KAFKA_READY_TIMEOUT:-90}
 STOP_TIMEOUT=${BIGPIPE_KAFKA_STOP_TIMEOUT:-30}
 # Fixed cluster ids (22-char base64 UUIDs); any valid one works.
@@ -72,6 +78,26 @@ in ZooKeeper mode (Kafka 2.x) a ZooKeeper from the broker's jars listens on :${C
   stop               like down but keeps the run dir (data survives)
   start              start again on the data left by stop, wait until ready
   status             exit 0 if a broker answers on ${HOST}:${PORT} (ApiVersions request)
+  secure-check       prove the secured listeners with Kafka's own console tools: as each
+                     principal create a '${SECURE_PREFIX}*' topic, produce and consume a record;
+                     and see User:limited refused Create, a wrong password and a missing
+                     client certificate refused (about a minute)
+
+Secured listeners of the single node (on unless BIGPIPE_KAFKA_SECURE=0; off by default before
+Kafka 3.5, whose storage tool cannot create SCRAM users; not in --cluster or the docker path):
+  ${HOST}:${SSL_PORT}  SSL             TLS with a client certificate (mTLS); principal User:CN=bigpipe
+  ${HOST}:${SASL_PLAINTEXT_PORT}  SASL_PLAINTEXT  PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 without TLS
+  ${HOST}:${SASL_SSL_PORT}  SASL_SSL        the same mechanisms over TLS, no client certificate
+  Users (PLAIN via the listeners' JAAS config, SCRAM via 'kafka-storage format --add-scram'):
+    admin/admin-secret (super user), bigpipe/bigpipe-secret, limited/limited-secret
+  StandardAuthorizer: User:ANONYMOUS (PLAINTEXT, CONTROLLER) and User:admin are super users;
+  User:bigpipe and User:CN=bigpipe may Describe, Read, Write, Create, DescribeConfigs topics and
+  Read groups starting with '${SECURE_PREFIX}'; User:limited the same without Create on topics.
+  Files (kept across up/down, remade a day before they expire) in ${SECURE_DIR}:
+    ca.pem, broker.pem, client.pem, client.key (PEM; CN=bigpipe), *-keystore.pem (Kafka's PEM
+    keystores), <mode>.properties client configs for Kafka's tools (ssl, sasl-plaintext-scram-sha-256,
+    sasl-ssl-scram-sha-512, sasl-ssl-plain, admin, limited, wrong-password, ssl-no-cert), and
+    it.env (IT_KAFKA_SECURE_BASE, IT_KAFKA_SECURE_DIR for it/security.rs)
 
 Three-node cluster (combined KRaft nodes, static voters, RF 3, min.insync.replicas 2; in
 ZooKeeper mode one ZooKeeper on node 1's controller port, which the brokers then do not use):
@@ -96,6 +122,7 @@ Tools (classpath = tools-libs + broker libs, fetched on first use):
       metadata-quorum   org.apache.kafka.tools.MetadataQuorumCommand                (kafka-metadata-quorum.sh)
       api-versions      org.apache.kafka.tools.BrokerApiVersionsCommand             (kafka-broker-api-versions.sh)
       configs           kafka.admin.ConfigCommand                                   (kafka-configs.sh, in kafka_2.13)
+      acls              org.apache.kafka.tools.AclCommand                           (kafka-acls.sh; 3.x: kafka.admin.AclCommand)
       storage           kafka.tools.StorageTool                                     (kafka-storage.sh, in kafka_2.13)
     e.g. scripts/kafka.sh tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \\
            --bootstrap-server ${HOST}:${PORT} --describe --group G
@@ -109,7 +136,10 @@ Environment:
   BIGPIPE_KAFKA_TOOLS_VERSION  Kafka version of the client tools run by 'tool' (default: the
                                broker's); e.g. 4.3.1 tools against a BIGPIPE_KAFKA_VERSION=3.9.1
                                broker, whose console producer takes other flags
-  BIGPIPE_KAFKA_PORT           single-node PLAINTEXT port (default 9092; controller = port+1)
+  BIGPIPE_KAFKA_PORT           single-node PLAINTEXT port (default 9092; controller = port+1,
+                               SSL/SASL_PLAINTEXT/SASL_SSL = port+2/+3/+4)
+  BIGPIPE_KAFKA_SECURE         1/0: the secured listeners on/off (default 1 from Kafka 3.5)
+  BIGPIPE_KAFKA_SECURE_PREFIX  topic/group prefix of the secured principals' ACLs (default sec-)
   BIGPIPE_KAFKA_CLUSTER_BASE_PORT  cluster node N uses N*1000+base (default 9092 -> 10092, 11092, 12092)
   BIGPIPE_KAFKA_CACHE          jar cache root (default \$HOME/.cache/bigpipe)
   BIGPIPE_KAFKA_RUN            run dir root (default <repo>/.kafka)
@@ -655,6 +685,299 @@ pick_runner() {
   esac
 }
 
+# ------------------------------------------------------- secured listeners --
+#
+# The single node also listens, besides PLAINTEXT and CONTROLLER, on
+#   SSL            PORT+2  TLS, client certificate required (mTLS; principal User:CN=bigpipe)
+#   SASL_PLAINTEXT PORT+3  SASL PLAIN / SCRAM-SHA-256 / SCRAM-SHA-512 without TLS
+#   SASL_SSL       PORT+4  the same SASL mechanisms over TLS (no client certificate)
+# with StandardAuthorizer: the PLAINTEXT and CONTROLLER principal (User:ANONYMOUS) and User:admin
+# are super users, so the plaintext suite sees no difference; bigpipe's principals get only the
+# ACLs it needs, on topics and groups starting with SECURE_PREFIX. Certificates (PEM, made with
+# openssl) and client .properties files live in SECURE_DIR, kept across up/down until they near
+# expiry, so `up` stays fast.
+
+SECURE_DIR=$(realpath -m "$RUN_ROOT/secure")
+# user:password pairs: PLAIN users via the listeners' JAAS config, SCRAM users (both SHA-256 and
+# SHA-512) in the KRaft metadata via `kafka-storage format --add-scram`. Test-only secrets.
+SECURE_USERS=(admin:admin-secret bigpipe:bigpipe-secret limited:limited-secret)
+
+# BIGPIPE_KAFKA_SECURE=1/0 turns the secured listeners on/off; unset, they are on for Kafka 3.5+
+# (the first KRaft release whose storage tool can create SCRAM users).
+secure_enabled() {
+  local v=${BIGPIPE_KAFKA_SECURE:-}
+  # StandardAuthorizer and SCRAM users made at format time are KRaft's
+  if zk_mode; then
+    [[ $v == 1 ]] && die "BIGPIPE_KAFKA_SECURE=1 needs KRaft mode; the secured listeners are not set up in ZooKeeper mode"
+    return 1
+  fi
+  if [[ -z $v ]]; then
+    case $KAFKA_VERSION in 0.* | 1.* | 2.* | 3.[0-4] | 3.[0-4].*) v=0 ;; *) v=1 ;; esac
+  fi
+  [[ $v == 1 ]]
+}
+
+# secure_leaf TMP NAME SUBJECT EXTENSIONS: a key and a certificate signed by TMP/ca.*
+secure_leaf() {
+  local t=$1 name=$2 subj=$3 ext=$4
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$t/$name.key" -out "$t/$name.csr" \
+    -subj "$subj" 2>>"$t/openssl.log"
+  openssl x509 -req -in "$t/$name.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" \
+    -set_serial "0x$(openssl rand -hex 8)" -days 825 -sha256 -out "$t/$name.pem" \
+    -extfile <(printf '%b\n' "$ext") 2>>"$t/openssl.log"
+  rm -f "$t/$name.csr"
+  # Kafka's PEM keystore: the PKCS#8 key and the certificate chain in one file
+  cat "$t/$name.key" "$t/$name.pem" "$t/ca.pem" >"$t/$name-keystore.pem"
+}
+
+# secure_certs: a CA, the broker's certificate (localhost, 127.0.0.1, ::1) and the client's
+# (CN=bigpipe) in SECURE_DIR, unless valid ones are there for at least another day
+secure_certs() {
+  local f fresh=0 t
+  for f in ca.pem ca.key broker.pem broker-keystore.pem client.pem client.key client-keystore.pem; do
+    [[ -s $SECURE_DIR/$f ]] || fresh=1
+  done
+  if ((fresh == 0)) && openssl x509 -checkend 86400 -noout -in "$SECURE_DIR/broker.pem" >/dev/null &&
+    openssl x509 -checkend 86400 -noout -in "$SECURE_DIR/client.pem" >/dev/null; then
+    return 0
+  fi
+  require openssl "makes the certificates of the secured listeners (apt-get install openssl, or BIGPIPE_KAFKA_SECURE=0)"
+  mkdir -p "$(dirname "$SECURE_DIR")"
+  t=$(mktemp -d "$SECURE_DIR.XXXXXX")
+  if ! {
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$t/ca.key" -out "$t/ca.pem" -days 3650 \
+      -sha256 -subj "/CN=bigpipe test CA" -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" 2>>"$t/openssl.log" &&
+      secure_leaf "$t" broker "/CN=localhost" \
+        'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE' &&
+      secure_leaf "$t" client "/CN=bigpipe" 'extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE'
+  }; then
+    cat "$t/openssl.log" >&2
+    rm -rf "$t"
+    die "openssl could not make the test certificates"
+  fi
+  rm -f "$t/openssl.log"
+  chmod 755 "$t"
+  rm -rf "$SECURE_DIR"
+  mv -T "$t" "$SECURE_DIR"
+  log "made a test CA and broker/client certificates in $SECURE_DIR"
+}
+
+# secure_client_props NAME PROTOCOL [MECHANISM USER PASSWORD]: SECURE_DIR/NAME.properties, a
+# Java client config (--command-config of Kafka's tools) for one listener and principal
+secure_client_props() {
+  local name=$1 proto=$2 mech=${3:-} user=${4:-} pass=${5:-} module
+  {
+    echo "# generated by scripts/kafka.sh: $proto${mech:+ $mech as $user}"
+    echo "security.protocol=$proto"
+    if [[ $proto == *SSL ]]; then
+      echo "ssl.truststore.type=PEM"
+      echo "ssl.truststore.location=$SECURE_DIR/ca.pem"
+    fi
+    if [[ $proto == SSL && $name != *no-cert ]]; then
+      echo "ssl.keystore.type=PEM"
+      echo "ssl.keystore.location=$SECURE_DIR/client-keystore.pem"
+    fi
+    if [[ -n $mech ]]; then
+      module=org.apache.kafka.common.security.scram.ScramLoginModule
+      [[ $mech == PLAIN ]] && module=org.apache.kafka.common.security.plain.PlainLoginModule
+      echo "sasl.mechanism=$mech"
+      echo "sasl.jaas.config=$module required username=\"$user\" password=\"$pass\";"
+    fi
+  } >"$SECURE_DIR/$name.properties"
+}
+
+# secure_files: certificates, client configs and it.env (the environment of it/security.rs)
+secure_files() {
+  secure_certs
+  secure_client_props ssl SSL
+  secure_client_props ssl-no-cert SSL
+  secure_client_props sasl-plaintext-scram-sha-256 SASL_PLAINTEXT SCRAM-SHA-256 bigpipe bigpipe-secret
+  secure_client_props sasl-ssl-scram-sha-512 SASL_SSL SCRAM-SHA-512 bigpipe bigpipe-secret
+  secure_client_props sasl-ssl-plain SASL_SSL PLAIN bigpipe bigpipe-secret
+  secure_client_props admin SASL_PLAINTEXT PLAIN admin admin-secret
+  secure_client_props limited SASL_PLAINTEXT SCRAM-SHA-256 limited limited-secret
+  secure_client_props wrong-password SASL_SSL SCRAM-SHA-512 bigpipe not-the-password
+  cat >"$SECURE_DIR/it.env" <<EOF
+IT_KAFKA_SECURE_BASE=$HOST:$SSL_PORT
+IT_KAFKA_SECURE_DIR=$SECURE_DIR
+EOF
+}
+
+# secure_broker_props FILE: adds the secured listeners, SASL and the authorizer to a
+# server.properties written by write_props (single mode)
+secure_broker_props() {
+  local file=$1 jaas_plain="" pair l m
+  for pair in "${SECURE_USERS[@]}"; do jaas_plain+=" user_${pair%%:*}=\"${pair#*:}\""; done
+  local extra="SSL://$HOST:$SSL_PORT,SASL_PLAINTEXT://$HOST:$SASL_PLAINTEXT_PORT,SASL_SSL://$HOST:$SASL_SSL_PORT"
+  sed -i -e "s|^listeners=.*|&,$extra|" -e "s|^advertised.listeners=.*|&,$extra|" \
+    -e "s|^listener.security.protocol.map=.*|&,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL|" "$file"
+  {
+    cat <<EOF
+# secured listeners: SSL with client certificates, SASL over plaintext and TLS (PEM stores)
+ssl.keystore.type=PEM
+ssl.keystore.location=$SECURE_DIR/broker-keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$SECURE_DIR/ca.pem
+listener.name.ssl.ssl.client.auth=required
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+# ACLs; PLAINTEXT and CONTROLLER connect as User:ANONYMOUS, a super user like admin
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:ANONYMOUS;User:admin
+EOF
+    for l in sasl_plaintext sasl_ssl; do
+      echo "listener.name.$l.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$jaas_plain;"
+      for m in scram-sha-256 scram-sha-512; do
+        echo "listener.name.$l.$m.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+      done
+    done
+  } >>"$file"
+}
+
+# secure_format_args: the StorageTool arguments that create the SCRAM users (one per line)
+secure_format_args() {
+  local pair m
+  for pair in "${SECURE_USERS[@]}"; do
+    for m in SCRAM-SHA-256 SCRAM-SHA-512; do
+      printf '%s\n' --add-scram "$m=[name=${pair%%:*},password=${pair#*:}]"
+    done
+  done
+}
+
+# run_tool ARGS...: `tool` in a child process (cmd_tool execs), without the lock fd
+run_tool() { bash "$REPO_ROOT/scripts/kafka.sh" tool "$@" 9>&-; }
+
+# secure_acls: what bigpipe needs on topics and groups starting with SECURE_PREFIX, for its SASL
+# user and its certificate's principal: Describe (metadata, list offsets), Read (fetch), Write
+# (produce), Create (CreateTopics), DescribeConfigs (max.message.bytes) on topics; Read on groups
+# (join, sync, heartbeat, offsets; implies Describe for FindCoordinator). User:limited gets the
+# same without Create. Set through PLAINTEXT (a super user); adding an existing ACL is a no-op.
+# Three commands, since one command gives every operation to every resource it names and
+# groups know no Write or Create; run side by side, as each is a JVM start.
+secure_acls() {
+  local t0 out=$SINGLE_DIR/acls.log p rc=0
+  local b=(--bootstrap-server "$HOST:$PORT" --add --force)
+  local topic=(--topic "$SECURE_PREFIX" --resource-pattern-type prefixed)
+  local group=(--group "$SECURE_PREFIX" --resource-pattern-type prefixed)
+  local ours=(--allow-principal User:bigpipe --allow-principal "User:CN=bigpipe")
+  local -a pids=()
+  t0=$(now_ms)
+  : >"$out"
+  run_tool acls "${b[@]}" "${ours[@]}" --allow-principal User:limited "${topic[@]}" \
+    --operation Describe --operation Read --operation Write --operation DescribeConfigs >>"$out" 2>&1 &
+  pids+=($!)
+  run_tool acls "${b[@]}" "${ours[@]}" "${topic[@]}" --operation Create >>"$out" 2>&1 &
+  pids+=($!)
+  run_tool acls "${b[@]}" "${ours[@]}" --allow-principal User:limited "${group[@]}" \
+    --operation Read >>"$out" 2>&1 &
+  pids+=($!)
+  for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  if ((rc)); then
+    cat "$out" >&2
+    return 1
+  fi
+  log "ACLs on '$SECURE_PREFIX*' for User:bigpipe, User:CN=bigpipe, User:limited set in $(elapsed "$t0") s"
+}
+
+# single_ports: the ports the single node listens on
+single_ports() {
+  echo "$PORT" "$CONTROLLER_PORT"
+  if secure_enabled; then echo "$SSL_PORT" "$SASL_PLAINTEXT_PORT" "$SASL_SSL_PORT"; fi
+}
+
+secure_summary() {
+  secure_enabled || return 0
+  echo "  secured: SSL (mTLS) $HOST:$SSL_PORT, SASL_PLAINTEXT $HOST:$SASL_PLAINTEXT_PORT," \
+    "SASL_SSL $HOST:$SASL_SSL_PORT; files in $SECURE_DIR ($SECURE_DIR/it.env: the it/ environment)"
+}
+
+# ---------------------------------------------------------- secure-check --
+
+# tool_config_flag producer|consumer: the console tools' config-file flag in the tools version
+tool_config_flag() {
+  case ${BIGPIPE_KAFKA_TOOLS_VERSION:-$KAFKA_VERSION} in
+    3.*) echo "--$1.config" ;;
+    *) echo --command-config ;;
+  esac
+}
+
+# check_mode NAME PORT: as NAME.properties' principal, create a topic (the Create ACL), produce a
+# record with the console producer and read it back with the console consumer in a group
+check_mode() {
+  local name=$1 port=$2 t0 topic out cfg=$SECURE_DIR/$1.properties
+  local bs=(--bootstrap-server "$HOST:$port")
+  t0=$(now_ms)
+  topic=${SECURE_PREFIX}check-$name-$RUN_ID
+  if ! out=$(timeout 120 bash "$REPO_ROOT/scripts/kafka.sh" tool topics "${bs[@]}" --command-config "$cfg" \
+    --create --topic "$topic" --partitions 1 --replication-factor 1 2>&1 9>&-); then
+    printf '%s\n' "$out" >&2
+    echo "FAIL $name: create $topic on $HOST:$port"
+    return 1
+  fi
+  if ! out=$(echo "hello-$name" | timeout 120 bash "$REPO_ROOT/scripts/kafka.sh" tool console-producer \
+    "${bs[@]}" "$(tool_config_flag producer)" "$cfg" --topic "$topic" 2>&1 9>&-); then
+    printf '%s\n' "$out" >&2
+    echo "FAIL $name: produce to $topic"
+    return 1
+  fi
+  out=$(timeout 120 bash "$REPO_ROOT/scripts/kafka.sh" tool console-consumer "${bs[@]}" \
+    "$(tool_config_flag consumer)" "$cfg" --topic "$topic" --group "${SECURE_PREFIX}check-$name-$RUN_ID" \
+    --from-beginning --max-messages 1 --timeout-ms 60000 2>&1 9>&-) || true
+  if [[ $out != *"hello-$name"* ]]; then
+    printf '%s\n' "$out" >&2
+    echo "FAIL $name: the record did not come back from $topic"
+    return 1
+  fi
+  echo "ok   $name on $HOST:$port: created $topic, produced and consumed a record ($(elapsed "$t0") s)"
+}
+
+# check_refused NAME PORT PATTERN ARGS...: `tool topics ARGS` as NAME.properties' principal
+# fails, with output matching the extended regex PATTERN
+check_refused() {
+  local name=$1 port=$2 pattern=$3 t0 out
+  shift 3
+  t0=$(now_ms)
+  if out=$(timeout 120 bash "$REPO_ROOT/scripts/kafka.sh" tool topics --bootstrap-server "$HOST:$port" \
+    --command-config "$SECURE_DIR/$name.properties" "$@" 2>&1 9>&-); then
+    printf '%s\n' "$out" >&2
+    echo "FAIL $name: 'topics $*' succeeded on $HOST:$port but must be refused"
+    return 1
+  fi
+  if ! grep -qE "$pattern" <<<"$out"; then
+    printf '%s\n' "$out" >&2
+    echo "FAIL $name: 'topics $*' failed, but not with /$pattern/"
+    return 1
+  fi
+  echo "ok   $name on $HOST:$port: refused, $(grep -oE "$pattern" <<<"$out" | sed -n 1p) ($(elapsed "$t0") s)"
+}
+
+# secure-check: proves each secured listener with Kafka's own tools, without bigpipe
+cmd_secure_check() {
+  secure_enabled || die "the secured listeners are off (BIGPIPE_KAFKA_SECURE=0, or Kafka $KAFKA_VERSION)"
+  [[ -s $SECURE_DIR/ssl.properties ]] ||
+    die "no $SECURE_DIR/ssl.properties: start the broker with 'scripts/kafka.sh up'"
+  local p rc=0 t0
+  for p in "$SSL_PORT" "$SASL_PLAINTEXT_PORT" "$SASL_SSL_PORT"; do
+    port_open "$HOST" "$p" || die "nothing listens on $HOST:$p: start the broker with 'scripts/kafka.sh up'"
+  done
+  RUN_ID=$(date +%s)-$$
+  t0=$(now_ms)
+  check_mode ssl "$SSL_PORT" || rc=1
+  check_mode sasl-plaintext-scram-sha-256 "$SASL_PLAINTEXT_PORT" || rc=1
+  check_mode sasl-ssl-scram-sha-512 "$SASL_SSL_PORT" || rc=1
+  check_mode sasl-ssl-plain "$SASL_SSL_PORT" || rc=1
+  check_refused limited "$SASL_PLAINTEXT_PORT" 'TopicAuthorizationException|Authorization failed' \
+    --create --topic "${SECURE_PREFIX}check-limited-$RUN_ID" --partitions 1 --replication-factor 1 || rc=1
+  check_refused wrong-password "$SASL_SSL_PORT" 'SaslAuthenticationException|Authentication failed' --list || rc=1
+  check_refused ssl-no-cert "$SSL_PORT" 'SslAuthenticationException|SSL handshake failed' --list || rc=1
+  if ((rc)); then
+    echo "secure-check FAILED after $(elapsed "$t0") s"
+    return 1
+  fi
+  echo "secure-check passed: 4 modes and 3 refusals in $(elapsed "$t0") s"
+}
+
 # ------------------------------------------------------------ single node --
 
 SINGLE_DIR=$RUN_ROOT/single
@@ -724,22 +1047,34 @@ single_up() {
   fi
   # a ZooKeeper left running (broker killed) is reused with --keep, else stopped with its data
   if zk_mode && [[ $keep == 0 ]]; then zk_stop "$SINGLE_DIR/zookeeper"; fi
-  if port_open "$HOST" "$PORT" ||
-    { ! running "$SINGLE_DIR/zookeeper/zookeeper.pid" "$ZK_MAIN" >/dev/null && port_open "$HOST" "$CONTROLLER_PORT"; }; then
-    die "port $PORT or $CONTROLLER_PORT on $HOST is in use by a process not started from $SINGLE_DIR"
-  fi
+  local p
+  for p in $(single_ports); do
+    # in ZooKeeper mode the controller port is this run dir's ZooKeeper's (kept with --keep)
+    if [[ $p == "$CONTROLLER_PORT" ]] && running "$SINGLE_DIR/zookeeper/zookeeper.pid" "$ZK_MAIN" >/dev/null; then
+      continue
+    fi
+    if port_open "$HOST" "$p"; then
+      die "port $p on $HOST is in use by a process not started from $SINGLE_DIR (ports: $(single_ports))"
+    fi
+  done
   ensure_libs
+  local -a format_extra=()
+  if secure_enabled; then
+    secure_files
+    mapfile -t format_extra < <(secure_format_args)
+  fi
   if [[ $keep == 1 && -f $SINGLE_DIR/server.properties ]]; then
     log "reusing $SINGLE_DIR (--keep)"
   else
     rm -rf "$SINGLE_DIR"
     mkdir -p "$SINGLE_DIR"
     write_props "$SINGLE_DIR/server.properties" 1 "$PORT" "$CONTROLLER_PORT" "$SINGLE_DIR/data" single
+    if secure_enabled; then secure_broker_props "$SINGLE_DIR/server.properties"; fi
   fi
   if zk_mode; then
     zk_start "$SINGLE_DIR/zookeeper" "$(zk_port single)" || exit 1
   else
-    format_dir "$SINGLE_DIR" "$SINGLE_CLUSTER_ID" --standalone
+    format_dir "$SINGLE_DIR" "$SINGLE_CLUSTER_ID" --standalone "${format_extra[@]}"
   fi
   launch "$SINGLE_DIR" "$SINGLE_HEAP"
   if ! wait_ready "$t0" "$SINGLE_DIR:$PORT"; then
@@ -747,7 +1082,12 @@ single_up() {
     zk_stop "$SINGLE_DIR/zookeeper"
     exit 1
   fi
+  if secure_enabled && ! secure_acls; then
+    stop_dir "$SINGLE_DIR" KILL
+    die "could not set the ACLs of the secured listeners (above)"
+  fi
   echo "Kafka $KAFKA_VERSION ready on $HOST:$PORT (pid $(running "$SINGLE_DIR/kafka.pid")) in $(elapsed "$t0") s"
+  secure_summary
 }
 
 single_start() {
@@ -975,6 +1315,8 @@ tool_class() {
     api-versions)
       case $KAFKA_VERSION in 2.* | 3.*) echo kafka.admin.BrokerApiVersionsCommand ;; *) echo org.apache.kafka.tools.BrokerApiVersionsCommand ;; esac ;;
     configs) echo kafka.admin.ConfigCommand ;;
+    acls)
+      case $KAFKA_VERSION in 3.*) echo kafka.admin.AclCommand ;; *) echo org.apache.kafka.tools.AclCommand ;; esac ;;
     storage) echo kafka.tools.StorageTool ;;
     *) echo "$1" ;;
   esac
@@ -1047,6 +1389,7 @@ main() {
     stop-node) node_stop "${rest[0]:-}" ;;
     start-node) node_start "${rest[0]:-}" ;;
     tool) cmd_tool "$@" ;;
+    secure-check) cmd_secure_check ;;
     help | -h | --help) usage ;;
     *)
       usage >&2
