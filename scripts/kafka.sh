@@ -845,8 +845,12 @@ secure_format_args() {
   done
 }
 
+# JVM flags of the short tool runs of the secured setup: C1 only and the serial collector start
+# faster and burn less CPU than the defaults (secure-check here, under load: 126 s -> 97 s)
+QUICK_TOOL_OPTS=${BIGPIPE_KAFKA_TOOL_OPTS:--Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC}
+
 # run_tool ARGS...: `tool` in a child process (cmd_tool execs), without the lock fd
-run_tool() { bash "$REPO_ROOT/scripts/kafka.sh" tool "$@" 9>&-; }
+run_tool() { BIGPIPE_KAFKA_TOOL_OPTS=$QUICK_TOOL_OPTS bash "$REPO_ROOT/scripts/kafka.sh" tool "$@" 9>&-; }
 
 # secure_acls: what bigpipe needs on topics and groups starting with SECURE_PREFIX, for its SASL
 # user and its certificate's principal: Describe (metadata, list offsets), Read (fetch), Write
@@ -909,19 +913,19 @@ check_mode() {
   local bs=(--bootstrap-server "$HOST:$port")
   t0=$(now_ms)
   topic=${SECURE_PREFIX}check-$name-$RUN_ID
-  if ! out=$(timeout 120 bash "$REPO_ROOT/scripts/kafka.sh" tool topics "${bs[@]}" --command-config "$cfg" \
+  if ! out=$(timeout 120 env BIGPIPE_KAFKA_TOOL_OPTS="$QUICK_TOOL_OPTS" bash "$REPO_ROOT/scripts/kafka.sh" tool topics "${bs[@]}" --command-config "$cfg" \
     --create --topic "$topic" --partitions 1 --replication-factor 1 2>&1 9>&-); then
     printf '%s\n' "$out" >&2
     echo "FAIL $name: create $topic on $HOST:$port"
     return 1
   fi
-  if ! out=$(echo "hello-$name" | timeout 120 bash "$REPO_ROOT/scripts/kafka.sh" tool console-producer \
+  if ! out=$(echo "hello-$name" | timeout 120 env BIGPIPE_KAFKA_TOOL_OPTS="$QUICK_TOOL_OPTS" bash "$REPO_ROOT/scripts/kafka.sh" tool console-producer \
     "${bs[@]}" "$(tool_config_flag producer)" "$cfg" --topic "$topic" 2>&1 9>&-); then
     printf '%s\n' "$out" >&2
     echo "FAIL $name: produce to $topic"
     return 1
   fi
-  out=$(timeout 120 bash "$REPO_ROOT/scripts/kafka.sh" tool console-consumer "${bs[@]}" \
+  out=$(timeout 120 env BIGPIPE_KAFKA_TOOL_OPTS="$QUICK_TOOL_OPTS" bash "$REPO_ROOT/scripts/kafka.sh" tool console-consumer "${bs[@]}" \
     "$(tool_config_flag consumer)" "$cfg" --topic "$topic" --group "${SECURE_PREFIX}check-$name-$RUN_ID" \
     --from-beginning --max-messages 1 --timeout-ms 60000 2>&1 9>&-) || true
   if [[ $out != *"hello-$name"* ]]; then
@@ -938,7 +942,7 @@ check_refused() {
   local name=$1 port=$2 pattern=$3 t0 out
   shift 3
   t0=$(now_ms)
-  if out=$(timeout 120 bash "$REPO_ROOT/scripts/kafka.sh" tool topics --bootstrap-server "$HOST:$port" \
+  if out=$(timeout 120 env BIGPIPE_KAFKA_TOOL_OPTS="$QUICK_TOOL_OPTS" bash "$REPO_ROOT/scripts/kafka.sh" tool topics --bootstrap-server "$HOST:$port" \
     --command-config "$SECURE_DIR/$name.properties" "$@" 2>&1 9>&-); then
     printf '%s\n' "$out" >&2
     echo "FAIL $name: 'topics $*' succeeded on $HOST:$port but must be refused"
