@@ -9,6 +9,16 @@ cd "$(dirname "$0")/.."
 # target/pydeps; before Kafka starts, so a missing python3 or pip fails fast.
 scripts/pydeps.sh
 
+# openssl makes the certificates of the broker's secured listeners (it/security.rs)
+if ! command -v openssl >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq openssl >/dev/null
+  else
+    echo "it.sh: openssl is missing (it makes the test broker's certificates): install it" >&2
+    exit 1
+  fi
+fi
+
 started=0
 if ! scripts/kafka.sh status >/dev/null 2>&1; then
   scripts/kafka.sh up
@@ -21,4 +31,12 @@ trap cleanup EXIT
 
 # the broker kafka.sh runs (BIGPIPE_KAFKA_PORT), unless told otherwise
 export IT_KAFKA_BOOTSTRAP="${IT_KAFKA_BOOTSTRAP:-127.0.0.1:${BIGPIPE_KAFKA_PORT:-9092}}"
+# the secured listeners and their certificates, as `kafka.sh up` wrote them (it/security.rs
+# fails, saying how to start the broker, when they are not there)
+secure_env="${BIGPIPE_KAFKA_RUN:-.kafka}/secure/it.env"
+if [ -z "${IT_KAFKA_SECURE_DIR:-}" ] && [ -f "$secure_env" ]; then
+  set -a
+  . "$secure_env"
+  set +a
+fi
 cargo test --test it -- "$@"
