@@ -27,6 +27,7 @@ mod limits;
 mod never_stall;
 mod outage;
 mod reload;
+mod security;
 mod signing;
 mod ssrf;
 mod tls;

@@ -25,6 +25,12 @@ impl Process {
     /// and when `toml` has no `{admin_port}` the child gets it through
     /// `BIGPIPE_HTTP_ADMIN_PORT`, so parallel tests never share the default 10087.
     pub(crate) fn spawn(toml: &str) -> Self {
+        Self::spawn_with_env(toml, &[])
+    }
+
+    /// Like [`Process::spawn`], with `env` added to the child's environment (e.g. a
+    /// `BIGPIPE_KAFKA_SASL_PASSWORD` that should not be in the config file).
+    pub(crate) fn spawn_with_env(toml: &str, env: &[(&str, String)]) -> Self {
         let port = free_port();
         let admin_port = free_port();
         let dir = tempfile::tempdir().unwrap();
@@ -43,6 +49,7 @@ impl Process {
         if !toml.contains("{admin_port}") {
             command.env("BIGPIPE_HTTP_ADMIN_PORT", admin_port.to_string());
         }
+        command.envs(env.iter().map(|(k, v)| (k, v)));
         let child = command
             .arg("--config")
             .arg(&path)
