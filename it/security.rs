@@ -250,7 +250,10 @@ async fn delivered(target: &Target, ids: &[String], what: &str) {
 
 /// `consumerStats[0].rpcSuccess` of `p` (0 while it does not answer).
 async fn successes(p: &Process) -> u64 {
-    p.stats().await.and_then(|s| s["consumerStats"][0]["rpcSuccess"].as_u64()).unwrap_or(0)
+    p.stats()
+        .await
+        .and_then(|s| s["consumerStats"][0]["rpcSuccess"].as_u64())
+        .unwrap_or(0)
 }
 
 /// Ingest, delivery, a rebalance and a dead letter through `mode`.
@@ -269,42 +272,64 @@ async fn round_trip(mode: Mode) {
     // plaintext listener), then delivered.
     let ids = send_acked(&a, &target.url("/ok"), 10, "a").await;
     let client = client().await;
-    assert_eq!(count_records(&client, &topic, 2).await, 10, "{mode:?}: records in {topic}");
+    assert_eq!(
+        count_records(&client, &topic, 2).await,
+        10,
+        "{mode:?}: records in {topic}"
+    );
     delivered(&target, &ids, &format!("{mode:?}: the first 10 calls delivered")).await;
 
     // A second process joins the group: both own a partition, both deliver.
     let b = Process::spawn_with_env(&process_config(&kafka, &topic, 2, &group, logs_b.path()), &env);
     wait_ready(&b, logs_b.path(), &format!("{mode:?}: the second process")).await;
-    poll(&format!("{mode:?}: the two processes share the 2 partitions"), || async {
-        let owned = [a.partitions(0).await, b.partitions(0).await];
-        (owned.iter().all(|p| p.as_ref().is_some_and(|v| !v.is_empty())) && covers(&owned, 2))
-            .then_some(())
-    })
+    poll(
+        &format!("{mode:?}: the two processes share the 2 partitions"),
+        || async {
+            let owned = [a.partitions(0).await, b.partitions(0).await];
+            (owned.iter().all(|p| p.as_ref().is_some_and(|v| !v.is_empty())) && covers(&owned, 2))
+                .then_some(())
+        },
+    )
     .await;
     let before = (successes(&a).await, successes(&b).await);
     let more = send_acked(&a, &target.url("/ok"), 20, "b").await;
-    delivered(&target, &more, &format!("{mode:?}: 20 calls after the rebalance delivered")).await;
-    poll(&format!("{mode:?}: both processes delivered after the rebalance"), || async {
-        let now = (successes(&a).await, successes(&b).await);
-        (now.0 > before.0 && now.1 > before.1).then_some(())
-    })
+    delivered(
+        &target,
+        &more,
+        &format!("{mode:?}: 20 calls after the rebalance delivered"),
+    )
+    .await;
+    poll(
+        &format!("{mode:?}: both processes delivered after the rebalance"),
+        || async {
+            let now = (successes(&a).await, successes(&b).await);
+            (now.0 > before.0 && now.1 > before.1).then_some(())
+        },
+    )
     .await;
 
     // A 4xx: the call is dead-lettered into <topic>.dlq, which bigpipe created through the
     // secured listener (its Create ACL), and read back here through the plaintext one.
-    let dead = send_acked(&a, &target.url("/always/404"), 1, "dead").await.remove(0);
+    let dead = send_acked(&a, &target.url("/always/404"), 1, "dead")
+        .await
+        .remove(0);
     let dlq = format!("{topic}.dlq");
     let letter = poll(&format!("{mode:?}: the dead letter in {dlq}"), || async {
         let topics = client.list_topics().await.ok()?;
         let partitions = topics.iter().find(|t| t.name == dlq)?.partitions.len();
         let records = read_all(&client, &dlq, i32::try_from(partitions).ok()?).await;
-        records.into_values().flatten().find(|r| {
-            r.record.headers.get("bigpipe-call-id").map(|v| v.as_slice()) == Some(dead.as_bytes())
-        })
+        records
+            .into_values()
+            .flatten()
+            .find(|r| r.record.headers.get("bigpipe-call-id").map(|v| v.as_slice()) == Some(dead.as_bytes()))
     })
     .await;
     assert_eq!(
-        letter.record.headers.get("bigpipe-dlq-status").map(|v| v.as_slice()),
+        letter
+            .record
+            .headers
+            .get("bigpipe-dlq-status")
+            .map(|v| v.as_slice()),
         Some(&b"404"[..]),
         "{mode:?}: the dead letter's status header"
     );
