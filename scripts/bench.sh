@@ -94,6 +94,8 @@ export PYTHONDONTWRITEBYTECODE=1 # no bench/__pycache__ in the work tree
 
 # The private broker: own port, own run dir; never Docker.
 export BIGPIPE_KAFKA_PORT=$KAFKA_PORT BIGPIPE_KAFKA_RUN=$OUT/kafka
+# the measured broker as before the secured listeners: no authorizer, no TLS/SASL ports
+export BIGPIPE_KAFKA_SECURE=0
 unset BIGPIPE_KAFKA_DOCKER
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
