@@ -81,7 +81,7 @@ in ZooKeeper mode (Kafka 2.x) a ZooKeeper from the broker's jars listens on :${C
   secure-check       prove the secured listeners with Kafka's own console tools: as each
                      principal create a '${SECURE_PREFIX}*' topic, produce and consume a record;
                      and see User:limited refused Create, a wrong password and a missing
-                     client certificate refused (about a minute)
+                     client certificate refused (~100 s on a loaded 2-core machine)
 
 Secured listeners of the single node (on unless BIGPIPE_KAFKA_SECURE=0; off by default before
 Kafka 3.5, whose storage tool cannot create SCRAM users; not in --cluster or the docker path):
