@@ -145,9 +145,18 @@ impl TopicWatcher {
                     self.refresh
                 }
                 Ok(missing) => {
-                    self.readiness
-                        .set(false, format!("topics missing: {}", missing.join(",")));
-                    last_failure = None;
+                    let detail = format!("topics missing: {}", missing.join(", "));
+                    // A refusal (no Create permission, a bad replication factor) repeats every
+                    // second until someone acts: say it when it starts or changes, not each time.
+                    if last_failure.as_deref() != Some(detail.as_str()) {
+                        if detail.contains("not created:") {
+                            warn!(self.log, "kafka refused to create topics"; "detail" => &detail);
+                        } else {
+                            info!(self.log, "creating topics"; "detail" => &detail);
+                        }
+                        last_failure = Some(detail.clone());
+                    }
+                    self.readiness.set(false, detail);
                     security_failures = 0;
                     Duration::from_secs(1)
                 }
@@ -199,8 +208,14 @@ impl TopicWatcher {
         if missing.is_empty() {
             return Ok(vec![]);
         }
-        self.create(&missing).await?;
-        Ok(missing.into_iter().map(|t| t.name.clone()).collect())
+        let refused = self.create(&missing).await?;
+        Ok(missing
+            .into_iter()
+            .map(|t| match refused.iter().find(|(name, _)| *name == t.name) {
+                Some((name, why)) => format!("{name} (not created: {why})"),
+                None => t.name.clone(),
+            })
+            .collect())
     }
 
     /// Reads `max.message.bytes` of `topics` into the limits table. A failure is logged and
@@ -232,7 +247,9 @@ impl TopicWatcher {
         }
     }
 
-    async fn create(&self, missing: &[&WantedTopic]) -> Result<(), TopicsError> {
+    /// Asks Kafka to create `missing`; returns the topics it refused, with its reason
+    /// (e.g. `TOPIC_AUTHORIZATION_FAILED` when bigpipe's principal may not create them).
+    async fn create(&self, missing: &[&WantedTopic]) -> Result<Vec<(String, String)>, TopicsError> {
         let timeout = self.client.timeout();
         // The controller: on ZooKeeper-mode brokers (Kafka 2.x) no other broker creates topics.
         let conn = wire::admin::connect_controller(self.client.connect()).await?;
@@ -246,16 +263,20 @@ impl TopicWatcher {
             })
             .collect();
         let results = wire::admin::create_topics(&conn, &specs, timeout).await?;
+        let mut refused = Vec::new();
         for (name, outcome) in results {
             match outcome {
-                TopicCreation::Created => info!(self.log, "topic created"; "topic" => name),
+                TopicCreation::Created => info!(self.log, "topic created"; "topic" => &name),
                 TopicCreation::AlreadyExists => {}
                 TopicCreation::Failed { code, message } => {
-                    warn!(self.log, "topic creation failed"; "topic" => name, "code" => code, "error" => message);
+                    // The error's name as Kafka's docs and ACL guides spell it, then the text.
+                    let kind = kafka_protocol::error::ResponseError::try_from_code(code)
+                        .map_or_else(|| format!("error code {code}"), |e| format!("{e:?}"));
+                    refused.push((name, format!("{kind}: {message}")));
                 }
             }
         }
-        Ok(())
+        Ok(refused)
     }
 }
 
