@@ -59,14 +59,22 @@ for v in "${versions[@]}"; do
   log "Kafka $v: scripts/it.sh $* (log: $out/$v.log)"
   t0=$SECONDS
   status=passed
-  if ! BIGPIPE_KAFKA_VERSION=$v scripts/it.sh "$@" >"$out/$v.log" 2>&1; then
+  # Without secured listeners (before Kafka 3.5, or ZooKeeper mode: scripts/kafka.sh
+  # secure-enabled) the TLS/SASL tests cannot run; they are left out by name and the table
+  # says so, rather than counted as failures or passes.
+  skip=()
+  if ! BIGPIPE_KAFKA_VERSION=$v scripts/kafka.sh secure-enabled 2>/dev/null; then
+    skip=(--skip security:: --skip kafka_tls::)
+    status="passed (no TLS/SASL)"
+  fi
+  if ! BIGPIPE_KAFKA_VERSION=$v scripts/it.sh "$@" "${skip[@]}" >"$out/$v.log" 2>&1; then
     status=FAILED
     rc=1
   fi
   secs=$((SECONDS - t0))
   read -r passed failed ignored < <(summary_counts "$out/$v.log")
   # a run that passed but ran no test at all is no pass
-  if [[ $status == passed && ($passed == - || $passed == 0) ]]; then
+  if [[ $status == passed* && ($passed == - || $passed == 0) ]]; then
     status="FAILED (no tests ran)"
     rc=1
   fi

@@ -78,6 +78,7 @@ in ZooKeeper mode (Kafka 2.x) a ZooKeeper from the broker's jars listens on :${C
   stop               like down but keeps the run dir (data survives)
   start              start again on the data left by stop, wait until ready
   status             exit 0 if a broker answers on ${HOST}:${PORT} (ApiVersions request)
+  secure-enabled     exit 0 if \`up\` sets up the secured listeners for this version and mode
   secure-check       prove the secured listeners with Kafka's own console tools: as each
                      principal create a '${SECURE_PREFIX}*' topic, produce and consume a record;
                      and see User:limited refused Create, a wrong password and a missing
@@ -1398,6 +1399,7 @@ main() {
     start-node) node_start "${rest[0]:-}" ;;
     tool) cmd_tool "$@" ;;
     secure-check) cmd_secure_check ;;
+    secure-enabled) secure_enabled ;;
     help | -h | --help) usage ;;
     *)
       usage >&2
