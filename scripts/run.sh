@@ -20,6 +20,12 @@ if ! (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
   case "$host" in
     127.*|localhost)
       echo "run.sh: no Kafka at $first, starting the local one" >&2
+      # Its TLS/SASL test listeners need openssl for their certificates; bigpipe's own
+      # config uses the plaintext port, so without openssl the broker starts without them.
+      if [ -z "${BIGPIPE_KAFKA_SECURE:-}" ] && ! command -v openssl >/dev/null 2>&1; then
+        echo "run.sh: openssl is missing, so the local Kafka starts without its TLS/SASL test listeners" >&2
+        export BIGPIPE_KAFKA_SECURE=0
+      fi
       BIGPIPE_KAFKA_PORT="$port" scripts/kafka.sh up
       ;;
     *)
