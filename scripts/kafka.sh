@@ -611,7 +611,10 @@ launch_container() {
   # bash execs java, so java is the container's PID 1 and `docker stop`'s SIGTERM reaches it
   # (a controlled shutdown, as for stop_dir's kill)
   # shellcheck disable=SC2016 # "$@" and "$0" are the inner bash's
-  docker run -d --name "$name" --network host --user "$(id -u):$(id -g)" -v "$dir:$dir" \
+  # the secured listeners' certificates and keys live beside the run dirs, not in them
+  local -a mounts=(-v "$dir:$dir")
+  [[ -d $SECURE_DIR ]] && mounts+=(-v "$SECURE_DIR:$SECURE_DIR:ro")
+  docker run -d --name "$name" --network host --user "$(id -u):$(id -g)" "${mounts[@]}" \
     --entrypoint bash "$image" -c 'exec "$@" >>"$0" 2>&1' "$dir/kafka.log" \
     java "$@" -Dlog4j2.configurationFile="$IMAGE_CONF/${LOG4J_CONF##*/}" -Dkafka.logs.dir="$dir/logs" \
     -cp "$IMAGE_LIBS" kafka.Kafka "$dir/server.properties" >/dev/null 9>&- ||
