@@ -186,11 +186,13 @@ impl ServerCertVerifier for ServerNameOverride {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::PemFile;
 
-    fn fixture(name: &str) -> PemFile {
+    /// A PEM file of `it/fixtures/kafka-tls` (the test CA, broker and client certificates),
+    /// shared with the wire client's TLS tests.
+    pub(crate) fn fixture(name: &str) -> PemFile {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("it/fixtures/kafka-tls")
             .join(name);

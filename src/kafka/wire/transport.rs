@@ -150,20 +150,11 @@ mod tls_tests {
 
     use super::super::testing::{Behaviour, FakeBroker, plain};
     use super::super::{BrokerConnection, Error};
-    use crate::config::{KafkaTlsSettings, PemFile};
+    use crate::config::KafkaTlsSettings;
     use crate::kafka::tls::client_config;
+    use crate::kafka::tls::tests::fixture;
 
     const T: Duration = Duration::from_secs(5);
-
-    fn fixture(name: &str) -> PemFile {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("it/fixtures/kafka-tls")
-            .join(name);
-        PemFile {
-            pem: std::fs::read(&path).expect("fixture"),
-            path,
-        }
-    }
 
     async fn tls_broker() -> FakeBroker {
         let provider = crate::crypto::provider();
