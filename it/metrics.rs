@@ -225,6 +225,21 @@ async fn prometheus_scrapes_bigpipe_and_answers_promql_over_live_traffic() {
         )
         .await;
     let build = prometheus.until_some(&http, "bigpipe_build_info").await;
+    // The one member of each group owns both partitions.
+    let assigned = prometheus
+        .until_some(
+            &http,
+            &format!(r#"bigpipe_group_assigned_partitions{{group="{fast}"}} == 2 and bigpipe_group_members{{group="{fast}"}} == 1 and bigpipe_group_generation{{group="{fast}"}} >= 1"#),
+        )
+        .await;
+    // A wrong secret is refused with reason "acl" and no ACL name (the name is input).
+    let mut wrong = call_body(&target.url("/x"), "d", "k");
+    wrong["acl"]["secret"] = "wrong".into();
+    let (status, envelope) = bp.call(&wrong).await;
+    assert_eq!(status, 403, "{envelope}");
+    let refused = prometheus
+        .until_some(&http, r#"bigpipe_calls_refused_total{reason="acl",acl=""} == 1"#)
+        .await;
     stop.cancel();
     let sent = sender.await.expect("sender");
 
@@ -243,6 +258,8 @@ async fn prometheus_scrapes_bigpipe_and_answers_promql_over_live_traffic() {
         ("lag (slow group)", &lag),
         ("p99 delivery latency s", &p99),
         ("build info", &build),
+        ("assigned partitions (fast group)", &assigned),
+        ("refused by acl", &refused),
     ] {
         eprintln!("PromQL {q}: {}", serde_json::to_string(r).unwrap_or_default());
     }

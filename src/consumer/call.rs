@@ -786,6 +786,37 @@ mod tests {
     }
 
     #[test]
+    fn attempts_are_classed_by_the_entry_success_codes() {
+        let p = policy(1);
+        assert_eq!(
+            outcome_class(&response(204, None), &p),
+            (Outcome::Delivered, Some(204))
+        );
+        assert_eq!(
+            outcome_class(&response(301, None), &p),
+            (Outcome::HttpError, Some(301))
+        );
+        assert_eq!(
+            outcome_class(&response(503, None), &p),
+            (Outcome::HttpError, Some(503))
+        );
+        assert_eq!(
+            outcome_class(&AttemptOutcome::Timeout, &p),
+            (Outcome::Timeout, None)
+        );
+        let connect = AttemptOutcome::Connect("refused".into());
+        assert_eq!(outcome_class(&connect, &p), (Outcome::ConnectError, None));
+        let refused = AttemptOutcome::Refused("loopback".into());
+        assert_eq!(outcome_class(&refused, &p), (Outcome::Refused, None));
+        let invalid = AttemptOutcome::Invalid("bad url".into());
+        assert_eq!(outcome_class(&invalid, &p), (Outcome::Other, None));
+        assert_eq!(
+            reason_class(&GiveUpReason::Invalid("bad url".into())),
+            DeadLetterReason::NotRetryable
+        );
+    }
+
+    #[test]
     fn decide_delivers_retries_in_place_or_parks() {
         let p = policy(3);
         assert_eq!(
