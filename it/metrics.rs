@@ -371,3 +371,61 @@ fn names_are_read_from_exprs_with_histogram_suffixes_removed() {
         .collect();
     assert_eq!(names, expected);
 }
+
+/// Every family with samples in it (circuits, tiers, refusals: a short live run leaves some
+/// empty), rendered by the same exporter, passes promtool too.
+#[test]
+fn promtool_accepts_every_family_with_samples() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use bigpipe::metrics::Exporter;
+    use bigpipe::metrics::classes::{DeadLetterReason, Outcome, Refusal};
+    use bigpipe::stats::{Stall, Stats, inc};
+
+    let stats = Arc::new(Stats::new(["calls"]));
+    inc(&stats.server.received);
+    stats.server.intake.accepted.inc("app");
+    for reason in Refusal::ALL {
+        stats.server.intake.refused(reason, "app");
+    }
+    stats.server.intake.refused(Refusal::Acl, "");
+    let p = stats.producer("calls");
+    inc(&p.delivery_success);
+    p.duration.observe(Duration::from_millis(3));
+    let c = stats.consumer("G", "calls");
+    c.set_partition(0, |v| {
+        v.committed = Some(5);
+        v.log_end_offset = Some(12);
+        v.stall = Some(Stall {
+            since: std::time::Instant::now(),
+            reason: "fetch failing".into(),
+        });
+    });
+    for outcome in Outcome::ALL {
+        c.delivery.attempt("http://t:1", outcome, Some(503));
+    }
+    c.delivery.attempt("http://t:1", Outcome::Timeout, None);
+    c.delivery.delivered(1_000, 61_000);
+    for reason in DeadLetterReason::ALL {
+        c.delivery.dead_lettered(reason);
+    }
+    c.delivery.circuit("http://t:1", 2);
+    c.assigned(3, 2, 1);
+    c.paused.store(true, Ordering::Relaxed);
+    c.tier("G-retry", "calls-retry")
+        .set_partition(0, |v| v.committed = Some(1));
+    let text = Exporter::new(stats).render().expect("render");
+    for family in [
+        "bigpipe_circuit_state{",
+        "bigpipe_retry_tier_waiting_records{",
+        "bigpipe_consumer_stalled{",
+    ] {
+        assert!(text.contains(family), "{family} has no sample:\n{text}");
+    }
+    let (ok, problems) = promtool(&["check", "metrics"], Some(&text));
+    assert!(
+        ok && problems.trim().is_empty(),
+        "promtool check metrics: {problems}\n{text}"
+    );
+}
