@@ -1,4 +1,4 @@
-//! The admin listener's routes: `/stats`, `/readyz` with its detail, `/healthz`.
+//! The admin listener's routes: `/stats`, `/readyz` with its detail, `/healthz`, `/openapi.json`.
 //!
 //! Kept off the public listener because they tell a caller more than it needs: topic names,
 //! group ids, offsets, which target hosts answered (a port scanner, with `/stats`), broker
@@ -17,6 +17,8 @@ use super::envelope::{CallError, envelope};
 use super::handlers::{healthz, not_found, readiness};
 use crate::kafka::topics::Readiness;
 use crate::stats::Stats;
+
+mod openapi;
 
 /// What the admin handlers share.
 #[derive(Debug)]
@@ -59,6 +61,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/stats").route(web::get().to(stats)))
         .service(web::resource("/readyz").route(web::get().to(readyz)))
         .service(web::resource("/healthz").route(web::get().to(admin_healthz)))
+        .configure(openapi::routes)
         .default_service(web::to(admin_not_found));
 }
 
