@@ -25,6 +25,7 @@ mod ingest;
 mod kafka_tls;
 mod limits;
 mod never_stall;
+mod openapi;
 mod outage;
 mod reload;
 mod security;
