@@ -30,9 +30,10 @@ const PENDING: &[(&str, &str)] = &[
     ("POST", "/admin/v1/groups/{group}/deadletters/replay"),
 ];
 
-/// The methods a route is probed with: what routes here use, and what a probe can tell
-/// apart (a `HEAD` is answered by `GET` routes' resources in some setups).
-const PROBED: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
+/// The methods a route is probed with: every one an OpenAPI path item can hold.
+const PROBED: &[&str] = &[
+    "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE",
+];
 
 type Operation = (String, String);
 
