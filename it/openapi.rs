@@ -184,6 +184,32 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation_on_either_li
         assert!(paths(&admin).contains(&path), "{path} not in the admin document");
     }
 
+    // A method a path does not take: the envelope and Allow; on the admin listener 401
+    // first without the token.
+    let http = reqwest::Client::new();
+    let r = http
+        .put(format!("{}/healthz", bp.base))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET");
+    assert_eq!(r.json::<Value>().await.expect("envelope")["msg"], "方法不允许");
+    let r = http
+        .post(format!("{}/stats", bp.admin))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 401);
+    let r = http
+        .post(format!("{}/stats", bp.admin))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.json::<Value>().await.expect("envelope")["errno"], -1);
+
     // One example goes the whole way, to Kafka and the target, with this deployment's ACL
     // (the served document cannot know it); the response schemas stay as served.
     let mut public = public;

@@ -81,6 +81,15 @@ fn authorize(req: &HttpRequest, state: &AdminState) -> Result<(), CallError> {
     }
 }
 
+/// The 401 a request without the token gets instead of a 405 (`super::not_allowed`), so
+/// which methods a path takes cannot be probed without it either.
+pub fn refuse_unauthorized(req: &HttpRequest) -> Option<HttpResponse> {
+    let state = req.app_data::<web::Data<AdminState>>()?;
+    authorize(req, state)
+        .err()
+        .map(|refused| refused.error_response())
+}
+
 /// The credentials of an `Authorization: Bearer <token>` value (scheme case-insensitive).
 fn bearer(value: &str) -> Option<&str> {
     let (scheme, rest) = value.trim().split_once(' ')?;

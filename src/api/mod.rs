@@ -10,6 +10,7 @@ pub mod guard;
 pub mod handlers;
 pub mod head_guard;
 pub mod log_limit;
+pub mod not_allowed;
 pub mod openapi;
 pub mod quota;
 pub mod request;
@@ -108,6 +109,7 @@ pub fn serve(
             App::new()
                 .app_data(data.clone())
                 .app_data(doc.clone())
+                .wrap(not_allowed::layer(not_allowed::none))
                 .configure(routes)
         },
     )
@@ -129,6 +131,7 @@ pub fn serve_admin(
         App::new()
             .app_data(data.clone())
             .app_data(doc.clone())
+            .wrap(not_allowed::layer(admin::refuse_unauthorized))
             .configure(admin::routes)
     })
 }
