@@ -26,6 +26,7 @@ mod kafka_tls;
 mod limits;
 mod metrics;
 mod never_stall;
+mod openapi;
 mod outage;
 mod reload;
 mod security;

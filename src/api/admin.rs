@@ -1,5 +1,5 @@
 //! The admin listener's routes: `/stats`, `/metrics` ([`metrics`]), `/readyz` with its
-//! detail, `/healthz`.
+//! detail, `/healthz`, `/openapi.json`.
 //!
 //! Kept off the public listener because they tell a caller more than it needs: topic names,
 //! group ids, offsets, which target hosts answered (a port scanner, with `/stats`), broker
@@ -20,6 +20,8 @@ use super::envelope::{CallError, envelope};
 use super::handlers::{healthz, not_found, readiness};
 use crate::kafka::topics::Readiness;
 use crate::stats::Stats;
+
+mod openapi;
 
 /// What the admin handlers share.
 #[derive(Debug)]
@@ -65,6 +67,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/readyz").route(web::get().to(readyz)))
         .service(web::resource("/healthz").route(web::get().to(admin_healthz)))
         .configure(metrics::routes)
+        .configure(openapi::routes)
         .default_service(web::to(admin_not_found));
 }
 
@@ -82,6 +85,15 @@ fn authorize(req: &HttpRequest, state: &AdminState) -> Result<(), CallError> {
         Some(p) if token.matches(p) => Ok(()),
         _ => Err(CallError::Unauthorized),
     }
+}
+
+/// The 401 a request without the token gets instead of a 405 (`super::not_allowed`), so
+/// which methods a path takes cannot be probed without it either.
+pub fn refuse_unauthorized(req: &HttpRequest) -> Option<HttpResponse> {
+    let state = req.app_data::<web::Data<AdminState>>()?;
+    authorize(req, state)
+        .err()
+        .map(|refused| refused.error_response())
 }
 
 /// The credentials of an `Authorization: Bearer <token>` value (scheme case-insensitive).

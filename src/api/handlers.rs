@@ -364,9 +364,14 @@ pub(crate) fn readiness(
     ))
 }
 
-/// Any other method on a known path.
+/// Any other method than POST on `/rpc/call`. The `Allow` header is required on a 405
+/// (RFC 9110, section 15.5.6); schemathesis found it missing.
 pub async fn method_not_allowed() -> HttpResponse {
-    CallError::Method.error_response()
+    let mut response = CallError::Method.error_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+    response
 }
 
 /// Any unknown path.
@@ -378,6 +383,18 @@ pub async fn not_found() -> HttpResponse {
 mod tests {
     use super::*;
     use actix_web::body::MessageBody;
+
+    #[actix_web::test]
+    async fn a_refused_method_says_which_one_is_allowed() {
+        let resp = method_not_allowed().await;
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(resp.headers().get(header::ALLOW).unwrap(), "POST");
+        let body = resp.into_body().try_into_bytes().unwrap();
+        assert_eq!(
+            &body[..],
+            r#"{"data":"","errno":-1,"msg":"方法不允许"}"#.as_bytes()
+        );
+    }
 
     #[test]
     fn fast_success_envelope_matches_the_general_one() {

@@ -1,6 +1,7 @@
-//! The HTTP front end (actix-web). The public listener: `/rpc/call`, the mock target and
-//! the health probes (`/readyz` without detail). The admin listener ([`admin`]): `/stats`,
-//! `/readyz` with its detail, `/healthz`.
+//! The HTTP front end (actix-web). The public listener: `/rpc/call`, the mock target, the
+//! health probes (`/readyz` without detail) and its view of the OpenAPI document
+//! ([`openapi`]). The admin listener ([`admin`]): `/stats`, `/readyz` with its detail,
+//! `/healthz`, the whole OpenAPI document.
 
 pub mod acl;
 pub mod admin;
@@ -9,6 +10,8 @@ pub mod guard;
 pub mod handlers;
 pub mod head_guard;
 pub mod log_limit;
+pub mod not_allowed;
+pub mod openapi;
 pub mod quota;
 pub mod request;
 pub mod server;
@@ -80,6 +83,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/rpc/server/mock").to(mock))
     .service(web::resource("/healthz").route(web::get().to(healthz)))
     .service(web::resource("/readyz").route(web::get().to(readyz)))
+    .configure(openapi::routes)
     .default_service(web::to(not_found));
 }
 
@@ -95,11 +99,19 @@ pub fn serve(
 ) -> std::io::Result<Server> {
     let config = Arc::clone(&state.config);
     let data = web::Data::new(state);
+    // Cut from the embedded document once, here, so a broken one stops the start.
+    let doc = web::Data::new(openapi::OpenApiDoc::public().map_err(std::io::Error::other)?);
     server::serve(
         listener,
         options,
         Arc::new(move || config.load().body_limit),
-        move || App::new().app_data(data.clone()).configure(routes),
+        move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(doc.clone())
+                .wrap(not_allowed::layer(not_allowed::none))
+                .configure(routes)
+        },
     )
 }
 
@@ -113,8 +125,13 @@ pub fn serve_admin(
     options: &server::ListenerOptions,
 ) -> std::io::Result<Server> {
     let data = web::Data::new(state);
+    let doc = web::Data::new(openapi::OpenApiDoc::admin().map_err(std::io::Error::other)?);
     // The admin routes take no body: any `Expect: 100-continue` with one is refused.
     server::serve(listener, options, Arc::new(|| 0), move || {
-        App::new().app_data(data.clone()).configure(admin::routes)
+        App::new()
+            .app_data(data.clone())
+            .app_data(doc.clone())
+            .wrap(not_allowed::layer(admin::refuse_unauthorized))
+            .configure(admin::routes)
     })
 }
