@@ -5,6 +5,14 @@
 //! addresses and errors. It binds `http.admin.host` (loopback by default); when
 //! `http.admin.token` is set, every request must carry `Authorization: Bearer <token>`.
 
+pub mod audit;
+pub mod context;
+pub mod deadletters;
+pub mod reply;
+
+pub use audit::audit;
+pub use reply::BODY_LIMIT;
+
 use std::sync::Arc;
 
 use actix_web::http::{StatusCode, header};
@@ -27,6 +35,9 @@ pub struct AdminState {
     pub readiness: Arc<Readiness>,
     /// The required bearer token, if any.
     pub token: Option<AdminToken>,
+    /// Groups and dead letters (`/admin/v1/groups...`); `None` in tests that serve only
+    /// the counters.
+    pub groups: Option<Arc<context::GroupAdmin>>,
 }
 
 /// A bearer token, kept as its SHA-256 digest: comparing digests in constant time hides the
@@ -59,6 +70,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/stats").route(web::get().to(stats)))
         .service(web::resource("/readyz").route(web::get().to(readyz)))
         .service(web::resource("/healthz").route(web::get().to(admin_healthz)))
+        .configure(deadletters::routes)
         .default_service(web::to(admin_not_found));
 }
 
