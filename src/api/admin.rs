@@ -13,6 +13,10 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+pub mod audit;
+
+pub use audit::audit;
+
 use super::envelope::{CallError, envelope};
 use super::handlers::{healthz, not_found, readiness};
 use crate::kafka::topics::Readiness;
