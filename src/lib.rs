@@ -25,6 +25,8 @@
 //!   mean, partition counts, topic upkeep, our own wire client. It names none of the modules
 //!   above it (the `layers` test checks both rules).
 //! - [`crypto`]: the TLS crypto provider (graviola, no C) for https delivery and Kafka TLS.
+//! - [`control`]: the compacted control topic every process reads (pause, retransmit,
+//!   replay markers) and the reader that keeps this process's view of it.
 //! - [`stats`]: counters and the `/stats` view.
 //! - [`app`]: wiring, shutdown order and hot reload; [`shutdown`]: process signals.
 
@@ -33,6 +35,7 @@ pub mod app;
 pub mod backoff;
 pub mod config;
 pub mod consumer;
+pub mod control;
 pub mod crypto;
 pub mod delivery;
 pub mod group;

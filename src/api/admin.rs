@@ -5,12 +5,10 @@
 //! addresses and errors. It binds `http.admin.host` (loopback by default); when
 //! `http.admin.token` is set, every request must carry `Authorization: Bearer <token>`.
 
-pub mod audit;
 pub mod context;
 pub mod deadletters;
 pub mod reply;
 
-pub use audit::audit;
 pub use reply::BODY_LIMIT;
 
 use std::sync::Arc;
@@ -20,6 +18,10 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+pub mod audit;
+
+pub use audit::audit;
 
 use super::envelope::{CallError, envelope};
 use super::handlers::{healthz, not_found, readiness};

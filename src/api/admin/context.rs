@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use slog::Logger;
 
-use super::deadletters::markers::ControlStore;
+use crate::control::Control;
 use crate::kafka::client::KafkaClient;
 use crate::kafka::metadata::PartitionTable;
 use crate::stats::Stats;
@@ -34,7 +34,7 @@ pub struct GroupAdmin {
     /// Per-entry counters, for the `local` state of owned partitions.
     pub stats: Arc<Stats>,
     /// The control topic; `None` when `admin.control.topic` is "" (replay markers off).
-    pub control: Option<Arc<dyn ControlStore>>,
+    pub control: Option<Arc<Control>>,
     /// Logger for audit lines.
     pub log: Logger,
 }
@@ -69,7 +69,31 @@ impl GroupAdmin {
 
     /// True when the entry is paused group-wide (its control key says so).
     pub fn paused(&self, entry: &EntryRef) -> bool {
-        let key = super::deadletters::markers::pause_key(&entry.group, &entry.topic);
-        super::deadletters::markers::is_paused(self.control.as_ref().and_then(|c| c.get(&key)).as_ref())
+        let key = crate::control::keys::pause(&entry.group, &entry.topic);
+        is_paused(self.control.as_ref().and_then(|c| c.get(&key)).as_ref())
+    }
+}
+
+/// True when a pause value says paused: `{"paused": true}` (the control topic's format).
+fn is_paused(value: Option<&serde_json::Value>) -> bool {
+    value
+        .and_then(|v| v.get("paused"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn only_an_explicit_pause_pauses() {
+        assert!(is_paused(Some(&json!({"paused": true, "by": "ops"}))));
+        assert!(!is_paused(Some(&json!({"paused": false}))));
+        assert!(!is_paused(Some(&json!({"paused": "yes"}))));
+        assert!(!is_paused(Some(&json!(true))));
+        assert!(!is_paused(None));
     }
 }

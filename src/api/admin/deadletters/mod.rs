@@ -13,7 +13,6 @@
 pub mod cursor;
 pub mod filter;
 pub mod letter;
-pub mod markers;
 pub mod reader;
 pub mod replay;
 pub mod scan;
@@ -109,7 +108,7 @@ fn read_deadline(ctx: &GroupAdmin) -> Duration {
 fn replay_marker(ctx: &GroupAdmin, dlq: &str, partition: i32, offset: i64) -> Option<Value> {
     ctx.control
         .as_ref()
-        .and_then(|c| c.get(&markers::replay_key(dlq, partition, offset)))
+        .and_then(|c| c.get(&crate::control::keys::replay(dlq, partition, offset)))
 }
 
 async fn list(req: HttpRequest, state: web::Data<AdminState>, path: web::Path<String>) -> HttpResponse {

@@ -15,13 +15,13 @@ use serde_json::{Value, json};
 use super::cursor::Cursor;
 use super::filter::Filter;
 use super::letter::{self, MAX_IDS, Summary};
-use super::markers::replay_key;
 use super::reader::DlqReader;
 use super::scan;
 use super::{ReplayBody, TopicQuery, dlq_entry, partition_count, query, read_deadline};
-use crate::api::admin::audit::{audit, who};
+use crate::api::admin::audit::{audit, operator};
 use crate::api::admin::context::GroupAdmin;
 use crate::api::admin::reply::{AdminError, ok};
+use crate::control::keys::replay as replay_key;
 use crate::kafka::records::RecordWriter;
 
 /// Most letters one filter replay takes; the answer's `nextCursor` goes on.
@@ -132,7 +132,7 @@ pub async fn run(
         .await
         .map_err(|_| AdminError::Unavailable("kafka did not answer in time".into()))??;
 
-    let by = who(req);
+    let by = operator(req);
     let writer = RecordWriter::new(entry.topic.clone(), Arc::clone(&ctx.client));
     let (mut replayed, mut already) = (0usize, 0usize);
     let mut items: Vec<Value> = selection
@@ -210,9 +210,10 @@ pub async fn run(
             &ctx.log,
             req,
             "replay dead letters",
-            &format!("{group}/{}", entry.topic),
             &format!(
-                "dead_letter_topic={dlq} matched={} replayed={replayed} already_replayed={already} force={}",
+                "group={group} topic={} dead_letter_topic={dlq} matched={} replayed={replayed} \
+                 already_replayed={already} force={}",
+                entry.topic,
                 selection.letters.len(),
                 body.force
             ),
