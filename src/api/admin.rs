@@ -7,6 +7,7 @@
 
 pub mod context;
 pub mod deadletters;
+pub mod groups;
 pub mod reply;
 
 pub use reply::BODY_LIMIT;
@@ -73,6 +74,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/readyz").route(web::get().to(readyz)))
         .service(web::resource("/healthz").route(web::get().to(admin_healthz)))
         .configure(deadletters::routes)
+        .configure(groups::routes)
         .default_service(web::to(admin_not_found));
 }
 

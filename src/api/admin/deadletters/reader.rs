@@ -1,4 +1,4 @@
-//! Reading a dead-letter topic: one partition's bounds, one fetch from an offset, the record
+//! Reading a topic (a dead-letter topic, or a main topic's log ends): one partition's bounds, one fetch from an offset, the record
 //! at one offset. Every Kafka request is bounded by the client timeout, on a connection of
 //! its own ([`Purpose::Fetch`] named for the admin API), so an operator's scan never queues
 //! behind a consumer's long poll.
@@ -58,6 +58,14 @@ impl DlqReader {
             self.client.partition_failed(&key, &pc, e);
         }
         got
+    }
+
+    /// The partition's log end (the offset the next record will get).
+    ///
+    /// # Errors
+    /// When Kafka cannot answer within the client timeout.
+    pub async fn log_end(&self, partition: i32) -> Result<i64, client::Error> {
+        self.offset(partition, OffsetAt::Latest).await
     }
 
     /// The partition's log start and log end.
