@@ -31,6 +31,9 @@ pub struct AdminState {
     pub readiness: Arc<Readiness>,
     /// The required bearer token, if any.
     pub token: Option<AdminToken>,
+    /// The control topic (`None`: `admin.control.topic` is `""`; pause, retransmit and replay
+    /// markers answer 409 "control topic disabled").
+    pub control: Option<Arc<crate::control::Control>>,
 }
 
 /// A bearer token, kept as its SHA-256 digest: comparing digests in constant time hides the
@@ -101,7 +104,7 @@ async fn readyz(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse 
     if let Err(refused) = authorize(&req, &state) {
         return refused.error_response();
     }
-    match readiness(&state.readiness, &state.stats) {
+    match readiness(&state.readiness, &state.stats, state.control.as_deref()) {
         Ok(detail) => envelope(StatusCode::OK, 0, "success", json!(detail)),
         Err(why) => envelope(StatusCode::SERVICE_UNAVAILABLE, -1, "not ready", json!(why)),
     }
