@@ -9,6 +9,7 @@
 
 mod helpers;
 
+mod admin_control;
 mod breaker;
 mod callers;
 mod chaos;

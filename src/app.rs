@@ -25,6 +25,8 @@ use crate::api::server::{ListenerOptions, worker_count};
 use crate::api::{self, ApiConfig, ApiState};
 use crate::config::{DeliverySettings, Settings};
 use crate::consumer::EntryError;
+use crate::control::Control;
+use crate::control::reader::ControlReader;
 use crate::delivery::forward::{HeaderPolicy, IngestHeaders};
 use crate::delivery::{DeliveryPool, PoolConfig};
 use crate::kafka::client::KafkaClient;
@@ -156,6 +158,7 @@ pub fn start(
         log: log.new(slog::o!("component" => "topics")),
     };
     tracker.spawn(watcher.run(stop.clone()));
+    let control = start_control(settings, &client, &tracker, &stop, &log);
 
     let producer = Producer::start(
         &producer_config(settings),
@@ -213,6 +216,7 @@ pub fn start(
         config: Arc::clone(&api_config),
         stats: Arc::clone(&stats),
         readiness: Arc::clone(&readiness),
+        control: control.clone(),
         read_timeout: settings.http.read_timeout,
         guard: api::guard::CallerGuard::default(),
         log: log.new(slog::o!("component" => "api")),
@@ -245,8 +249,7 @@ pub fn start(
         table: Arc::clone(&table),
         entries: ArcSwap::from_pointee(admin_entries(settings)),
         stats: Arc::clone(&stats),
-        // The control topic's store goes here once it exists (replay markers, pause flags).
-        control: None,
+        control: control.clone(),
         log: log.new(slog::o!("component" => "admin")),
     });
     let admin_state = AdminState {
@@ -254,6 +257,7 @@ pub fn start(
         readiness: Arc::clone(&readiness),
         token: h.admin.token.as_deref().map(AdminToken::new),
         groups: Some(Arc::clone(&groups)),
+        control: control.clone(),
     };
     let admin_server = api::serve_admin(admin_state, listeners.admin, &admin_options)?;
     let admin = admin_server.handle();
@@ -296,6 +300,7 @@ fn wanted_topics(settings: &Settings) -> Vec<WantedTopic> {
             name: t.name.clone(),
             partitions: t.partitions,
             replication_factor: t.replication_factor,
+            compact: false,
         })
         .collect();
     for c in &settings.consumers {
@@ -309,9 +314,21 @@ fn wanted_topics(settings: &Settings) -> Vec<WantedTopic> {
                     name,
                     partitions: source.partitions,
                     replication_factor: source.replication_factor,
+                    compact: false,
                 });
             }
         }
+    }
+    // One partition: the reader reads it in order, and every key's history is one sequence.
+    if let Some(name) = &settings.control.topic
+        && !topics.iter().any(|t| &t.name == name)
+    {
+        topics.push(WantedTopic {
+            name: name.clone(),
+            partitions: 1,
+            replication_factor: -1,
+            compact: true,
+        });
     }
     topics
 }
@@ -327,6 +344,26 @@ fn admin_entries(settings: &Settings) -> Vec<EntryRef> {
             dead_letter_topic: c.dead_letter_topic.clone(),
         })
         .collect()
+}
+
+/// The control topic's handle and its reader task (cancelled with `stop`, after the
+/// consumers have stopped), or `None` when `admin.control.topic` is `""`.
+fn start_control(
+    settings: &Settings,
+    client: &Arc<KafkaClient>,
+    tracker: &TaskTracker,
+    stop: &CancellationToken,
+    log: &Logger,
+) -> Option<Arc<Control>> {
+    let topic = settings.control.topic.clone()?;
+    let control = Control::new(topic, Arc::clone(client), settings.kafka.request_timeout);
+    let reader = ControlReader {
+        control: Arc::clone(&control),
+        client: Arc::clone(client),
+        log: log.new(slog::o!("component" => "control")),
+    };
+    tracker.spawn(reader.run(stop.clone()));
+    Some(control)
 }
 
 /// The ingest pipeline's settings.

@@ -41,6 +41,9 @@ pub struct AdminState {
     /// Groups and dead letters (`/admin/v1/groups...`); `None` in tests that serve only
     /// the counters.
     pub groups: Option<Arc<context::GroupAdmin>>,
+    /// The control topic (`None`: `admin.control.topic` is `""`; pause, retransmit and replay
+    /// markers answer 409 "control topic disabled").
+    pub control: Option<Arc<crate::control::Control>>,
 }
 
 /// A bearer token, kept as its SHA-256 digest: comparing digests in constant time hides the
@@ -113,7 +116,7 @@ async fn readyz(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse 
     if let Err(refused) = authorize(&req, &state) {
         return refused.error_response();
     }
-    match readiness(&state.readiness, &state.stats) {
+    match readiness(&state.readiness, &state.stats, state.control.as_deref()) {
         Ok(detail) => envelope(StatusCode::OK, 0, "success", json!(detail)),
         Err(why) => envelope(StatusCode::SERVICE_UNAVAILABLE, -1, "not ready", json!(why)),
     }

@@ -61,6 +61,8 @@ pub struct ApiState {
     pub stats: Arc<Stats>,
     /// Kafka readiness, for `/readyz`.
     pub readiness: Arc<Readiness>,
+    /// The control topic (`None`: off), whose reader `/readyz` waits for.
+    pub control: Option<Arc<crate::control::Control>>,
     /// Time a request body has to arrive, from the end of its head (`http.server.read.timeout`).
     pub read_timeout: Duration,
     /// Per-source throttle and logging of failed ACL checks; kept across reloads.

@@ -30,6 +30,8 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     /// Process shutdown (`shutdown.*`).
     pub shutdown: ShutdownSettings,
+    /// Operator control state (`admin.control.*`).
+    pub control: ControlSettings,
     /// Demo mode (`demo`): the README's sample ACL secrets are allowed.
     pub demo: bool,
     /// Non-fatal findings (ignored legacy keys, unknown keys). Log them once at startup/reload.
@@ -386,6 +388,14 @@ impl std::fmt::Debug for CaBundle {
             .field("bytes", &self.pem.len())
             .finish()
     }
+}
+
+/// `admin.control.*` keys: the compacted topic pause, retransmit and replay markers live in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlSettings {
+    /// The control topic (`admin.control.topic`, default `bigpipe.control`); `None` (the key
+    /// set to `""`) turns pause, retransmit and replay markers off.
+    pub topic: Option<String>,
 }
 
 /// `shutdown.*` keys.
