@@ -418,8 +418,9 @@ async fn a_group_is_described_as_kafka_describes_it() {
     let _kafka = kafka().await;
     let topic = unique("it-adm-desc");
     let group = unique("g-adm-desc");
+    let control = unique("it-adm-ctl");
     let target = Target::start();
-    let bp = Bigpipe::start_ready(&settings(&config(&topic, &group, &unique("it-adm-ctl")))).await;
+    let bp = Bigpipe::start_ready(&settings(&config(&topic, &group, &control))).await;
     let admin = Admin { bp: &bp };
     for i in 0..9 {
         let (status, env) = bp
@@ -486,6 +487,31 @@ async fn a_group_is_described_as_kafka_describes_it() {
         !ours["protocol"].as_str().unwrap_or_default().is_empty(),
         "{ours}"
     );
+
+    // A pause written to the control topic (by any process) shows in the list and describe.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let other = other_process_control(&control, &stop);
+    poll("the other control reader caught up", || async {
+        other.caught_up().then_some(())
+    })
+    .await;
+    other
+        .put(
+            &format!("pause/{group}/{topic}"),
+            json!({"paused": true, "by": "it"}),
+        )
+        .await
+        .expect("pause");
+    poll("the pause shows", || async {
+        let g = admin.data("/admin/v1/groups").await;
+        (g["groups"][0]["paused"] == true).then_some(())
+    })
+    .await;
+    assert_eq!(
+        admin.data(&format!("/admin/v1/groups/{group}")).await["paused"],
+        true
+    );
+    stop.cancel();
     bp.stop().await;
     target.stop().await;
 }
@@ -513,6 +539,28 @@ async fn kafka_unreachable_is_a_bounded_503() {
         started.elapsed()
     );
     bp.stop().await;
+}
+
+/// A `Control` of its own on `topic`, as another bigpipe process has.
+fn other_process_control(
+    topic: &str,
+    stop: &tokio_util::sync::CancellationToken,
+) -> std::sync::Arc<bigpipe::control::Control> {
+    use bigpipe::kafka::{client::KafkaClient, connect::KafkaConnect};
+    let timeout = std::time::Duration::from_secs(10);
+    let client = std::sync::Arc::new(KafkaClient::new(KafkaConnect::plaintext(
+        vec![bootstrap()],
+        "it-adm",
+        timeout,
+    )));
+    let control = bigpipe::control::Control::new(topic.to_owned(), std::sync::Arc::clone(&client), timeout);
+    let reader = bigpipe::control::reader::ControlReader {
+        control: std::sync::Arc::clone(&control),
+        client,
+        log: test_logger(),
+    };
+    tokio::spawn(reader.run(stop.clone()));
+    control
 }
 
 /// `bigpipe --config <file> admin ...`; exit code and stdout+stderr.
