@@ -198,6 +198,7 @@ pub fn start(
         Arc::clone(&stats),
         log.new(slog::o!("component" => "consumer")),
     );
+    consumers.control = control.clone();
     for entry in &settings.consumers {
         consumers.start(entry.clone())?;
     }

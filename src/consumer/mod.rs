@@ -20,6 +20,7 @@
 pub mod call;
 pub mod dlq;
 pub mod fetch;
+pub mod gate;
 pub mod hosts;
 pub mod offsets;
 pub mod partition;
@@ -37,6 +38,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Assignor, ConsumerSettings};
+use crate::control::Control;
 use crate::delivery::DeliveryPool;
 use crate::delivery::breaker::Breakers;
 use crate::delivery::forward::HeaderPolicy;
@@ -49,6 +51,7 @@ use crate::kafka::records::RecordWriter;
 use crate::stats::{ConsumerStats, Stats};
 use dlq::DeadLetterWriter;
 use fetch::StartAt;
+use gate::{Gate, GateState};
 use hosts::HostSlots;
 use partition::PartitionRun;
 use progress::Progress;
@@ -86,6 +89,8 @@ pub struct EntryContext {
     pub headers: HeaderPolicy,
     /// The entry's counters (every lane counts its calls here).
     pub stats: Arc<ConsumerStats>,
+    /// The control topic (pause, retransmit); `None`: off, the entry is never paused.
+    pub control: Option<Arc<Control>>,
     /// Logger with the entry's group and topic.
     pub log: Logger,
     /// The parent logger, for the group members (which add group and topic themselves).
@@ -177,14 +182,15 @@ impl EntryContext {
             dlq,
             tiers,
             headers: headers.with_forward(settings_forward.as_ref()),
+            control: None,
             log,
             group_log,
             tier_stats,
         })
     }
 
-    /// The entry's lanes: its own topic first, then each retry tier.
-    fn lanes(self: &Arc<Self>) -> Vec<Lane> {
+    /// The entry's lanes: its own topic first, then each retry tier; all behind one gate.
+    fn lanes(self: &Arc<Self>, gate: &Gate) -> Vec<Lane> {
         let s = &self.settings;
         let main = Lane {
             entry: Arc::clone(self),
@@ -192,6 +198,7 @@ impl EntryContext {
             group_id: s.group_id.clone(),
             tier: None,
             stats: Arc::clone(&self.stats),
+            gate: gate.clone(),
             log: self.log.clone(),
         };
         let tiers = s.retry_tiers.iter().enumerate().map(|(i, &d)| {
@@ -202,6 +209,7 @@ impl EntryContext {
                 topic,
                 group_id,
                 tier: Some(i),
+                gate: gate.clone(),
                 stats: self
                     .tier_stats
                     .get(i)
@@ -226,6 +234,8 @@ pub struct Lane {
     pub tier: Option<usize>,
     /// Where the lane's partitions (committed, lag, in flight) are shown.
     pub stats: Arc<ConsumerStats>,
+    /// The entry's pause gate (a tier pauses with its entry).
+    pub gate: Gate,
     /// Logger with group, topic (and tier).
     pub log: Logger,
 }
@@ -256,14 +266,40 @@ impl Lane {
 /// Runs one consumer entry until `stop` is cancelled: its own group and one group per
 /// retry tier, each joining, delivering assigned partitions, committing, and leaving
 /// its group at the end.
+///
+/// With a control topic, the entry's gate waits for its first catch-up and follows
+/// `pause/<group>/<topic>` (see [`gate`]).
 pub async fn run(ctx: Arc<EntryContext>, stop: CancellationToken) {
-    let lanes = ctx.lanes();
-    futures::future::join_all(
+    let (gate, keeper) = match &ctx.control {
+        Some(control) => {
+            let (tx, rx) = tokio::sync::watch::channel(GateState::Waiting);
+            let keeper = gate::keep(
+                Arc::clone(control),
+                ctx.settings.group_id.clone(),
+                ctx.settings.topic.clone(),
+                tx,
+                Arc::clone(&ctx.stats),
+                ctx.log.clone(),
+                stop.clone(),
+            );
+            (Gate::new(rx), Some(keeper))
+        }
+        None => (Gate::open(), None),
+    };
+    let lanes = ctx.lanes(&gate);
+    let lanes = futures::future::join_all(
         lanes
             .into_iter()
             .map(|lane| run_lane(Arc::new(lane), stop.clone())),
-    )
-    .await;
+    );
+    match keeper {
+        Some(keeper) => {
+            tokio::join!(lanes, keeper);
+        }
+        None => {
+            lanes.await;
+        }
+    }
     info!(ctx.log, "consumer entry stopped");
 }
 
@@ -309,7 +345,7 @@ async fn run_lane(ctx: Arc<Lane>, stop: CancellationToken) {
             },
             _ = tick.tick() => {
                 commit_progress(&ctx, &handle, &owned).await;
-                progress.on_tick(&owned);
+                progress.on_tick(&owned, !ctx.gate.is_open());
             }
         }
     }
