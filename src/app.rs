@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::acl::AclTable;
+use crate::api::admin::context::{EntryRef, GroupAdmin};
 use crate::api::admin::{AdminState, AdminToken};
 use crate::api::server::{ListenerOptions, worker_count};
 use crate::api::{self, ApiConfig, ApiState};
@@ -106,6 +107,8 @@ pub struct Running {
     /// The address policy the delivery threads apply (`delivery.*` needs a restart), shared
     /// with the front end so ingest and connect-time checks always agree, also after a reload.
     destinations: Arc<AddressPolicy>,
+    /// The admin API's view of the consumer entries, replaced on reload.
+    groups: Arc<GroupAdmin>,
     topics: Arc<ArcSwap<Vec<WantedTopic>>>,
     table: Arc<PartitionTable>,
     /// The settings bigpipe started with: keys that need a restart keep these values.
@@ -242,11 +245,20 @@ pub fn start(
         max_connection_rate: 0,
         ..options
     };
+    let groups = Arc::new(GroupAdmin {
+        client: Arc::clone(&client),
+        table: Arc::clone(&table),
+        entries: ArcSwap::from_pointee(admin_entries(settings)),
+        stats: Arc::clone(&stats),
+        control: control.clone(),
+        log: log.new(slog::o!("component" => "admin")),
+    });
     let admin_state = AdminState {
         stats: Arc::clone(&stats),
         readiness: Arc::clone(&readiness),
         token: h.admin.token.as_deref().map(AdminToken::new),
         control: control.clone(),
+        groups: Some(Arc::clone(&groups)),
     };
     let admin_server = api::serve_admin(admin_state, listeners.admin, &admin_options)?;
     let admin = admin_server.handle();
@@ -265,6 +277,7 @@ pub fn start(
         consumers,
         api_config,
         destinations,
+        groups,
         topics,
         table,
         boot: settings.clone(),
@@ -339,6 +352,19 @@ fn start_control(
     };
     tracker.spawn(reader.run(stop.clone()));
     Some(control)
+}
+
+/// The consumer entries as the admin API names them.
+fn admin_entries(settings: &Settings) -> Vec<EntryRef> {
+    settings
+        .consumers
+        .iter()
+        .map(|c| EntryRef {
+            group: c.group_id.clone(),
+            topic: c.topic.clone(),
+            dead_letter_topic: c.dead_letter_topic.clone(),
+        })
+        .collect()
 }
 
 /// The ingest pipeline's settings.

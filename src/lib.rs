@@ -29,10 +29,12 @@
 //!   replay markers) and the reader that keeps this process's view of it.
 //! - [`stats`]: counters and the `/stats` view.
 //! - [`app`]: wiring, shutdown order and hot reload; [`shutdown`]: process signals.
+//! - [`cli`]: `bigpipe admin ...`, the admin API from the command line.
 
 pub mod api;
 pub mod app;
 pub mod backoff;
+pub mod cli;
 pub mod config;
 pub mod consumer;
 pub mod control;

@@ -5,6 +5,13 @@
 //! addresses and errors. It binds `http.admin.host` (loopback by default); when
 //! `http.admin.token` is set, every request must carry `Authorization: Bearer <token>`.
 
+pub mod context;
+pub mod deadletters;
+pub mod groups;
+pub mod reply;
+
+pub use reply::BODY_LIMIT;
+
 use std::sync::Arc;
 
 use actix_web::http::{StatusCode, header};
@@ -34,6 +41,9 @@ pub struct AdminState {
     /// The control topic (`None`: `admin.control.topic` is `""`; pause, retransmit and replay
     /// markers answer 409 "control topic disabled").
     pub control: Option<Arc<crate::control::Control>>,
+    /// Groups and dead letters (`/admin/v1/groups...`); `None` in tests that serve only
+    /// the counters.
+    pub groups: Option<Arc<context::GroupAdmin>>,
 }
 
 /// A bearer token, kept as its SHA-256 digest: comparing digests in constant time hides the
@@ -66,6 +76,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/stats").route(web::get().to(stats)))
         .service(web::resource("/readyz").route(web::get().to(readyz)))
         .service(web::resource("/healthz").route(web::get().to(admin_healthz)))
+        .configure(deadletters::routes)
+        .configure(groups::routes)
         .default_service(web::to(admin_not_found));
 }
 

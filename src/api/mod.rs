@@ -115,8 +115,9 @@ pub fn serve_admin(
     options: &server::ListenerOptions,
 ) -> std::io::Result<Server> {
     let data = web::Data::new(state);
-    // The admin routes take no body: any `Expect: 100-continue` with one is refused.
-    server::serve(listener, options, Arc::new(|| 0), move || {
+    // Admin POSTs carry small JSON bodies (replay, retransmit); anything larger is refused
+    // early, also after `Expect: 100-continue`.
+    server::serve(listener, options, Arc::new(|| admin::BODY_LIMIT), move || {
         App::new().app_data(data.clone()).configure(admin::routes)
     })
 }

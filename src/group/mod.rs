@@ -26,7 +26,7 @@
 
 pub mod assignor;
 mod bounds;
-mod codec;
+pub(crate) mod codec;
 #[cfg(test)]
 mod codec_props;
 mod driver;
