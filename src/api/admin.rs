@@ -9,6 +9,7 @@ pub mod context;
 pub mod deadletters;
 pub mod groups;
 pub mod reply;
+pub mod steer;
 
 pub use reply::BODY_LIMIT;
 
@@ -78,6 +79,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/healthz").route(web::get().to(admin_healthz)))
         .configure(deadletters::routes)
         .configure(groups::routes)
+        .configure(steer::routes)
         .default_service(web::to(admin_not_found));
 }
 

@@ -73,12 +73,7 @@ impl Gate {
 
     /// Resolves when the gate is (or becomes) closed; never, if its keeper is gone.
     pub async fn closed(&mut self) {
-        if self
-            .state
-            .wait_for(|s| *s != GateState::Open)
-            .await
-            .is_err()
-        {
+        if self.state.wait_for(|s| *s != GateState::Open).await.is_err() {
             std::future::pending::<()>().await;
         }
     }
@@ -160,18 +155,33 @@ mod tests {
         let mut gate = Gate::new(rx);
         assert!(gate.wait_open(&stop).await);
 
-        control.put(&keys::pause("g", "t"), json!({"paused": true})).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(5), gate.closed()).await.unwrap();
+        control
+            .put(&keys::pause("g", "t"), json!({"paused": true}))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), gate.closed())
+            .await
+            .unwrap();
         assert_eq!(gate.state(), GateState::Paused);
         assert!(stats.paused.load(Ordering::Relaxed));
 
         // Another entry's key does not move this gate.
-        control.put(&keys::pause("g", "u"), json!({"paused": false})).await.unwrap();
+        control
+            .put(&keys::pause("g", "u"), json!({"paused": false}))
+            .await
+            .unwrap();
         tokio::task::yield_now().await;
         assert_eq!(gate.state(), GateState::Paused);
 
-        control.put(&keys::pause("g", "t"), json!({"paused": false})).await.unwrap();
-        assert!(tokio::time::timeout(Duration::from_secs(5), gate.wait_open(&stop)).await.unwrap());
+        control
+            .put(&keys::pause("g", "t"), json!({"paused": false}))
+            .await
+            .unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), gate.wait_open(&stop))
+                .await
+                .unwrap()
+        );
         assert!(!stats.paused.load(Ordering::Relaxed));
         stop.cancel();
         keeper.await.unwrap();
@@ -196,9 +206,11 @@ mod tests {
         assert_eq!(wanted(&control, "pause/g/t"), GateState::Open);
         // Malformed or missing flags mean not paused.
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        rt.block_on(control.put("pause/g/t", json!({"paused": "yes"}))).unwrap();
+        rt.block_on(control.put("pause/g/t", json!({"paused": "yes"})))
+            .unwrap();
         assert_eq!(wanted(&control, "pause/g/t"), GateState::Open);
-        rt.block_on(control.put("pause/g/t", json!({"paused": true}))).unwrap();
+        rt.block_on(control.put("pause/g/t", json!({"paused": true})))
+            .unwrap();
         assert_eq!(wanted(&control, "pause/g/t"), GateState::Paused);
     }
 }
