@@ -201,6 +201,7 @@ pub fn start(
         Arc::clone(&stats),
         log.new(slog::o!("component" => "consumer")),
     );
+    consumers.control = control.clone();
     for entry in &settings.consumers {
         consumers.start(entry.clone())?;
     }
@@ -256,8 +257,8 @@ pub fn start(
         stats: Arc::clone(&stats),
         readiness: Arc::clone(&readiness),
         token: h.admin.token.as_deref().map(AdminToken::new),
-        groups: Some(Arc::clone(&groups)),
         control: control.clone(),
+        groups: Some(Arc::clone(&groups)),
     };
     let admin_server = api::serve_admin(admin_state, listeners.admin, &admin_options)?;
     let admin = admin_server.handle();
@@ -333,19 +334,6 @@ fn wanted_topics(settings: &Settings) -> Vec<WantedTopic> {
     topics
 }
 
-/// The consumer entries as the admin API names them.
-fn admin_entries(settings: &Settings) -> Vec<EntryRef> {
-    settings
-        .consumers
-        .iter()
-        .map(|c| EntryRef {
-            group: c.group_id.clone(),
-            topic: c.topic.clone(),
-            dead_letter_topic: c.dead_letter_topic.clone(),
-        })
-        .collect()
-}
-
 /// The control topic's handle and its reader task (cancelled with `stop`, after the
 /// consumers have stopped), or `None` when `admin.control.topic` is `""`.
 fn start_control(
@@ -364,6 +352,19 @@ fn start_control(
     };
     tracker.spawn(reader.run(stop.clone()));
     Some(control)
+}
+
+/// The consumer entries as the admin API names them.
+fn admin_entries(settings: &Settings) -> Vec<EntryRef> {
+    settings
+        .consumers
+        .iter()
+        .map(|c| EntryRef {
+            group: c.group_id.clone(),
+            topic: c.topic.clone(),
+            dead_letter_topic: c.dead_letter_topic.clone(),
+        })
+        .collect()
 }
 
 /// The ingest pipeline's settings.

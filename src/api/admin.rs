@@ -9,6 +9,7 @@ pub mod context;
 pub mod deadletters;
 pub mod groups;
 pub mod reply;
+pub mod steer;
 
 pub use reply::BODY_LIMIT;
 
@@ -38,12 +39,12 @@ pub struct AdminState {
     pub readiness: Arc<Readiness>,
     /// The required bearer token, if any.
     pub token: Option<AdminToken>,
-    /// Groups and dead letters (`/admin/v1/groups...`); `None` in tests that serve only
-    /// the counters.
-    pub groups: Option<Arc<context::GroupAdmin>>,
     /// The control topic (`None`: `admin.control.topic` is `""`; pause, retransmit and replay
     /// markers answer 409 "control topic disabled").
     pub control: Option<Arc<crate::control::Control>>,
+    /// Groups and dead letters (`/admin/v1/groups...`); `None` in tests that serve only
+    /// the counters.
+    pub groups: Option<Arc<context::GroupAdmin>>,
 }
 
 /// A bearer token, kept as its SHA-256 digest: comparing digests in constant time hides the
@@ -78,6 +79,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/healthz").route(web::get().to(admin_healthz)))
         .configure(deadletters::routes)
         .configure(groups::routes)
+        .configure(steer::routes)
         .default_service(web::to(admin_not_found));
 }
 
