@@ -636,6 +636,24 @@ async fn the_cli_lists_and_dry_runs_against_a_live_bigpipe() {
         "{out}"
     );
 
+    let (code, out) = cli(&path, &["describe", &group]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("state Stable") && out.contains("PARTITION  COMMITTED"),
+        "{out}"
+    );
+
+    // Steering through the CLI: pause shows in the list, resume clears it.
+    let (code, out) = cli(&path, &["pause", &group]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(": paused"), "{out}");
+    let (_, out) = cli(&path, &["--json", "groups"]);
+    let v: Value = serde_json::from_str(&out).expect("--json prints JSON");
+    assert_eq!(v["groups"][0]["paused"], true, "{out}");
+    let (code, out) = cli(&path, &["resume", &group]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(": running"), "{out}");
+
     // Errors: the server's message and a non-zero exit.
     let (code, out) = cli(&path, &["deadletters", "show", &group, "not-an-id"]);
     assert_ne!(code, 0, "{out}");
