@@ -9,6 +9,8 @@
 
 mod helpers;
 
+mod admin_control;
+mod admin_dlq;
 mod breaker;
 mod callers;
 mod chaos;

@@ -19,11 +19,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::acl::AclTable;
+use crate::api::admin::context::{EntryRef, GroupAdmin};
 use crate::api::admin::{AdminState, AdminToken};
 use crate::api::server::{ListenerOptions, worker_count};
 use crate::api::{self, ApiConfig, ApiState};
 use crate::config::{DeliverySettings, Settings};
 use crate::consumer::EntryError;
+use crate::control::Control;
+use crate::control::reader::ControlReader;
 use crate::delivery::forward::{HeaderPolicy, IngestHeaders};
 use crate::delivery::{DeliveryPool, PoolConfig};
 use crate::kafka::client::KafkaClient;
@@ -104,6 +107,8 @@ pub struct Running {
     /// The address policy the delivery threads apply (`delivery.*` needs a restart), shared
     /// with the front end so ingest and connect-time checks always agree, also after a reload.
     destinations: Arc<AddressPolicy>,
+    /// The admin API's view of the consumer entries, replaced on reload.
+    groups: Arc<GroupAdmin>,
     topics: Arc<ArcSwap<Vec<WantedTopic>>>,
     table: Arc<PartitionTable>,
     /// The settings bigpipe started with: keys that need a restart keep these values.
@@ -153,6 +158,7 @@ pub fn start(
         log: log.new(slog::o!("component" => "topics")),
     };
     tracker.spawn(watcher.run(stop.clone()));
+    let control = start_control(settings, &client, &tracker, &stop, &log);
 
     let producer = Producer::start(
         &producer_config(settings),
@@ -195,6 +201,7 @@ pub fn start(
         Arc::clone(&stats),
         log.new(slog::o!("component" => "consumer")),
     );
+    consumers.control = control.clone();
     for entry in &settings.consumers {
         consumers.start(entry.clone())?;
     }
@@ -210,6 +217,7 @@ pub fn start(
         config: Arc::clone(&api_config),
         stats: Arc::clone(&stats),
         readiness: Arc::clone(&readiness),
+        control: control.clone(),
         read_timeout: settings.http.read_timeout,
         guard: api::guard::CallerGuard::default(),
         log: log.new(slog::o!("component" => "api")),
@@ -237,11 +245,21 @@ pub fn start(
         max_connection_rate: 0,
         ..options
     };
+    let groups = Arc::new(GroupAdmin {
+        client: Arc::clone(&client),
+        table: Arc::clone(&table),
+        entries: ArcSwap::from_pointee(admin_entries(settings)),
+        stats: Arc::clone(&stats),
+        control: control.clone(),
+        log: log.new(slog::o!("component" => "admin")),
+    });
     let admin_state = AdminState {
         stats: Arc::clone(&stats),
         readiness: Arc::clone(&readiness),
         token: h.admin.token.as_deref().map(AdminToken::new),
         metrics: Arc::new(crate::metrics::Exporter::new(Arc::clone(&stats))),
+        control: control.clone(),
+        groups: Some(Arc::clone(&groups)),
     };
     let admin_server = api::serve_admin(admin_state, listeners.admin, &admin_options)?;
     let admin = admin_server.handle();
@@ -260,6 +278,7 @@ pub fn start(
         consumers,
         api_config,
         destinations,
+        groups,
         topics,
         table,
         boot: settings.clone(),
@@ -283,6 +302,7 @@ fn wanted_topics(settings: &Settings) -> Vec<WantedTopic> {
             name: t.name.clone(),
             partitions: t.partitions,
             replication_factor: t.replication_factor,
+            compact: false,
         })
         .collect();
     for c in &settings.consumers {
@@ -296,11 +316,56 @@ fn wanted_topics(settings: &Settings) -> Vec<WantedTopic> {
                     name,
                     partitions: source.partitions,
                     replication_factor: source.replication_factor,
+                    compact: false,
                 });
             }
         }
     }
+    // One partition: the reader reads it in order, and every key's history is one sequence.
+    if let Some(name) = &settings.control.topic
+        && !topics.iter().any(|t| &t.name == name)
+    {
+        topics.push(WantedTopic {
+            name: name.clone(),
+            partitions: 1,
+            replication_factor: -1,
+            compact: true,
+        });
+    }
     topics
+}
+
+/// The control topic's handle and its reader task (cancelled with `stop`, after the
+/// consumers have stopped), or `None` when `admin.control.topic` is `""`.
+fn start_control(
+    settings: &Settings,
+    client: &Arc<KafkaClient>,
+    tracker: &TaskTracker,
+    stop: &CancellationToken,
+    log: &Logger,
+) -> Option<Arc<Control>> {
+    let topic = settings.control.topic.clone()?;
+    let control = Control::new(topic, Arc::clone(client), settings.kafka.request_timeout);
+    let reader = ControlReader {
+        control: Arc::clone(&control),
+        client: Arc::clone(client),
+        log: log.new(slog::o!("component" => "control")),
+    };
+    tracker.spawn(reader.run(stop.clone()));
+    Some(control)
+}
+
+/// The consumer entries as the admin API names them.
+fn admin_entries(settings: &Settings) -> Vec<EntryRef> {
+    settings
+        .consumers
+        .iter()
+        .map(|c| EntryRef {
+            group: c.group_id.clone(),
+            topic: c.topic.clone(),
+            dead_letter_topic: c.dead_letter_topic.clone(),
+        })
+        .collect()
 }
 
 /// The ingest pipeline's settings.

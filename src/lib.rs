@@ -25,16 +25,21 @@
 //!   mean, partition counts, topic upkeep, our own wire client. It names none of the modules
 //!   above it (the `layers` test checks both rules).
 //! - [`crypto`]: the TLS crypto provider (graviola, no C) for https delivery and Kafka TLS.
+//! - [`control`]: the compacted control topic every process reads (pause, retransmit,
+//!   replay markers) and the reader that keeps this process's view of it.
 //! - [`stats`]: counters and the `/stats` view.
 //! - [`metrics`]: the same counters (and per-ACL, per-host, histogram ones) as Prometheus
 //!   `/metrics`.
 //! - [`app`]: wiring, shutdown order and hot reload; [`shutdown`]: process signals.
+//! - [`cli`]: `bigpipe admin ...`, the admin API from the command line.
 
 pub mod api;
 pub mod app;
 pub mod backoff;
+pub mod cli;
 pub mod config;
 pub mod consumer;
+pub mod control;
 pub mod crypto;
 pub mod delivery;
 pub mod group;

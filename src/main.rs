@@ -26,6 +26,9 @@ struct Args {
 enum Command {
     /// Validate the config, print every problem, exit non-zero if there is any.
     CheckConfig,
+    /// Call the admin API of a running bigpipe (URL and token from the config's
+    /// `http.admin.*`, or --url and --token-file).
+    Admin(Box<bigpipe::cli::AdminArgs>),
 }
 
 /// Exit status for a bad config (sysexits `EX_CONFIG`).
@@ -33,6 +36,9 @@ const EX_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Admin(admin)) = args.command {
+        return bigpipe::cli::run(&args.config, *admin);
+    }
     let settings = match config::load(&args.config) {
         Ok(s) => s,
         Err(e) => {

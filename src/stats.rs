@@ -234,6 +234,9 @@ pub struct ConsumerStats {
     pub retry_park_failed: AtomicU64,
     /// Offsets stepped over in batches that could not be read (each dead-lettered by reference).
     pub unreadable_records: AtomicU64,
+    /// The entry is paused for its whole group by an operator (the control topic's
+    /// `pause/<group>/<topic>`): its fetch loops take no new records.
+    pub paused: std::sync::atomic::AtomicBool,
     /// Per assigned partition: offsets, last fetch error, stall.
     pub partitions: std::sync::Mutex<BTreeMap<i32, PartitionView>>,
     /// The views of the entry's retry tier lanes (their partitions and depth), shown
@@ -427,6 +430,7 @@ impl ConsumerStats {
             "inFlight": self.in_flight.load(Ordering::Relaxed),
             "invalidMessage": load(&self.invalid_message),
             "partitions": partitions,
+            "paused": self.paused.load(Ordering::Relaxed),
             "retriesScheduled": self.retries_scheduled.load(Ordering::Relaxed),
             "retryParked": load(&self.retry_parked),
             "retryParkFailed": load(&self.retry_park_failed),

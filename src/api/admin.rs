@@ -7,6 +7,13 @@
 //! `http.admin.token` is set, every request must carry `Authorization: Bearer <token>`.
 
 mod metrics;
+pub mod context;
+pub mod deadletters;
+pub mod groups;
+pub mod reply;
+pub mod steer;
+
+pub use reply::BODY_LIMIT;
 
 use std::sync::Arc;
 
@@ -15,6 +22,10 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+pub mod audit;
+
+pub use audit::audit;
 
 use super::envelope::{CallError, envelope};
 use super::handlers::{healthz, not_found, readiness};
@@ -34,6 +45,12 @@ pub struct AdminState {
     pub token: Option<AdminToken>,
     /// The Prometheus registry over `stats`, for `/metrics`.
     pub metrics: Arc<crate::metrics::Exporter>,
+    /// The control topic (`None`: `admin.control.topic` is `""`; pause, retransmit and replay
+    /// markers answer 409 "control topic disabled").
+    pub control: Option<Arc<crate::control::Control>>,
+    /// Groups and dead letters (`/admin/v1/groups...`); `None` in tests that serve only
+    /// the counters.
+    pub groups: Option<Arc<context::GroupAdmin>>,
 }
 
 /// A bearer token, kept as its SHA-256 digest: comparing digests in constant time hides the
@@ -68,6 +85,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/healthz").route(web::get().to(admin_healthz)))
         .configure(metrics::routes)
         .configure(openapi::routes)
+        .configure(deadletters::routes)
+        .configure(groups::routes)
+        .configure(steer::routes)
         .default_service(web::to(admin_not_found));
 }
 
@@ -115,7 +135,7 @@ async fn readyz(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse 
     if let Err(refused) = authorize(&req, &state) {
         return refused.error_response();
     }
-    match readiness(&state.readiness, &state.stats) {
+    match readiness(&state.readiness, &state.stats, state.control.as_deref()) {
         Ok(detail) => envelope(StatusCode::OK, 0, "success", json!(detail)),
         Err(why) => envelope(StatusCode::SERVICE_UNAVAILABLE, -1, "not ready", json!(why)),
     }

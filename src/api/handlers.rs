@@ -329,7 +329,7 @@ pub async fn healthz() -> HttpResponse {
 /// `GET /readyz` on the public listener: ready or not, nothing more. Broker addresses,
 /// topics and errors are for operators, on the admin listener (`super::admin`).
 pub async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
-    if readiness(&state.readiness, &state.stats).is_ok() {
+    if readiness(&state.readiness, &state.stats, state.control.as_deref()).is_ok() {
         envelope(StatusCode::OK, 0, "success", json!("ready"))
     } else {
         envelope(
@@ -341,16 +341,35 @@ pub async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
     }
 }
 
-/// Kafka is reachable, every configured topic exists, and no owned partition is stalled
-/// (behind its log end without moving for its entry's `stallAfter`). `Ok` carries the
-/// readiness detail, `Err` why not ready (each stalled partition, with its reason).
+/// Kafka is reachable, every configured topic exists, the control topic (when on) has been
+/// read up to date and reads without error, and no owned partition is stalled (behind its log
+/// end without moving for its entry's `stallAfter`). `Ok` carries the readiness detail, `Err`
+/// why not ready (each stalled partition, with its reason).
 pub(crate) fn readiness(
     readiness: &crate::kafka::topics::Readiness,
     stats: &crate::stats::Stats,
+    control: Option<&crate::control::Control>,
 ) -> Result<String, String> {
     let detail = readiness.detail();
     if !readiness.is_ready() {
         return Err(detail);
+    }
+    if let Some(control) = control {
+        let status = control.status();
+        // Consumer entries wait for the first catch-up (a pause written before this process
+        // started must hold): until then nothing is delivered, which readiness must say.
+        match (status.caught_up, status.error) {
+            (_, Some(error)) => {
+                return Err(format!("control topic {} unreadable: {error}", control.topic()));
+            }
+            (false, None) => {
+                return Err(format!(
+                    "control topic {} not read up to date yet",
+                    control.topic()
+                ));
+            }
+            (true, None) => {}
+        }
     }
     let stalled = stats.stalled_partitions();
     if stalled.is_empty() {

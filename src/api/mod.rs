@@ -64,6 +64,8 @@ pub struct ApiState {
     pub stats: Arc<Stats>,
     /// Kafka readiness, for `/readyz`.
     pub readiness: Arc<Readiness>,
+    /// The control topic (`None`: off), whose reader `/readyz` waits for.
+    pub control: Option<Arc<crate::control::Control>>,
     /// Time a request body has to arrive, from the end of its head (`http.server.read.timeout`).
     pub read_timeout: Duration,
     /// Per-source throttle and logging of failed ACL checks; kept across reloads.
@@ -126,8 +128,9 @@ pub fn serve_admin(
 ) -> std::io::Result<Server> {
     let data = web::Data::new(state);
     let doc = web::Data::new(openapi::OpenApiDoc::admin().map_err(std::io::Error::other)?);
-    // The admin routes take no body: any `Expect: 100-continue` with one is refused.
-    server::serve(listener, options, Arc::new(|| 0), move || {
+    // Admin POSTs carry small JSON bodies (replay, retransmit); anything larger is refused
+    // early, also after `Expect: 100-continue`.
+    server::serve(listener, options, Arc::new(|| admin::BODY_LIMIT), move || {
         App::new()
             .app_data(data.clone())
             .app_data(doc.clone())

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ConsumerSettings;
 use crate::consumer::{self, EntryContext, EntryError};
+use crate::control::Control;
 use crate::delivery::DeliveryPool;
 use crate::delivery::forward::HeaderPolicy;
 use crate::kafka::client::KafkaClient;
@@ -34,6 +35,8 @@ pub(super) struct ConsumerSet {
     pool: Arc<DeliveryPool>,
     headers: HeaderPolicy,
     stats: Arc<Stats>,
+    /// The control topic every entry's gate follows (`None`: off).
+    pub(super) control: Option<Arc<Control>>,
     log: Logger,
 }
 
@@ -69,6 +72,7 @@ impl ConsumerSet {
     ) -> Self {
         Self {
             entries: BTreeMap::new(),
+            control: None,
             client,
             table,
             pool,
@@ -80,7 +84,7 @@ impl ConsumerSet {
 
     /// Starts one entry. Its counters continue from any earlier run of the same entry.
     pub(super) fn start(&mut self, settings: ConsumerSettings) -> Result<(), EntryError> {
-        let ctx = EntryContext::new(
+        let mut ctx = EntryContext::new(
             settings.clone(),
             Arc::clone(&self.client),
             Arc::clone(&self.table),
@@ -89,6 +93,7 @@ impl ConsumerSet {
             &self.stats,
             &self.log,
         )?;
+        ctx.control = self.control.clone();
         let stop = CancellationToken::new();
         let task = tokio::spawn(consumer::run(Arc::new(ctx), stop.clone()));
         self.entries

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use slog::{info, warn};
 
 use super::consumers::EntryChanges;
-use super::{Running, api_config, producer_config, wanted_topics};
+use super::{Running, admin_entries, api_config, producer_config, wanted_topics};
 use crate::config::Settings;
 use crate::consumer::EntryError;
 
@@ -154,6 +154,7 @@ impl Running {
             .consumers
             .apply(&new.consumers, new.shutdown.grace.min(self.boot.shutdown.grace))
             .await?;
+        self.groups.entries.store(Arc::new(admin_entries(&new)));
         info!(self.log, "config reloaded"; "restart_needed" => ?restart);
         Ok(ReloadReport {
             consumers,

@@ -32,6 +32,8 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     /// Prometheus `/metrics` (`metrics.*`).
     pub metrics: MetricsSettings,
+    /// Operator control state (`admin.control.*`).
+    pub control: ControlSettings,
     /// Demo mode (`demo`): the README's sample ACL secrets are allowed.
     pub demo: bool,
     /// Non-fatal findings (ignored legacy keys, unknown keys). Log them once at startup/reload.
@@ -396,6 +398,14 @@ pub struct MetricsSettings {
     /// Target hosts per consumer entry that get their own `host` label; calls to hosts
     /// past it count as "other", so callers cannot multiply series (`metrics.max_hosts`).
     pub max_hosts: usize,
+}
+
+/// `admin.control.*` keys: the compacted topic pause, retransmit and replay markers live in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlSettings {
+    /// The control topic (`admin.control.topic`, default `bigpipe.control`); `None` (the key
+    /// set to `""`) turns pause, retransmit and replay markers off.
+    pub topic: Option<String>,
 }
 
 /// `shutdown.*` keys.

@@ -311,7 +311,35 @@ fn absent_keys_take_their_defaults() {
         }
     );
     assert_eq!(s.metrics, MetricsSettings { max_hosts: 100 });
+    assert_eq!(s.control.topic.as_deref(), Some("bigpipe.control"));
     assert!(s.warnings.is_empty());
+}
+
+#[test]
+fn the_control_topic_is_a_legal_own_topic_or_off() {
+    assert_eq!(toml("admin.control.topic = \"\"").control.topic, None);
+    assert_eq!(
+        toml("admin.control.topic = \"ops.ctl\"").control.topic.as_deref(),
+        Some("ops.ctl")
+    );
+    let found = toml_problems("admin.control.topic = \"a b\"");
+    assert!(
+        found.iter().any(|p| p.contains("admin.control.topic")),
+        "{found:?}"
+    );
+    let found =
+        toml_problems("admin.control.topic = \"calls\"\n[[kafka.topics]]\nname = \"calls\"\npartitions = 1");
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("admin.control.topic") && p.contains("kafka.topics")),
+        "{found:?}"
+    );
+    let found = toml_problems("admin.control.topic = 5");
+    assert!(
+        found.iter().any(|p| p.contains("admin.control.topic")),
+        "{found:?}"
+    );
 }
 
 #[test]

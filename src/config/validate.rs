@@ -16,8 +16,8 @@ use super::rules::{
     MAX_QUEUE_BYTES, MAX_QUEUE_CALLS, MAX_WORKERS, bootstrap_server, ms,
 };
 use super::settings::{
-    AckMode, AdminSettings, CaBundle, DeliverySettings, HttpSettings, KafkaSettings, LogSettings,
-    MetricsSettings, ProducerSettings, Settings, ShutdownSettings,
+    AckMode, AdminSettings, CaBundle, ControlSettings, DeliverySettings, HttpSettings, KafkaSettings,
+    LogSettings, MetricsSettings, ProducerSettings, Settings, ShutdownSettings,
 };
 use super::source::Sources;
 use super::values::batch as record_size;
@@ -84,6 +84,7 @@ pub(crate) const KEYS: &[&str] = &[
     "delivery.deny",
     "shutdown.grace.ms",
     "metrics.max_hosts",
+    "admin.control.topic",
 ];
 
 /// Validates the merged tree and builds `Settings`, or returns every problem found.
@@ -100,6 +101,7 @@ pub(crate) fn validate(sources: &Sources) -> Result<Settings, ConfigError> {
     let mut http = http(&mut c, root);
     http.body_limit = body_limit_that_fits(&mut c, root, http.body_limit, producer.batch_bytes);
     let delivery = delivery(&mut c, root);
+    let control = control(&mut c, root, &kafka);
     let shutdown = ShutdownSettings {
         grace: c.setting(root, "shutdown.grace.ms", ms(30_000), |c, key, v| {
             c.millis(key, v, 1)
@@ -125,6 +127,7 @@ pub(crate) fn validate(sources: &Sources) -> Result<Settings, ConfigError> {
         delivery,
         shutdown,
         metrics,
+        control,
         demo,
         warnings: c.warnings,
     })
@@ -512,6 +515,36 @@ fn admin(c: &mut Checker<'_>, root: &Dict) -> AdminSettings {
         );
     }
     AdminSettings { host, port, token }
+}
+
+/// `admin.control.topic`: a legal topic name apart from the data topics, or `""` (off).
+fn control(c: &mut Checker<'_>, root: &Dict, kafka: &KafkaSettings) -> ControlSettings {
+    let topic = c.setting(
+        root,
+        "admin.control.topic",
+        Some("bigpipe.control".to_owned()),
+        |c, key, v| {
+            let name = c.string(key, v)?;
+            if name.is_empty() {
+                return Some(None);
+            }
+            if let Some(problem) = super::rules::topic_name_problem(&name) {
+                c.problem(key, Some(v), problem);
+                return None;
+            }
+            // Compaction and the control reader's JSON would both wreck a topic of calls.
+            if kafka.topics.iter().any(|t| t.name == name) {
+                c.problem(
+                    key,
+                    Some(v),
+                    format!("'{name}' is one of kafka.topics; the control topic needs its own"),
+                );
+                return None;
+            }
+            Some(Some(name))
+        },
+    );
+    ControlSettings { topic }
 }
 
 /// True for `localhost` and loopback IP literals (`127.0.0.0/8`, `::1`).

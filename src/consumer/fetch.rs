@@ -22,6 +22,7 @@ use slog::{Logger, debug, info, warn};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::gate::Gate;
 use super::offsets::OffsetTracker;
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::config::OffsetReset;
@@ -155,6 +156,9 @@ pub struct FetchLoop {
     pub max_wait: Duration,
     /// Stops the loop (revoke, shutdown).
     pub stop: CancellationToken,
+    /// Closed while the entry is paused (or waits for the control topic): no fetch then,
+    /// and what a fetch in progress returns is dropped, to be fetched again on resume.
+    pub gate: Gate,
     /// Logger with the partition.
     pub log: Logger,
 }
@@ -190,7 +194,11 @@ impl FetchLoop {
         };
         let max_wait_ms = i32::try_from(self.max_wait.as_millis()).unwrap_or(i32::MAX);
         let mut backoff = fetch_backoff();
+        let mut gate = self.gate.clone();
         while !stop.is_cancelled() {
+            if !gate.wait_open(stop).await {
+                break;
+            }
             let pos = match position {
                 Some(p) => p,
                 None => match source.reset_offset(reset).await {
@@ -221,9 +229,17 @@ impl FetchLoop {
                 break;
             };
             let fetch = source.fetch(pos, self.window.room(), max_wait_ms);
-            let Some(fetched) = stop.run_until_cancelled(fetch).await else {
+            let fetched = tokio::select! {
+                fetched = stop.run_until_cancelled(fetch) => fetched,
+                // Paused mid-fetch: nothing it returns is taken; `pos` is fetched again.
+                () = gate.closed() => continue,
+            };
+            let Some(fetched) = fetched else {
                 break;
             };
+            if !gate.is_open() {
+                continue;
+            }
             let fetched = match fetched {
                 Ok(f) => f,
                 Err(FetchError::OutOfRange) => {
@@ -559,8 +575,49 @@ mod tests {
             reset: OffsetReset::Earliest,
             max_wait: Duration::from_millis(10),
             stop: CancellationToken::new(),
+            gate: Gate::open(),
             log: slog::Logger::root(slog::Discard, slog::o!()),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_gate_stops_fetching_and_drops_a_fetch_in_progress() {
+        use super::super::gate::GateState;
+        let (gate, rx) = tokio::sync::watch::channel(GateState::Paused);
+        let fetched_at = Arc::new(Mutex::new(vec![]));
+        let mut source = Script {
+            answers: vec![ok(&[3, 4], vec![]), ok(&[5], vec![])].into(),
+            fetched_at: Arc::clone(&fetched_at),
+            reset_to: 0,
+        };
+        let mut lp = fetch_loop(100);
+        lp.gate = Gate::new(rx);
+        let tracker: SharedTracker = std::sync::Mutex::new(None);
+        let work = Mutex::new(vec![]);
+        let run = lp.run(
+            &mut source,
+            StartAt::Committed(3),
+            &tracker,
+            |w, _| work.lock().unwrap().push(w.offset()),
+            |_| {},
+        );
+        tokio::pin!(run);
+        let settle = Duration::from_secs(5);
+        assert!(tokio::time::timeout(settle, &mut run).await.is_err());
+        assert!(fetched_at.lock().unwrap().is_empty(), "no fetch while paused");
+        gate.send_replace(GateState::Open);
+        assert!(tokio::time::timeout(settle, &mut run).await.is_err());
+        assert_eq!(*work.lock().unwrap(), [3, 4, 5]);
+        // The fetch at 6 is waiting for records (the script has no more): a pause drops it
+        // and the loop waits; on resume it fetches 6 again.
+        assert_eq!(*fetched_at.lock().unwrap(), [3, 5, 6]);
+        gate.send_replace(GateState::Paused);
+        assert!(tokio::time::timeout(settle, &mut run).await.is_err());
+        assert_eq!(*fetched_at.lock().unwrap(), [3, 5, 6]);
+        gate.send_replace(GateState::Open);
+        assert!(tokio::time::timeout(settle, &mut run).await.is_err());
+        assert_eq!(*fetched_at.lock().unwrap(), [3, 5, 6, 6]);
+        assert_eq!(*work.lock().unwrap(), [3, 4, 5], "nothing twice, nothing skipped");
     }
 
     /// Runs the loop over `answers` from `start` until it blocks; returns the work

@@ -20,11 +20,13 @@
 pub mod call;
 pub mod dlq;
 pub mod fetch;
+pub mod gate;
 pub mod hosts;
 pub mod offsets;
 pub mod partition;
 pub mod progress;
 pub mod rate;
+pub mod seek;
 pub mod stall;
 pub mod tiers;
 
@@ -37,11 +39,12 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Assignor, ConsumerSettings};
+use crate::control::Control;
 use crate::delivery::DeliveryPool;
 use crate::delivery::breaker::Breakers;
 use crate::delivery::forward::HeaderPolicy;
 use crate::delivery::retry::{RetryPolicy, SuccessCodes};
-use crate::group::{self, AssignorKind, GroupConfig, GroupEvent, GroupHandle};
+use crate::group::{self, AssignorKind, GroupConfig, GroupEvent, GroupHandle, OffsetMark};
 use crate::kafka::client::KafkaClient;
 use crate::kafka::fallback::FallbackFetcher;
 use crate::kafka::metadata::PartitionTable;
@@ -49,6 +52,7 @@ use crate::kafka::records::RecordWriter;
 use crate::stats::{ConsumerStats, Stats};
 use dlq::DeadLetterWriter;
 use fetch::StartAt;
+use gate::{Gate, GateState};
 use hosts::HostSlots;
 use partition::PartitionRun;
 use progress::Progress;
@@ -86,6 +90,8 @@ pub struct EntryContext {
     pub headers: HeaderPolicy,
     /// The entry's counters (every lane counts its calls here).
     pub stats: Arc<ConsumerStats>,
+    /// The control topic (pause, retransmit); `None`: off, the entry is never paused.
+    pub control: Option<Arc<Control>>,
     /// Logger with the entry's group and topic.
     pub log: Logger,
     /// The parent logger, for the group members (which add group and topic themselves).
@@ -177,14 +183,15 @@ impl EntryContext {
             dlq,
             tiers,
             headers: headers.with_forward(settings_forward.as_ref()),
+            control: None,
             log,
             group_log,
             tier_stats,
         })
     }
 
-    /// The entry's lanes: its own topic first, then each retry tier.
-    fn lanes(self: &Arc<Self>) -> Vec<Lane> {
+    /// The entry's lanes: its own topic first, then each retry tier; all behind one gate.
+    fn lanes(self: &Arc<Self>, gate: &Gate) -> Vec<Lane> {
         let s = &self.settings;
         let main = Lane {
             entry: Arc::clone(self),
@@ -192,6 +199,7 @@ impl EntryContext {
             group_id: s.group_id.clone(),
             tier: None,
             stats: Arc::clone(&self.stats),
+            gate: gate.clone(),
             log: self.log.clone(),
         };
         let tiers = s.retry_tiers.iter().enumerate().map(|(i, &d)| {
@@ -202,6 +210,7 @@ impl EntryContext {
                 topic,
                 group_id,
                 tier: Some(i),
+                gate: gate.clone(),
                 stats: self
                     .tier_stats
                     .get(i)
@@ -226,6 +235,8 @@ pub struct Lane {
     pub tier: Option<usize>,
     /// Where the lane's partitions (committed, lag, in flight) are shown.
     pub stats: Arc<ConsumerStats>,
+    /// The entry's pause gate (a tier pauses with its entry).
+    pub gate: Gate,
     /// Logger with group, topic (and tier).
     pub log: Logger,
 }
@@ -256,14 +267,40 @@ impl Lane {
 /// Runs one consumer entry until `stop` is cancelled: its own group and one group per
 /// retry tier, each joining, delivering assigned partitions, committing, and leaving
 /// its group at the end.
+///
+/// With a control topic, the entry's gate waits for its first catch-up and follows
+/// `pause/<group>/<topic>` (see [`gate`]).
 pub async fn run(ctx: Arc<EntryContext>, stop: CancellationToken) {
-    let lanes = ctx.lanes();
-    futures::future::join_all(
+    let (gate, keeper) = match &ctx.control {
+        Some(control) => {
+            let (tx, rx) = tokio::sync::watch::channel(GateState::Waiting);
+            let keeper = gate::keep(
+                Arc::clone(control),
+                ctx.settings.group_id.clone(),
+                ctx.settings.topic.clone(),
+                tx,
+                Arc::clone(&ctx.stats),
+                ctx.log.clone(),
+                stop.clone(),
+            );
+            (Gate::new(rx), Some(keeper))
+        }
+        None => (Gate::open(), None),
+    };
+    let lanes = ctx.lanes(&gate);
+    let lanes = futures::future::join_all(
         lanes
             .into_iter()
             .map(|lane| run_lane(Arc::new(lane), stop.clone())),
-    )
-    .await;
+    );
+    match keeper {
+        Some(keeper) => {
+            tokio::join!(lanes, keeper);
+        }
+        None => {
+            lanes.await;
+        }
+    }
     info!(ctx.log, "consumer entry stopped");
 }
 
@@ -284,22 +321,34 @@ async fn run_lane(ctx: Arc<Lane>, stop: CancellationToken) {
         Arc::clone(&ctx.stats),
         ctx.log.clone(),
     );
+    // The commit metadata of each owned partition: which retransmit its position descends
+    // from (see [`seek`]); carried by every commit.
+    let mut marks: BTreeMap<i32, String> = BTreeMap::new();
+    // Retransmits apply to the entry's own topic; a tier's records are already due calls.
+    let mut control_changes = ctx
+        .entry
+        .control
+        .as_ref()
+        .filter(|_| ctx.tier.is_none())
+        .map(|c| c.subscribe());
+    let mut seek_pending = false;
     loop {
         tokio::select! {
             event = events.recv() => match event {
                 Some(GroupEvent::Assigned { generation, partitions, members, .. }) => {
                     info!(ctx.log, "partitions assigned"; "generation" => generation, "partitions" => ?partitions);
                     ctx.stats.assigned(generation, members, partitions.len());
-                    assign(&ctx, &handle, &mut owned, partitions).await;
+                    seek_pending |= assign(&ctx, &handle, &mut owned, &mut marks, partitions).await;
                 }
                 Some(GroupEvent::Revoke { partitions, done }) => {
-                    revoke(&ctx, &handle, &mut owned, &partitions).await;
+                    revoke(&ctx, &handle, &mut owned, &mut marks, &partitions).await;
                     // The driver may have stopped waiting; it rejoins either way.
                     done.send(()).ok();
                 }
                 Some(GroupEvent::Lost { partitions }) => {
                     warn!(ctx.log, "partitions lost without a clean revoke"; "partitions" => ?partitions);
                     for p in partitions {
+                        marks.remove(&p);
                         if let Some(run) = owned.remove(&p) {
                             run.abort().await;
                             ctx.stats.remove_partition(p);
@@ -308,9 +357,15 @@ async fn run_lane(ctx: Arc<Lane>, stop: CancellationToken) {
                 }
                 None => break,
             },
+            () = next_change(&mut control_changes) => {
+                seek_pending = apply_seek(&ctx, &handle, &mut owned, &mut marks).await;
+            }
             _ = tick.tick() => {
-                commit_progress(&ctx, &handle, &owned).await;
-                progress.on_tick(&owned);
+                if seek_pending {
+                    seek_pending = apply_seek(&ctx, &handle, &mut owned, &mut marks).await;
+                }
+                commit_progress(&ctx, &handle, &owned, &marks).await;
+                progress.on_tick(&owned, !ctx.gate.is_open());
             }
         }
     }
@@ -323,12 +378,16 @@ async fn run_lane(ctx: Arc<Lane>, stop: CancellationToken) {
     }
 }
 
+/// Starts the newly assigned partitions from their committed offsets, or from the latest
+/// retransmit's target where it was not applied yet. Returns true when a retransmit could not
+/// be committed and must be tried again.
 async fn assign(
     ctx: &Arc<Lane>,
     handle: &GroupHandle,
     owned: &mut BTreeMap<i32, PartitionRun>,
+    marks: &mut BTreeMap<i32, String>,
     partitions: Vec<i32>,
-) {
+) -> bool {
     // The rate share follows the entry's own topic; tiers share the same bucket.
     if ctx.tier.is_none() {
         let total = ctx
@@ -346,35 +405,197 @@ async fn assign(
         .filter(|p| !owned.contains_key(p))
         .collect();
     if fresh.is_empty() {
-        return;
+        return false;
     }
+    wait_for_control(ctx).await;
     // Where each partition starts: never guess when the committed offsets are
     // unknown (earliest would re-deliver everything, latest would skip calls).
     let mut attempt = 0;
     let committed = loop {
-        match handle.committed(fresh.clone()).await {
+        match handle.committed_marked(fresh.clone()).await {
             Ok(c) => break c,
             Err(e) => {
                 attempt += 1;
                 if Duration::from_millis(500) * attempt > ctx.entry.settings.session_timeout {
                     error!(ctx.log, "committed offsets unavailable, partitions left idle until the next rebalance";
                         "partitions" => ?fresh, "error" => %e);
-                    return;
+                    return false;
                 }
                 warn!(ctx.log, "committed offsets unavailable, retrying"; "error" => %e);
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
     };
+    // A retransmit this partition has not had yet is applied before it starts: the target is
+    // committed with the seek's mark first, so a crash right after still counts it applied.
+    let seek = current_seek(ctx);
+    let mut moves = Vec::new();
+    for &p in &fresh {
+        let mark = committed.get(&p).cloned().flatten().map(|m| m.metadata);
+        if let seek::Decision::Apply { offset, mark } =
+            seek::decide(seek.as_ref(), p, mark.as_deref().unwrap_or(""))
+        {
+            moves.push(OffsetMark {
+                partition: p,
+                offset,
+                metadata: mark,
+            });
+        }
+    }
+    let mut pending = false;
+    if !moves.is_empty() {
+        match handle.commit_marked(moves.clone()).await {
+            Ok(()) => {
+                info!(ctx.log, "retransmit applied to newly assigned partitions";
+                    "seek" => seek.as_ref().map(|s| s.id.clone()), "offsets" => ?moves);
+            }
+            Err(e) => {
+                warn!(ctx.log, "retransmit commit failed, retrying"; "error" => %e);
+                moves.clear();
+                pending = true;
+            }
+        }
+    }
     for p in fresh {
-        let start = match committed.get(&p).copied().flatten() {
-            Some(offset) => StartAt::Committed(offset),
-            None => StartAt::Reset(ctx.entry.settings.offset_reset),
+        let moved = moves.iter().find(|m| m.partition == p);
+        let committed = committed.get(&p).cloned().flatten();
+        let (start, mark) = match (moved, committed) {
+            (Some(m), _) => (StartAt::Committed(m.offset), m.metadata.clone()),
+            (None, Some(c)) => (StartAt::Committed(c.offset), c.metadata),
+            (None, None) => (StartAt::Reset(ctx.entry.settings.offset_reset), String::new()),
         };
         if let StartAt::Committed(offset) = start {
             ctx.stats.set_partition(p, |v| v.committed = Some(offset));
         }
+        marks.insert(p, mark);
         owned.insert(p, PartitionRun::start(Arc::clone(ctx), p, start));
+    }
+    pending
+}
+
+/// Before the first assignment is started: the control topic read up to date (a retransmit
+/// written before this process started must be seen), bounded by the session timeout. The
+/// pause gate keeps fetching off until then anyway; this only makes the seek decision sound.
+async fn wait_for_control(ctx: &Lane) {
+    let Some(control) = ctx.entry.control.as_ref().filter(|_| ctx.tier.is_none()) else {
+        return;
+    };
+    let mut progress = control.progress();
+    let waited = tokio::time::timeout(
+        ctx.entry.settings.session_timeout,
+        progress.wait_for(|p| p.caught_up),
+    )
+    .await;
+    if waited.is_err() {
+        warn!(
+            ctx.log,
+            "control topic not read up to date; a retransmit is applied once it is"
+        );
+    }
+}
+
+/// The latest retransmit of the lane's group and topic, if any.
+fn current_seek(ctx: &Lane) -> Option<seek::Seek> {
+    let control = ctx.entry.control.as_ref()?;
+    let value = control.get(&crate::control::keys::seek(&ctx.group_id, &ctx.topic))?;
+    let parsed = seek::Seek::parse(&value);
+    if parsed.is_none() {
+        warn!(ctx.log, "retransmit record is malformed, ignored"; "value" => %value);
+    }
+    parsed
+}
+
+/// Resolves on the next change of the control topic; never when there is none.
+async fn next_change(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    match changes {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                *changes = None;
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// Applies the latest retransmit to the owned partitions that have not had it: stops their
+/// runs (drained like a revoke), commits the targets with the seek's mark, and starts them
+/// there. Returns true when the commit failed (the runs restart where they were; the caller
+/// tries again on the next tick).
+async fn apply_seek(
+    ctx: &Arc<Lane>,
+    handle: &GroupHandle,
+    owned: &mut BTreeMap<i32, PartitionRun>,
+    marks: &mut BTreeMap<i32, String>,
+) -> bool {
+    let Some(seek) = current_seek(ctx) else {
+        return false;
+    };
+    let moves: Vec<OffsetMark> = owned
+        .keys()
+        .filter_map(
+            |&p| match seek::decide(Some(&seek), p, marks.get(&p).map_or("", String::as_str)) {
+                seek::Decision::Apply { offset, mark } => Some(OffsetMark {
+                    partition: p,
+                    offset,
+                    metadata: mark,
+                }),
+                seek::Decision::Keep => None,
+            },
+        )
+        .collect();
+    if moves.is_empty() {
+        return false;
+    }
+    info!(ctx.log, "retransmit: moving partitions"; "seek" => &seek.id, "from_ms" => seek.from_ms,
+        "offsets" => ?moves);
+    let runs: Vec<PartitionRun> = moves.iter().filter_map(|m| owned.remove(&m.partition)).collect();
+    let drain = ctx.entry.settings.drain_timeout;
+    let stopped: BTreeMap<i32, Option<i64>> =
+        futures::future::join_all(runs.into_iter().map(|run| async move {
+            let p = run.partition;
+            let (position, abandoned) = run.stop(drain).await;
+            (p, position, abandoned)
+        }))
+        .await
+        .into_iter()
+        .map(|(p, position, abandoned)| {
+            if abandoned > 0 {
+                warn!(ctx.log, "calls abandoned at retransmit"; "partition" => p, "calls" => abandoned);
+            }
+            (p, position)
+        })
+        .collect();
+    match handle.commit_marked(moves.clone()).await {
+        Ok(()) => {
+            for m in moves {
+                ctx.stats.set_partition(m.partition, |v| {
+                    v.committed = Some(m.offset);
+                    v.position = Some(m.offset);
+                });
+                marks.insert(m.partition, m.metadata);
+                owned.insert(
+                    m.partition,
+                    PartitionRun::start(Arc::clone(ctx), m.partition, StartAt::Committed(m.offset)),
+                );
+            }
+            info!(ctx.log, "retransmit applied"; "seek" => &seek.id);
+            false
+        }
+        Err(e) => {
+            warn!(ctx.log, "retransmit commit failed, partitions go on where they were; retrying";
+                "seek" => &seek.id, "error" => %e);
+            let views = ctx.stats.partition_views();
+            for (p, position) in stopped {
+                let known = position.or_else(|| views.get(&p).and_then(|v| v.committed));
+                let start = known.map_or(
+                    StartAt::Reset(ctx.entry.settings.offset_reset),
+                    StartAt::Committed,
+                );
+                owned.insert(p, PartitionRun::start(Arc::clone(ctx), p, start));
+            }
+            true
+        }
     }
 }
 
@@ -382,6 +603,7 @@ async fn revoke(
     ctx: &Lane,
     handle: &GroupHandle,
     owned: &mut BTreeMap<i32, PartitionRun>,
+    marks: &mut BTreeMap<i32, String>,
     partitions: &[i32],
 ) {
     let runs: Vec<PartitionRun> = partitions.iter().filter_map(|p| owned.remove(p)).collect();
@@ -405,17 +627,38 @@ async fn revoke(
         }
         ctx.stats.remove_partition(p);
     }
+    let offsets = with_marks(offsets, marks);
+    for p in partitions {
+        marks.remove(p);
+    }
     if offsets.is_empty() {
         return;
     }
-    match handle.commit(offsets.clone()).await {
+    match handle.commit_marked(offsets.clone()).await {
         Ok(()) => info!(ctx.log, "offsets committed at revoke"; "offsets" => ?offsets),
         Err(e) => warn!(ctx.log, "commit at revoke failed; those calls will be delivered again";
             "offsets" => ?offsets, "error" => %e),
     }
 }
 
-async fn commit_progress(ctx: &Lane, handle: &GroupHandle, owned: &BTreeMap<i32, PartitionRun>) {
+/// `offsets` with each partition's mark (its commit metadata).
+fn with_marks(offsets: Vec<(i32, i64)>, marks: &BTreeMap<i32, String>) -> Vec<OffsetMark> {
+    offsets
+        .into_iter()
+        .map(|(partition, offset)| OffsetMark {
+            partition,
+            offset,
+            metadata: marks.get(&partition).cloned().unwrap_or_default(),
+        })
+        .collect()
+}
+
+async fn commit_progress(
+    ctx: &Lane,
+    handle: &GroupHandle,
+    owned: &BTreeMap<i32, PartitionRun>,
+    marks: &BTreeMap<i32, String>,
+) {
     let offsets: Vec<(i32, i64)> = owned
         .values()
         .filter_map(|run| run.take_commit().map(|o| (run.partition, o)))
@@ -423,7 +666,7 @@ async fn commit_progress(ctx: &Lane, handle: &GroupHandle, owned: &BTreeMap<i32,
     if offsets.is_empty() {
         return;
     }
-    match handle.commit(offsets.clone()).await {
+    match handle.commit_marked(with_marks(offsets.clone(), marks)).await {
         Ok(()) => {
             for (p, o) in offsets {
                 ctx.stats.set_partition(p, |v| v.committed = Some(o));

@@ -114,6 +114,7 @@ async fn run(lane: Arc<Lane>, partition: i32, start: StartAt, shared: Arc<Shared
         reset: s.offset_reset,
         max_wait: s.fetch_max_wait,
         stop: shared.stop_fetch.clone(),
+        gate: lane.gate.clone(),
         log: lane.log.new(slog::o!("partition" => partition)),
     };
     let mut source = KafkaSource::new(

@@ -78,13 +78,23 @@ impl Progress {
     /// Called on every commit tick (after the commit): records each owned partition's
     /// position, starts a log-end refresh when one is due, and updates the stall state.
     /// Never waits on Kafka: the refresh runs in the background and is read next tick.
-    pub fn on_tick(&mut self, owned: &BTreeMap<i32, PartitionRun>) {
+    /// While `paused`, nothing counts as stalled (the wait is an operator's choice) and
+    /// the stall clocks start afresh on resume.
+    pub fn on_tick(&mut self, owned: &BTreeMap<i32, PartitionRun>, paused: bool) {
         let now = Instant::now();
-        self.detectors.retain(|p, _| owned.contains_key(p));
+        self.detectors.retain(|p, _| owned.contains_key(p) && !paused);
         self.start_refresh(now, owned.keys().copied().collect());
         for (&p, run) in owned {
             let position = run.committable();
             let in_flight = run.in_flight();
+            if paused {
+                self.stats.update_partition(p, |v| {
+                    v.position = position;
+                    v.in_flight = in_flight;
+                    v.stall = None;
+                });
+                continue;
+            }
             let detector = self
                 .detectors
                 .entry(p)

@@ -42,7 +42,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::state::{Action, Class, Event, Input, JoinOutcome, Member, classify};
-use super::{Command, CommitError, GroupConfig, GroupError, GroupEvent};
+use super::{Command, CommitError, GroupConfig, GroupError, GroupEvent, OffsetMark};
 use crate::kafka::wire::{self, BrokerConnection, admin};
 
 /// Protocol type of consumer groups; Kafka's tools decode member metadata only for this one.
@@ -667,14 +667,15 @@ async fn commit(
     config: &GroupConfig,
     member_id: &str,
     generation: i32,
-    offsets: &[(i32, i64)],
+    offsets: &[OffsetMark],
 ) -> Result<(), CommitFailure> {
     let partitions = offsets
         .iter()
-        .map(|&(partition, offset)| {
+        .map(|m| {
             OffsetCommitRequestPartition::default()
-                .with_partition_index(partition)
-                .with_committed_offset(offset)
+                .with_partition_index(m.partition)
+                .with_committed_offset(m.offset)
+                .with_committed_metadata(Some(StrBytes::from_string(m.metadata.clone())))
         })
         .collect();
     let request = OffsetCommitRequest::default()
@@ -738,12 +739,13 @@ async fn commit(
     })
 }
 
-/// OffsetFetch for `partitions` of our topic; -1 (no offset) becomes `None`.
+/// OffsetFetch for `partitions` of our topic, with each offset's metadata; -1 (no offset)
+/// becomes `None`.
 async fn committed(
     conn: &BrokerConnection,
     config: &GroupConfig,
     partitions: &[i32],
-) -> Result<BTreeMap<i32, Option<i64>>, GroupError> {
+) -> Result<BTreeMap<i32, Option<OffsetMark>>, GroupError> {
     let version = version_of::<OffsetFetchRequest>(conn, ApiKey::OffsetFetch)?;
     let request = if version >= 8 {
         // v8 (KIP-709) batches groups.
@@ -768,8 +770,8 @@ async fn committed(
     let response = conn
         .request_with(request, Some(version), Some(config.request_timeout))
         .await?;
-    // (partition, offset, error code) from whichever layout this version uses.
-    let mut rows: Vec<(i32, i64, i16)> = Vec::new();
+    // (partition, offset, metadata, error code) from whichever layout this version uses.
+    let mut rows: Vec<(i32, i64, Option<StrBytes>, i16)> = Vec::new();
     if version >= 8 {
         let group = response
             .groups
@@ -789,7 +791,7 @@ async fn committed(
                 topic
                     .partitions
                     .into_iter()
-                    .map(|p| (p.partition_index, p.committed_offset, p.error_code)),
+                    .map(|p| (p.partition_index, p.committed_offset, p.metadata, p.error_code)),
             );
         }
     } else {
@@ -803,12 +805,12 @@ async fn committed(
                 topic
                     .partitions
                     .into_iter()
-                    .map(|p| (p.partition_index, p.committed_offset, p.error_code)),
+                    .map(|p| (p.partition_index, p.committed_offset, p.metadata, p.error_code)),
             );
         }
     }
-    let mut out: BTreeMap<i32, Option<i64>> = partitions.iter().map(|&p| (p, None)).collect();
-    for (partition, offset, code) in rows {
+    let mut out: BTreeMap<i32, Option<OffsetMark>> = partitions.iter().map(|&p| (p, None)).collect();
+    for (partition, offset, metadata, code) in rows {
         if code != 0 {
             return Err(GroupError::Partition {
                 api: ApiKey::OffsetFetch,
@@ -818,7 +820,12 @@ async fn committed(
             });
         }
         if out.contains_key(&partition) {
-            out.insert(partition, (offset >= 0).then_some(offset));
+            let mark = (offset >= 0).then(|| OffsetMark {
+                partition,
+                offset,
+                metadata: metadata.map(|m| m.to_string()).unwrap_or_default(),
+            });
+            out.insert(partition, mark);
         }
     }
     Ok(out)

@@ -26,7 +26,7 @@
 
 pub mod assignor;
 mod bounds;
-mod codec;
+pub(crate) mod codec;
 #[cfg(test)]
 mod codec_props;
 mod driver;
@@ -204,16 +204,28 @@ pub enum CommitError {
 /// Requests from [`GroupHandle`] to the driver.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// OffsetCommit; see [`GroupHandle::commit`].
+    /// OffsetCommit; see [`GroupHandle::commit_marked`].
     Commit {
-        offsets: Vec<(i32, i64)>,
+        offsets: Vec<OffsetMark>,
         reply: oneshot::Sender<Result<(), CommitError>>,
     },
-    /// OffsetFetch; see [`GroupHandle::committed`].
+    /// OffsetFetch; see [`GroupHandle::committed_marked`].
     Committed {
         partitions: Vec<i32>,
-        reply: oneshot::Sender<Result<BTreeMap<i32, Option<i64>>, GroupError>>,
+        reply: oneshot::Sender<Result<BTreeMap<i32, Option<OffsetMark>>, GroupError>>,
     },
+}
+
+/// A partition's committed position with the metadata string Kafka keeps beside it
+/// (bigpipe writes which retransmit the position came from; empty otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetMark {
+    /// The partition.
+    pub partition: i32,
+    /// The next offset to consume.
+    pub offset: i64,
+    /// OffsetCommit's `committed_metadata`.
+    pub metadata: String,
 }
 
 /// Talks to a running group member. Cheap to clone.
@@ -233,6 +245,22 @@ impl GroupHandle {
     /// # Errors
     /// See [`CommitError`]; [`CommitError::NotMember`] once the driver has ended.
     pub async fn commit(&self, offsets: Vec<(i32, i64)>) -> Result<(), CommitError> {
+        let offsets = offsets
+            .into_iter()
+            .map(|(partition, offset)| OffsetMark {
+                partition,
+                offset,
+                metadata: String::new(),
+            })
+            .collect();
+        self.commit_marked(offsets).await
+    }
+
+    /// [`GroupHandle::commit`] with each partition's metadata string.
+    ///
+    /// # Errors
+    /// See [`CommitError`].
+    pub async fn commit_marked(&self, offsets: Vec<OffsetMark>) -> Result<(), CommitError> {
         if offsets.is_empty() {
             return Ok(());
         }
@@ -252,6 +280,21 @@ impl GroupHandle {
     /// [`GroupError::NoCoordinator`] while the coordinator is being looked up (retry),
     /// [`GroupError::Stopped`] once the driver has ended, else what the request hit.
     pub async fn committed(&self, partitions: Vec<i32>) -> Result<BTreeMap<i32, Option<i64>>, GroupError> {
+        let marked = self.committed_marked(partitions).await?;
+        Ok(marked
+            .into_iter()
+            .map(|(p, m)| (p, m.map(|m| m.offset)))
+            .collect())
+    }
+
+    /// [`GroupHandle::committed`] with the metadata committed beside each offset.
+    ///
+    /// # Errors
+    /// As [`GroupHandle::committed`].
+    pub async fn committed_marked(
+        &self,
+        partitions: Vec<i32>,
+    ) -> Result<BTreeMap<i32, Option<OffsetMark>>, GroupError> {
         if partitions.is_empty() {
             return Ok(BTreeMap::new());
         }

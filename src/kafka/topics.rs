@@ -43,6 +43,9 @@ pub struct WantedTopic {
     pub partitions: i32,
     /// Replication factor to create it with (-1: the broker default).
     pub replication_factor: i16,
+    /// Created with `cleanup.policy=compact` (the control topic: only each key's latest
+    /// value matters, and it must outlive any retention time).
+    pub compact: bool,
 }
 
 /// Whether Kafka is reachable and every configured topic exists.
@@ -255,11 +258,17 @@ impl TopicWatcher {
         let conn = wire::admin::connect_controller(self.client.connect()).await?;
         let specs: Vec<TopicSpec> = missing
             .iter()
-            .map(|t| TopicSpec {
-                name: t.name.clone(),
-                partitions: t.partitions,
-                replication_factor: t.replication_factor,
-                configs: vec![("compression.type".into(), "snappy".into())],
+            .map(|t| {
+                let mut configs = vec![("compression.type".into(), "snappy".into())];
+                if t.compact {
+                    configs.push(("cleanup.policy".into(), "compact".into()));
+                }
+                TopicSpec {
+                    name: t.name.clone(),
+                    partitions: t.partitions,
+                    replication_factor: t.replication_factor,
+                    configs,
+                }
             })
             .collect();
         let results = wire::admin::create_topics(&conn, &specs, timeout).await?;

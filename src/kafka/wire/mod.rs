@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! admin.rs        create_topics, partition_counts, brokers      (typed results)
+//! groups.rs       coordinator, DescribeGroups, OffsetFetch      (admin API reads)
 //!    │
 //! connection.rs   BrokerConnection: ApiVersions negotiation, request headers,
 //!    │            correlation ids, timeouts, poisoning           (one request in flight)
@@ -19,6 +20,7 @@
 pub mod admin;
 pub mod connection;
 pub mod frame;
+pub mod groups;
 mod sasl;
 pub mod scram;
 mod transport;
