@@ -1,9 +1,12 @@
-//! The admin listener's routes: `/stats`, `/readyz` with its detail, `/healthz`.
+//! The admin listener's routes: `/stats`, `/readyz` with its detail, `/healthz`, and the
+//! live page `/dashboard` ([`dashboard`]).
 //!
 //! Kept off the public listener because they tell a caller more than it needs: topic names,
 //! group ids, offsets, which target hosts answered (a port scanner, with `/stats`), broker
 //! addresses and errors. It binds `http.admin.host` (loopback by default); when
 //! `http.admin.token` is set, every request must carry `Authorization: Bearer <token>`.
+
+pub mod dashboard;
 
 use std::sync::Arc;
 
@@ -59,6 +62,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/stats").route(web::get().to(stats)))
         .service(web::resource("/readyz").route(web::get().to(readyz)))
         .service(web::resource("/healthz").route(web::get().to(admin_healthz)))
+        .configure(dashboard::routes)
         .default_service(web::to(admin_not_found));
 }
 
