@@ -211,6 +211,7 @@
 
   /** One scrape's numbers that later scrapes are compared with. */
   const history = [];
+  let polls = 0;
 
   function snapshot(m, t) {
     return {
@@ -500,6 +501,8 @@
         renderDeadLetters(now);
         renderCircuits(m, groups.status === 'fulfilled' ? groups.value : null);
         setMetric('last_update', new Date(now.t).toLocaleTimeString('en-GB'));
+        // A hook for tests: which update the numbers on the page come from.
+        document.body.dataset.polls = String(++polls);
       } catch (e) {
         errors.push(e instanceof ParseError ? e.message : `rendering failed: ${e.message}`);
       }
