@@ -241,6 +241,7 @@ pub fn start(
         stats: Arc::clone(&stats),
         readiness: Arc::clone(&readiness),
         token: h.admin.token.as_deref().map(AdminToken::new),
+        metrics: Arc::new(crate::metrics::Exporter::new(Arc::clone(&stats))),
     };
     let admin_server = api::serve_admin(admin_state, listeners.admin, &admin_options)?;
     let admin = admin_server.handle();

@@ -26,6 +26,8 @@
 //!   above it (the `layers` test checks both rules).
 //! - [`crypto`]: the TLS crypto provider (graviola, no C) for https delivery and Kafka TLS.
 //! - [`stats`]: counters and the `/stats` view.
+//! - [`metrics`]: the same counters (and per-ACL, per-host, histogram ones) as Prometheus
+//!   `/metrics`.
 //! - [`app`]: wiring, shutdown order and hot reload; [`shutdown`]: process signals.
 
 pub mod api;
@@ -41,6 +43,7 @@ pub mod kafka;
 mod layers;
 pub mod logging;
 pub mod message;
+pub mod metrics;
 pub mod policy;
 pub mod producer;
 #[cfg(test)]

@@ -8,11 +8,16 @@
 //! `consumerStats` order was random).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+use crate::metrics::delivery::DeliveryMetrics;
+use crate::metrics::histogram::{Histogram, ProduceBuckets};
+use crate::metrics::hosts::DEFAULT_MAX_HOSTS;
+use crate::metrics::intake::IntakeMetrics;
 
 /// Counters of the HTTP intake (`serverStats` in `/stats`).
 #[derive(Debug, Default)]
@@ -44,6 +49,8 @@ pub struct ServerStats {
     /// Overload refusals per ACL name. A lock, but only taken on refusal; the names are the
     /// configured ACLs, so the map stays small.
     overload_by_acl: std::sync::Mutex<BTreeMap<String, u64>>,
+    /// Accepted and refused calls per ACL, for `/metrics`.
+    pub intake: IntakeMetrics,
 }
 
 impl ServerStats {
@@ -98,6 +105,8 @@ pub struct ProducerStats {
     /// Records Kafka (or our batch limit) refused as too large: failed at once, never
     /// retried; also counted in `delivery_fail`.
     pub too_large: AtomicU64,
+    /// Send to acknowledgement of the records Kafka took, for `/metrics`.
+    pub duration: Histogram<ProduceBuckets>,
 }
 
 /// Gauges of the in-memory ingest queue.
@@ -126,6 +135,8 @@ pub struct PartitionView {
     pub last_error: Option<FetchFailure>,
     /// Set while the partition is stalled (see `consumer::stall`).
     pub stall: Option<Stall>,
+    /// Calls read and not finished, as of the last commit tick.
+    pub in_flight: usize,
 }
 
 impl PartitionView {
@@ -228,6 +239,18 @@ pub struct ConsumerStats {
     /// The views of the entry's retry tier lanes (their partitions and depth), shown
     /// inside the entry's object so `consumerStats` keeps one item per entry.
     tiers: std::sync::Mutex<Vec<Arc<ConsumerStats>>>,
+    /// True while an operator has paused the entry (set by the control module).
+    pub paused: AtomicBool,
+    /// The group generation of the last assignment (0 before the first).
+    pub generation: AtomicI64,
+    /// Members in the last join as this process knows them (the leader sees all).
+    pub members: AtomicI64,
+    /// Partitions of the last assignment.
+    pub assigned_partitions: AtomicI64,
+    /// Assignments received: one per rebalance this process took part in.
+    pub rebalances: AtomicU64,
+    /// Attempts per host, delivery latency, dead letters by class, circuits, for `/metrics`.
+    pub delivery: DeliveryMetrics,
 }
 
 impl ConsumerStats {
@@ -321,7 +344,8 @@ impl ConsumerStats {
         out
     }
 
-    fn tier_list(&self) -> Vec<Arc<ConsumerStats>> {
+    /// The views of the entry's retry tier lanes.
+    pub fn tier_list(&self) -> Vec<Arc<ConsumerStats>> {
         self.tiers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -420,6 +444,8 @@ pub struct Stats {
     pub reloads: AtomicU64,
     /// Config reloads rejected (the old config stayed).
     pub reloads_rejected: AtomicU64,
+    /// `metrics.max_hosts`: target hosts with their own label per entry (0 = the default).
+    pub max_hosts: std::sync::atomic::AtomicUsize,
     producer: RwLock<BTreeMap<String, Arc<ProducerStats>>>,
     consumers: RwLock<Vec<Arc<ConsumerStats>>>,
 }
@@ -466,8 +492,38 @@ impl Stats {
             topic: topic.to_owned(),
             ..Default::default()
         });
+        created.delivery.hosts.set_cap(self.host_cap());
         list.push(Arc::clone(&created));
         created
+    }
+
+    /// The host cap new entries get.
+    fn host_cap(&self) -> usize {
+        match self.max_hosts.load(Ordering::Relaxed) {
+            0 => DEFAULT_MAX_HOSTS,
+            n => n,
+        }
+    }
+
+    /// Sets `metrics.max_hosts` for every entry (hosts already labelled keep their label).
+    pub fn set_max_hosts(&self, cap: usize) {
+        self.max_hosts.store(cap, Ordering::Relaxed);
+        for c in read(&self.consumers).iter() {
+            c.delivery.hosts.set_cap(self.host_cap());
+        }
+    }
+
+    /// The producer counters of every topic, sorted by topic.
+    pub fn producers(&self) -> Vec<(String, Arc<ProducerStats>)> {
+        read(&self.producer)
+            .iter()
+            .map(|(t, p)| (t.clone(), Arc::clone(p)))
+            .collect()
+    }
+
+    /// The counters of every consumer entry, in creation order.
+    pub fn consumers(&self) -> Vec<Arc<ConsumerStats>> {
+        read(&self.consumers).clone()
     }
 
     /// Every stalled partition of every consumer entry, for `/readyz`.

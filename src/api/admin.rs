@@ -1,12 +1,15 @@
-//! The admin listener's routes: `/stats`, `/readyz` with its detail, `/healthz`, and the
-//! live page `/dashboard` ([`dashboard`]).
+//! The admin listener's routes: `/stats`, `/metrics` ([`metrics`]), `/readyz` with its
+//! detail, `/healthz`, and the live page `/dashboard` (`dashboard`).
 //!
 //! Kept off the public listener because they tell a caller more than it needs: topic names,
 //! group ids, offsets, which target hosts answered (a port scanner, with `/stats`), broker
 //! addresses and errors. It binds `http.admin.host` (loopback by default); when
-//! `http.admin.token` is set, every request must carry `Authorization: Bearer <token>`.
+//! `http.admin.token` is set, every request must carry `Authorization: Bearer <token>`,
+//! except the dashboard's page and assets, which hold no data (the page's own data
+//! requests carry the token).
 
-pub mod dashboard;
+mod dashboard;
+mod metrics;
 
 use std::sync::Arc;
 
@@ -30,6 +33,8 @@ pub struct AdminState {
     pub readiness: Arc<Readiness>,
     /// The required bearer token, if any.
     pub token: Option<AdminToken>,
+    /// The Prometheus registry over `stats`, for `/metrics`.
+    pub metrics: Arc<crate::metrics::Exporter>,
 }
 
 /// A bearer token, kept as its SHA-256 digest: comparing digests in constant time hides the
@@ -62,6 +67,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/stats").route(web::get().to(stats)))
         .service(web::resource("/readyz").route(web::get().to(readyz)))
         .service(web::resource("/healthz").route(web::get().to(admin_healthz)))
+        .configure(metrics::routes)
         .configure(dashboard::routes)
         .default_service(web::to(admin_not_found));
 }
