@@ -12,7 +12,7 @@ use actix_web::{HttpResponse, web};
 
 /// The page: only `'self'` may supply scripts, styles, images and fetches; no inline
 /// script or style, no framing, no forms, no `<base>`.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+pub(super) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
@@ -48,7 +48,7 @@ const ASSETS: &[Asset] = &[
 ];
 
 /// Registers the dashboard's routes (GET only; other methods fall to the admin default).
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     for asset in ASSETS {
         cfg.service(web::resource(asset.path).route(web::get().to(move || serve(asset))));
     }
