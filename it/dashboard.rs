@@ -57,11 +57,16 @@ fn require_tools() {
     }
 }
 
-/// Posts calls until `stop`, bounded to 10 minutes: most to `/ok` on many keys, and every
+/// Posts calls until `stop`, bounded to 10 minutes: most to `/ok` on many keys; every
 /// fourth to `/always/503` with one key, whose partition then never commits, so its lag only
-/// grows (its calls have retries to spare). Returns how many were accepted.
+/// grows (its calls have retries to spare); and a few to `/always/400` (dead letters, not
+/// retried), so every panel has something to show. Returns how many were accepted.
 fn traffic(bp_base: String, target: &Target, stop: CancellationToken) -> tokio::task::JoinHandle<u64> {
-    let (ok, fail) = (target.url("/ok"), target.url("/always/503"));
+    let (ok, fail, refused) = (
+        target.url("/ok"),
+        target.url("/always/503"),
+        target.url("/always/400"),
+    );
     tokio::spawn(async move {
         let http = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
@@ -77,6 +82,8 @@ fn traffic(bp_base: String, target: &Target, stop: CancellationToken) -> tokio::
             }
             let (url, key) = if i % 4 == 0 {
                 (&fail, "stuck".to_owned())
+            } else if i % 25 == 1 {
+                (&refused, format!("k{}", i % 13))
             } else {
                 (&ok, format!("k{}", i % 13))
             };
@@ -151,6 +158,8 @@ async fn the_dashboard_shows_live_numbers_that_match_metrics_in_chromium() {
         "group": group,
         "fixture": repo().join("it/fixtures/dashboard_metrics.txt"),
         "screenshot": artifacts.join("dashboard.png"),
+        // Traffic time before the screenshot, for a fuller picture (docs/dashboard.png).
+        "hold_s": std::env::var("IT_DASHBOARD_HOLD_SECS").ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0),
         // The groups API is built in parallel (i11-dlq); until it is merged it answers 404,
         // which the page shows as "not available" and Chromium logs as a failed load.
         "allowed_console": ["/admin/v1/groups - Failed to load resource: the server responded with a status of 404"],
