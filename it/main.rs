@@ -25,6 +25,7 @@ mod headers;
 mod ingest;
 mod kafka_tls;
 mod limits;
+mod metrics;
 mod never_stall;
 mod outage;
 mod reload;

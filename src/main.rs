@@ -58,6 +58,7 @@ fn main() -> ExitCode {
 
 fn run(path: &Path, settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
     let stats = Arc::new(Stats::new(settings.kafka.topics.iter().map(|t| t.name.as_str())));
+    stats.set_max_hosts(settings.metrics.max_hosts);
     let target = match &settings.log.directory {
         Some(dir) => Target::Directory(dir.clone()),
         None => Target::Stderr,
@@ -89,6 +90,8 @@ fn run(path: &Path, settings: &Settings) -> Result<(), Box<dyn std::error::Error
                             slog::warn!(log, "config warning"; "warning" => warning);
                         }
                         guard.set_level(new.log.level);
+                        // A new cap applies to hosts not yet labelled; labelled ones keep theirs.
+                        running.stats().set_max_hosts(new.metrics.max_hosts);
                         match running.reload(new).await {
                             Ok(_) => stats::inc(&running.stats().reloads),
                             Err(e) => {

@@ -284,6 +284,16 @@ impl ConsumerStats {
         self.set_partition(partition, |v| v.last_error = Some(failure));
     }
 
+    /// Records an assignment: the generation, the members known, how many partitions.
+    pub fn assigned(&self, generation: i32, members: usize, partitions: usize) {
+        self.generation.store(i64::from(generation), Ordering::Relaxed);
+        self.members
+            .store(i64::try_from(members).unwrap_or(i64::MAX), Ordering::Relaxed);
+        self.assigned_partitions
+            .store(i64::try_from(partitions).unwrap_or(i64::MAX), Ordering::Relaxed);
+        inc(&self.rebalances);
+    }
+
     /// A copy of the assigned partitions' views.
     pub fn partition_views(&self) -> BTreeMap<i32, PartitionView> {
         self.partitions

@@ -19,6 +19,7 @@ use crate::config::AckMode;
 use crate::delivery::forward::IngestHeaders;
 use crate::delivery::headers::forwardable_by;
 use crate::message::{CallMessage, canonical_header_key};
+use crate::metrics::classes as metrics;
 use crate::policy::{Destination, Host};
 use crate::producer::{Call, ProduceError, Refusal, SubmitError};
 use crate::stats::inc;
@@ -26,9 +27,13 @@ use crate::stats::inc;
 /// `POST /rpc/call`: validate, authorise and queue one call.
 pub async fn call(req: HttpRequest, payload: web::Payload, state: web::Data<ApiState>) -> HttpResponse {
     inc(&state.stats.server.received);
-    match accept(&req, payload, &state).await {
+    let mut seen = Seen::default();
+    match accept(&req, payload, &state, &mut seen).await {
         Ok(id) => accepted(&id),
         Err(e) => {
+            if let Some(reason) = refusal(&e, seen.overload) {
+                state.stats.server.intake.refused(reason, &seen.acl);
+            }
             match e {
                 CallError::Overload | CallError::ShuttingDown => inc(&state.stats.server.overload),
                 CallError::KafkaFailed | CallError::AckTimeout | CallError::KafkaTooLarge => {}
@@ -58,6 +63,37 @@ pub async fn call(req: HttpRequest, payload: web::Payload, state: web::Data<ApiS
     }
 }
 
+/// What [`accept`] learnt before it failed, for the refusal's labels.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The caller's ACL once it passed the check ("" before: a refused caller's name is
+    /// input, and would make a label per guess).
+    acl: String,
+    /// Why the queue refused the call, if it did.
+    overload: Option<Refusal>,
+}
+
+/// The `/metrics` refusal reason of `e`; `None` for calls that were accepted and then
+/// failed in Kafka (they are not refusals at intake).
+fn refusal(e: &CallError, overload: Option<Refusal>) -> Option<metrics::Refusal> {
+    use metrics::Refusal as R;
+    Some(match e {
+        CallError::Overload => match overload {
+            Some(Refusal::AclShare) => R::AclShare,
+            _ => R::QueueFull,
+        },
+        // The queue takes nothing more while the process stops.
+        CallError::ShuttingDown => R::QueueFull,
+        CallError::KafkaFailed | CallError::AckTimeout | CallError::KafkaTooLarge => return None,
+        CallError::RecordTooLarge => R::TooLarge,
+        CallError::Destination => R::Destination,
+        CallError::Forbidden => R::Acl,
+        CallError::Throttled { .. } => R::Throttled,
+        CallError::Quota { .. } => R::Quota,
+        _ => R::Invalid,
+    })
+}
+
 /// The success envelope, written directly: this is the hot path, and a call
 /// id (a UUID) never needs escaping. Same bytes as [`envelope`].
 fn accepted(id: &str) -> HttpResponse {
@@ -66,7 +102,12 @@ fn accepted(id: &str) -> HttpResponse {
         .body(format!(r#"{{"data":"{id}","errno":0,"msg":"发送成功"}}"#))
 }
 
-async fn accept(req: &HttpRequest, payload: web::Payload, state: &ApiState) -> Result<String, CallError> {
+async fn accept(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &ApiState,
+    seen: &mut Seen,
+) -> Result<String, CallError> {
     // A source that failed too many ACL checks is refused before its body is even read.
     let source = req.peer_addr().map_or(UNKNOWN_SOURCE, |a| a.ip());
     if let Some(left) = state.guard.blocked(source) {
@@ -85,6 +126,7 @@ async fn accept(req: &HttpRequest, payload: web::Payload, state: &ApiState) -> R
             return Err(CallError::Forbidden);
         }
     };
+    seen.acl.clone_from(&call.acl_name);
     // After authorisation, so the policy answers only to callers who hold an ACL, and
     // before the quota, so a refused destination spends none of it.
     if let Err(why) = destination_allowed(&config, &call.acl_name, &call.url) {
@@ -126,6 +168,7 @@ async fn accept(req: &HttpRequest, payload: web::Payload, state: &ApiState) -> R
                 Refusal::AclShare => &stats.overload_acl_share,
             });
             stats.overloaded_acl(&call.acl_name);
+            seen.overload = Some(why);
             return Err(CallError::Overload);
         }
         Err(SubmitError::TooLarge(e)) => {
@@ -141,6 +184,7 @@ async fn accept(req: &HttpRequest, payload: web::Payload, state: &ApiState) -> R
         }
     };
     inc(&state.stats.server.accepted);
+    state.stats.server.intake.accepted.inc(&call.acl_name);
     if let Some(ack) = ack {
         match tokio::time::timeout(config.ack_timeout, ack).await {
             Ok(Ok(Ok(_offset))) => {}

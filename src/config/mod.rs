@@ -56,8 +56,8 @@ pub use secret::Secret;
 pub use security::{KafkaSecurity, KafkaTlsSettings, PemFile, SaslMechanism, SaslSettings, SecurityProtocol};
 pub use settings::{
     AckMode, AclEntry, AclQuota, AdminSettings, Assignor, BreakerSettings, CaBundle, ConsumerSettings,
-    DeliverySettings, HttpSettings, KafkaSettings, LogSettings, OffsetReset, ProducerSettings, Settings,
-    ShutdownSettings, TopicSettings, tier_label, tier_topic_name,
+    DeliverySettings, HttpSettings, KafkaSettings, LogSettings, MetricsSettings, OffsetReset,
+    ProducerSettings, Settings, ShutdownSettings, TopicSettings, tier_label, tier_topic_name,
 };
 
 use source::Sources;

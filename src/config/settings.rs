@@ -30,6 +30,8 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     /// Process shutdown (`shutdown.*`).
     pub shutdown: ShutdownSettings,
+    /// Prometheus `/metrics` (`metrics.*`).
+    pub metrics: MetricsSettings,
     /// Demo mode (`demo`): the README's sample ACL secrets are allowed.
     pub demo: bool,
     /// Non-fatal findings (ignored legacy keys, unknown keys). Log them once at startup/reload.
@@ -386,6 +388,14 @@ impl std::fmt::Debug for CaBundle {
             .field("bytes", &self.pem.len())
             .finish()
     }
+}
+
+/// `metrics.*` keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// Target hosts per consumer entry that get their own `host` label; calls to hosts
+    /// past it count as "other", so callers cannot multiply series (`metrics.max_hosts`).
+    pub max_hosts: usize,
 }
 
 /// `shutdown.*` keys.

@@ -310,6 +310,7 @@ fn absent_keys_take_their_defaults() {
             grace: Duration::from_millis(30_000)
         }
     );
+    assert_eq!(s.metrics, MetricsSettings { max_hosts: 100 });
     assert!(s.warnings.is_empty());
 }
 
@@ -2709,4 +2710,21 @@ fn security_keys_are_known_keys() {
     for key in security::SECURITY_KEYS {
         assert!(validate::KEYS.contains(key), "{key} missing from validate::KEYS");
     }
+}
+
+#[test]
+fn metrics_max_hosts_is_read_and_range_checked() {
+    assert_eq!(toml("[metrics]\nmax_hosts = 7").metrics.max_hosts, 7);
+    assert_only_problem(
+        "metrics.max_hosts = 0",
+        "metrics.max_hosts: must be at least 1, got 0",
+    );
+    assert_only_problem(
+        "[metrics]\nmax_hosts = 10001",
+        "metrics.max_hosts: must be at most 10000, got 10001",
+    );
+    assert_only_problem(
+        "[metrics]\nmax_hosts = \"many\"",
+        "metrics.max_hosts: expected an integer, got a string ('many')",
+    );
 }

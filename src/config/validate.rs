@@ -17,7 +17,7 @@ use super::rules::{
 };
 use super::settings::{
     AckMode, AdminSettings, CaBundle, DeliverySettings, HttpSettings, KafkaSettings, LogSettings,
-    ProducerSettings, Settings, ShutdownSettings,
+    MetricsSettings, ProducerSettings, Settings, ShutdownSettings,
 };
 use super::source::Sources;
 use super::values::batch as record_size;
@@ -83,6 +83,7 @@ pub(crate) const KEYS: &[&str] = &[
     "delivery.allow",
     "delivery.deny",
     "shutdown.grace.ms",
+    "metrics.max_hosts",
 ];
 
 /// Validates the merged tree and builds `Settings`, or returns every problem found.
@@ -104,6 +105,13 @@ pub(crate) fn validate(sources: &Sources) -> Result<Settings, ConfigError> {
             c.millis(key, v, 1)
         }),
     };
+    let metrics = MetricsSettings {
+        // At least 1, so some host gets a label; 10 000 at most: past that the series
+        // count is a Prometheus problem whatever bigpipe does.
+        max_hosts: c.setting(root, "metrics.max_hosts", 100, |c, key, v| {
+            c.int_in::<usize>(key, v, 1, 10_000)
+        }),
+    };
 
     if !c.problems.is_empty() {
         return Err(ConfigError { problems: c.problems });
@@ -116,6 +124,7 @@ pub(crate) fn validate(sources: &Sources) -> Result<Settings, ConfigError> {
         http,
         delivery,
         shutdown,
+        metrics,
         demo,
         warnings: c.warnings,
     })

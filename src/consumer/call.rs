@@ -34,6 +34,7 @@ use crate::delivery::signing::signature_headers;
 use crate::delivery::{AttemptOutcome, OutboundRequest};
 use crate::kafka::records::Fault;
 use crate::message::{CALL_ID_HEADER, CallMessage, DecodeError};
+use crate::metrics::classes::{DeadLetterReason, Outcome};
 use crate::stats::inc;
 
 /// How a call's life ended.
@@ -138,6 +139,8 @@ pub enum Next {
         reason: String,
         /// The last HTTP status, when the target answered.
         last_status: Option<u16>,
+        /// The reason's class, for `/metrics`.
+        class: DeadLetterReason,
     },
 }
 
@@ -158,6 +161,7 @@ pub fn decide<R: rand::Rng + ?Sized>(
             wait: tiers::place(after, tiers),
         },
         Verdict::GiveUp { reason } => Next::GiveUp {
+            class: reason_class(&reason),
             reason: describe(&reason),
             last_status: match outcome {
                 AttemptOutcome::Response { status, .. } => Some(*status),
@@ -176,6 +180,8 @@ pub fn decide_held(policy: &RetryPolicy, tiers: &[Duration], held: u32, elapsed:
         Some(_) if policy.exhausted(held, elapsed) => Next::GiveUp {
             reason: format!("circuit open: held {held} times, {} ms", elapsed.as_millis()),
             last_status: None,
+            // The held refusals count as attempts, and used up the budget.
+            class: DeadLetterReason::AttemptsExhausted,
         },
         Some(&first) => Next::Retry {
             after: first,
@@ -193,6 +199,29 @@ pub fn decide_held(policy: &RetryPolicy, tiers: &[Duration], held: u32, elapsed:
 
 /// How often a call held in the window asks its breaker again (Go waited 1 s).
 const BREAKER_RECHECK: Duration = Duration::from_secs(1);
+
+/// The `/metrics` class of a give-up reason.
+fn reason_class(reason: &GiveUpReason) -> DeadLetterReason {
+    match reason {
+        GiveUpReason::Status(_) | GiveUpReason::Invalid(_) => DeadLetterReason::NotRetryable,
+        GiveUpReason::AttemptsExhausted { .. } => DeadLetterReason::AttemptsExhausted,
+        GiveUpReason::Refused(_) => DeadLetterReason::DestinationRefused,
+    }
+}
+
+/// How an attempt ended, for `bigpipe_delivery_attempts_total`.
+fn outcome_class(outcome: &AttemptOutcome, policy: &RetryPolicy) -> (Outcome, Option<u16>) {
+    match outcome {
+        AttemptOutcome::Response { status, .. } if policy.success.contains(*status) => {
+            (Outcome::Delivered, Some(*status))
+        }
+        AttemptOutcome::Response { status, .. } => (Outcome::HttpError, Some(*status)),
+        AttemptOutcome::Timeout => (Outcome::Timeout, None),
+        AttemptOutcome::Connect(_) => (Outcome::ConnectError, None),
+        AttemptOutcome::Refused(_) => (Outcome::Refused, None),
+        AttemptOutcome::Invalid(_) | AttemptOutcome::Unavailable => (Outcome::Other, None),
+    }
+}
 
 fn describe(reason: &GiveUpReason) -> String {
     match reason {
@@ -240,7 +269,7 @@ pub async fn live(lane: &Lane, partition: i32, read: RecordAndOffset, stopping: 
                 0,
                 now_ms(),
             );
-            dead_letter(entry, &bad.id, letter, None).await;
+            dead_letter(entry, &bad.id, letter, None, DeadLetterReason::InvalidRecord).await;
             return End::Finished;
         }
     };
@@ -333,6 +362,8 @@ async fn attempts(lane: &Lane, call: Call, stopping: &CancellationToken) -> End 
                 };
                 let outcome = entry.pool.send(request).await;
                 drop(slots);
+                let (class, status) = outcome_class(&outcome, &entry.policy);
+                entry.stats.delivery.attempt(&call.host, class, status);
                 if entry.breakers.enabled()
                     && let Some(success) = breaker_sample(&outcome, &entry.policy)
                     && let Some(t) = entry.breakers.record(&call.host, success)
@@ -357,6 +388,9 @@ async fn attempts(lane: &Lane, call: Call, stopping: &CancellationToken) -> End 
         match next {
             Next::Delivered => {
                 inc(&entry.stats.rpc_success);
+                // Kafka's CreateTime is bigpipe's acceptance time (the producer sets it).
+                let created = call.record.timestamp.timestamp_millis();
+                entry.stats.delivery.delivered(created, now_ms());
                 debug!(lane.log, "call delivered"; "call_id" => &call.id, "attempt" => made);
                 return End::Finished;
             }
@@ -385,7 +419,11 @@ async fn attempts(lane: &Lane, call: Call, stopping: &CancellationToken) -> End 
                 });
                 tokio::time::sleep(after).await;
             }
-            Next::GiveUp { reason, last_status } => {
+            Next::GiveUp {
+                reason,
+                last_status,
+                class,
+            } => {
                 inc(&entry.stats.rpc_fail);
                 warn!(lane.log, "call failed"; "call_id" => &call.id, "attempts" => made,
                     "url" => redact_url(&call.message.url), "reason" => &reason);
@@ -397,7 +435,7 @@ async fn attempts(lane: &Lane, call: Call, stopping: &CancellationToken) -> End 
                     made,
                     first_attempt_ms,
                 );
-                dead_letter(entry, &call.id, letter, Some(&call.message.url)).await;
+                dead_letter(entry, &call.id, letter, Some(&call.message.url), class).await;
                 return End::Finished;
             }
         }
@@ -530,6 +568,12 @@ fn breaker_changed(entry: &EntryContext, host: &str, t: &Transition) {
         .stats
         .circuits_open
         .fetch_add(t.open_delta(), Ordering::Relaxed);
+    let state = match t.to {
+        State::Normal => 0,
+        State::Open { .. } => 1,
+        State::Recovering { .. } => 2,
+    };
+    entry.stats.delivery.circuit(host, state);
     let rate = format!("{:.3}", t.success_rate);
     let host = redact_url(host);
     match t.to {
@@ -568,7 +612,7 @@ pub async fn step_over(lane: &Lane, partition: i32, batch: Unreadable) -> End {
         last_attempt_ms: now_ms(),
     };
     let id = format!("{}-{partition}-{}", lane.topic, batch.first);
-    dead_letter(entry, &id, letter, None).await;
+    dead_letter(entry, &id, letter, None, DeadLetterReason::Unreadable).await;
     End::Finished
 }
 
@@ -596,11 +640,20 @@ fn letter_for(
 
 /// Writes the dead letter, or with dead-lettering off reports the call. `url` is the
 /// call's target, when the record could be read as a call.
-async fn dead_letter(entry: &EntryContext, call_id: &str, letter: DeadLetter, url: Option<&str>) {
+async fn dead_letter(
+    entry: &EntryContext,
+    call_id: &str,
+    letter: DeadLetter,
+    url: Option<&str>,
+    class: DeadLetterReason,
+) {
     match &entry.dlq {
         Some(dlq) => {
             let outcome = dlq.write(call_id, &letter).await;
             outcome.count(&entry.stats);
+            if outcome.written() {
+                entry.stats.delivery.dead_lettered(class);
+            }
             info!(entry.log, "call dead-lettered"; "call_id" => call_id, "topic" => &dlq.topic,
                 "reason" => &letter.reason, "outcome" => outcome.as_str());
         }
@@ -678,6 +731,7 @@ mod tests {
             Next::GiveUp {
                 reason: "destination not allowed: localhost resolves to refused addresses".into(),
                 last_status: None,
+                class: DeadLetterReason::DestinationRefused,
             }
         );
         assert_eq!(breaker_sample(&refused, &policy(5)), None);
@@ -778,21 +832,28 @@ mod tests {
             decide(&p, &TIERS, 1, Duration::ZERO, &response(404, None), &mut ZeroRng),
             Next::GiveUp {
                 reason: "status 404 is not retryable".into(),
-                last_status: Some(404)
+                last_status: Some(404),
+                class: DeadLetterReason::NotRetryable,
             }
         );
-        let Next::GiveUp { reason, last_status } = decide(
+        let Next::GiveUp {
+            reason,
+            last_status,
+            class,
+        } = decide(
             &p,
             &TIERS,
             2,
             Duration::ZERO,
             &AttemptOutcome::Timeout,
             &mut ZeroRng,
-        ) else {
+        )
+        else {
             panic!("the second failure of max_retries 1 gives up");
         };
         assert!(reason.starts_with("attempts exhausted"), "{reason}");
         assert_eq!(last_status, None);
+        assert_eq!(class, DeadLetterReason::AttemptsExhausted);
     }
 
     #[test]

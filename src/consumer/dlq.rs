@@ -144,6 +144,11 @@ impl Outcome {
         }
     }
 
+    /// True when a letter (full or without its value) reached the dead-letter topic.
+    pub fn written(self) -> bool {
+        matches!(self, Self::Written | Self::WrittenWithoutValue)
+    }
+
     /// Counts this outcome in the entry's `/stats`: `deadLettered` for a written
     /// letter (also `deadLetteredWithoutValue` for the fallback), `deadLetterFailed`
     /// for a reported one.

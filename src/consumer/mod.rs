@@ -287,8 +287,9 @@ async fn run_lane(ctx: Arc<Lane>, stop: CancellationToken) {
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Some(GroupEvent::Assigned { generation, partitions, .. }) => {
+                Some(GroupEvent::Assigned { generation, partitions, members, .. }) => {
                     info!(ctx.log, "partitions assigned"; "generation" => generation, "partitions" => ?partitions);
+                    ctx.stats.assigned(generation, members, partitions.len());
                     assign(&ctx, &handle, &mut owned, partitions).await;
                 }
                 Some(GroupEvent::Revoke { partitions, done }) => {

@@ -68,6 +68,11 @@ impl PartitionRun {
         self.shared.with_tracker(|t| t.committable())
     }
 
+    /// Calls read and not finished.
+    pub fn in_flight(&self) -> usize {
+        self.shared.with_tracker(|t| t.in_flight()).unwrap_or(0)
+    }
+
     /// A commit of this partition failed; send it again next time.
     pub fn commit_failed(&self) {
         self.shared.with_tracker(OffsetTracker::commit_failed);

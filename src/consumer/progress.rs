@@ -84,6 +84,7 @@ impl Progress {
         self.start_refresh(now, owned.keys().copied().collect());
         for (&p, run) in owned {
             let position = run.committable();
+            let in_flight = run.in_flight();
             let detector = self
                 .detectors
                 .entry(p)
@@ -91,6 +92,7 @@ impl Progress {
             let mut change = None;
             self.stats.update_partition(p, |v| {
                 v.position = position;
+                v.in_flight = in_flight;
                 let position = position.or(v.committed);
                 change = detector.observe(now, position, v.log_end_offset);
                 v.stall = match (detector.stalled_since(), position, v.log_end_offset) {

@@ -293,6 +293,7 @@ impl GroupMember {
                 generation,
                 member_id,
                 partitions,
+                members: self.state.joined_members(),
             },
             Event::Lost { partitions } => GroupEvent::Lost { partitions },
             Event::Revoke { token, partitions } => {

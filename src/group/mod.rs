@@ -128,6 +128,9 @@ pub enum GroupEvent {
         member_id: String,
         /// Sorted partition numbers; may be empty.
         partitions: Vec<i32>,
+        /// Members of this generation as we know them: all when we lead, else 1 (the
+        /// coordinator sends the member list only to the leader).
+        members: usize,
     },
     /// Stop these partitions and commit what finished (through [`GroupHandle::commit`], still
     /// valid now), then send on `done` (or drop it). Sent before every rejoin (eager protocol:

@@ -391,6 +391,9 @@ pub(crate) struct Member {
     missing_topics: BTreeSet<String>,
     /// Why the next JoinGroup happens.
     rejoin_reason: String,
+    /// Members of the last join as we know them: all of them when we lead (the coordinator
+    /// sends the list only to the leader), else just ourselves.
+    joined_members: usize,
     stopping: bool,
     events_closed: bool,
     next_seq: u64,
@@ -438,6 +441,7 @@ impl Member {
             leader: None,
             missing_topics: BTreeSet::new(),
             rejoin_reason: "joining".to_owned(),
+            joined_members: 0,
             stopping: false,
             events_closed: false,
             next_seq: 0,
@@ -516,6 +520,11 @@ impl Member {
     /// (member id, generation) while stable, for the handle's `current()`.
     pub(crate) fn current(&self) -> Option<(String, i32)> {
         matches!(self.phase, Phase::Stable).then(|| (self.member_id.clone(), self.generation))
+    }
+
+    /// Members of the last join as we know them (all when we lead, else 1: ourselves).
+    pub(crate) fn joined_members(&self) -> usize {
+        self.joined_members
     }
 
     /// The member id (possibly empty) and generation (-1 if none), for logs.
@@ -713,6 +722,7 @@ impl Member {
             }) => {
                 self.member_id = member_id;
                 self.generation = generation;
+                self.joined_members = members.len().max(1);
                 self.last_alive = sent;
                 let kind = match protocol.as_deref().and_then(AssignorKind::from_name) {
                     Some(kind) => kind,

@@ -155,7 +155,8 @@ fn produce(e: &mut DescriptorEncoder<'_>, producers: &[(String, Arc<ProducerStat
         MetricType::Histogram,
     )?;
     for (topic, p) in producers {
-        p.duration.encode(f.encode_family(&[("topic", topic.as_str())])?)?;
+        p.duration
+            .encode(f.encode_family(&[("topic", topic.as_str())])?)?;
     }
     f = e.encode_descriptor(
         "bigpipe_produce_records",
@@ -167,7 +168,11 @@ fn produce(e: &mut DescriptorEncoder<'_>, producers: &[(String, Arc<ProducerStat
         let too_large = load(&p.too_large);
         // `delivery_fail` includes the too-large failures; the label splits them.
         let failed = load(&p.delivery_fail).saturating_sub(too_large);
-        for (result, n) in [("ok", load(&p.delivery_success)), ("failed", failed), ("too_large", too_large)] {
+        for (result, n) in [
+            ("ok", load(&p.delivery_success)),
+            ("failed", failed),
+            ("too_large", too_large),
+        ] {
             counter(&mut f, &[("topic", topic), ("result", result)], n)?;
         }
     }
@@ -187,19 +192,31 @@ fn produce(e: &mut DescriptorEncoder<'_>, producers: &[(String, Arc<ProducerStat
 fn partitions(e: &mut DescriptorEncoder<'_>, entries: &[Entry]) -> Fmt {
     type Pick = fn(&crate::stats::PartitionView) -> Option<i64>;
     let families: [(&str, &str, Pick); 5] = [
-        ("bigpipe_consumer_lag_records", "Records behind the log end (from the committed offset)", |v| v.lag()),
-        ("bigpipe_consumer_committed_offset", "The last committed offset", |v| v.committed),
+        (
+            "bigpipe_consumer_lag_records",
+            "Records behind the log end (from the committed offset)",
+            |v| v.lag(),
+        ),
+        (
+            "bigpipe_consumer_committed_offset",
+            "The last committed offset",
+            |v| v.committed,
+        ),
         (
             "bigpipe_consumer_log_end_offset",
             "The partition's log-end offset",
             |v| v.log_end_offset.or(Some(v.high_watermark)),
         ),
-        ("bigpipe_consumer_in_flight_calls", "Calls read and not finished", |v| {
-            i64::try_from(v.in_flight).ok()
-        }),
-        ("bigpipe_consumer_stalled", "1 while the partition is behind and not moving", |v| {
-            Some(i64::from(v.stall.is_some()))
-        }),
+        (
+            "bigpipe_consumer_in_flight_calls",
+            "Calls read and not finished",
+            |v| i64::try_from(v.in_flight).ok(),
+        ),
+        (
+            "bigpipe_consumer_stalled",
+            "1 while the partition is behind and not moving",
+            |v| Some(i64::from(v.stall.is_some())),
+        ),
     ];
     let views: Vec<(&ConsumerStats, Vec<(String, crate::stats::PartitionView)>)> = entries
         .iter()
@@ -218,7 +235,11 @@ fn partitions(e: &mut DescriptorEncoder<'_>, entries: &[Entry]) -> Fmt {
         for (lane, list) in &views {
             for (p, v) in list {
                 if let Some(value) = pick(v) {
-                    let labels = [("group", lane.group_id.as_str()), ("topic", &lane.topic), ("partition", p)];
+                    let labels = [
+                        ("group", lane.group_id.as_str()),
+                        ("topic", &lane.topic),
+                        ("partition", p),
+                    ];
                     gauge(&mut f, &labels, value)?;
                 }
             }
@@ -241,7 +262,9 @@ fn entry_counters(e: &mut DescriptorEncoder<'_>, entries: &[Entry]) -> Fmt {
     }
     type Count = fn(&ConsumerStats) -> u64;
     let counters: [(&str, &str, Count); 3] = [
-        ("bigpipe_consumer_records", "Records taken from Kafka", |c| load(&c.handle_message)),
+        ("bigpipe_consumer_records", "Records taken from Kafka", |c| {
+            load(&c.handle_message)
+        }),
         (
             "bigpipe_consumer_invalid_records",
             "Records that are not valid calls",
@@ -268,7 +291,11 @@ fn entry_counters(e: &mut DescriptorEncoder<'_>, entries: &[Entry]) -> Fmt {
     for x in entries {
         for tier in &x.tiers {
             let waiting: i64 = tier.partition_views().values().filter_map(|v| v.lag()).sum();
-            let labels = [("group", x.main.group_id.as_str()), ("topic", &x.main.topic), ("tier", &tier.topic)];
+            let labels = [
+                ("group", x.main.group_id.as_str()),
+                ("topic", &x.main.topic),
+                ("tier", &tier.topic),
+            ];
             gauge(&mut f, &labels, waiting)?;
         }
     }
@@ -305,7 +332,11 @@ fn delivery(e: &mut DescriptorEncoder<'_>, entries: &[Entry]) -> Fmt {
     )?;
     for c in &mains {
         for (result, n) in [("delivered", load(&c.rpc_success)), ("failed", load(&c.rpc_fail))] {
-            counter(&mut f, &[("group", &c.group_id), ("topic", &c.topic), ("result", result)], n)?;
+            counter(
+                &mut f,
+                &[("group", &c.group_id), ("topic", &c.topic), ("result", result)],
+                n,
+            )?;
         }
     }
     f = e.encode_descriptor(
@@ -326,7 +357,11 @@ fn delivery(e: &mut DescriptorEncoder<'_>, entries: &[Entry]) -> Fmt {
     )?;
     for c in &mains {
         for (reason, n) in c.delivery.dead_letters() {
-            let labels = [("group", c.group_id.as_str()), ("topic", &c.topic), ("reason", reason.as_str())];
+            let labels = [
+                ("group", c.group_id.as_str()),
+                ("topic", &c.topic),
+                ("reason", reason.as_str()),
+            ];
             counter(&mut f, &labels, n)?;
         }
     }
@@ -339,7 +374,11 @@ fn delivery(e: &mut DescriptorEncoder<'_>, entries: &[Entry]) -> Fmt {
     for c in &mains {
         for (host, counters) in c.delivery.hosts.snapshot() {
             if let Some(state) = counters.circuit() {
-                gauge(&mut f, &[("group", &c.group_id), ("topic", &c.topic), ("host", &host)], state)?;
+                gauge(
+                    &mut f,
+                    &[("group", &c.group_id), ("topic", &c.topic), ("host", &host)],
+                    state,
+                )?;
             }
         }
     }
@@ -350,9 +389,11 @@ fn delivery(e: &mut DescriptorEncoder<'_>, entries: &[Entry]) -> Fmt {
 fn groups(e: &mut DescriptorEncoder<'_>, entries: &[Entry]) -> Fmt {
     type Pick = fn(&ConsumerStats) -> i64;
     let gauges: [(&str, &str, Pick); 3] = [
-        ("bigpipe_group_generation", "The generation this process joined last", |c| {
-            load_i(&c.generation)
-        }),
+        (
+            "bigpipe_group_generation",
+            "The generation this process joined last",
+            |c| load_i(&c.generation),
+        ),
         (
             "bigpipe_group_members",
             "Members in the last join as known here (the leader knows all; others count themselves)",
@@ -378,7 +419,11 @@ fn groups(e: &mut DescriptorEncoder<'_>, entries: &[Entry]) -> Fmt {
         MetricType::Counter,
     )?;
     for c in &lanes {
-        counter(&mut f, &[("group", &c.group_id), ("topic", &c.topic)], load(&c.rebalances))?;
+        counter(
+            &mut f,
+            &[("group", &c.group_id), ("topic", &c.topic)],
+            load(&c.rebalances),
+        )?;
     }
     Ok(())
 }

@@ -113,7 +113,10 @@ mod tests {
         assert_eq!(counts[3], 1, "7 ms is in (5 ms, 10 ms]");
         assert_eq!(counts[ProduceBuckets::BOUNDS.len()], 1, "60 s is +Inf only");
         assert_eq!(h.count(), 4);
-        assert_eq!(h.sum_micros.load(Ordering::Relaxed), 500 + 1000 + 7000 + 60_000_000);
+        assert_eq!(
+            h.sum_micros.load(Ordering::Relaxed),
+            500 + 1000 + 7000 + 60_000_000
+        );
     }
 
     #[test]

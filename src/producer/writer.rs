@@ -209,8 +209,14 @@ async fn produce(slot: &ProducerSlot, stats: &ProducerStats, mut p: Pending) {
         let remaining = p.deadline.saturating_duration_since(Instant::now());
         let attempt = async {
             let producer = slot.get().await.map_err(Failure::Retry)?;
+            // From the hand-over to the batch producer (which includes the linger) to
+            // Kafka's acknowledgement: what the caller of an acknowledged call waits for.
+            let sent = Instant::now();
             match producer.produce(p.record.clone()).await {
-                Ok(offset) => Ok(offset),
+                Ok(offset) => {
+                    stats.duration.observe(sent.elapsed());
+                    Ok(offset)
+                }
                 Err(e) => {
                     // Also after "too large": the next producer reads the topic's current limit.
                     slot.invalidate(&producer, &e).await;
