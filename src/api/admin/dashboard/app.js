@@ -356,24 +356,34 @@
       a.labels.group.localeCompare(b.labels.group) || a.labels.topic.localeCompare(b.labels.topic)
       || Number(a.labels.partition) - Number(b.labels.partition));
     let total = lags.length ? 0 : null;
-    const rows = lags.map((s) => {
+    let idle = 0;
+    const rows = [];
+    for (const s of lags) {
       const l = s.labels;
       const k = key(l);
       total += s.value;
       const isStalled = stalled.get(k) === 1;
+      // Partitions with nothing to do (no lag, nothing in flight, e.g. idle retry tiers) are
+      // counted, not listed: the table stays short enough to read.
+      if (s.value === 0 && !isStalled && !(inFlight.get(k) > 0)) {
+        idle++;
+        continue;
+      }
       const tr = row([l.group, l.topic, Number(l.partition), s.value, committed.get(k) ?? null,
         logEnd.get(k) ?? null, inFlight.get(k) ?? null, isStalled ? 'stalled' : 'no'],
       { 'data-lag': `${l.group}/${l.topic}/${l.partition}` });
       if (isStalled) tr.className = 'stalled';
       tr.children[3].setAttribute('data-value', String(s.value));
-      return tr;
-    });
+      rows.push(tr);
+    }
+    $('#lag-idle').textContent = idle ? `${idle} more partitions with no lag and nothing in flight` : '';
     setMetric('lag_total', int(total));
-    fillTable('lag', rows, 'no partitions assigned to this process');
+    fillTable('lag', rows, lags.length ? 'no lag' : 'no partitions assigned to this process');
   }
 
   function renderFailures(now) {
     const rows = [...now.failures.entries()]
+      .filter(([, f]) => f.value > 0)
       .sort((a, b) => b[1].value - a[1].value)
       .map(([k, f]) => row([f.labels.host, f.labels.outcome, f.labels.status_class, f.value,
         perMinute(now, k, (s) => s.failures)]));
@@ -383,6 +393,7 @@
   function renderDeadLetters(now) {
     let total = 0;
     const rows = [...now.deadLetters.entries()]
+      .filter(([, d]) => d.value > 0)
       .sort((a, b) => b[1].value - a[1].value)
       .map(([k, d]) => {
         total += d.value;
