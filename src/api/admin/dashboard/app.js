@@ -304,9 +304,10 @@
   function renderThroughput(m, now) {
     setMetric('accepted_total', int(now.accepted));
     setMetric('delivered_total', int(now.delivered));
-    setMetric('received_total', int(m.sum('bigpipe_calls_received_total')));
-    setMetric('refused_total', int(m.sum('bigpipe_calls_refused_total')));
-    setMetric('failed_total', int(m.sum('bigpipe_delivery_calls_total', (l) => l.result === 'failed')));
+    // A counter with no series yet (no refusal so far, say) has counted nothing.
+    setMetric('received_total', int(m.sum('bigpipe_calls_received_total') ?? 0));
+    setMetric('refused_total', int(m.sum('bigpipe_calls_refused_total') ?? 0));
+    setMetric('failed_total', int(m.sum('bigpipe_delivery_calls_total', (l) => l.result === 'failed') ?? 0));
     setMetric('queue_calls', int(m.sum('bigpipe_ingest_queue_calls')));
     setMetric('queue_bytes', int(m.sum('bigpipe_ingest_queue_bytes')));
     const rin = [];
