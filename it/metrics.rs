@@ -225,6 +225,21 @@ async fn prometheus_scrapes_bigpipe_and_answers_promql_over_live_traffic() {
         )
         .await;
     let build = prometheus.until_some(&http, "bigpipe_build_info").await;
+    // The one member of each group owns both partitions.
+    let assigned = prometheus
+        .until_some(
+            &http,
+            &format!(r#"bigpipe_group_assigned_partitions{{group="{fast}"}} == 2 and bigpipe_group_members{{group="{fast}"}} == 1 and bigpipe_group_generation{{group="{fast}"}} >= 1"#),
+        )
+        .await;
+    // A wrong secret is refused with reason "acl" and no ACL name (the name is input).
+    let mut wrong = call_body(&target.url("/x"), "d", "k");
+    wrong["acl"]["secret"] = "wrong".into();
+    let (status, envelope) = bp.call(&wrong).await;
+    assert_eq!(status, 403, "{envelope}");
+    let refused = prometheus
+        .until_some(&http, r#"bigpipe_calls_refused_total{reason="acl",acl=""} == 1"#)
+        .await;
     stop.cancel();
     let sent = sender.await.expect("sender");
 
@@ -243,6 +258,8 @@ async fn prometheus_scrapes_bigpipe_and_answers_promql_over_live_traffic() {
         ("lag (slow group)", &lag),
         ("p99 delivery latency s", &p99),
         ("build info", &build),
+        ("assigned partitions (fast group)", &assigned),
+        ("refused by acl", &refused),
     ] {
         eprintln!("PromQL {q}: {}", serde_json::to_string(r).unwrap_or_default());
     }
@@ -353,4 +370,62 @@ fn names_are_read_from_exprs_with_histogram_suffixes_removed() {
         .map(|s| (*s).to_owned())
         .collect();
     assert_eq!(names, expected);
+}
+
+/// Every family with samples in it (circuits, tiers, refusals: a short live run leaves some
+/// empty), rendered by the same exporter, passes promtool too.
+#[test]
+fn promtool_accepts_every_family_with_samples() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use bigpipe::metrics::Exporter;
+    use bigpipe::metrics::classes::{DeadLetterReason, Outcome, Refusal};
+    use bigpipe::stats::{Stall, Stats, inc};
+
+    let stats = Arc::new(Stats::new(["calls"]));
+    inc(&stats.server.received);
+    stats.server.intake.accepted.inc("app");
+    for reason in Refusal::ALL {
+        stats.server.intake.refused(reason, "app");
+    }
+    stats.server.intake.refused(Refusal::Acl, "");
+    let p = stats.producer("calls");
+    inc(&p.delivery_success);
+    p.duration.observe(Duration::from_millis(3));
+    let c = stats.consumer("G", "calls");
+    c.set_partition(0, |v| {
+        v.committed = Some(5);
+        v.log_end_offset = Some(12);
+        v.stall = Some(Stall {
+            since: std::time::Instant::now(),
+            reason: "fetch failing".into(),
+        });
+    });
+    for outcome in Outcome::ALL {
+        c.delivery.attempt("http://t:1", outcome, Some(503));
+    }
+    c.delivery.attempt("http://t:1", Outcome::Timeout, None);
+    c.delivery.delivered(1_000, 61_000);
+    for reason in DeadLetterReason::ALL {
+        c.delivery.dead_lettered(reason);
+    }
+    c.delivery.circuit("http://t:1", 2);
+    c.assigned(3, 2, 1);
+    c.paused.store(true, Ordering::Relaxed);
+    c.tier("G-retry", "calls-retry")
+        .set_partition(0, |v| v.committed = Some(1));
+    let text = Exporter::new(stats).render().expect("render");
+    for family in [
+        "bigpipe_circuit_state{",
+        "bigpipe_retry_tier_waiting_records{",
+        "bigpipe_consumer_stalled{",
+    ] {
+        assert!(text.contains(family), "{family} has no sample:\n{text}");
+    }
+    let (ok, problems) = promtool(&["check", "metrics"], Some(&text));
+    assert!(
+        ok && problems.trim().is_empty(),
+        "promtool check metrics: {problems}\n{text}"
+    );
 }

@@ -19,6 +19,17 @@ if ! command -v openssl >/dev/null 2>&1; then
   fi
 fi
 
+# Debian's Prometheus (prometheus + promtool 2.42) for it/metrics.rs, which scrapes a live
+# bigpipe and checks the shipped rules; the test fails (never skips) without it.
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+  else
+    echo "it.sh: prometheus/promtool are missing (it/metrics.rs needs them): apt-get install prometheus" >&2
+    exit 1
+  fi
+fi
+
 started=0
 if ! scripts/kafka.sh status >/dev/null 2>&1; then
   scripts/kafka.sh up

@@ -389,4 +389,26 @@ mod tests {
             .unwrap();
         assert_eq!(fast, general);
     }
+
+    #[test]
+    fn refusals_get_their_metrics_reason_and_kafka_failures_none() {
+        use metrics::Refusal as R;
+        let cases = [
+            (CallError::Overload, Some(Refusal::AclShare), Some(R::AclShare)),
+            (CallError::Overload, Some(Refusal::QueueFull), Some(R::QueueFull)),
+            (CallError::ShuttingDown, None, Some(R::QueueFull)),
+            (CallError::RecordTooLarge, None, Some(R::TooLarge)),
+            (CallError::Destination, None, Some(R::Destination)),
+            (CallError::Forbidden, None, Some(R::Acl)),
+            (CallError::Throttled { retry_after: 1 }, None, Some(R::Throttled)),
+            (CallError::Quota { retry_after: 1 }, None, Some(R::Quota)),
+            (CallError::Timeout, None, Some(R::Invalid)),
+            (CallError::KafkaFailed, None, None),
+            (CallError::AckTimeout, None, None),
+            (CallError::KafkaTooLarge, None, None),
+        ];
+        for (error, overload, expected) in cases {
+            assert_eq!(refusal(&error, overload), expected, "{error:?}");
+        }
+    }
 }

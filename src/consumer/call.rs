@@ -286,6 +286,27 @@ pub async fn live(lane: &Lane, partition: i32, read: RecordAndOffset, stopping: 
     attempts(lane, call, stopping).await
 }
 
+/// When the call was accepted: its record's Kafka `CreateTime` (the producer stamps it at
+/// acceptance). A record read from a retry tier was stamped when it was parked, so there
+/// the call JSON's own `CreateTime` (set at acceptance, copied with the value) is the
+/// acceptance time, when the writer set one.
+fn accepted_ms(lane: &Lane, call: &Call) -> i64 {
+    acceptance(
+        lane.tier.is_some(),
+        call.message.create_time,
+        call.record.timestamp.timestamp_millis(),
+    )
+}
+
+/// [`accepted_ms`] on plain values: from a tier the JSON's time if set, else the record's.
+fn acceptance(from_tier: bool, json_ms: i64, record_ms: i64) -> i64 {
+    if from_tier && json_ms > 0 {
+        json_ms
+    } else {
+        record_ms
+    }
+}
+
 /// Stage 2 of a tier lane: waits until the call is due (at most the tier's delay after
 /// it was parked). A call still not due then is parked again without an attempt.
 /// `None`: go on to the attempt.
@@ -388,9 +409,7 @@ async fn attempts(lane: &Lane, call: Call, stopping: &CancellationToken) -> End 
         match next {
             Next::Delivered => {
                 inc(&entry.stats.rpc_success);
-                // Kafka's CreateTime is bigpipe's acceptance time (the producer sets it).
-                let created = call.record.timestamp.timestamp_millis();
-                entry.stats.delivery.delivered(created, now_ms());
+                entry.stats.delivery.delivered(accepted_ms(lane, &call), now_ms());
                 debug!(lane.log, "call delivered"; "call_id" => &call.id, "attempt" => made);
                 return End::Finished;
             }
@@ -783,6 +802,47 @@ mod tests {
             status,
             retry_after: retry_after.map(Duration::from_secs),
         }
+    }
+
+    #[test]
+    fn acceptance_time_survives_a_retry_tier() {
+        // Main topic: the record's CreateTime, even if the JSON says otherwise.
+        assert_eq!(acceptance(false, 1_000, 2_000), 2_000);
+        // Tier: the record was stamped when parked; the JSON keeps the acceptance time.
+        assert_eq!(acceptance(true, 1_000, 9_000), 1_000);
+        // A tier record whose writer set no CreateTime in the JSON.
+        assert_eq!(acceptance(true, 0, 9_000), 9_000);
+    }
+
+    #[test]
+    fn attempts_are_classed_by_the_entry_success_codes() {
+        let p = policy(1);
+        assert_eq!(
+            outcome_class(&response(204, None), &p),
+            (Outcome::Delivered, Some(204))
+        );
+        assert_eq!(
+            outcome_class(&response(301, None), &p),
+            (Outcome::HttpError, Some(301))
+        );
+        assert_eq!(
+            outcome_class(&response(503, None), &p),
+            (Outcome::HttpError, Some(503))
+        );
+        assert_eq!(
+            outcome_class(&AttemptOutcome::Timeout, &p),
+            (Outcome::Timeout, None)
+        );
+        let connect = AttemptOutcome::Connect("refused".into());
+        assert_eq!(outcome_class(&connect, &p), (Outcome::ConnectError, None));
+        let refused = AttemptOutcome::Refused("loopback".into());
+        assert_eq!(outcome_class(&refused, &p), (Outcome::Refused, None));
+        let invalid = AttemptOutcome::Invalid("bad url".into());
+        assert_eq!(outcome_class(&invalid, &p), (Outcome::Other, None));
+        assert_eq!(
+            reason_class(&GiveUpReason::Invalid("bad url".into())),
+            DeadLetterReason::NotRetryable
+        );
     }
 
     #[test]

@@ -1492,6 +1492,7 @@ mod tests {
         };
         assert_eq!(member_id, "m1");
         assert!(assignments.is_empty(), "followers send no assignments");
+        assert_eq!(h.m.joined_members(), 1, "a follower knows only itself");
         let done = h.input(Input::Synced {
             seq: *seq,
             result: Ok(codec::encode_assignment(&[("calls", [4, 1])])),
@@ -1652,6 +1653,7 @@ mod tests {
         ];
         let (seq, topics) = lead(&mut h, 3, "sticky", &members);
         assert_eq!(topics, ["calls", "elsewhere"]);
+        assert_eq!(h.m.joined_members(), 4, "the leader knows every member");
         let sync = h.input(Input::PartitionCounts {
             seq,
             result: Ok(counts(&[("calls", Some(4)), ("elsewhere", Some(2))])),
