@@ -101,6 +101,44 @@ fn traffic(bp_base: String, target: &Target, stop: CancellationToken) -> tokio::
     })
 }
 
+/// The page and its assets answer without the token, with their types and a self-only
+/// policy; the data the page fetches does not; other methods on the page are refused, not 5xx.
+async fn shell_needs_no_token_but_data_does(admin: &str) {
+    let http = reqwest::Client::new();
+    for (path, kind) in [
+        ("/dashboard", "text/html"),
+        ("/dashboard/app.js", "text/javascript"),
+        ("/dashboard/app.css", "text/css"),
+        ("/dashboard/icon.svg", "image/svg+xml"),
+    ] {
+        let r = http.get(format!("{admin}{path}")).send().await.expect("get");
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers();
+        let header = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        assert!(
+            header("content-type").starts_with(kind),
+            "{path}: {}",
+            header("content-type")
+        );
+        assert_eq!(header("cache-control"), "no-cache", "{path}");
+        let csp = header("content-security-policy");
+        assert!(
+            csp.starts_with("default-src 'none'") && csp.contains("connect-src 'self'"),
+            "{path}: {csp}"
+        );
+    }
+    for path in ["/metrics", "/stats", "/dashboard/nothing-here"] {
+        let r = http.get(format!("{admin}{path}")).send().await.expect("get");
+        assert_eq!(r.status(), 401, "{path} without the token");
+    }
+    let r = http
+        .post(format!("{admin}/dashboard"))
+        .send()
+        .await
+        .expect("post");
+    assert!(r.status().is_client_error(), "POST /dashboard: {}", r.status());
+}
+
 /// Runs the browser script with `job`; its output, and whether it passed.
 fn run_browser_check(job: &serde_json::Value) -> (bool, String) {
     let mut child = Command::new("python3")
@@ -145,6 +183,7 @@ async fn the_dashboard_shows_live_numbers_that_match_metrics_in_chromium() {
     poll("deliveries", || async { (target.count() > 20).then_some(()) }).await;
 
     let admin = bp.admin.clone();
+    shell_needs_no_token_but_data_does(&admin).await;
 
     let artifacts = repo().join("target/it-artifacts");
     std::fs::create_dir_all(&artifacts).expect("target/it-artifacts");
