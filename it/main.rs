@@ -17,6 +17,7 @@ mod chaos;
 mod cli;
 mod codecs;
 mod container;
+mod dashboard;
 mod delivery;
 mod dlq;
 mod front;

@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The Python verifier of it/signing.rs (standardwebhooks), installed once into
-# target/pydeps; before Kafka starts, so a missing python3 or pip fails fast.
+# The Python packages of it/signing.rs (standardwebhooks) and it/dashboard.rs (selenium),
+# installed once into target/pydeps; before Kafka starts, so a missing python3 or pip fails fast.
 scripts/pydeps.sh
 
 # openssl makes the certificates of the broker's secured listeners (it/security.rs)
@@ -26,6 +26,17 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
   else
     echo "it.sh: prometheus/promtool are missing (it/metrics.rs needs them): apt-get install prometheus" >&2
+    exit 1
+  fi
+fi
+
+# Debian's Chromium and its chromedriver for it/dashboard.rs, which drives the live page in a
+# headless browser (selenium, from scripts/pydeps.sh); the test fails (never skips) without them.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "it.sh: chromium/chromedriver are missing (it/dashboard.rs needs them): apt-get install chromium chromium-driver" >&2
     exit 1
   fi
 fi

@@ -242,8 +242,6 @@ pub struct ConsumerStats {
     /// The views of the entry's retry tier lanes (their partitions and depth), shown
     /// inside the entry's object so `consumerStats` keeps one item per entry.
     tiers: std::sync::Mutex<Vec<Arc<ConsumerStats>>>,
-    /// True while an operator has paused the entry (set by the control module).
-    pub paused: AtomicBool,
     /// The group generation of the last assignment (0 before the first).
     pub generation: AtomicI64,
     /// Members in the last join as this process knows them (the leader sees all).

@@ -1,11 +1,14 @@
 //! The admin listener's routes: `/stats`, `/metrics` ([`metrics`]), `/readyz` with its
-//! detail, `/healthz`, `/openapi.json`.
+//! detail, `/healthz`, `/openapi.json`, and the live page `/dashboard` (`dashboard`).
 //!
 //! Kept off the public listener because they tell a caller more than it needs: topic names,
 //! group ids, offsets, which target hosts answered (a port scanner, with `/stats`), broker
 //! addresses and errors. It binds `http.admin.host` (loopback by default); when
-//! `http.admin.token` is set, every request must carry `Authorization: Bearer <token>`.
+//! `http.admin.token` is set, every request must carry `Authorization: Bearer <token>`,
+//! except the dashboard's page and assets, which hold no data (the page's own data
+//! requests carry the token).
 
+mod dashboard;
 mod metrics;
 pub mod context;
 pub mod deadletters;
@@ -88,6 +91,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(deadletters::routes)
         .configure(groups::routes)
         .configure(steer::routes)
+        .configure(dashboard::routes)
         .default_service(web::to(admin_not_found));
 }
 
