@@ -236,7 +236,7 @@ pub struct ConsumerStats {
     pub unreadable_records: AtomicU64,
     /// The entry is paused for its whole group by an operator (the control topic's
     /// `pause/<group>/<topic>`): its fetch loops take no new records.
-    pub paused: std::sync::atomic::AtomicBool,
+    pub paused: AtomicBool,
     /// Per assigned partition: offsets, last fetch error, stall.
     pub partitions: std::sync::Mutex<BTreeMap<i32, PartitionView>>,
     /// The views of the entry's retry tier lanes (their partitions and depth), shown
