@@ -21,10 +21,12 @@ use crate::helpers::{
     simple_config, test_logger, unique,
 };
 
-/// A `Control` with its own Kafka client and reader, as one bigpipe process has.
-fn control_process(topic: &str, stop: &CancellationToken) -> Arc<Control> {
+/// A `Control` with its own Kafka client and reader, as one bigpipe process has (connected
+/// first, as the topic upkeep does in bigpipe).
+async fn control_process(topic: &str, stop: &CancellationToken) -> Arc<Control> {
     let connect = KafkaConnect::plaintext(vec![bootstrap()], "it-control", Duration::from_secs(10));
     let client = Arc::new(KafkaClient::new(connect));
+    client.get().await.expect("connect");
     let control = Control::new(topic.to_owned(), Arc::clone(&client), Duration::from_secs(10));
     let reader = ControlReader {
         control: Arc::clone(&control),
@@ -41,8 +43,8 @@ async fn a_put_in_one_process_is_read_in_another_and_by_a_late_starter() {
     let topic = unique("it-control");
     create_topic(&topic, &[("cleanup.policy", "compact".into())]).await;
     let stop = CancellationToken::new();
-    let a = control_process(&topic, &stop);
-    let b = control_process(&topic, &stop);
+    let a = control_process(&topic, &stop).await;
+    let b = control_process(&topic, &stop).await;
     poll("both readers caught up", || async {
         (a.caught_up() && b.caught_up()).then_some(())
     })
@@ -74,7 +76,7 @@ async fn a_put_in_one_process_is_read_in_another_and_by_a_late_starter() {
 
     // A process started later knows everything once caught up (the first catch-up is what
     // consumer entries wait for).
-    let late = control_process(&topic, &stop);
+    let late = control_process(&topic, &stop).await;
     poll("late reader caught up", || async {
         late.caught_up().then_some(())
     })

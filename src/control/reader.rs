@@ -28,6 +28,9 @@ const FETCH_WAIT_MS: i32 = 500;
 /// records exist), and waiting on them would keep entries from ever starting.
 const EMPTY_ANSWERS_BEFORE_SKIP: u32 = 3;
 
+/// How often the reader looks whether the shared client has connected yet.
+const CONNECT_POLL: Duration = Duration::from_millis(250);
+
 /// The reader backoff: 200 ms doubling to 5 s, jittered.
 fn backoff() -> Backoff {
     Backoff::new(BackoffConfig {
@@ -70,6 +73,14 @@ impl ControlReader {
         let mut position = Position::default();
         let mut retry = backoff();
         let mut last_error: Option<String> = None;
+        // The topic upkeep connects (and backs off on refused credentials, and says why in
+        // /readyz); the reader rides on that connection rather than adding its own attempts.
+        while !self.client.is_connected() {
+            tokio::select! {
+                () = tokio::time::sleep(CONNECT_POLL) => {}
+                () = stop.cancelled() => return,
+            }
+        }
         loop {
             let step = tokio::select! {
                 step = self.step(&key, &mut position) => step,
