@@ -10,6 +10,7 @@
 mod helpers;
 
 mod admin_control;
+mod admin_dlq;
 mod breaker;
 mod callers;
 mod chaos;

@@ -28,7 +28,7 @@ enum Command {
     CheckConfig,
     /// Call the admin API of a running bigpipe (URL and token from the config's
     /// `http.admin.*`, or --url and --token-file).
-    Admin(bigpipe::cli::AdminArgs),
+    Admin(Box<bigpipe::cli::AdminArgs>),
 }
 
 /// Exit status for a bad config (sysexits `EX_CONFIG`).
@@ -37,7 +37,7 @@ const EX_CONFIG: u8 = 78;
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(Command::Admin(admin)) = args.command {
-        return bigpipe::cli::run(&args.config, admin);
+        return bigpipe::cli::run(&args.config, *admin);
     }
     let settings = match config::load(&args.config) {
         Ok(s) => s,

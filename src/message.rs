@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 /// Record header that carries the call id (a UUIDv7 string).
 pub const CALL_ID_HEADER: &str = "bigpipe-call-id";
 
+/// Record header of a call replayed from a dead-letter topic: `<dlqTopic>/<partition>/<offset>`
+/// of its dead letter. Delivery passes it on as `X-Bigpipe-Replay-Of`.
+pub const REPLAY_OF_HEADER: &str = "bigpipe-replay-of";
+
 /// One asynchronous call as stored in Kafka.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallMessage {

@@ -337,3 +337,38 @@ async fn dead_letters(client: &AdminClient, cmd: DeadLetterCommand, json_out: bo
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(admin: &str) -> Result<(String, Option<String>), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let path = dir.path().join("bigpipe.toml");
+        let text = format!(
+            "[kafka]\nbootstrap.servers = \"127.0.0.1:9092\"\ntopics = [{{ name = \"t\", partitions = 1 }}]\n\n\
+             [http.admin]\n{admin}\n"
+        );
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        target_from_config(&path)
+    }
+
+    #[test]
+    fn the_admin_target_comes_from_the_config() {
+        assert_eq!(
+            target("port = 10099"),
+            Ok(("http://127.0.0.1:10099".into(), None))
+        );
+        let (url, token) =
+            target("host = \"0.0.0.0\"\nport = 1\ntoken = \"0123456789abcdef-token\"").unwrap();
+        assert_eq!(
+            url, "http://127.0.0.1:1",
+            "a wildcard bind is reached on loopback"
+        );
+        assert_eq!(token.as_deref(), Some("0123456789abcdef-token"));
+        assert_eq!(target("host = \"::\"\nport = 2").unwrap().0, "http://[::1]:2");
+        assert_eq!(target("host = \"::1\"\nport = 3").unwrap().0, "http://[::1]:3");
+        let bad = target("port = \"x\"").unwrap_err();
+        assert!(bad.contains("http.admin.port"), "{bad}");
+    }
+}

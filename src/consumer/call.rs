@@ -33,7 +33,7 @@ use crate::delivery::retry::{GiveUpReason, RetryPolicy, Verdict};
 use crate::delivery::signing::signature_headers;
 use crate::delivery::{AttemptOutcome, OutboundRequest};
 use crate::kafka::records::Fault;
-use crate::message::{CALL_ID_HEADER, CallMessage, DecodeError};
+use crate::message::{CALL_ID_HEADER, CallMessage, DecodeError, REPLAY_OF_HEADER};
 use crate::stats::inc;
 
 /// How a call's life ended.
@@ -85,6 +85,18 @@ pub fn call_id(record: &Record, topic: &str, partition: i32, offset: i64) -> Str
         .get(CALL_ID_HEADER)
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_else(|| format!("{topic}-{partition}-{offset}"))
+}
+
+/// The `X-Bigpipe-Replay-Of` header of a call replayed from a dead letter, so the target
+/// can tell a replay from a first delivery.
+fn replay_of(record: &Record) -> Option<(String, String)> {
+    let value = record.headers.get(REPLAY_OF_HEADER)?;
+    let value = std::str::from_utf8(value).ok()?;
+    awc::http::header::HeaderValue::from_str(value).ok()?;
+    Some((
+        crate::delivery::headers::REPLAY_OF_HEADER.to_owned(),
+        value.to_owned(),
+    ))
 }
 
 /// Stage 1: the record as a call.
@@ -317,6 +329,7 @@ async fn attempts(lane: &Lane, call: Call, stopping: &CancellationToken) -> End 
                     inc(&entry.stats.rpc_retries);
                 }
                 let mut headers = outbound_headers(&call.message.headers, &call.id, made, &entry.headers);
+                headers.extend(replay_of(&call.record));
                 // Signed per attempt: the timestamp is this attempt's, so a verifier's
                 // 5-minute window holds for retries as well.
                 let now = chrono::Utc::now().timestamp();
@@ -639,6 +652,27 @@ mod tests {
     use crate::delivery::retry::SuccessCodes;
 
     const TIERS: [Duration; 2] = [Duration::from_secs(5), Duration::from_secs(60)];
+
+    #[test]
+    fn a_replayed_call_tells_its_target_and_others_do_not() {
+        let mut record = Record {
+            key: None,
+            value: None,
+            headers: BTreeMap::new(),
+            timestamp: chrono::Utc::now(),
+        };
+        assert_eq!(replay_of(&record), None);
+        record
+            .headers
+            .insert(REPLAY_OF_HEADER.into(), b"calls.dlq/1/9".to_vec());
+        assert_eq!(
+            replay_of(&record),
+            Some(("X-Bigpipe-Replay-Of".to_owned(), "calls.dlq/1/9".to_owned()))
+        );
+        // Not a valid header value: left out rather than failing the attempt.
+        record.headers.insert(REPLAY_OF_HEADER.into(), b"a\nb".to_vec());
+        assert_eq!(replay_of(&record), None);
+    }
 
     fn policy(max_retries: u32) -> RetryPolicy {
         RetryPolicy {

@@ -21,6 +21,9 @@ use super::forward::HeaderPolicy;
 
 /// Header carrying the call id (the id `/rpc/call` answered with).
 pub const CALL_ID_HEADER: &str = "X-Bigpipe-Call-Id";
+/// Header telling the target a call was replayed from a dead letter (its
+/// `<dlqTopic>/<partition>/<offset>`); absent on calls never dead-lettered.
+pub const REPLAY_OF_HEADER: &str = "X-Bigpipe-Replay-Of";
 /// Header carrying the 1-based attempt number of this delivery.
 pub const ATTEMPT_HEADER: &str = "X-Bigpipe-Attempt";
 /// The body's content type, as the Go version sent it.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use slog::Logger;
 
+use super::reply::AdminError;
 use crate::control::Control;
 use crate::kafka::client::KafkaClient;
 use crate::kafka::metadata::PartitionTable;
@@ -48,6 +49,21 @@ pub enum EntryError {
     /// The group id has several entries and no topic was given.
     #[error("topic required: group {0} consumes several topics")]
     TopicRequired(String),
+}
+
+/// The group administration state of an admin request, after its token check.
+///
+/// # Errors
+/// [`AdminError::Unauthorized`]; a 409 when the listener serves no group administration.
+pub fn of<'a>(
+    req: &actix_web::HttpRequest,
+    state: &'a super::AdminState,
+) -> Result<&'a Arc<GroupAdmin>, AdminError> {
+    super::authorize(req, state).map_err(|_| AdminError::Unauthorized)?;
+    state
+        .groups
+        .as_ref()
+        .ok_or_else(|| AdminError::Conflict("group administration is not available".into()))
 }
 
 impl GroupAdmin {

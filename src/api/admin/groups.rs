@@ -28,18 +28,10 @@ struct TopicQuery {
     topic: Option<String>,
 }
 
-fn context<'a>(req: &HttpRequest, state: &'a AdminState) -> Result<&'a Arc<GroupAdmin>, HttpResponse> {
-    super::authorize(req, state).map_err(|e| actix_web::ResponseError::error_response(&e))?;
-    state
-        .groups
-        .as_ref()
-        .ok_or_else(|| AdminError::Conflict("group administration is not available".into()).response())
-}
-
 async fn list(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    let ctx = match context(&req, &state) {
+    let ctx = match crate::api::admin::context::of(&req, &state) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return e.response(),
     };
     if !req.query_string().is_empty() {
         return AdminError::BadRequest("query: this path takes no parameters".into()).response();
@@ -61,9 +53,9 @@ async fn list(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
 }
 
 async fn describe(req: HttpRequest, state: web::Data<AdminState>, path: web::Path<String>) -> HttpResponse {
-    let ctx = match context(&req, &state) {
+    let ctx = match crate::api::admin::context::of(&req, &state) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return e.response(),
     };
     describe_entry(&req, ctx, &path)
         .await

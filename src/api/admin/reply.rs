@@ -29,12 +29,20 @@ pub enum AdminError {
     /// The body is larger than [`BODY_LIMIT`]: 413.
     #[error("request body larger than {BODY_LIMIT} bytes")]
     TooLarge,
+    /// No or the wrong bearer token: the admin listener's usual 401.
+    #[error("unauthorized")]
+    Unauthorized,
 }
 
 impl AdminError {
     /// The envelope response.
     pub fn response(&self) -> HttpResponse {
         let status = match self {
+            Self::Unauthorized => {
+                return actix_web::ResponseError::error_response(
+                    &crate::api::envelope::CallError::Unauthorized,
+                );
+            }
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,

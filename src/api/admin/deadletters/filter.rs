@@ -207,7 +207,7 @@ mod tests {
             call_id: "id-1".into(),
             url: Some("http://t.example:8080/x".into()),
             host: Some("http://t.example:8080".into()),
-            reason: "Attempts exhausted: status 503".into(),
+            reason: "Attempts exhausted: STATUS 503".into(),
             status: Some(503),
             attempts: 3,
             first_attempt_ms: Some(1_000),

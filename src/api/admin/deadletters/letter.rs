@@ -16,7 +16,7 @@ const DLQ_PREFIX: &str = "bigpipe-dlq-";
 /// Header prefix of a call's retry progress (`consumer::tiers`): a replay starts afresh.
 const RETRY_PREFIX: &str = "bigpipe-retry-";
 /// Header a replayed call carries: `<dlqTopic>/<partition>/<offset>` of its dead letter.
-pub const REPLAY_HEADER: &str = "bigpipe-replay-of";
+pub use crate::message::REPLAY_OF_HEADER as REPLAY_HEADER;
 
 /// Most ids one replay request may name.
 pub const MAX_IDS: usize = 500;

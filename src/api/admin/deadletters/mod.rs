@@ -72,15 +72,6 @@ fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, AdminEr
         .map_err(|e| AdminError::BadRequest(format!("query: {e}")))
 }
 
-/// The admin context, after the token check.
-fn context<'a>(req: &HttpRequest, state: &'a AdminState) -> Result<&'a Arc<GroupAdmin>, HttpResponse> {
-    super::authorize(req, state).map_err(|e| actix_web::ResponseError::error_response(&e))?;
-    state
-        .groups
-        .as_ref()
-        .ok_or_else(|| AdminError::Conflict("group administration is not available".into()).response())
-}
-
 /// The entry of the path's group and its dead-letter topic.
 fn dlq_entry(ctx: &GroupAdmin, group: &str, topic: Option<&str>) -> Result<(EntryRef, String), AdminError> {
     let entry = ctx.entry(group, topic).map_err(|e| match e {
@@ -112,9 +103,9 @@ fn replay_marker(ctx: &GroupAdmin, dlq: &str, partition: i32, offset: i64) -> Op
 }
 
 async fn list(req: HttpRequest, state: web::Data<AdminState>, path: web::Path<String>) -> HttpResponse {
-    let ctx = match context(&req, &state) {
+    let ctx = match crate::api::admin::context::of(&req, &state) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return e.response(),
     };
     list_page(&req, ctx, &path).await.unwrap_or_else(|e| e.response())
 }
@@ -167,9 +158,9 @@ async fn show(
     state: web::Data<AdminState>,
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
-    let ctx = match context(&req, &state) {
+    let ctx = match crate::api::admin::context::of(&req, &state) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return e.response(),
     };
     let (group, id) = path.into_inner();
     show_one(&req, ctx, &group, &id)
@@ -233,9 +224,9 @@ async fn replay_handler(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let ctx = match context(&req, &state) {
+    let ctx = match crate::api::admin::context::of(&req, &state) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return e.response(),
     };
     let body = match json_body::<ReplayBody>(payload).await {
         Ok(b) => b,
