@@ -21,12 +21,10 @@ use crate::helpers::{
     simple_config, test_logger, unique,
 };
 
-/// A `Control` with its own Kafka client and reader, as one bigpipe process has (connected
-/// first, as the topic upkeep does in bigpipe).
+/// A `Control` with its own Kafka client and reader, as one bigpipe process has.
 async fn control_process(topic: &str, stop: &CancellationToken) -> Arc<Control> {
     let connect = KafkaConnect::plaintext(vec![bootstrap()], "it-control", Duration::from_secs(10));
     let client = Arc::new(KafkaClient::new(connect));
-    client.get().await.expect("connect");
     let control = Control::new(topic.to_owned(), Arc::clone(&client), Duration::from_secs(10));
     let reader = ControlReader {
         control: Arc::clone(&control),

@@ -63,8 +63,27 @@ struct Position {
 }
 
 impl ControlReader {
-    /// Runs until `stop` is cancelled.
+    /// Runs until `stop` is cancelled, connecting the client itself when needed (a reader on
+    /// its own client: tools, tests).
     pub async fn run(self, stop: CancellationToken) {
+        self.read(stop).await;
+    }
+
+    /// Like [`ControlReader::run`], but starts only once another task has connected the
+    /// shared client. In bigpipe the topic upkeep connects (and backs off on refused
+    /// credentials, and says why in /readyz); the reader rides on that connection rather than
+    /// adding its own attempts while Kafka refuses or cannot be reached.
+    pub async fn run_on_shared_connection(self, stop: CancellationToken) {
+        while !self.client.is_connected() {
+            tokio::select! {
+                () = tokio::time::sleep(CONNECT_POLL) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+        self.read(stop).await;
+    }
+
+    async fn read(self, stop: CancellationToken) {
         let key = PartitionKey::new(
             self.control.topic().to_owned(),
             0,
@@ -73,14 +92,6 @@ impl ControlReader {
         let mut position = Position::default();
         let mut retry = backoff();
         let mut last_error: Option<String> = None;
-        // The topic upkeep connects (and backs off on refused credentials, and says why in
-        // /readyz); the reader rides on that connection rather than adding its own attempts.
-        while !self.client.is_connected() {
-            tokio::select! {
-                () = tokio::time::sleep(CONNECT_POLL) => {}
-                () = stop.cancelled() => return,
-            }
-        }
         loop {
             let step = tokio::select! {
                 step = self.step(&key, &mut position) => step,
