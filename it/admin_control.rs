@@ -22,7 +22,7 @@ use crate::helpers::{
 };
 
 /// A `Control` with its own Kafka client and reader, as one bigpipe process has.
-fn control_process(topic: &str, stop: &CancellationToken) -> Arc<Control> {
+async fn control_process(topic: &str, stop: &CancellationToken) -> Arc<Control> {
     let connect = KafkaConnect::plaintext(vec![bootstrap()], "it-control", Duration::from_secs(10));
     let client = Arc::new(KafkaClient::new(connect));
     let control = Control::new(topic.to_owned(), Arc::clone(&client), Duration::from_secs(10));
@@ -41,8 +41,8 @@ async fn a_put_in_one_process_is_read_in_another_and_by_a_late_starter() {
     let topic = unique("it-control");
     create_topic(&topic, &[("cleanup.policy", "compact".into())]).await;
     let stop = CancellationToken::new();
-    let a = control_process(&topic, &stop);
-    let b = control_process(&topic, &stop);
+    let a = control_process(&topic, &stop).await;
+    let b = control_process(&topic, &stop).await;
     poll("both readers caught up", || async {
         (a.caught_up() && b.caught_up()).then_some(())
     })
@@ -74,7 +74,7 @@ async fn a_put_in_one_process_is_read_in_another_and_by_a_late_starter() {
 
     // A process started later knows everything once caught up (the first catch-up is what
     // consumer entries wait for).
-    let late = control_process(&topic, &stop);
+    let late = control_process(&topic, &stop).await;
     poll("late reader caught up", || async {
         late.caught_up().then_some(())
     })
@@ -388,4 +388,81 @@ async fn steering_refuses_bad_input_and_a_disabled_control_topic() {
     .await;
     assert_eq!(status, 409);
     off.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retransmit_written_while_no_member_runs_is_applied_once_despite_restarts() {
+    let _kafka = kafka().await;
+    let target = Target::start();
+    let (topic, group, control_topic) = (unique("rtx2"), unique("G"), unique("ctl"));
+    let partitions = 2;
+    let ingest = Bigpipe::start_ready(&settings(&simple_config(&topic, partitions, ""))).await;
+    let config = member_config(&topic, partitions, &group, &control_topic);
+    let mut a = Process::spawn(&config);
+    wait_covered(&[&a], partitions).await;
+    let early = send(&ingest, &target, "early", 10).await;
+    poll("early calls delivered", || async {
+        (target.count() >= early.len()).then_some(())
+    })
+    .await;
+    let t = chrono::Utc::now();
+    let late = send(&ingest, &target, "late", 10).await;
+    poll("late calls delivered", || async {
+        (target.count() >= early.len() + late.len()).then_some(())
+    })
+    .await;
+    a.signal("TERM");
+    assert_eq!(a.wait(), Some(0));
+
+    // The seek record as the admin API writes it, put while the group has no member.
+    let records = read_all(&client().await, &topic, partitions).await;
+    let offsets: serde_json::Map<String, Value> = records
+        .iter()
+        .map(|(p, rs)| {
+            let end = rs.last().map_or(0, |r| r.offset + 1);
+            let to = rs
+                .iter()
+                .find(|r| r.record.timestamp >= t)
+                .map_or(end, |r| r.offset);
+            (p.to_string(), json!(to))
+        })
+        .collect();
+    let stop = CancellationToken::new();
+    let control = control_process(&control_topic, &stop).await;
+    poll("control read", || async { control.caught_up().then_some(()) }).await;
+    let seek = json!({"id": uuid::Uuid::now_v7().to_string(), "fromMs": t.timestamp_millis(),
+        "offsets": offsets, "by": "it"});
+    control
+        .put(&bigpipe::control::keys::seek(&group, &topic), seek)
+        .await
+        .unwrap();
+    stop.cancel();
+
+    // Members starting later apply it when their partitions are assigned...
+    let a = Process::spawn(&config);
+    let mut b = Process::spawn(&config);
+    let want = early.len() + 2 * late.len();
+    poll("the late calls delivered again", || async {
+        (target.count() >= want).then_some(())
+    })
+    .await;
+    wait_covered(&[&a, &b], partitions).await;
+    // ...and partitions that move afterwards (a member restarts) are not moved back again:
+    // their committed metadata names the seek.
+    b.signal("TERM");
+    assert_eq!(b.wait(), Some(0));
+    wait_covered(&[&a], partitions).await;
+    let b = Process::spawn(&config);
+    wait_covered(&[&a, &b], partitions).await;
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(3) {
+        assert_eq!(target.count(), want, "the retransmit was applied twice");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = deliveries(&target);
+    assert!(early.iter().all(|id| got.get(id) == Some(&1)), "early calls once");
+    assert!(late.iter().all(|id| got.get(id) == Some(&2)), "late calls twice");
+    drop((a, b));
+    ingest.stop().await;
+    target.stop().await;
 }

@@ -167,10 +167,12 @@ fn kafka_keys(
 
 /// A process config: ingest on `topic` (ACL `caller`/`s3cret`, `partitions`), one consumer
 /// entry of `group` delivering it with one attempt (a 4xx is dead-lettered into
-/// `<topic>.dlq`, which bigpipe creates), logging into `logs`.
+/// `<topic>.dlq`, which bigpipe creates), logging into `logs`. The control topic carries the
+/// prefix the limited principals' ACLs allow.
 fn process_config(kafka: &str, topic: &str, partitions: i32, group: &str, logs: &Path) -> String {
     format!(
-        "[log]\nlevel = \"info\"\ndirectory = {logs:?}\n\
+        "admin.control.topic = \"{PREFIX}bigpipe.control\"\n\
+         [log]\nlevel = \"info\"\ndirectory = {logs:?}\n\
          [kafka]\n{kafka}topics = [{{ name = \"{topic}\", partitions = {partitions} }}]\n\
          [http.server]\nhost = \"127.0.0.1\"\nport = {{port}}\n\
          [[kafka.producer.acl]]\nname = \"caller\"\nsecret = \"s3cret\"\ntopic = \"{topic}\"\n\

@@ -351,7 +351,7 @@ fn start_control(
         client: Arc::clone(client),
         log: log.new(slog::o!("component" => "control")),
     };
-    tracker.spawn(reader.run(stop.clone()));
+    tracker.spawn(reader.run_on_shared_connection(stop.clone()));
     Some(control)
 }
 

@@ -16,8 +16,8 @@
 //! `max.connection.rate`, and `http.admin.*`), the Kafka connection
 //! (`kafka.bootstrap.servers`, `client.id`, `request.timeout.ms`,
 //! `metadata.refresh.ms`, `security.protocol`, `sasl.*`, `ssl.*`), batching (`kafka.producer.linger.ms`,
-//! `batch.bytes`), `delivery.*`, `log.directory`, `log.queue.size` and
-//! `shutdown.grace.ms`.
+//! `batch.bytes`), `delivery.*`, `log.directory`, `log.queue.size`,
+//! `shutdown.grace.ms` and `admin.control.topic`.
 
 use std::sync::Arc;
 
@@ -40,7 +40,7 @@ pub struct ReloadReport {
 /// The keys that changed between `boot` and `new` but cannot change at run time.
 pub(super) fn restart_needed(boot: &Settings, new: &Settings) -> Vec<&'static str> {
     let (h, n) = (&boot.http, &new.http);
-    let checks: [(&'static str, bool); 23] = [
+    let checks: [(&'static str, bool); 24] = [
         ("http.server.keepalive.timeout", h.keep_alive != n.keep_alive),
         (
             "http.server.max.connections",
@@ -96,6 +96,7 @@ pub(super) fn restart_needed(boot: &Settings, new: &Settings) -> Vec<&'static st
         ("log.queue.size", boot.log.queue_size != new.log.queue_size),
         ("shutdown.grace.ms", boot.shutdown != new.shutdown),
         ("kafka.topics[].partitions", partitions_changed(boot, new)),
+        ("admin.control.topic", boot.control != new.control),
     ];
     checks
         .into_iter()
@@ -134,7 +135,13 @@ impl Running {
                 self.table.set(&t.name, t.partitions);
             }
         }
-        self.topics.store(Arc::new(wanted_topics(&new)));
+        // The control topic in force is the one read since start (admin.control.topic needs
+        // a restart): keep that one present, not a new name nobody reads.
+        let in_force = Settings {
+            control: self.boot.control.clone(),
+            ..new.clone()
+        };
+        self.topics.store(Arc::new(wanted_topics(&in_force)));
         let p = producer_config(&new);
         self.producer
             .handle()
@@ -203,6 +210,13 @@ mod tests {
             restart_needed(&boot, &new),
             ["http.server.port", "kafka.producer.linger.ms"]
         );
+    }
+
+    #[test]
+    fn a_new_control_topic_needs_a_restart() {
+        let boot = settings("");
+        let new = settings("[admin.control]\ntopic = \"\"\n");
+        assert_eq!(restart_needed(&boot, &new), ["admin.control.topic"]);
     }
 
     #[test]

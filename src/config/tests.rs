@@ -335,6 +335,8 @@ fn the_control_topic_is_a_legal_own_topic_or_off() {
             .any(|p| p.contains("admin.control.topic") && p.contains("kafka.topics")),
         "{found:?}"
     );
+    let from_env = with_env("", Format::Toml, &[("BIGPIPE_ADMIN_CONTROL_TOPIC", "")]).unwrap();
+    assert_eq!(from_env.control.topic, None, "the environment turns it off too");
     let found = toml_problems("admin.control.topic = 5");
     assert!(
         found.iter().any(|p| p.contains("admin.control.topic")),

@@ -28,6 +28,9 @@ const FETCH_WAIT_MS: i32 = 500;
 /// records exist), and waiting on them would keep entries from ever starting.
 const EMPTY_ANSWERS_BEFORE_SKIP: u32 = 3;
 
+/// How often the reader looks whether the shared client has connected yet.
+const CONNECT_POLL: Duration = Duration::from_millis(250);
+
 /// The reader backoff: 200 ms doubling to 5 s, jittered.
 fn backoff() -> Backoff {
     Backoff::new(BackoffConfig {
@@ -60,8 +63,27 @@ struct Position {
 }
 
 impl ControlReader {
-    /// Runs until `stop` is cancelled.
+    /// Runs until `stop` is cancelled, connecting the client itself when needed (a reader on
+    /// its own client: tools, tests).
     pub async fn run(self, stop: CancellationToken) {
+        self.read(stop).await;
+    }
+
+    /// Like [`ControlReader::run`], but starts only once another task has connected the
+    /// shared client. In bigpipe the topic upkeep connects (and backs off on refused
+    /// credentials, and says why in /readyz); the reader rides on that connection rather than
+    /// adding its own attempts while Kafka refuses or cannot be reached.
+    pub async fn run_on_shared_connection(self, stop: CancellationToken) {
+        while !self.client.is_connected() {
+            tokio::select! {
+                () = tokio::time::sleep(CONNECT_POLL) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+        self.read(stop).await;
+    }
+
+    async fn read(self, stop: CancellationToken) {
         let key = PartitionKey::new(
             self.control.topic().to_owned(),
             0,

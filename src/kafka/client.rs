@@ -98,6 +98,13 @@ impl KafkaClient {
         }
     }
 
+    /// True once [`KafkaClient::get`] has connected (it stays connected: rskafka reconnects to
+    /// brokers itself). Lets background readers wait for the topic upkeep's connection instead
+    /// of each retrying their own while Kafka refuses or cannot be reached.
+    pub fn is_connected(&self) -> bool {
+        self.client.initialized()
+    }
+
     /// Returns the connected client, connecting first if needed.
     ///
     /// Before rskafka connects, the wire client opens one connection the same way (TCP, TLS,
