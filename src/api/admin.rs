@@ -8,11 +8,11 @@
 //! except the dashboard's page and assets, which hold no data (the page's own data
 //! requests carry the token).
 
-mod dashboard;
-mod metrics;
 pub mod context;
+mod dashboard;
 pub mod deadletters;
 pub mod groups;
+mod metrics;
 pub mod reply;
 pub mod steer;
 

@@ -145,7 +145,12 @@ async fn describe_entry(
             })
         })
         .collect();
-    let local = ctx.stats.consumer(&entry.group, &entry.topic).partition_views();
+    let entry_stats = ctx.stats.consumer(&entry.group, &entry.topic);
+    let local = entry_stats.partition_views();
+    // DescribeGroups does not tell the generation: this process's member knows the one of its
+    // last assignment (0, shown as null, before the first).
+    let generation =
+        Some(entry_stats.generation.load(std::sync::atomic::Ordering::Relaxed)).filter(|g| *g > 0);
     let rows: Vec<Value> = (0..partitions)
         .map(|p| {
             let committed = kafka.committed.get(&p).copied().flatten();
@@ -157,8 +162,8 @@ async fn describe_entry(
             let local = local.get(&p).map(|v| {
                 json!({
                     "position": v.position,
-                    // Not counted per partition (the entry's total is in /stats).
-                    "inFlight": null,
+                    // As of the last commit tick (progress.rs samples it).
+                    "inFlight": v.in_flight,
                     "stalled": v.stall.is_some(),
                     "stalledReason": v.stall.as_ref().map(|s| s.reason.clone()),
                 })
@@ -178,8 +183,7 @@ async fn describe_entry(
         "topic": entry.topic,
         "state": kafka.description.state,
         "protocol": kafka.description.protocol,
-        // DescribeGroups does not tell the generation.
-        "generation": null,
+        "generation": generation,
         "paused": ctx.paused(&entry),
         "members": members,
         "partitions": rows,

@@ -19,7 +19,6 @@ use super::AdminState;
 use super::audit::{audit, operator};
 use super::context::{EntryError, EntryRef, GroupAdmin};
 use super::reply::{AdminError, json_body, ok};
-use crate::api::envelope::CallError;
 use crate::consumer::seek::Seek;
 use crate::control::{Control, ControlError, keys};
 use crate::kafka::client::{self, bounded};
@@ -32,21 +31,9 @@ const MAX_FROM_MS: i64 = 253_402_300_799_999;
 
 /// Registers the routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/admin/v1/groups/{group}/pause")
-            .route(web::post().to(pause))
-            .default_service(web::to(not_allowed)),
-    )
-    .service(
-        web::resource("/admin/v1/groups/{group}/resume")
-            .route(web::post().to(resume))
-            .default_service(web::to(not_allowed)),
-    )
-    .service(
-        web::resource("/admin/v1/groups/{group}/retransmit")
-            .route(web::post().to(retransmit))
-            .default_service(web::to(not_allowed)),
-    );
+    cfg.service(web::resource("/admin/v1/groups/{group}/pause").route(web::post().to(pause)))
+        .service(web::resource("/admin/v1/groups/{group}/resume").route(web::post().to(resume)))
+        .service(web::resource("/admin/v1/groups/{group}/retransmit").route(web::post().to(retransmit)));
 }
 
 async fn pause(req: HttpRequest, state: web::Data<AdminState>, group: web::Path<String>) -> HttpResponse {
@@ -79,14 +66,6 @@ async fn retransmit(
     retransmit_entry(&req, &state, &group, payload)
         .await
         .unwrap_or_else(|e| e.response())
-}
-
-/// Any method but POST: 405 in the envelope (after the token check, as every admin path).
-async fn not_allowed(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    if let Err(refused) = super::authorize(&req, &state) {
-        return refused.error_response();
-    }
-    CallError::Method.error_response()
 }
 
 #[derive(Debug, Default, Deserialize)]
