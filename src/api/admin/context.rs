@@ -51,6 +51,33 @@ pub enum EntryError {
     TopicRequired(String),
 }
 
+impl From<EntryError> for AdminError {
+    fn from(e: EntryError) -> Self {
+        match e {
+            EntryError::Unknown(_) => AdminError::NotFound(e.to_string()),
+            EntryError::TopicRequired(_) => AdminError::BadRequest(e.to_string()),
+        }
+    }
+}
+
+/// `?topic=` alone (describe, pause, resume, retransmit, show, replay).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicQuery {
+    /// The entry's topic, needed when the group id has several entries.
+    pub topic: Option<String>,
+}
+
+/// The request's query string as `T`.
+///
+/// # Errors
+/// A 400 naming what is wrong with it.
+pub fn query<T: serde::de::DeserializeOwned>(req: &actix_web::HttpRequest) -> Result<T, AdminError> {
+    actix_web::web::Query::<T>::from_query(req.query_string())
+        .map(actix_web::web::Query::into_inner)
+        .map_err(|e| AdminError::BadRequest(format!("query: {e}")))
+}
+
 /// The group administration state of an admin request, after its token check.
 ///
 /// # Errors
@@ -81,6 +108,15 @@ impl GroupAdmin {
             (Some(_), Some(_)) => Err(EntryError::TopicRequired(group.to_owned())),
             (None, _) => Err(EntryError::Unknown(group.to_owned())),
         }
+    }
+
+    /// The entry of the path's `group` and the request's `?topic=`.
+    ///
+    /// # Errors
+    /// A 400 for a bad query or a missing topic, a 404 for an unknown group.
+    pub fn entry_of(&self, req: &actix_web::HttpRequest, group: &str) -> Result<EntryRef, AdminError> {
+        let q: TopicQuery = query(req)?;
+        Ok(self.entry(group, q.topic.as_deref())?)
     }
 
     /// True when the entry is paused group-wide (its control key says so).

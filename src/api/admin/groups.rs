@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AdminState;
-use super::context::{EntryError, EntryRef, GroupAdmin};
+use super::context::{EntryRef, GroupAdmin};
 use super::deadletters::reader::DlqReader;
 use super::reply::{AdminError, ok};
 use crate::group::codec::decode_assignment;
@@ -20,12 +19,6 @@ use crate::kafka::wire::{self, groups};
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/admin/v1/groups").route(web::get().to(list)))
         .service(web::resource("/admin/v1/groups/{group}").route(web::get().to(describe)));
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TopicQuery {
-    topic: Option<String>,
 }
 
 async fn list(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
@@ -103,13 +96,7 @@ async fn describe_entry(
     ctx: &GroupAdmin,
     group: &str,
 ) -> Result<HttpResponse, AdminError> {
-    let q: TopicQuery = web::Query::<TopicQuery>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .map_err(|e| AdminError::BadRequest(format!("query: {e}")))?;
-    let entry = ctx.entry(group, q.topic.as_deref()).map_err(|e| match e {
-        EntryError::Unknown(_) => AdminError::NotFound(e.to_string()),
-        EntryError::TopicRequired(_) => AdminError::BadRequest(e.to_string()),
-    })?;
+    let entry = ctx.entry_of(req, group)?;
     let partitions = ctx.table.count(&entry.topic).ok_or_else(|| {
         AdminError::Unavailable(format!("partition count of {} not known yet", entry.topic))
     })?;

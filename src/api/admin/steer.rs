@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::AdminState;
 use super::audit::{audit, operator};
-use super::context::{EntryError, EntryRef, GroupAdmin};
+use super::context::{EntryRef, GroupAdmin};
 use super::reply::{AdminError, json_body, ok};
 use crate::consumer::seek::Seek;
 use crate::control::{Control, ControlError, keys};
@@ -68,12 +68,6 @@ async fn retransmit(
         .unwrap_or_else(|e| e.response())
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TopicQuery {
-    topic: Option<String>,
-}
-
 /// The group context, the control topic and the entry of the path.
 fn target<'a>(
     req: &HttpRequest,
@@ -88,13 +82,7 @@ fn target<'a>(
         .control
         .as_ref()
         .ok_or_else(|| AdminError::Conflict("control topic disabled".into()))?;
-    let q: TopicQuery = web::Query::<TopicQuery>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .map_err(|e| AdminError::BadRequest(format!("query: {e}")))?;
-    let entry = ctx.entry(group, q.topic.as_deref()).map_err(|e| match e {
-        EntryError::Unknown(_) => AdminError::NotFound(e.to_string()),
-        EntryError::TopicRequired(_) => AdminError::BadRequest(e.to_string()),
-    })?;
+    let entry = ctx.entry_of(req, group)?;
     Ok((ctx, control, entry))
 }
 

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AdminState;
-use super::context::{EntryError, EntryRef, GroupAdmin};
+use super::context::{EntryRef, GroupAdmin, TopicQuery, query};
 use super::reply::{AdminError, json_body, ok};
 use cursor::Cursor;
 use filter::{Filter, RawFilter};
@@ -59,25 +59,9 @@ struct ListQuery {
     limit: Option<String>,
 }
 
-/// `?topic=` alone (show, replay).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TopicQuery {
-    topic: Option<String>,
-}
-
-fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, AdminError> {
-    web::Query::<T>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .map_err(|e| AdminError::BadRequest(format!("query: {e}")))
-}
-
 /// The entry of the path's group and its dead-letter topic.
 fn dlq_entry(ctx: &GroupAdmin, group: &str, topic: Option<&str>) -> Result<(EntryRef, String), AdminError> {
-    let entry = ctx.entry(group, topic).map_err(|e| match e {
-        EntryError::Unknown(_) => AdminError::NotFound(e.to_string()),
-        EntryError::TopicRequired(_) => AdminError::BadRequest(e.to_string()),
-    })?;
+    let entry = ctx.entry(group, topic)?;
     let dlq = entry
         .dead_letter_topic
         .clone()
