@@ -30,8 +30,8 @@ use kafka_protocol::messages::offset_fetch_request::{
 };
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
-    OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
+    ApiKey, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
+    OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::{Message, StrBytes};
 use rand::SeedableRng;
@@ -213,7 +213,9 @@ impl GroupMember {
                 // Requests still running on the old connection keep it alive through their Arc.
                 self.conn = None;
                 self.spawn(async move {
-                    let result = find_coordinator(&config).await.map(Arc::new);
+                    let result = wire::groups::connect_coordinator(&config.connect, &config.group_id)
+                        .await
+                        .map(Arc::new);
                     Completion::Found { seq, result }
                 });
             }
@@ -475,60 +477,6 @@ fn check(api: ApiKey, code: i16) -> wire::Result<()> {
     } else {
         Err(wire::Error::server(api, code, None))
     }
-}
-
-/// Bootstrap → FindCoordinator → a connection to the coordinator (the bootstrap connection
-/// itself when that broker is the coordinator).
-async fn find_coordinator(config: &GroupConfig) -> wire::Result<BrokerConnection> {
-    let bootstrap = wire::connect_any(&config.connect).await?;
-    let version = version_of::<FindCoordinatorRequest>(&bootstrap, ApiKey::FindCoordinator)?;
-    let key = StrBytes::from_string(config.group_id.clone());
-    // key_type 0 = group. v4+ (KIP-699) batches keys in `coordinator_keys`.
-    let request = if version >= 4 {
-        FindCoordinatorRequest::default()
-            .with_key_type(0)
-            .with_coordinator_keys(vec![key.clone()])
-    } else {
-        FindCoordinatorRequest::default()
-            .with_key(key.clone())
-            .with_key_type(0)
-    };
-    let response = bootstrap.request_with_version(request, version).await?;
-    let (code, message, host, port) = if version >= 4 {
-        let coordinator = response
-            .coordinators
-            .into_iter()
-            .find(|c| c.key == key)
-            .ok_or_else(|| wire::Error::MissingInResponse {
-                api: ApiKey::FindCoordinator,
-                name: config.group_id.clone(),
-            })?;
-        (
-            coordinator.error_code,
-            coordinator.error_message,
-            coordinator.host,
-            coordinator.port,
-        )
-    } else {
-        (
-            response.error_code,
-            response.error_message,
-            response.host,
-            response.port,
-        )
-    };
-    if code != 0 {
-        return Err(wire::Error::server(
-            ApiKey::FindCoordinator,
-            code,
-            message.map(|m| m.to_string()),
-        ));
-    }
-    let addr = format!("{host}:{port}");
-    if addr == bootstrap.addr() {
-        return Ok(bootstrap);
-    }
-    BrokerConnection::connect(&addr, &config.connect).await
 }
 
 /// JoinGroup. The broker parks it until every member rejoined or the rebalance timeout ran
