@@ -33,6 +33,7 @@
 //! - [`app`]: wiring, shutdown order and hot reload; [`shutdown`]: process signals.
 //! - [`cli`]: `bigpipe admin ...`, the admin API from the command line.
 
+pub mod alloc;
 pub mod api;
 pub mod app;
 pub mod backoff;

@@ -591,7 +591,7 @@ impl Stats {
             })
             .collect();
         let consumer_list: Vec<Value> = consumers.iter().map(|c| c.to_json()).collect();
-        json!({
+        let mut doc = json!({
             "clientStats": client,
             "consumerStats": consumer_list,
             "producerStats": producer,
@@ -615,7 +615,15 @@ impl Stats {
                 "throttledCall": load(&self.server.throttled),
                 "tooLargeCall": load(&self.server.too_large),
             },
-        })
+        });
+        // Only the bench-only `alloc-stats` build has this key (allocations per call in `make bench`).
+        if let (Some(c), Some(map)) = (crate::alloc::counts(), doc.as_object_mut()) {
+            map.insert(
+                "allocStats".to_owned(),
+                json!({"allocations": c.allocations, "reallocations": c.reallocations, "bytes": c.bytes}),
+            );
+        }
+        doc
     }
 }
 
