@@ -82,7 +82,6 @@ def main():
     sizes = sorted({int(os.path.basename(p)[3:-5]) for p in glob.glob(os.path.join(raw, "pp-*.json"))
                     if os.path.basename(p)[3:-5].isdigit()})
     rows = Rows()
-    cases = {}
 
     pp = {s: load(os.path.join(raw, f"pp-{s}.json")) for s in sizes}
     cp = {s: load(os.path.join(raw, f"cp-{s}.json")) for s in sizes}
@@ -91,156 +90,184 @@ def main():
     def tool_cpu_per_10k(t, records):
         return t["proc"]["cpu_s"] / records * 1e4 if records else None
 
-    # ---------------------------------------------------------------- ingest
-    for s in sizes:
-        mock = None
-        for mode in ("mock", "queue", "kafka", "bpmock"):
-            path = os.path.join(raw, f"ingest-{s}-{mode}.json")
-            if mode == "bpmock" and not os.path.exists(path):
-                continue
-            c = load(path)
-            w = c["wrk"]
-            secs = w["duration_us"] / 1e6
-            ok = w["requests"] - w["errors"]["status"]
-            stats0, stats1, stats2 = (c[k]["data"] for k in ("stats_before", "stats_after", "stats_drained"))
-            produced = (sum(p["deliverySuccess"] for p in stats2["producerStats"].values())
-                        - sum(p["deliverySuccess"] for p in stats0["producerStats"].values()))
-            d = {
-                "data_bytes": s, "mode": mode, "connections": c["connections"], "wrk_threads": c["wrk_threads"],
-                "seconds": secs, "requests": w["requests"], "ok": ok, "errors": w["errors"],
-                "rate": ok / secs if secs else None,
-                "p50_ms": ms(w["latency_us"]["p50"]), "p99_ms": ms(w["latency_us"]["p99"]),
-                "p999_ms": ms(w["latency_us"]["p999"]), "max_ms": ms(w["latency_us"]["max"]),
-                "overload": stats1["serverStats"]["overloadCall"] - stats0["serverStats"]["overloadCall"],
-                "produced": produced,
-                "into_kafka_rate": produced / (c["t2"] - c["t0"]) if mode in ("queue", "kafka") else None,
-                "drain_after_s": c["t2"] - c["t1"],
-                "cpu_s": cpu(c["proc_before"], c["proc_drained"]),
-                "cpu_pct_under_load": 100 * cpu(c["proc_before"], c["proc_after"]) / (c["t1"] - c["t0"]),
-                "hwm_mib": c["proc_drained"]["hwm_kb"] / MIB,
-                "rss_mib": c["proc_after"]["rss_kb"] / MIB,
-                "wrk_cpu_pct": 100 * c["wrkproc"]["cpu_s"] / c["wrkproc"]["wall_s"],
-            }
-            d["cpu_per_10k"] = d["cpu_s"] / ok * 1e4 if ok else None
-            cases[f"ingest-{s}-{mode}"] = d
-            if mode == "mock":
-                mock = d
-                continue
-            if mode == "bpmock":
-                rows.add("ingest", f"bigpipe's own /rpc/server/mock, {s} B POST: req/s", d["rate"], "/s",
-                         "bench_target /mock req/s", mock["rate"],
-                         "the mock does not read the body, so actix answers 'connection: close'")
-                continue
-            name = f"ingest {s} B, ack={mode}"
-            sec = "ingest"
-            ppr = pp[s]["run"]
-            rows.add(sec, f"{name}: accepted calls/s", d["rate"], "/s",
-                     f"ProducerPerformance rec/s ({pp[s]['record_bytes']} B records)", ppr["rate"])
-            rows.add(sec, f"{name}: accepted calls/s", d["rate"], "/s", "bench_target /mock req/s (actix-web, same wrk)", mock["rate"])
-            if d["into_kafka_rate"] is not None:
-                rows.add(sec, f"{name}: into Kafka calls/s (load + queue drain)", d["into_kafka_rate"], "/s",
-                         "ProducerPerformance rec/s", ppr["rate"])
-            for q, key in (("p50", "p50_ms"), ("p99", "p99_ms"), ("p99.9", "p999_ms")):
-                rows.add(sec, f"{name}: latency {q}", d[key], "ms", f"bench_target /mock {q}", mock[key])
-            if mode == "kafka":
-                rows.add(sec, f"{name}: latency p99", d["p99_ms"], "ms",
-                         "ProducerPerformance p99 (acks=all, unthrottled)", ppr["p99_ms"])
-            rows.add("cost", f"{name}: CPU s per 10k calls", d["cpu_per_10k"], "s",
-                     "bench_target /mock CPU s per 10k req", mock["cpu_per_10k"])
-            rows.add("cost", f"{name}: CPU s per 10k calls", d["cpu_per_10k"], "s",
-                     "ProducerPerformance CPU s per 10k rec (JVM, incl. start-up)",
-                     tool_cpu_per_10k(pp[s], ppr["records"]))
+    def build_cases(braw, rows):
+        """The cases of one build (raw/BUILD); rows are added to `rows` (a Rows or a throwaway)."""
+        cases = {}
+        # ---------------------------------------------------------------- ingest
+        for s in sizes:
+            mock = None
+            for mode in ("mock", "queue", "kafka", "bpmock"):
+                path = os.path.join(braw, f"ingest-{s}-{mode}.json")
+                if mode in ("mock", "bpmock", "kafka") and not os.path.exists(path):
+                    if mode == "mock":
+                        mock = first_mock.get(s)
+                    continue
+                c = load(path)
+                w = c["wrk"]
+                secs = w["duration_us"] / 1e6
+                ok = w["requests"] - w["errors"]["status"]
+                stats0, stats1, stats2 = (c[k]["data"] for k in ("stats_before", "stats_after", "stats_drained"))
+                produced = (sum(p["deliverySuccess"] for p in stats2["producerStats"].values())
+                            - sum(p["deliverySuccess"] for p in stats0["producerStats"].values()))
+                d = {
+                    "data_bytes": s, "mode": mode, "connections": c["connections"], "wrk_threads": c["wrk_threads"],
+                    "seconds": secs, "requests": w["requests"], "ok": ok, "errors": w["errors"],
+                    "rate": ok / secs if secs else None,
+                    "p50_ms": ms(w["latency_us"]["p50"]), "p99_ms": ms(w["latency_us"]["p99"]),
+                    "p999_ms": ms(w["latency_us"]["p999"]), "max_ms": ms(w["latency_us"]["max"]),
+                    "overload": stats1["serverStats"]["overloadCall"] - stats0["serverStats"]["overloadCall"],
+                    "produced": produced,
+                    "into_kafka_rate": produced / (c["t2"] - c["t0"]) if mode in ("queue", "kafka") else None,
+                    "drain_after_s": c["t2"] - c["t1"],
+                    "cpu_s": cpu(c["proc_before"], c["proc_drained"]),
+                    "cpu_pct_under_load": 100 * cpu(c["proc_before"], c["proc_after"]) / (c["t1"] - c["t0"]),
+                    "hwm_mib": c["proc_drained"]["hwm_kb"] / MIB,
+                    "rss_mib": c["proc_after"]["rss_kb"] / MIB,
+                    "wrk_cpu_pct": 100 * c["wrkproc"]["cpu_s"] / c["wrkproc"]["wall_s"],
+                }
+                d["cpu_per_10k"] = d["cpu_s"] / ok * 1e4 if ok else None
+                cases[f"ingest-{s}-{mode}"] = d
+                d["allocs"] = alloc_delta(stats0, stats2)
+                if mode == "mock":
+                    mock = d
+                    first_mock[s] = d
+                    continue
+                if mode == "bpmock":
+                    rows.add("ingest", f"bigpipe's own /rpc/server/mock, {s} B POST: req/s", d["rate"], "/s",
+                             "bench_target /mock req/s", mock["rate"],
+                             "the mock does not read the body, so actix answers 'connection: close'")
+                    continue
+                name = f"ingest {s} B, ack={mode}"
+                sec = "ingest"
+                ppr = pp[s]["run"]
+                rows.add(sec, f"{name}: accepted calls/s", d["rate"], "/s",
+                         f"ProducerPerformance rec/s ({pp[s]['record_bytes']} B records)", ppr["rate"])
+                rows.add(sec, f"{name}: accepted calls/s", d["rate"], "/s", "bench_target /mock req/s (actix-web, same wrk)", mock["rate"])
+                if d["into_kafka_rate"] is not None:
+                    rows.add(sec, f"{name}: into Kafka calls/s (load + queue drain)", d["into_kafka_rate"], "/s",
+                             "ProducerPerformance rec/s", ppr["rate"])
+                for q, key in (("p50", "p50_ms"), ("p99", "p99_ms"), ("p99.9", "p999_ms")):
+                    rows.add(sec, f"{name}: latency {q}", d[key], "ms", f"bench_target /mock {q}", mock[key])
+                if mode == "kafka":
+                    rows.add(sec, f"{name}: latency p99", d["p99_ms"], "ms",
+                             "ProducerPerformance p99 (acks=all, unthrottled)", ppr["p99_ms"])
+                rows.add("cost", f"{name}: CPU s per 10k calls", d["cpu_per_10k"], "s",
+                         "bench_target /mock CPU s per 10k req", mock["cpu_per_10k"])
+                rows.add("cost", f"{name}: CPU s per 10k calls", d["cpu_per_10k"], "s",
+                         "ProducerPerformance CPU s per 10k rec (JVM, incl. start-up)",
+                         tool_cpu_per_10k(pp[s], ppr["records"]))
 
-    # -------------------------------------------------------------- delivery
-    drain = load(os.path.join(raw, "drain.json"))
-    t = drain["target"]
-    span = (t["last_us"] - t["first_us"]) / 1e6 if t.get("first_us") else 0
-    drain_rate = (t["count"] - 1) / span if span > 0 else None
-    drain_cpu = cpu(drain["proc_before"], drain["proc_after"])
-    d = {
-        "records": drain["records"], "delivered": t["count"], "drained": bool(drain["drained"]),
-        "rate": drain_rate, "first_arrival_after_start_s": (t["first_us"] / 1e6 - drain["t_start"])
-        if t.get("first_us") else None,
-        "cpu_s": drain_cpu, "cpu_per_10k": drain_cpu / t["count"] * 1e4 if t["count"] else None,
-        "hwm_mib": drain["proc_after"]["hwm_kb"] / MIB, "concurrency": drain["concurrency"],
-        "record_bytes": drain["record_bytes"],
-    }
-    cases["drain"] = d
-    s100 = sizes[0]
-    rows.add("delivery", f"drain of {d['records']:,} calls: delivered calls/s (concurrency {d['concurrency']})",
-             d["rate"], "/s", f"ConsumerPerformance rec/s, fetch only ({cp[s100]['record_bytes']} B records)",
-             cp[s100]["run"]["fetch_rate"])
-    rows.add("cost", "delivery (drain): CPU s per 10k calls", d["cpu_per_10k"], "s",
-             "ConsumerPerformance CPU s per 10k rec (JVM, incl. start-up)",
-             tool_cpu_per_10k(cp[s100], cp[s100]["run"]["records"]))
+        # -------------------------------------------------------------- delivery
+        if not os.path.exists(os.path.join(braw, "drain.json")):
+            return cases
+        drain = load(os.path.join(braw, "drain.json"))
+        t = drain["target"]
+        span = (t["last_us"] - t["first_us"]) / 1e6 if t.get("first_us") else 0
+        drain_rate = (t["count"] - 1) / span if span > 0 else None
+        drain_cpu = cpu(drain["proc_before"], drain["proc_after"])
+        d = {
+            "records": drain["records"], "delivered": t["count"], "drained": bool(drain["drained"]),
+            "rate": drain_rate, "first_arrival_after_start_s": (t["first_us"] / 1e6 - drain["t_start"])
+            if t.get("first_us") else None,
+            "cpu_s": drain_cpu, "cpu_per_10k": drain_cpu / t["count"] * 1e4 if t["count"] else None,
+            "hwm_mib": drain["proc_after"]["hwm_kb"] / MIB, "concurrency": drain["concurrency"],
+            "record_bytes": drain["record_bytes"],
+        }
+        d["allocs"] = alloc_delta(None, drain["stats"]["data"])
+        cases["drain"] = d
+        s100 = sizes[0]
+        rows.add("delivery", f"drain of {d['records']:,} calls: delivered calls/s (concurrency {d['concurrency']})",
+                 d["rate"], "/s", f"ConsumerPerformance rec/s, fetch only ({cp[s100]['record_bytes']} B records)",
+                 cp[s100]["run"]["fetch_rate"])
+        rows.add("cost", "delivery (drain): CPU s per 10k calls", d["cpu_per_10k"], "s",
+                 "ConsumerPerformance CPU s per 10k rec (JVM, incl. start-up)",
+                 tool_cpu_per_10k(cp[s100], cp[s100]["run"]["records"]))
 
-    lat = load(os.path.join(raw, "latency.json"))
-    lt = lat["target"]["latency"]
-    snd = lat["sender"]
-    lat_cpu = cpu(lat["proc_before"], lat["proc_after"])
-    d = {
-        "rate": lat["rate"], "drain_rate": lat["drain_rate"], "sent": snd["sent"], "ok": snd["ok"],
-        "non2xx": snd["non2xx"], "errors": snd["errors"], "arrived": lat["target"]["count"],
-        "achieved_rate": snd["ok_rate"], "p50_ms": ms(lt["p50_us"]), "p99_ms": ms(lt["p99_us"]),
-        "p999_ms": ms(lt["p999_us"]), "max_ms": ms(lt["max_us"]),
-        "response_p50_ms": ms(snd["response_latency"]["p50_us"]),
-        "response_p99_ms": ms(snd["response_latency"]["p99_us"]),
-        "cpu_s": lat_cpu, "cpu_per_10k": lat_cpu / snd["ok"] * 1e4 if snd["ok"] else None,
-        "hwm_mib": lat["proc_after"]["hwm_kb"] / MIB, "rss_mib": lat["proc_after"]["rss_kb"] / MIB,
-        "cpu_pct": 100 * lat_cpu / (lat["t1"] - lat["t0"]),
-    }
-    cases["latency"] = d
-    e = e2e["run"]
-    rows.add("delivery", f"acceptance->arrival p50 at {d['rate']:,} calls/s", d["p50_ms"], "ms",
-             "Kafka EndToEndLatency p50 (produce->consume, one at a time; whole ms)", e["p50_ms"])
-    rows.add("delivery", f"acceptance->arrival p99 at {d['rate']:,} calls/s", d["p99_ms"], "ms",
-             "Kafka EndToEndLatency p99 (whole ms)", e["p99_ms"])
-    both = None
-    if pp[s100]["run"]["records"] and cp[s100]["run"]["records"]:
-        both = tool_cpu_per_10k(pp[s100], pp[s100]["run"]["records"]) + \
-            tool_cpu_per_10k(cp[s100], cp[s100]["run"]["records"])
-    rows.add("cost", f"accept + deliver at {d['rate']:,} calls/s: CPU s per 10k calls", d["cpu_per_10k"], "s",
-             "ProducerPerformance + ConsumerPerformance CPU s per 10k", both)
+        if not os.path.exists(os.path.join(braw, "latency.json")):
+            return cases
+        lat = load(os.path.join(braw, "latency.json"))
+        lt = lat["target"]["latency"]
+        snd = lat["sender"]
+        lat_cpu = cpu(lat["proc_before"], lat["proc_after"])
+        d = {
+            "rate": lat["rate"], "drain_rate": lat["drain_rate"], "sent": snd["sent"], "ok": snd["ok"],
+            "non2xx": snd["non2xx"], "errors": snd["errors"], "arrived": lat["target"]["count"],
+            "achieved_rate": snd["ok_rate"], "p50_ms": ms(lt["p50_us"]), "p99_ms": ms(lt["p99_us"]),
+            "p999_ms": ms(lt["p999_us"]), "max_ms": ms(lt["max_us"]),
+            "response_p50_ms": ms(snd["response_latency"]["p50_us"]),
+            "response_p99_ms": ms(snd["response_latency"]["p99_us"]),
+            "cpu_s": lat_cpu, "cpu_per_10k": lat_cpu / snd["ok"] * 1e4 if snd["ok"] else None,
+            "hwm_mib": lat["proc_after"]["hwm_kb"] / MIB, "rss_mib": lat["proc_after"]["rss_kb"] / MIB,
+            "cpu_pct": 100 * lat_cpu / (lat["t1"] - lat["t0"]),
+        }
+        cases["latency"] = d
+        e = e2e["run"]
+        rows.add("delivery", f"acceptance->arrival p50 at {d['rate']:,} calls/s", d["p50_ms"], "ms",
+                 "Kafka EndToEndLatency p50 (produce->consume, one at a time; whole ms)", e["p50_ms"])
+        rows.add("delivery", f"acceptance->arrival p99 at {d['rate']:,} calls/s", d["p99_ms"], "ms",
+                 "Kafka EndToEndLatency p99 (whole ms)", e["p99_ms"])
+        both = None
+        if pp[s100]["run"]["records"] and cp[s100]["run"]["records"]:
+            both = tool_cpu_per_10k(pp[s100], pp[s100]["run"]["records"]) + \
+                tool_cpu_per_10k(cp[s100], cp[s100]["run"]["records"])
+        rows.add("cost", f"accept + deliver at {d['rate']:,} calls/s: CPU s per 10k calls", d["cpu_per_10k"], "s",
+                 "ProducerPerformance + ConsumerPerformance CPU s per 10k", both)
 
-    # ------------------------------------------------------------ memory, idle
-    idle = load(os.path.join(raw, "idle.json"))
-    tstart = load(os.path.join(raw, "target-start.json"))
-    tidle = load(os.path.join(raw, "target-idle.json"))
-    tend = load(os.path.join(raw, "target-end.json"))
-    idle_pct = 100 * cpu(idle["before"], idle["after"]) / idle["seconds"]
-    target_idle_pct = 100 * cpu(tstart["proc"], tidle["proc"]) / max(1e-9, tidle["t"] - tstart["t"])
-    idle_rss = idle["after"]["rss_kb"] / MIB
-    target_rss = tidle["proc"]["rss_kb"] / MIB
-    cases["idle"] = {"cpu_pct": idle_pct, "rss_mib": idle_rss, "hwm_mib": idle["after"]["hwm_kb"] / MIB,
-                     "target_cpu_pct": target_idle_pct, "target_rss_mib": target_rss}
-    rows.add("cost", "idle: CPU % of one core (polled once a second)", idle_pct, "%",
-             "bench_target (trivial actix-web) idle CPU %", target_idle_pct)
-    rows.add("cost", "idle: RSS", idle_rss, "MiB", "bench_target RSS", target_rss)
-    ingest_final = load(os.path.join(raw, "ingest-final.json"))
-    target_hwm = tend["proc"]["hwm_kb"] / MIB
-    rows.add("cost", "peak RSS after all ingest cases (VmHWM)", ingest_final["proc"]["hwm_kb"] / MIB, "MiB",
-             "bench_target VmHWM after all its load", target_hwm)
-    rows.add("cost", f"peak RSS, drain + {cases['latency']['rate']:,} calls/s accept+deliver (VmHWM)",
-             cases["latency"]["hwm_mib"], "MiB", "bench_target VmHWM", target_hwm)
+        # ------------------------------------------------------------ memory, idle
+        idle = load(os.path.join(braw, "idle.json"))
+        tstart = load(os.path.join(raw, "target-start.json"))
+        tidle = load(os.path.join(braw, "target-idle.json"))
+        tend = load(os.path.join(raw, "target-end.json"))
+        idle_pct = 100 * cpu(idle["before"], idle["after"]) / idle["seconds"]
+        target_idle_pct = 100 * cpu(tstart["proc"], tidle["proc"]) / max(1e-9, tidle["t"] - tstart["t"])
+        idle_rss = idle["after"]["rss_kb"] / MIB
+        target_rss = tidle["proc"]["rss_kb"] / MIB
+        cases["idle"] = {"cpu_pct": idle_pct, "rss_mib": idle_rss, "hwm_mib": idle["after"]["hwm_kb"] / MIB,
+                         "target_cpu_pct": target_idle_pct, "target_rss_mib": target_rss}
+        rows.add("cost", "idle: CPU % of one core (polled once a second)", idle_pct, "%",
+                 "bench_target (trivial actix-web) idle CPU %", target_idle_pct)
+        rows.add("cost", "idle: RSS", idle_rss, "MiB", "bench_target RSS", target_rss)
+        ingest_final = load(os.path.join(braw, "ingest-final.json"))
+        target_hwm = tend["proc"]["hwm_kb"] / MIB
+        rows.add("cost", "peak RSS after all ingest cases (VmHWM)", ingest_final["proc"]["hwm_kb"] / MIB, "MiB",
+                 "bench_target VmHWM after all its load", target_hwm)
+        rows.add("cost", f"peak RSS, drain + {cases['latency']['rate']:,} calls/s accept+deliver (VmHWM)",
+                 cases["latency"]["hwm_mib"], "MiB", "bench_target VmHWM", target_hwm)
 
-    bl = load(os.path.join(raw, "backlog.json"))
-    cons = bl["stats"]["data"]["consumerStats"]
-    lag = sum((p.get("lag") or 0) for c in cons for p in c.get("partitions", {}).values())
-    hw = sum(p.get("highWatermark", 0) for c in cons for p in c.get("partitions", {}).values())
-    handled = sum(c.get("handleMessage", 0) for c in cons)
-    delivered = sum(c.get("rpcSuccess", 0) for c in cons)
-    bl_cpu = cpu(bl["proc_before"], bl["proc_after"])
-    d = {
-        "records": bl["records"], "rate_limit": bl["rate_limit"], "rss_mib": bl["proc_after"]["rss_kb"] / MIB,
-        "hwm_mib": bl["proc_after"]["hwm_kb"] / MIB, "lag": lag, "high_watermark_sum": hw,
-        "handled": handled, "delivered": delivered,
-        "cpu_pct": 100 * bl_cpu / (bl["t1"] - bl["t0"]),
-    }
-    cases["backlog"] = d
-    rows.add("cost", f"{d['records']:,} undelivered calls (rateLimit {d['rate_limit']}/s): peak RSS",
-             d["hwm_mib"], "MiB", "bigpipe idle RSS (no backlog)", idle_rss)
-    rows.add("cost", f"{d['records']:,} undelivered calls: CPU % of one core", d["cpu_pct"], "%",
-             "bigpipe idle CPU %", idle_pct)
+        cases["ingest_final_hwm_mib"] = ingest_final["proc"]["hwm_kb"] / MIB
+        if not os.path.exists(os.path.join(braw, "backlog.json")):
+            return cases
+        bl = load(os.path.join(braw, "backlog.json"))
+        cons = bl["stats"]["data"]["consumerStats"]
+        lag = sum((p.get("lag") or 0) for c in cons for p in c.get("partitions", {}).values())
+        hw = sum(p.get("highWatermark", 0) for c in cons for p in c.get("partitions", {}).values())
+        handled = sum(c.get("handleMessage", 0) for c in cons)
+        delivered = sum(c.get("rpcSuccess", 0) for c in cons)
+        bl_cpu = cpu(bl["proc_before"], bl["proc_after"])
+        d = {
+            "records": bl["records"], "rate_limit": bl["rate_limit"], "rss_mib": bl["proc_after"]["rss_kb"] / MIB,
+            "hwm_mib": bl["proc_after"]["hwm_kb"] / MIB, "lag": lag, "high_watermark_sum": hw,
+            "handled": handled, "delivered": delivered,
+            "cpu_pct": 100 * bl_cpu / (bl["t1"] - bl["t0"]),
+        }
+        cases["backlog"] = d
+        rows.add("cost", f"{d['records']:,} undelivered calls (rateLimit {d['rate_limit']}/s): peak RSS",
+                 d["hwm_mib"], "MiB", "bigpipe idle RSS (no backlog)", idle_rss)
+        rows.add("cost", f"{d['records']:,} undelivered calls: CPU % of one core", d["cpu_pct"], "%",
+                 "bigpipe idle CPU %", idle_pct)
+        return cases
+
+    builds = env.get("builds", "glibc").split()
+    run_builds = env.get("run_builds", " ".join(builds)).split()
+    first_mock = {}
+    per_build = {}
+    for b in run_builds:
+        braw = os.path.join(raw, b)
+        if os.path.isdir(braw):
+            per_build[b] = build_cases(braw, rows if b == builds[0] else Rows())
+    cases = per_build.get(builds[0], {})
+    side = side_by_side(per_build, builds, raw, env)
+    allocs = alloc_table(per_build.get("allocs", {}))
 
     anomalies = []
     try:
@@ -249,7 +276,7 @@ def main():
     except OSError:
         pass
     for name, c in cases.items():
-        if name.startswith("ingest") and (c["errors"]["connect"] or c["errors"]["read"] or c["errors"]["write"]
+        if name.startswith("ingest") and isinstance(c, dict) and (c["errors"]["connect"] or c["errors"]["read"] or c["errors"]["write"]
                                           or c["errors"]["timeout"]):
             anomalies.append(f"{name}: wrk socket errors {c['errors']}")
         if name.startswith("ingest") and c["errors"]["status"]:
@@ -257,7 +284,8 @@ def main():
     if cases["latency"]["non2xx"] or cases["latency"]["errors"]:
         anomalies.append(f"latency run: {cases['latency']['non2xx']} non-2xx, {cases['latency']['errors']} errors")
 
-    report = {"env": env, "rows": rows.rows, "cases": cases,
+    report = {"env": env, "rows": rows.rows, "cases": cases, "builds": per_build, "side_by_side": side,
+              "alloc_counts": allocs,
               "baselines": {"producer_perf": pp, "consumer_perf": cp, "end_to_end": e2e},
               "anomalies": anomalies}
     with open(os.path.join(out, "report.json"), "w") as f:
@@ -273,6 +301,105 @@ def main():
         print(f"report.py: no chart ({e})", file=sys.stderr)
         return 1
     return 0
+
+
+def alloc_delta(before, after):
+    """allocStats difference (the counting build only), or None."""
+    a = (after or {}).get("allocStats")
+    if not a:
+        return None
+    b = (before or {}).get("allocStats") or {"allocations": 0, "reallocations": 0, "bytes": 0}
+    return {k: a[k] - b[k] for k in ("allocations", "reallocations", "bytes")}
+
+
+def side_by_side(per_build, builds, raw, env):
+    """Key figures of every build in one table; ratio = build / first build."""
+    target = load(os.path.join(raw, "target-wrk.json"), {})
+    target_rate = None
+    if target.get("wrk"):
+        w = target["wrk"]
+        secs = w["duration_us"] / 1e6
+        target_rate = (w["requests"] - w["errors"]["status"]) / secs if secs else None
+    mib = 1024 * 1024
+    queue_mib = env.get("queue_bytes", 268435456) / mib
+    window_mib = env.get("prefetch_bytes", 4194304) / mib * env.get("partitions", 3)
+    metrics = []
+
+    def add(name, unit, get, bound=None):
+        vals = {}
+        for b in builds:
+            try:
+                vals[b] = get(per_build[b])
+            except (KeyError, TypeError, ZeroDivisionError):
+                vals[b] = None
+        metrics.append({"metric": name, "unit": unit, "values": vals, "bound": bound})
+
+    sizes = sorted({c["data_bytes"] for b in builds for k, c in per_build.get(b, {}).items()
+                    if k.startswith("ingest-") and isinstance(c, dict)})
+    for s in sizes:
+        for mode in ("queue", "kafka"):
+            k = f"ingest-{s}-{mode}"
+            add(f"ingest {s} B, ack={mode}: accepted calls/s", "/s", lambda c, k=k: c[k]["rate"])
+            add(f"ingest {s} B, ack={mode}: CPU s per 10k calls", "s", lambda c, k=k: c[k]["cpu_per_10k"])
+            add(f"ingest {s} B, ack={mode}: VmHWM after the case", "MiB", lambda c, k=k: c[k]["hwm_mib"],
+                queue_mib + 64)
+        add(f"ingest {s} B, ack=queue: accepted calls/s / trivial actix route", "x",
+            lambda c, s=s: c[f"ingest-{s}-queue"]["rate"] / per_build[builds[0]][f"ingest-{s}-mock"]["rate"])
+    add("drain: delivered calls/s", "/s", lambda c: c["drain"]["rate"])
+    if target_rate:
+        add("drain: delivered calls/s / wrk at the same target", "x", lambda c: c["drain"]["rate"] / target_rate)
+    add("drain: CPU s per 10k calls", "s", lambda c: c["drain"]["cpu_per_10k"])
+    add("drain: VmHWM", "MiB", lambda c: c["drain"]["hwm_mib"], queue_mib + 2 * window_mib + 64)
+    add("accept+deliver (latency run): acceptance->arrival p99", "ms", lambda c: c["latency"]["p99_ms"])
+    add("accept+deliver (latency run): CPU s per 10k calls", "s", lambda c: c["latency"]["cpu_per_10k"])
+    add("drain + latency run: VmHWM", "MiB", lambda c: c["latency"]["hwm_mib"], queue_mib + 2 * window_mib + 64)
+    add("idle: RSS", "MiB", lambda c: c["idle"]["rss_mib"])
+    add("backlog (slow consumer): VmHWM", "MiB", lambda c: c["backlog"]["hwm_mib"], queue_mib + window_mib + 64)
+    return {"builds": builds, "metrics": metrics, "target_wrk_rate": target_rate,
+            "bounds": {"queue_mib": queue_mib, "window_mib_per_entry": window_mib, "constant_mib": 64}}
+
+
+def side_markdown(side):
+    builds = side["builds"]
+    head = "| metric | " + " | ".join(builds) + " | " + " | ".join(f"{b} / {builds[0]}" for b in builds[1:]) \
+        + " | bound (config + 64 MiB) |"
+    lines = [f"Builds side by side (same run; wrk straight at the target: "
+             f"{fmt(side['target_wrk_rate'], '/s')}):", "", head,
+             "|---|" + "---:|" * (2 * len(builds) - 1) + "---:|"]
+    for m in side["metrics"]:
+        v = m["values"]
+        cells = [fmt(v.get(b), "" if m["unit"] == "x" else m["unit"]) for b in builds]
+        rats = [fmt_ratio(ratio(v.get(b), v.get(builds[0]))) for b in builds[1:]]
+        bound = fmt(m["bound"], "MiB") if m["bound"] else ""
+        lines.append(f"| {m['metric']} | " + " | ".join(cells + rats) + f" | {bound} |")
+    return lines
+
+
+def alloc_table(cases):
+    """Allocations per call from the counting build."""
+    out = []
+    for k, c in sorted(cases.items()):
+        if not isinstance(c, dict) or not c.get("allocs"):
+            continue
+        calls = c.get("ok") if k.startswith("ingest") else c.get("delivered")
+        if not calls:
+            continue
+        a = c["allocs"]
+        out.append({"case": k, "calls": calls, "allocations_per_call": a["allocations"] / calls,
+                    "reallocations_per_call": a["reallocations"] / calls, "bytes_per_call": a["bytes"] / calls})
+    return out
+
+
+def alloc_markdown(rows):
+    lines = ["Allocations per call (the counting build, `--features alloc-stats`: glibc malloc wrapped with "
+             "counters; ingest counts from the first request until the queue is empty in Kafka, the drain "
+             "from process start):", "",
+             "| case | calls | allocations / call | reallocations / call | bytes allocated / call |",
+             "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['case']} | {r['calls']:,} | {r['allocations_per_call']:.1f} | "
+                     f"{r['reallocations_per_call']:.1f} | {r['bytes_per_call']:,.0f} |")
+    return lines
 
 
 def markdown(report):
@@ -293,7 +420,7 @@ def markdown(report):
                      f"{fmt(r['baseline_value'], r['unit'])} | {fmt_ratio(r['ratio'])} |")
     lines.append("")
     ing = [f"{k}: wrk {v['wrk_cpu_pct']:.0f} %, server {v['cpu_pct_under_load']:.0f} %"
-           for k, v in c.items() if k.startswith("ingest")]
+           for k, v in c.items() if k.startswith("ingest") and isinstance(v, dict)]
     lines.append("CPU of the load generator (wrk) and of the server under test (bench_target for mock, bigpipe otherwise), % of one core: " + "; ".join(ing) + ".")
     lat = c["latency"]
     lines.append(f"Latency run: {lat['ok']:,} of {lat['sent']:,} calls accepted at {lat['achieved_rate']:,.0f}/s "
@@ -303,6 +430,12 @@ def markdown(report):
     bl = c["backlog"]
     lines.append(f"Backlog run: consumer lag {bl['lag']:,} of {bl['high_watermark_sum']:,} records, "
                  f"{bl['handled']:,} taken from Kafka, {bl['delivered']:,} delivered.")
+    if report.get("side_by_side"):
+        lines.append("")
+        lines += side_markdown(report["side_by_side"])
+    if report.get("alloc_counts"):
+        lines.append("")
+        lines += alloc_markdown(report["alloc_counts"])
     if report["anomalies"]:
         lines.append("")
         lines.append("Anomalies: " + "; ".join(str(a) for a in report["anomalies"]))

@@ -6,7 +6,8 @@
 #
 # Steps (each writes bench-out/raw/*.json; bench/report.py turns them into
 # bench-out/report.json, bench-out/table.md and bench-out/chart.png):
-#   0. cargo build --release (bigpipe + examples/bench_target), wrk / matplotlib if missing
+#   0. cargo build --release of each build in BENCH_BUILDS (glibc, static musl) and of the
+#      counting build, copied to bench-out/bin; examples/bench_target; wrk / matplotlib if missing
 #   1. a private Kafka on 127.0.0.1:$BENCH_KAFKA_PORT (default 9492; run dir bench-out/kafka),
 #      never the 9092 one the tests use; stopped again on exit, also on failure
 #   2. baselines: ProducerPerformance (acks=all, snappy, linger 5 ms, bigpipe's record
@@ -46,7 +47,9 @@
 #   BENCH_KAFKA_PORT [9492]  BENCH_BIGPIPE_PORT [19486]  BENCH_BIGPIPE_ADMIN_PORT [19488]  BENCH_TARGET_PORT [19487]
 #   BENCH_TARGET_WORKERS [nproc] actix workers of the target (bigpipe's default is one per core)
 #   BENCH_OUT [bench-out]        output directory (git-ignored)
-#   BENCH_SKIP_BUILD=1           use the binaries already in target/release
+#   BENCH_BUILDS ["glibc musl"]  bigpipe builds measured side by side (also: musl-system)
+#   BENCH_ALLOC_COUNTS [1]       also run the counting build (allocations per call)
+#   BENCH_SKIP_BUILD=1           use the binaries already in $BENCH_OUT/bin
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -82,7 +85,16 @@ OUT=$(cd "$OUT" && pwd)
 RAW=$OUT/raw
 LOGS=$OUT/logs
 
-BIN=$REPO/target/release/bigpipe
+MUSL_TARGET=x86_64-unknown-linux-musl
+# The builds measured side by side (issue 12): the glibc one and the static musl one users
+# deploy on bare hosts; `musl-system` (musl's own malloc) can be added for comparison.
+BUILDS=${BENCH_BUILDS:-glibc musl}
+FIRST_BUILD=${BUILDS%% *}
+# The counting build (alloc-stats: glibc + counters) runs the queue ingest cases and the drain
+# once more, for allocations per call; BENCH_ALLOC_COUNTS=0 leaves it out.
+RUN_BUILDS=$BUILDS
+[[ ${BENCH_ALLOC_COUNTS:-1} == 1 ]] && RUN_BUILDS="$BUILDS allocs"
+BIN=""
 TARGET_BIN=$REPO/target/release/examples/bench_target
 BP_URL=http://127.0.0.1:$BIGPIPE_PORT
 # /stats is on the admin listener (http.admin.port), not the public one.
@@ -192,6 +204,17 @@ proc_json() { "${TOOL[@]}" proc "$1"; }
 
 # ---------------------------------------------------------------- config --
 
+lat_topics() { # one latency topic per build, so no build's group sees another's calls
+  local b
+  for b in $RUN_BUILDS; do printf '\n[[kafka.topics]]\nname = "bench-lat-%s"\npartitions = %s\n' "$b" "$PARTITIONS"; done
+}
+lat_acls() {
+  local b
+  for b in $RUN_BUILDS; do
+    printf '\n[[kafka.producer.acl]]\nname = "bench-lat-%s"\nsecret = "bench-secret"\ntopic = "bench-lat-%s"\n' "$b" "$b"
+  done
+}
+
 # write_config NAME [CONSUMER_TOML]: bigpipe config for this bench (defaults otherwise)
 write_config() {
   local name=$1 consumers=${2:-}
@@ -209,9 +232,7 @@ client.id = "bigpipe-bench"
 name = "bench-ingest"
 partitions = $PARTITIONS
 
-[[kafka.topics]]
-name = "bench-lat"
-partitions = $PARTITIONS
+$(lat_topics)
 
 [[kafka.topics]]
 name = "bench-drain"
@@ -226,10 +247,7 @@ name = "bench"
 secret = "bench-secret"
 topic = "bench-ingest"
 
-[[kafka.producer.acl]]
-name = "bench-lat"
-secret = "bench-secret"
-topic = "bench-lat"
+$(lat_acls)
 $consumers
 [http.server]
 host = "127.0.0.1"
@@ -315,14 +333,44 @@ if ! python3 -c 'import matplotlib' 2>/dev/null; then
   python3 -m pip install -q matplotlib >"$LOGS/pip-matplotlib.log" 2>&1 ||
     die "could not install matplotlib (see $LOGS/pip-matplotlib.log)"
 fi
+# build_variant NAME: the release binary of one build, copied to $OUT/bin/bigpipe-NAME. Cargo
+# keeps each feature set's artifact apart, so switching between them does not rebuild.
+build_variant() {
+  local name=$1 args=(--release --bin bigpipe) out=target/release/bigpipe
+  case $name in
+    glibc) ;;
+    musl) args+=(--target "$MUSL_TARGET") out=target/$MUSL_TARGET/release/bigpipe ;;
+    musl-system) args+=(--target "$MUSL_TARGET" --features system-allocator) out=target/$MUSL_TARGET/release/bigpipe ;;
+    musl-dlmalloc) args+=(--target "$MUSL_TARGET" --features alloc-dlmalloc) out=target/$MUSL_TARGET/release/bigpipe ;;
+    allocs) args+=(--features alloc-stats) ;;
+    *) die "unknown build '$name' in BENCH_BUILDS (glibc, musl, musl-system, musl-dlmalloc)" ;;
+  esac
+  if [[ ${BENCH_SKIP_BUILD:-0} == 1 ]]; then
+    [[ -x $OUT/bin/bigpipe-$name ]] || die "BENCH_SKIP_BUILD=1 but $OUT/bin/bigpipe-$name is missing"
+    return 0
+  fi
+  if [[ $name == musl* ]]; then
+    rustup target add "$MUSL_TARGET" >"$LOGS/rustup-musl.log" 2>&1 || true
+  fi
+  log "cargo build ${args[*]}"
+  cargo build "${args[@]}" >>"$LOGS/build.log" 2>&1 || {
+    tail -n 30 "$LOGS/build.log" >&2
+    die "build $name failed (see $LOGS/build.log)"
+  }
+  cp "$out" "$OUT/bin/bigpipe-$name"
+}
+mkdir -p "$OUT/bin"
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-  log "cargo build --release (bigpipe, examples/bench_target)"
-  cargo build --release --bin bigpipe --example bench_target >"$LOGS/build.log" 2>&1 || {
+  log "cargo build --release --example bench_target"
+  cargo build --release --example bench_target >"$LOGS/build.log" 2>&1 || {
     tail -n 30 "$LOGS/build.log" >&2
     die "release build failed (see $LOGS/build.log)"
   }
 fi
-[[ -x $BIN && -x $TARGET_BIN ]] || die "missing $BIN or $TARGET_BIN"
+for build in $RUN_BUILDS; do
+  build_variant "$build"
+done
+[[ -x $TARGET_BIN ]] || die "missing $TARGET_BIN"
 # A broker left behind by an interrupted bench (same run dir) is stopped; a process
 # of anyone else on one of our ports is not touched: the bench refuses to start.
 scripts/kafka.sh down >"$LOGS/kafka-predown.log" 2>&1 || true
@@ -336,9 +384,10 @@ done
   "kernel=$(uname -r)" "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)" \
   "rustc=$(rustc --version 2>/dev/null || echo unknown)" "wrk=$(wrk -v 2>&1 | sed -n 1p | cut -d' ' -f1-2)" \
   "smoke:=$SMOKE" "seconds:=$DURATION" "connections:=$CONNECTIONS" "wrk_threads:=$WRK_THREADS" \
+  "queue_bytes:=268435456" "prefetch_bytes:=4194304" \
   "partitions:=$PARTITIONS" "drain_records:=$DRAIN_RECORDS" "backlog_records:=$BACKLOG_RECORDS" \
   "backlog_rate:=$BACKLOG_RATE" "delivery_concurrency:=$DELIVERY_CONCURRENCY" \
-  "target_workers:=$TARGET_WORKERS" "git=$(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet 2>/dev/null || echo +dirty)" \
+  "target_workers:=$TARGET_WORKERS" "builds=$BUILDS" "run_builds=$RUN_BUILDS" "git=$(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet 2>/dev/null || echo +dirty)" \
   "date=$(date -u +%FT%TZ)"
 
 # -------------------------------------------------------------- 1. Kafka --
@@ -411,127 +460,183 @@ measured_tool e2e 300 org.apache.kafka.tools.EndToEndLatency --bootstrap-server 
 "${TOOL[@]}" merge "$RAW/e2e.json" "run=$RAW/e2e.parsed.json" "proc=$RAW/e2e.proc.json" \
   "records:=$E2E_RECORDS" "data_bytes:=$first_size"
 
-# -------------------------------------------------------------- 3. ingest --
+# ------------------------------------------------- 3-5. per build: ingest, delivery, backlog --
 
-phase ingest-start
-start_bigpipe ingest "$(write_config ingest)"
-"${TOOL[@]}" merge "$RAW/target-idle.json" "t:=$(date +%s.%N)" "proc:=$(proc_json "$TG_PID")"
+# ingest_phase BUILD: idle, then wrk on /rpc/call for each size and mode (the /mock baseline and
+# bigpipe's own mock with the first build only; the counting build runs the queue mode only).
+ingest_phase() {
+  local build=$1 braw=$RAW/$1 size mode modes case_name url ack pid secs s0 s1 s2 p0 p1 p2 t0 t1 t2
+  mkdir -p "$braw"
+  phase "$build:ingest-start"
+  start_bigpipe "$build-ingest" "$(write_config ingest)"
+  "${TOOL[@]}" merge "$braw/target-idle.json" "t:=$(date +%s.%N)" "proc:=$(proc_json "$TG_PID")"
 
-phase idle
-p0=$(proc_json "$BP_PID")
-t0=$(date +%s.%N)
-sleep "$IDLE_SECONDS"
-"${TOOL[@]}" merge "$RAW/idle.json" "before:=$p0" "after:=$(proc_json "$BP_PID")" \
-  "seconds:=$(python3 -c "import time; print(time.time() - $t0)")"
+  phase "$build:idle"
+  p0=$(proc_json "$BP_PID")
+  t0=$(date +%s.%N)
+  sleep "$IDLE_SECONDS"
+  "${TOOL[@]}" merge "$braw/idle.json" "before:=$p0" "after:=$(proc_json "$BP_PID")" \
+    "seconds:=$(python3 -c "import time; print(time.time() - $t0)")"
 
-for size in $SIZES; do
-  modes="mock queue kafka"
-  # bigpipe's own /rpc/server/mock, once: it does not read the body, so actix closes
-  # every keep-alive connection after a POST (see the README's Benchmarks notes)
-  [[ $size == "${SIZES%% *}" ]] && modes="$modes bpmock"
-  for mode in $modes; do
-    case_name="ingest-$size-$mode"
-    phase "$case_name"
-    url=$BP_URL/rpc/call ack="" pid=$BP_PID secs=$DURATION
-    case $mode in
-      mock) url=$TG_URL/mock pid=$TG_PID ;;
-      bpmock) url=$BP_URL/rpc/server/mock secs=$(((DURATION + 2) / 3)) ;;
-      kafka) ack=kafka ;;
-    esac
-    s0=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")
-    p0=$(proc_json "$pid")
-    t0=$(date +%s.%N)
-    if ! BENCH_DATA_BYTES=$size BENCH_ACK=$ack BENCH_TARGET_URL="$TG_URL/x" \
-      in_bg $((secs + 30)) "${TOOL[@]}" measure "$RAW/$case_name.wrkproc.json" -- \
-      wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${secs}s" --timeout 10s \
-      -s "$REPO/bench/wrk_call.lua" "$url" >"$LOGS/$case_name.wrk.txt" 2>&1; then
-      cat "$LOGS/$case_name.wrk.txt" >&2
-      die "wrk failed for $case_name"
+  for size in $SIZES; do
+    modes="queue kafka"
+    [[ $build == allocs ]] && modes="queue"
+    if [[ $build == "$FIRST_BUILD" ]]; then
+      modes="mock $modes"
+      # bigpipe's own /rpc/server/mock, once: it does not read the body, so actix closes
+      # every keep-alive connection after a POST (see the README's Benchmarks notes)
+      [[ $size == "${SIZES%% *}" ]] && modes="$modes bpmock"
     fi
-    t1=$(date +%s.%N)
-    p1=$(proc_json "$pid")
-    s1=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")
-    # Let the queue drain into Kafka before the next case (and time it).
-    if ! "${TOOL[@]}" wait "$BP_ADMIN_URL/stats" queued le 0 180 >/dev/null; then
-      echo "\"$case_name: queue not empty 180 s after the load\"" >>"$RAW/anomalies.jsonl"
-    fi
-    t2=$(date +%s.%N)
-    p2=$(proc_json "$pid")
-    s2=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")
-    "${TOOL[@]}" wrkjson "$LOGS/$case_name.wrk.txt" >"$RAW/$case_name.wrk.json"
-    "${TOOL[@]}" merge "$RAW/$case_name.json" "wrk=$RAW/$case_name.wrk.json" \
-      "wrkproc=$RAW/$case_name.wrkproc.json" "proc_before:=$p0" "proc_after:=$p1" "proc_drained:=$p2" \
-      "stats_before:=$s0" "stats_after:=$s1" "stats_drained:=$s2" \
-      "t0:=$t0" "t1:=$t1" "t2:=$t2" "data_bytes:=$size" "mode=$mode" "url=$url" \
-      "connections:=$CONNECTIONS" "wrk_threads:=$WRK_THREADS"
+    for mode in $modes; do
+      case_name="ingest-$size-$mode"
+      phase "$build:$case_name"
+      url=$BP_URL/rpc/call ack="" pid=$BP_PID secs=$DURATION
+      case $mode in
+        mock) url=$TG_URL/mock pid=$TG_PID ;;
+        bpmock) url=$BP_URL/rpc/server/mock secs=$(((DURATION + 2) / 3)) ;;
+        kafka) ack=kafka ;;
+      esac
+      s0=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")
+      p0=$(proc_json "$pid")
+      t0=$(date +%s.%N)
+      if ! BENCH_DATA_BYTES=$size BENCH_ACK=$ack BENCH_TARGET_URL="$TG_URL/x" \
+        in_bg $((secs + 30)) "${TOOL[@]}" measure "$braw/$case_name.wrkproc.json" -- \
+        wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${secs}s" --timeout 10s \
+        -s "$REPO/bench/wrk_call.lua" "$url" >"$LOGS/$build-$case_name.wrk.txt" 2>&1; then
+        cat "$LOGS/$build-$case_name.wrk.txt" >&2
+        die "wrk failed for $build $case_name"
+      fi
+      t1=$(date +%s.%N)
+      p1=$(proc_json "$pid")
+      s1=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")
+      # Let the queue drain into Kafka before the next case (and time it).
+      if ! "${TOOL[@]}" wait "$BP_ADMIN_URL/stats" queued le 0 180 >/dev/null; then
+        echo "\"$build $case_name: queue not empty 180 s after the load\"" >>"$RAW/anomalies.jsonl"
+      fi
+      t2=$(date +%s.%N)
+      p2=$(proc_json "$pid")
+      s2=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")
+      "${TOOL[@]}" wrkjson "$LOGS/$build-$case_name.wrk.txt" >"$braw/$case_name.wrk.json"
+      "${TOOL[@]}" merge "$braw/$case_name.json" "wrk=$braw/$case_name.wrk.json" \
+        "wrkproc=$braw/$case_name.wrkproc.json" "proc_before:=$p0" "proc_after:=$p1" "proc_drained:=$p2" \
+        "stats_before:=$s0" "stats_after:=$s1" "stats_drained:=$s2" \
+        "t0:=$t0" "t1:=$t1" "t2:=$t2" "data_bytes:=$size" "mode=$mode" "url=$url" \
+        "connections:=$CONNECTIONS" "wrk_threads:=$WRK_THREADS" "build=$build"
+    done
   done
-done
-"${TOOL[@]}" merge "$RAW/ingest-final.json" "proc:=$(proc_json "$BP_PID")" "stats:=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")"
-stop_bigpipe ingest
+  "${TOOL[@]}" merge "$braw/ingest-final.json" "proc:=$(proc_json "$BP_PID")" "stats:=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")"
+  stop_bigpipe "$build-ingest"
+}
 
-# ------------------------------------------------------------ 4. delivery --
-
-phase preload-drain
-drain_bytes=$("${TOOL[@]}" payload "$RAW/payload-drain.txt" --lines 1000 --data-bytes 100 \
-  --url "$TG_URL/drain" --topic bench-drain)
-measured_tool preload-drain 600 producer-perf --bootstrap-server "$BOOTSTRAP" --topic bench-drain \
-  --num-records "$DRAIN_RECORDS" --throughput -1 --payload-file "$RAW/payload-drain.txt" \
-  --command-property "${PP_PROPS[@]}"
-
-phase drain
-curl -fsS -X POST "$TG_URL/metrics/reset" >/dev/null
-consumers="$(consumer_entry bench-drain bench-drain 1000000 "$DELIVERY_CONCURRENCY")$(consumer_entry bench-lat bench-lat 1000000 "$DELIVERY_CONCURRENCY")"
-t0=$(date +%s.%N)
-start_bigpipe delivery "$(write_config delivery "$consumers")"
-# from process start: a small backlog may be gone before /readyz answers
-p0='{"cpu_s": 0, "rss_kb": 0, "hwm_kb": 0}'
-drained=1
-"${TOOL[@]}" wait "$TG_URL/metrics" path:count ge "$DRAIN_RECORDS" "$DRAIN_TIMEOUT" >/dev/null || drained=0
-t1=$(date +%s.%N)
-p1=$(proc_json "$BP_PID")
-"${TOOL[@]}" merge "$RAW/drain.json" "target:=$("${TOOL[@]}" get "$TG_URL/metrics")" \
-  "stats:=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")" "proc_before:=$p0" "proc_after:=$p1" \
-  "t_start:=$t0" "t_end:=$t1" "records:=$DRAIN_RECORDS" "record_bytes:=$drain_bytes" \
-  "drained:=$drained" "concurrency:=$DELIVERY_CONCURRENCY"
-if [[ $drained != 1 ]]; then
-  echo "\"drain: $DRAIN_RECORDS calls not all delivered within $DRAIN_TIMEOUT s\"" >>"$RAW/anomalies.jsonl"
-fi
-drain_rate=$(python3 - "$RAW/drain.json" <<'EOF'
+# delivery_phase BUILD: the preloaded backlog drained by a group of this build's own (so every
+# build drains the same records from the start), then the latency run on this build's topic.
+delivery_phase() {
+  local build=$1 braw=$RAW/$1 consumers t0 t1 p0 p1 drained drain_rate rate ok
+  phase "$build:drain"
+  curl -fsS -X POST "$TG_URL/metrics/reset" >/dev/null
+  consumers="$(consumer_entry bench-drain "bench-drain-$build" 1000000 "$DELIVERY_CONCURRENCY")$(consumer_entry "bench-lat-$build" "bench-lat-$build" 1000000 "$DELIVERY_CONCURRENCY")"
+  t0=$(date +%s.%N)
+  start_bigpipe "$build-delivery" "$(write_config delivery "$consumers")"
+  # from process start: a small backlog may be gone before /readyz answers
+  p0='{"cpu_s": 0, "rss_kb": 0, "hwm_kb": 0}'
+  drained=1
+  "${TOOL[@]}" wait "$TG_URL/metrics" path:count ge "$DRAIN_RECORDS" "$DRAIN_TIMEOUT" >/dev/null || drained=0
+  t1=$(date +%s.%N)
+  p1=$(proc_json "$BP_PID")
+  "${TOOL[@]}" merge "$braw/drain.json" "target:=$("${TOOL[@]}" get "$TG_URL/metrics")" \
+    "stats:=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")" "proc_before:=$p0" "proc_after:=$p1" \
+    "t_start:=$t0" "t_end:=$t1" "records:=$DRAIN_RECORDS" "record_bytes:=$DRAIN_BYTES" \
+    "drained:=$drained" "concurrency:=$DELIVERY_CONCURRENCY" "build=$build"
+  if [[ $drained != 1 ]]; then
+    echo "\"$build drain: $DRAIN_RECORDS calls not all delivered within $DRAIN_TIMEOUT s\"" >>"$RAW/anomalies.jsonl"
+  fi
+  drain_rate=$(python3 - "$braw/drain.json" <<'PYEOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
 t = d["target"]
 span = (t["last_us"] - t["first_us"]) / 1e6 if t["first_us"] else 0
 print(int((t["count"] - 1) / span) if span > 0 and t["count"] > 1 else 0)
-EOF
+PYEOF
 )
-[[ $drain_rate -gt 0 ]] || die "no call was delivered to the target in the drain phase (see $LOGS/bigpipe-delivery.log)"
-log "drain rate: $drain_rate calls/s"
+  [[ $drain_rate -gt 0 ]] || die "$build: no call was delivered to the target in the drain phase (see $LOGS/bigpipe-$build-delivery.log)"
+  log "$build drain rate: $drain_rate calls/s"
+  if [[ $build == allocs ]]; then
+    stop_bigpipe "$build-delivery"
+    return 0
+  fi
 
-phase latency
-rate=${LAT_RATE:-$((drain_rate / 2))}
-((rate >= 10)) || rate=10
-# Give the consumer time to settle (group joined, fetch running), then measure.
-sleep 1
-curl -fsS -X POST "$TG_URL/metrics/reset" >/dev/null
-p0=$(proc_json "$BP_PID")
-t0=$(date +%s.%N)
-if ! in_bg $((DURATION + 60)) "$TARGET_BIN" send --url "$BP_URL/rpc/call" --target "$TG_URL/lat" \
-  --rate "$rate" --seconds "$DURATION" --connections "$LAT_CONNECTIONS" --data-bytes 100 \
-  --acl-name bench-lat --acl-secret bench-secret >"$RAW/latency-sender.json" 2>"$LOGS/sender.log"; then
-  die "the rate-limited sender failed (see $LOGS/sender.log)"
-fi
-ok=$(python3 -c "import json; print(json.load(open('$RAW/latency-sender.json'))['ok'])")
-"${TOOL[@]}" wait "$TG_URL/metrics" path:count ge "$ok" 60 >/dev/null ||
-  echo "\"latency: not every accepted call arrived within 60 s of the last send\"" >>"$RAW/anomalies.jsonl"
-t1=$(date +%s.%N)
-p1=$(proc_json "$BP_PID")
-"${TOOL[@]}" merge "$RAW/latency.json" "sender=$RAW/latency-sender.json" \
-  "target:=$("${TOOL[@]}" get "$TG_URL/metrics")" "stats:=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")" \
-  "proc_before:=$p0" "proc_after:=$p1" "t0:=$t0" "t1:=$t1" "rate:=$rate" "drain_rate:=$drain_rate" \
-  "connections:=$LAT_CONNECTIONS"
-stop_bigpipe delivery
+  phase "$build:latency"
+  rate=${LAT_RATE:-$((drain_rate / 2))}
+  ((rate >= 10)) || rate=10
+  # Give the consumer time to settle (group joined, fetch running), then measure.
+  sleep 1
+  curl -fsS -X POST "$TG_URL/metrics/reset" >/dev/null
+  p0=$(proc_json "$BP_PID")
+  t0=$(date +%s.%N)
+  if ! in_bg $((DURATION + 60)) "$TARGET_BIN" send --url "$BP_URL/rpc/call" --target "$TG_URL/lat" \
+    --rate "$rate" --seconds "$DURATION" --connections "$LAT_CONNECTIONS" --data-bytes 100 \
+    --acl-name "bench-lat-$build" --acl-secret bench-secret >"$braw/latency-sender.json" 2>"$LOGS/$build-sender.log"; then
+    die "the rate-limited sender failed (see $LOGS/$build-sender.log)"
+  fi
+  ok=$(python3 -c "import json; print(json.load(open('$braw/latency-sender.json'))['ok'])")
+  "${TOOL[@]}" wait "$TG_URL/metrics" path:count ge "$ok" 60 >/dev/null ||
+    echo "\"$build latency: not every accepted call arrived within 60 s of the last send\"" >>"$RAW/anomalies.jsonl"
+  t1=$(date +%s.%N)
+  p1=$(proc_json "$BP_PID")
+  "${TOOL[@]}" merge "$braw/latency.json" "sender=$braw/latency-sender.json" \
+    "target:=$("${TOOL[@]}" get "$TG_URL/metrics")" "stats:=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")" \
+    "proc_before:=$p0" "proc_after:=$p1" "t0:=$t0" "t1:=$t1" "rate:=$rate" "drain_rate:=$drain_rate" \
+    "connections:=$LAT_CONNECTIONS"
+  stop_bigpipe "$build-delivery"
+}
 
-# ------------------------------------------------------------- 5. backlog --
+# backlog_phase BUILD: the preloaded backlog with a slow consumer group of this build's own.
+backlog_phase() {
+  local build=$1 braw=$RAW/$1 p0 p1 t0 t1
+  phase "$build:backlog"
+  start_bigpipe "$build-backlog" "$(write_config backlog "$(consumer_entry bench-backlog "bench-backlog-$build" "$BACKLOG_RATE" 5)")"
+  p0=$(proc_json "$BP_PID")
+  t0=$(date +%s.%N)
+  sleep "$BACKLOG_SECONDS"
+  # a few seconds more once the group has partitions, so the prefetch windows are full
+  "${TOOL[@]}" wait "$BP_ADMIN_URL/stats" handled ge 1 30 >/dev/null ||
+    echo "\"$build backlog: the consumer entry took no record within 30 s\"" >>"$RAW/anomalies.jsonl"
+  sleep "$IDLE_SECONDS"
+  t1=$(date +%s.%N)
+  p1=$(proc_json "$BP_PID")
+  "${TOOL[@]}" merge "$braw/backlog.json" "stats:=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")" \
+    "proc_before:=$p0" "proc_after:=$p1" "t0:=$t0" "t1:=$t1" "records:=$BACKLOG_RECORDS" \
+    "rate_limit:=$BACKLOG_RATE"
+  stop_bigpipe "$build-backlog"
+}
+
+for build in $RUN_BUILDS; do
+  BIN=$OUT/bin/bigpipe-$build
+  ingest_phase "$build"
+done
+
+phase preload-drain
+DRAIN_BYTES=$("${TOOL[@]}" payload "$RAW/payload-drain.txt" --lines 1000 --data-bytes 100 \
+  --url "$TG_URL/drain" --topic bench-drain)
+measured_tool preload-drain 600 producer-perf --bootstrap-server "$BOOTSTRAP" --topic bench-drain \
+  --num-records "$DRAIN_RECORDS" --throughput -1 --payload-file "$RAW/payload-drain.txt" \
+  --command-property "${PP_PROPS[@]}"
+
+phase baseline-target
+# The delivery baseline: wrk straight at the target bigpipe delivers to, with as many
+# connections as the consumer entry's concurrency (wrk_call.lua's 100 B-data call bodies).
+BENCH_DATA_BYTES=100 BENCH_TARGET_URL="$TG_URL/x" in_bg $((DURATION + 30)) "${TOOL[@]}" measure \
+  "$RAW/target-wrk.wrkproc.json" -- wrk -t"$WRK_THREADS" -c"$DELIVERY_CONCURRENCY" -d"${DURATION}s" \
+  --timeout 10s -s "$REPO/bench/wrk_call.lua" "$TG_URL/wrk" >"$LOGS/target-wrk.wrk.txt" 2>&1 ||
+  die "wrk against the target failed (see $LOGS/target-wrk.wrk.txt)"
+"${TOOL[@]}" wrkjson "$LOGS/target-wrk.wrk.txt" >"$RAW/target-wrk.wrk.json"
+"${TOOL[@]}" merge "$RAW/target-wrk.json" "wrk=$RAW/target-wrk.wrk.json" \
+  "wrkproc=$RAW/target-wrk.wrkproc.json" "connections:=$DELIVERY_CONCURRENCY"
+
+for build in $RUN_BUILDS; do
+  BIN=$OUT/bin/bigpipe-$build
+  delivery_phase "$build"
+done
 
 phase preload-backlog
 "${TOOL[@]}" payload "$RAW/payload-backlog.txt" --lines 1000 --data-bytes 100 \
@@ -540,21 +645,10 @@ measured_tool preload-backlog 900 producer-perf --bootstrap-server "$BOOTSTRAP" 
   --num-records "$BACKLOG_RECORDS" --throughput -1 --payload-file "$RAW/payload-backlog.txt" \
   --command-property "${PP_PROPS[@]}"
 
-phase backlog
-start_bigpipe backlog "$(write_config backlog "$(consumer_entry bench-backlog bench-backlog "$BACKLOG_RATE" 5)")"
-p0=$(proc_json "$BP_PID")
-t0=$(date +%s.%N)
-sleep "$BACKLOG_SECONDS"
-# a few seconds more once the group has partitions, so the prefetch windows are full
-"${TOOL[@]}" wait "$BP_ADMIN_URL/stats" handled ge 1 30 >/dev/null ||
-  echo "\"backlog: the consumer entry took no record within 30 s\"" >>"$RAW/anomalies.jsonl"
-sleep "$IDLE_SECONDS"
-t1=$(date +%s.%N)
-p1=$(proc_json "$BP_PID")
-"${TOOL[@]}" merge "$RAW/backlog.json" "stats:=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")" \
-  "proc_before:=$p0" "proc_after:=$p1" "t0:=$t0" "t1:=$t1" "records:=$BACKLOG_RECORDS" \
-  "rate_limit:=$BACKLOG_RATE"
-stop_bigpipe backlog
+for build in $BUILDS; do
+  BIN=$OUT/bin/bigpipe-$build
+  backlog_phase "$build"
+done
 
 # -------------------------------------------------------------- 6. report --
 
