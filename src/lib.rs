@@ -53,5 +53,6 @@ pub mod policy;
 pub mod producer;
 #[cfg(test)]
 mod proptests;
+pub mod rawjson;
 pub mod shutdown;
 pub mod stats;
