@@ -54,5 +54,6 @@ pub mod policy;
 pub mod producer;
 #[cfg(test)]
 mod proptests;
+pub mod rawjson;
 pub mod shutdown;
 pub mod stats;

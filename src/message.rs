@@ -8,10 +8,13 @@
 //! Decoding applies the Go version's rules, without its bug that kept only the
 //! last value of a multi-valued header.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io;
 
 use serde::{Deserialize, Serialize};
+
+use crate::rawjson;
 
 /// Record header that carries the call id (a UUIDv7 string).
 pub const CALL_ID_HEADER: &str = "bigpipe-call-id";
@@ -70,34 +73,29 @@ impl CallMessage {
     /// `Data` and `Topic` strings, `Partition` and `CreateTime` numbers, and
     /// `Headers` present as an object of string arrays. Extra fields are ignored.
     pub fn decode(value: &[u8]) -> Result<Self, DecodeError> {
-        let v: serde_json::Value = serde_json::from_slice(value).map_err(|_| DecodeError::NotObject)?;
-        let obj = v.as_object().ok_or(DecodeError::NotObject)?;
+        const KEYS: [&str; 6] = ["Headers", "Url", "Data", "Topic", "Partition", "CreateTime"];
+        // Field by field, without a Value tree (crate::rawjson): this runs for every record
+        // a consumer takes.
+        let obj = rawjson::pick(value, &KEYS).map_err(|_| DecodeError::NotObject)?;
         let string = |key: &'static str| {
-            obj.get(key)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
+            obj.string(key)
+                .map(Cow::into_owned)
                 .ok_or(DecodeError::Field(key))
         };
         // Go decoded numbers as float64 and truncated them to int.
         let number = |key: &'static str| {
-            obj.get(key)
-                .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+            obj.raw(key)
+                .and_then(|raw| serde_json::from_str::<serde_json::Number>(raw.get()).ok())
+                .and_then(|n| n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)))
                 .ok_or(DecodeError::Field(key))
         };
-        let raw_headers = obj
-            .get("Headers")
-            .and_then(|v| v.as_object())
+        // An object of string arrays; a repeated name keeps its last array, as before.
+        let mut headers: BTreeMap<String, Vec<String>> = obj
+            .raw("Headers")
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
             .ok_or(DecodeError::Field("Headers"))?;
-        let mut headers = BTreeMap::new();
-        for (name, values) in raw_headers {
-            let values = values.as_array().ok_or(DecodeError::Field("Headers"))?;
-            let values: Option<Vec<String>> = values.iter().map(|v| v.as_str().map(str::to_owned)).collect();
-            let values = values.ok_or(DecodeError::Field("Headers"))?;
-            // Go left out headers with no values; keep that, it changes nothing on the wire.
-            if !values.is_empty() {
-                headers.insert(name.clone(), values);
-            }
-        }
+        // Go left out headers with no values; keep that, it changes nothing on the wire.
+        headers.retain(|_, values| !values.is_empty());
         Ok(Self {
             headers,
             url: string("Url")?,

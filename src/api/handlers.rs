@@ -17,7 +17,7 @@ use super::request;
 use super::{ApiConfig, ApiState};
 use crate::config::AckMode;
 use crate::delivery::forward::IngestHeaders;
-use crate::delivery::headers::forwardable_by;
+use crate::delivery::headers::{forwardable_by, never_forwarded};
 use crate::message::{CallMessage, canonical_header_key};
 use crate::metrics::classes as metrics;
 use crate::policy::{Destination, Host};
@@ -266,16 +266,38 @@ async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<web::By
 /// consumer entry of `topic` would forward: those never reach Kafka, the
 /// dead-letter topic or a log (see `crate::delivery::forward`).
 fn caller_headers(req: &HttpRequest, keep: &IngestHeaders, topic: &str) -> BTreeMap<String, Vec<String>> {
+    // Names a `Connection` header lists are hop-by-hop for this request (usually none: no
+    // allocation then).
+    let named_by_connection: Vec<String> = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|token| token.trim().to_ascii_lowercase())
+        .filter(|token| !token.is_empty())
+        .collect();
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in req.headers() {
-        if name == header::HOST || name == header::TRANSFER_ENCODING {
+        // actix keeps names in lower case. Most of what a caller sends (Host, Content-Length,
+        // Content-Type, Connection) is never forwarded: skipped before anything is copied.
+        let lower = name.as_str();
+        if never_forwarded(lower) || named_by_connection.iter().any(|n| n == lower) {
+            continue;
+        }
+        let key = canonical_header_key(lower);
+        if !keep.keeps(topic, &key) {
             continue;
         }
         headers
-            .entry(canonical_header_key(name.as_str()))
+            .entry(key)
             .or_default()
             .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
     }
+    if headers.is_empty() {
+        return headers;
+    }
+    // The same rules delivery applies (value validity among them), so what is stored is
+    // exactly what could travel.
     forwardable_by(&headers, |name| keep.keeps(topic, name))
 }
 

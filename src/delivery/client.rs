@@ -11,6 +11,7 @@ use awc::error::{ConnectError, SendRequestError};
 use awc::http::Uri;
 use awc::http::header::{CONTENT_LENGTH, HeaderName, HeaderValue, RETRY_AFTER};
 use awc::{Client, ClientResponse, Connector};
+use bytes::Bytes;
 use futures::StreamExt as _;
 use slog::{Logger, debug, warn};
 use tokio::sync::{mpsc, oneshot};
@@ -249,39 +250,44 @@ async fn attempt_task(
     log: Logger,
 ) {
     let started = Instant::now();
-    // Only for logs: the caller's URL may carry credentials.
-    let url = super::redact::redact_url(&req.url);
-    let outcome = tokio::select! {
-        outcome = attempt(&client, req, settings.max_response_body, &policy, &log) => outcome,
-        () = reply.closed() => {
-            debug!(log, "delivery attempt abandoned by its caller";
-                "url" => &url, "elapsed_ms" => started.elapsed().as_millis());
-            return;
-        }
-    };
-    debug!(log, "delivery attempt finished";
-        "url" => &url, "outcome" => %outcome, "elapsed_ms" => started.elapsed().as_millis());
-    if reply.send(outcome).is_err() {
-        debug!(log, "delivery outcome not collected"; "url" => &url);
-    }
-}
-
-/// POSTs the request and reads the response within `req.timeout`.
-async fn attempt(
-    client: &Client,
-    req: OutboundRequest,
-    max_body: usize,
-    policy: &AddressPolicy,
-    log: &Logger,
-) -> AttemptOutcome {
-    let started = Instant::now();
     let OutboundRequest {
         url,
         body,
         headers,
         timeout: limit,
     } = req;
-    let uri = match parse_url(&url) {
+    // Only for logs, and only worked out when a line is written (not per attempt): the
+    // caller's URL may carry credentials.
+    let shown = slog::FnValue(|_: &slog::Record<'_>| super::redact::redact_url(&url));
+    let outcome = tokio::select! {
+        outcome = attempt(&client, &url, body, headers, limit, settings.max_response_body, &policy, &log) => outcome,
+        () = reply.closed() => {
+            debug!(log, "delivery attempt abandoned by its caller";
+                "url" => &shown, "elapsed_ms" => started.elapsed().as_millis());
+            return;
+        }
+    };
+    debug!(log, "delivery attempt finished";
+        "url" => &shown, "outcome" => %outcome, "elapsed_ms" => started.elapsed().as_millis());
+    if reply.send(outcome).is_err() {
+        debug!(log, "delivery outcome not collected"; "url" => &shown);
+    }
+}
+
+/// POSTs the request and reads the response within `req.timeout`.
+#[allow(clippy::too_many_arguments)] // the parts of one OutboundRequest, and where it goes
+async fn attempt(
+    client: &Client,
+    url: &str,
+    body: Bytes,
+    headers: Vec<(String, String)>,
+    limit: Duration,
+    max_body: usize,
+    policy: &AddressPolicy,
+    log: &Logger,
+) -> AttemptOutcome {
+    let started = Instant::now();
+    let uri = match parse_url(url) {
         Ok(uri) => uri,
         Err(why) => return AttemptOutcome::Invalid(why),
     };
@@ -320,7 +326,7 @@ async fn attempt(
         Err(_elapsed) => Err("the body did not arrive within the attempt's timeout".to_owned()),
     };
     if let Err(why) = drained {
-        debug!(log, "response body not drained; connection dropped"; "url" => super::redact::redact_url(&url),
+        debug!(log, "response body not drained; connection dropped"; "url" => super::redact::redact_url(url),
             "status" => status, "why" => why);
     }
     AttemptOutcome::Response { status, retry_after }

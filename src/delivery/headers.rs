@@ -13,7 +13,7 @@
 //! identity and credential ones) and a few descriptive ones, never
 //! `Authorization` or `Cookie`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use awc::http::header::{HeaderName, HeaderValue};
 
@@ -61,6 +61,20 @@ const REPLACED: [&str; 5] = [
 /// a caller-made signature must never reach a target that checks them.
 const SIGNATURE_HEADERS: [&str; 3] = ["webhook-id", "webhook-timestamp", "webhook-signature"];
 
+/// Whether a header is never forwarded, whatever the policy: hop-by-hop, bigpipe's own to set,
+/// or a signature header. Any letter case; nothing is allocated, so ingest and delivery skip
+/// these before copying anything.
+pub fn never_forwarded(name: &str) -> bool {
+    let is = |list: &[&str]| list.iter().any(|h| h.eq_ignore_ascii_case(name));
+    is(&HOP_BY_HOP)
+        || is(&REPLACED)
+        || is(&SIGNATURE_HEADERS)
+        || name
+            .as_bytes()
+            .get(..10)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"x-bigpipe-"))
+}
+
 /// The stored headers that may travel under `policy`: without hop-by-hop
 /// headers (including any the `Connection` header names), without `Host`,
 /// `Content-Length`, `Expect`, `Accept-Encoding`, `Content-Type`,
@@ -86,7 +100,7 @@ pub fn forwardable_by(
     allows: impl Fn(&str) -> bool,
 ) -> BTreeMap<String, Vec<String>> {
     // Connection: close, x-secret  →  x-secret is hop-by-hop for this request.
-    let named_by_connection: HashSet<String> = stored
+    let named_by_connection: Vec<String> = stored
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("connection"))
         .flat_map(|(_, values)| values.iter())
@@ -97,14 +111,10 @@ pub fn forwardable_by(
 
     let mut out = BTreeMap::new();
     for (name, values) in stored {
-        let lower = name.to_ascii_lowercase();
-        if HOP_BY_HOP.contains(&lower.as_str())
-            || REPLACED.contains(&lower.as_str())
-            || SIGNATURE_HEADERS.contains(&lower.as_str())
-            || lower.starts_with("x-bigpipe-")
-            || named_by_connection.contains(&lower)
-            || HeaderName::from_bytes(name.as_bytes()).is_err()
+        if never_forwarded(name)
+            || named_by_connection.iter().any(|n| n.eq_ignore_ascii_case(name))
             || !allows(name)
+            || HeaderName::from_bytes(name.as_bytes()).is_err()
         {
             continue;
         }
@@ -163,6 +173,29 @@ mod tests {
             .iter()
             .map(|(k, vs)| ((*k).to_owned(), vs.iter().map(|v| (*v).to_owned()).collect()))
             .collect()
+    }
+
+    #[test]
+    fn never_forwarded_ignores_case_and_allocates_nothing_to_decide() {
+        for name in [
+            "Host",
+            "CONTENT-LENGTH",
+            "connection",
+            "X-Bigpipe-Anything",
+            "x-BIGPIPE-",
+            "Webhook-Signature",
+        ] {
+            assert!(never_forwarded(name), "{name}");
+        }
+        for name in [
+            "X-Request-Id",
+            "x-bigpipe",
+            "X-Bigpip-Call-Id",
+            "Content-Language",
+            "é",
+        ] {
+            assert!(!never_forwarded(name), "{name}");
+        }
     }
 
     fn names(h: &[(String, String)]) -> Vec<String> {

@@ -178,12 +178,15 @@ pub async fn run(
         current: Mutex::new(None),
     };
     // Calls are produced concurrently so that one batch can fill while the
-    // previous one is in flight; the ingest budget bounds how many there are.
+    // previous one is in flight. At most MAX_IN_FLIGHT at a time: each in-flight call is a
+    // future of its own (about a kilobyte, more than most records), and the rest wait in the
+    // channel as plain data, which is what the ingest budget counts (issue 12: a burst held
+    // every queued call as a future).
     let mut in_flight = FuturesUnordered::new();
     loop {
         tokio::select! {
             Some(()) = in_flight.next() => {}
-            next = rx.recv() => match next {
+            next = rx.recv(), if in_flight.len() < MAX_IN_FLIGHT => match next {
                 Some(p) => in_flight.push(produce(&slot, &stats, p)),
                 None => break,
             },
@@ -191,6 +194,11 @@ pub async fn run(
     }
     while in_flight.next().await.is_some() {}
 }
+
+/// Most calls of one partition handed to the batch producer at once: more than a full batch
+/// of the smallest records (`batch.bytes` 1 MiB / ~300 B), so batches still fill while one is
+/// in flight, and a bound on the futures a burst can create.
+pub const MAX_IN_FLIGHT: usize = 4096;
 
 /// How one produce attempt failed.
 enum Failure {
@@ -275,6 +283,18 @@ async fn produce(slot: &ProducerSlot, stats: &ProducerStats, mut p: Pending) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_queue_charge_per_call_covers_what_a_queued_call_holds() {
+        // Pending itself, a one-entry BTreeMap leaf of (String, Vec<u8>) (11 slots), the call
+        // id and header strings (36 B each, rounded up by the allocator).
+        let leaf = 11 * std::mem::size_of::<(String, Vec<u8>)>() + 16;
+        let held = std::mem::size_of::<Pending>() + leaf + 2 * 48;
+        assert!(
+            held <= super::super::QUEUED_CALL_OVERHEAD,
+            "{held} B per queued call"
+        );
+    }
 
     #[test]
     fn a_call_that_gave_up_keeps_its_last_error_typed_and_its_text_unchanged() {
