@@ -234,7 +234,7 @@ def main():
         rows.add("cost", f"peak RSS, drain + {cases['latency']['rate']:,} calls/s accept+deliver (VmHWM)",
                  cases["latency"]["hwm_mib"], "MiB", "bench_target VmHWM", target_hwm)
 
-        cases["ingest_final_hwm_mib"] = ingest_final["proc"]["hwm_kb"] / MIB
+        cases["hwm_after_ingest_mib"] = ingest_final["proc"]["hwm_kb"] / MIB
         if not os.path.exists(os.path.join(braw, "backlog.json")):
             return cases
         bl = load(os.path.join(braw, "backlog.json"))
