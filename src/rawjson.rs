@@ -87,8 +87,8 @@ impl<'de, const N: usize> Visitor<'de> for Seed<N> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut values = [None; N];
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match self.keys.iter().position(|k| *k == key) {
+        while let Some(wanted) = map.next_key_seed(Key { keys: self.keys })? {
+            match wanted {
                 Some(i) => values[i] = Some(map.next_value::<&'de RawValue>()?),
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -96,6 +96,32 @@ impl<'de, const N: usize> Visitor<'de> for Seed<N> {
             }
         }
         Ok(values)
+    }
+}
+
+/// A key, looked up in the wanted keys as it is read: borrowed from the input when it has no
+/// escapes (serde's `Cow<str>` would copy every key), unescaped only when it has.
+struct Key<const N: usize> {
+    keys: &'static [&'static str; N],
+}
+
+impl<'de, const N: usize> DeserializeSeed<'de> for Key<N> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<const N: usize> Visitor<'_> for Key<N> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self.keys.iter().position(|k| *k == key))
     }
 }
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::{StatusCode, Uri, header};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use futures::StreamExt;
 use serde_json::json;
@@ -129,7 +129,7 @@ async fn accept(
     seen.acl.clone_from(&call.acl_name);
     // After authorisation, so the policy answers only to callers who hold an ACL, and
     // before the quota, so a refused destination spends none of it.
-    if let Err(why) = destination_allowed(&config, &call.acl_name, &call.url) {
+    if let Err(why) = destination_allowed(&config, &call.acl_name, &call.uri) {
         debug!(state.log, "call refused: destination not allowed"; "acl" => &call.acl_name, "why" => why);
         return Err(CallError::Destination);
     }
@@ -203,9 +203,9 @@ async fn accept(
 /// The ingest destination check: the ACL's `targets`, then, for an IP-literal host, the
 /// global address policy (names are judged at connect time, on what they resolve to).
 /// `Err` says why, for the log.
-fn destination_allowed(config: &ApiConfig, acl: &str, url: &str) -> Result<(), String> {
+fn destination_allowed(config: &ApiConfig, acl: &str, uri: &Uri) -> Result<(), String> {
     // `request::parse` accepted the URL as absolute http(s) with a host.
-    let dest = Destination::parse(url).ok_or_else(|| "not an http(s) URL".to_owned())?;
+    let dest = Destination::from_uri(uri).ok_or_else(|| "not an http(s) URL".to_owned())?;
     if let Some(targets) = config.acl.targets(acl)
         && !targets.allows(&dest)
     {

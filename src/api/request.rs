@@ -11,6 +11,8 @@ use crate::rawjson;
 pub struct CallRequest {
     /// Target URL.
     pub url: String,
+    /// `url`, parsed (once: the destination check reads it too).
+    pub uri: Uri,
     /// Body to POST to the target.
     pub data: String,
     /// Partition key; empty spreads calls over partitions.
@@ -39,9 +41,7 @@ pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
     let url = fields.string("url").ok_or(CallError::Url)?;
     // The Go version accepted any string and the call failed later in the
     // consumer; refusing it here tells the caller while they can still fix it.
-    if !is_http_url(&url) {
-        return Err(CallError::Url);
-    }
+    let uri = parse_http_url(&url).ok_or(CallError::Url)?;
     let data = fields.string("data").ok_or(CallError::Data)?;
     let partition_key = fields.string("partition_key").ok_or(CallError::PartitionKey)?;
     let acl = fields
@@ -61,6 +61,7 @@ pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
     };
     Ok(CallRequest {
         url: url.into_owned(),
+        uri,
         data: data.into_owned(),
         partition_key: partition_key.into_owned(),
         acl_name: acl_name.into_owned(),
@@ -69,12 +70,11 @@ pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
     })
 }
 
-/// An absolute `http` or `https` URL with a host.
-fn is_http_url(url: &str) -> bool {
-    let Ok(uri) = url.parse::<Uri>() else {
-        return false;
-    };
-    matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some_and(|h| !h.is_empty())
+/// `url` parsed, when it is an absolute `http` or `https` URL with a host.
+fn parse_http_url(url: &str) -> Option<Uri> {
+    let uri = url.parse::<Uri>().ok()?;
+    (matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some_and(|h| !h.is_empty()))
+        .then_some(uri)
 }
 
 #[cfg(test)]

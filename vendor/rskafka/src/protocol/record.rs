@@ -173,7 +173,18 @@ where
         // ============================================================================================
         // ======================================== inner data ========================================
         // write data to buffer because we need to prepend the length
-        let mut data = vec![];
+        // (bigpipe patch: sized up front; growing from empty reallocated ~9 times per record)
+        let varint = 5; // the longest zigzag varint of an i32
+        let capacity = 1 + 10 + varint
+            + varint + self.key.as_ref().map_or(0, Vec::len)
+            + varint + self.value.as_ref().map_or(0, Vec::len)
+            + varint
+            + self
+                .headers
+                .iter()
+                .map(|h| 2 * varint + h.key.len() + h.value.len())
+                .sum::<usize>();
+        let mut data = Vec::with_capacity(capacity);
 
         // attributes
         Int8(0).write(&mut data)?;
