@@ -175,6 +175,7 @@ drained=1
 "${TOOL[@]}" wait "$TG_URL/metrics" path:count ge "$RECORDS" "$TIMEOUT" >/dev/null || drained=0
 proc=$("${TOOL[@]}" proc "$MEASURED")
 metrics=$("${TOOL[@]}" get "$TG_URL/metrics")
+# The work tree's commit: the binary's only when DRAIN_BIN is the default build of it.
 rev="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo +dirty)"
 python3 - "$proc" "$metrics" "$RECORDS" "$drained" "$rev" "$BIN" >"$OUT/result.json" <<'EOF'
 import json, sys
@@ -182,7 +183,7 @@ proc, m, records, drained = json.loads(sys.argv[1]), json.loads(sys.argv[2]), in
 rev, binary = sys.argv[5], sys.argv[6]
 span = (m["last_us"] - (m["first_us"] or m["last_us"])) / 1e6
 print(json.dumps({
-    "rev": rev, "bin": binary, "drained": drained, "delivered": m["count"], "records": records,
+    "worktree": rev, "bin": binary, "drained": drained, "delivered": m["count"], "records": records,
     "vmhwm_mib": round(proc["hwm_kb"] / 1024, 1), "vmrss_mib": round(proc["rss_kb"] / 1024, 1),
     "calls_per_s": round(m["count"] / span) if span > 0 else None,
     "cpu_s": round(proc["cpu_s"], 2), "cpu_s_per_10k": round(proc["cpu_s"] / max(m["count"], 1) * 1e4, 3),
