@@ -14,16 +14,19 @@
 //! [`End::Abandoned`] when its partition stopped before it could finish: then
 //! the next owner reads it again.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rskafka::record::{Record, RecordAndOffset};
 use slog::{debug, error, info, warn};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use super::dlq::DeadLetter;
 use super::fetch::Unreadable;
+use super::hosts::HostSlot;
 use super::tiers::{self, IN_WINDOW_RETRY_MAX, Progress, Wait};
 use super::{EntryContext, Lane};
 use crate::delivery::breaker::{State, Transition, host_key};
@@ -35,7 +38,7 @@ use crate::delivery::{AttemptOutcome, OutboundRequest};
 use crate::kafka::records::Fault;
 use crate::message::{CALL_ID_HEADER, CallMessage, DecodeError, REPLAY_OF_HEADER};
 use crate::metrics::classes::{DeadLetterReason, Outcome};
-use crate::stats::inc;
+use crate::stats::{ConsumerStats, inc};
 
 /// How a call's life ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,50 +255,102 @@ fn since(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(now_ms().saturating_sub(ms)).unwrap_or(0))
 }
 
-/// Drives one record of `partition` through its life. `stopping` is the partition
-/// stopping: a call that has not started an attempt leaves at once (abandoned); one
-/// that has may finish within the drain timeout (the caller cancels it after that).
-pub async fn live(lane: &Lane, partition: i32, read: RecordAndOffset, stopping: &CancellationToken) -> End {
-    let entry = &*lane.entry;
+/// Counts a call in its lane's `inFlight` from when it is read until its life ends
+/// (also when it is abandoned, or dropped while it waits for a delivery slot).
+#[derive(Debug)]
+pub struct InFlight(Arc<ConsumerStats>);
+
+impl InFlight {
+    /// Counts one more call in flight in `stats`.
+    pub fn new(stats: &Arc<ConsumerStats>) -> Self {
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(stats))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Stage 1 with its counters: a record read from `partition` as a call, or why it is not
+/// one (counted and logged; [`refuse`] dead-letters it).
+///
+/// # Errors
+/// When the value is not a Go call JSON.
+pub fn take(lane: &Lane, partition: i32, read: RecordAndOffset) -> Result<Call, Box<NotACall>> {
+    let stats = &lane.entry.stats;
     // A call read back from a tier was counted when it was first read.
     let first_read = lane.tier.is_none();
     if first_read {
-        inc(&entry.stats.handle_message);
+        inc(&stats.handle_message);
     }
-    lane.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-    let _in_flight = scopeguard(|| {
-        lane.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-    });
-    let call = match decode(&lane.topic, partition, read) {
-        Ok(call) => call,
+    match decode(&lane.topic, partition, read) {
+        Ok(call) => {
+            if first_read {
+                inc(&stats.rpc_total);
+            }
+            Ok(call)
+        }
         Err(bad) => {
-            inc(&entry.stats.invalid_message);
+            inc(&stats.invalid_message);
             error!(lane.log, "invalid call record"; "partition" => partition, "offset" => bad.record.offset,
                 "call_id" => &bad.id, "error" => %bad.error);
-            let reason = format!("invalid message: {}", bad.error);
-            let letter = letter_for(
-                &bad.record.record,
-                (partition, bad.record.offset),
-                reason,
-                None,
-                0,
-                now_ms(),
-            );
-            dead_letter(entry, &bad.id, letter, None, DeadLetterReason::InvalidRecord).await;
-            return End::Finished;
+            Err(bad)
         }
+    }
+}
+
+/// Dead-letters a record that is not a call.
+pub async fn refuse(lane: &Lane, partition: i32, bad: NotACall) -> End {
+    let reason = format!("invalid message: {}", bad.error);
+    let letter = letter_for(
+        &bad.record.record,
+        (partition, bad.record.offset),
+        reason,
+        None,
+        0,
+        now_ms(),
+    );
+    dead_letter(
+        &lane.entry,
+        &bad.id,
+        letter,
+        None,
+        DeadLetterReason::InvalidRecord,
+    )
+    .await;
+    End::Finished
+}
+
+/// Drives one record of `partition` through its life. `stopping` is the partition
+/// stopping: a call that has not started an attempt leaves at once (abandoned); one
+/// that has may finish within the drain timeout (the caller cancels it after that).
+///
+/// The stages taken by few calls (dead letters, waiting in a tier) are boxed: a call's
+/// future is as large as its largest stage, and every call in the window has one.
+pub async fn live(lane: &Lane, partition: i32, read: RecordAndOffset, stopping: &CancellationToken) -> End {
+    let _in_flight = InFlight::new(&lane.stats);
+    let call = match take(lane, partition, read) {
+        Ok(call) => call,
+        Err(bad) => return Box::pin(refuse(lane, partition, *bad)).await,
     };
     if let Some(tier) = lane.tier {
-        match hold_until_due(lane, tier, &call, stopping).await {
+        match Box::pin(hold_until_due(lane, tier, &call, stopping)).await {
             Some(End::Abandoned) => return End::Abandoned,
             Some(End::Finished) => return End::Finished,
             None => {}
         }
     }
-    if first_read {
-        inc(&entry.stats.rpc_total);
-    }
-    attempts(lane, call, stopping).await
+    attempts(lane, call, None, stopping).await
+}
+
+/// Drives a call of the entry's own topic that already holds its host's and the entry's
+/// slots for its first attempt (taken by [`super::dispatch`] before this task was spawned);
+/// as [`live`] from there.
+pub async fn deliver(lane: &Lane, call: Call, slots: Slots, stopping: &CancellationToken) -> End {
+    attempts(lane, call, Some(slots), stopping).await
 }
 
 /// When the call was accepted: its record's Kafka `CreateTime` (the producer stamps it at
@@ -349,15 +404,16 @@ async fn hold_until_due(lane: &Lane, tier: usize, call: &Call, stopping: &Cancel
     }
 }
 
-/// Stages 3 to 5, for as many attempts as the policy allows.
-async fn attempts(lane: &Lane, call: Call, stopping: &CancellationToken) -> End {
+/// Stages 3 to 5, for as many attempts as the policy allows; `first` holds the slots of
+/// the first attempt when they were taken before.
+async fn attempts(lane: &Lane, call: Call, mut first: Option<Slots>, stopping: &CancellationToken) -> End {
     let entry = &*lane.entry;
     let tiers = &entry.settings.retry_tiers;
     let first_attempt_ms = call.progress.first_attempt_ms.unwrap_or_else(now_ms);
     // Attempts (and circuit refusals) so far, across tiers.
     let mut made = call.progress.attempts;
     loop {
-        let (next, why) = match admit(entry, &call.host, stopping).await {
+        let (next, why) = match admit(entry, &call.host, first.take(), stopping).await {
             Admission::Stopped => return End::Abandoned,
             Admission::Broken if tiers.is_empty() => {
                 // No tier to park in: wait in the window (Go's hold), without counting
@@ -437,7 +493,7 @@ async fn attempts(lane: &Lane, call: Call, stopping: &CancellationToken) -> End 
                             ),
                             source: call.progress.source.clone(),
                         };
-                        park(lane, &call, progress, index, &why).await
+                        Box::pin(park(lane, &call, progress, index, &why)).await
                     }
                     Wait::InWindow(_) => false,
                 };
@@ -467,7 +523,14 @@ async fn attempts(lane: &Lane, call: Call, stopping: &CancellationToken) -> End 
                     made,
                     first_attempt_ms,
                 );
-                dead_letter(entry, &call.id, letter, Some(&call.message.url), class).await;
+                Box::pin(dead_letter(
+                    entry,
+                    &call.id,
+                    letter,
+                    Some(&call.message.url),
+                    class,
+                ))
+                .await;
                 return End::Finished;
             }
         }
@@ -491,25 +554,43 @@ async fn hold_in_window(entry: &EntryContext, stopping: &CancellationToken) -> E
 }
 
 /// Whether an attempt may start, and the slots it holds while it runs.
-enum Admission<'a> {
+enum Admission {
     /// Go ahead; dropping the slots frees them.
-    Go(Slots<'a>),
+    Go(Slots),
     /// The host's circuit is open.
     Broken,
     /// The partition stopped before the attempt started.
     Stopped,
 }
 
-/// The host slot, the entry's concurrency slot (the rate token is spent).
-struct Slots<'a> {
-    _host: super::hosts::HostSlot<'a>,
-    _entry: tokio::sync::OwnedSemaphorePermit,
+/// A call's slot at its target host and one of the entry's concurrency slots, held while
+/// its attempt runs; dropping them frees both.
+#[derive(Debug)]
+pub struct Slots {
+    _host: HostSlot,
+    _entry: OwnedSemaphorePermit,
+}
+
+impl Slots {
+    /// The slots of one attempt: the host's first, then the entry's (see [`admit`]).
+    pub fn new(host: HostSlot, entry: OwnedSemaphorePermit) -> Self {
+        Self {
+            _host: host,
+            _entry: entry,
+        }
+    }
 }
 
 /// Stage 3: the breaker, then the host's slot, then one of the entry's slots, then a
 /// rate token, in that order, so a call waiting for a busy host holds nothing that
-/// calls to other hosts need.
-async fn admit<'a>(entry: &'a EntryContext, host: &str, stopping: &CancellationToken) -> Admission<'a> {
+/// calls to other hosts need. `held`: the slots were taken before (in that order too);
+/// an open circuit then gives them back at once.
+async fn admit(
+    entry: &EntryContext,
+    host: &str,
+    held: Option<Slots>,
+    stopping: &CancellationToken,
+) -> Admission {
     if entry.breakers.enabled() {
         let admission = entry.breakers.admit(host);
         if let Some(t) = &admission.transition {
@@ -520,16 +601,16 @@ async fn admit<'a>(entry: &'a EntryContext, host: &str, stopping: &CancellationT
         }
     }
     let take = async {
-        let host = entry.hosts.acquire(host).await;
-        let slot = std::sync::Arc::clone(&entry.concurrency)
-            .acquire_owned()
-            .await
-            .ok()?;
+        let slots = match held {
+            Some(slots) => slots,
+            None => {
+                let host = entry.hosts.acquire(host).await;
+                let slot = Arc::clone(&entry.concurrency).acquire_owned().await.ok()?;
+                Slots::new(host, slot)
+            }
+        };
         entry.rate.acquire().await;
-        Some(Slots {
-            _host: host,
-            _entry: slot,
-        })
+        Some(slots)
     };
     // The entry's semaphore is never closed; if it were, the call is not started.
     match stopping.run_until_cancelled(take).await {

@@ -138,10 +138,70 @@ impl Window {
         }
     }
 
-    /// Bytes free, clamped to what one fetch may ask for.
-    fn room(&self) -> i32 {
-        let room = self.bytes.available_permits().clamp(1, 8 << 20);
+    /// The `max_bytes` of the next fetch, when `held` record permits are already taken for it:
+    /// the free part of the window in records (at `per_record` wire bytes each) and in bytes,
+    /// whichever is smaller, clamped to what one fetch may ask for. Asking for the whole free
+    /// byte window instead made one fetch return many times the records the window could take,
+    /// and they waited, decoded, for permits (about 9 MiB per partition with small records).
+    fn room(&self, held: usize, per_record: usize) -> i32 {
+        let records = self.records.available_permits().saturating_add(held);
+        let room = records
+            .saturating_mul(per_record)
+            .min(self.bytes.available_permits())
+            .clamp(1, MAX_FETCH_BYTES);
         i32::try_from(room).unwrap_or(i32::MAX)
+    }
+}
+
+/// The most one fetch asks for.
+const MAX_FETCH_BYTES: usize = 8 << 20;
+
+/// Estimates how many bytes of a fetch answer one record takes on the wire (compressed,
+/// with its batch's overhead), so a fetch can be sized to the records the window has room for.
+///
+/// Learned from fetches the broker cut at `max_bytes` (the partition had more): bytes asked
+/// divided by records returned. Fetches that reached the end of the partition say nothing
+/// about the size. A wrong guess costs little: Kafka returns at least one whole batch
+/// whatever `max_bytes` says, and the next cut fetch corrects the estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchSizer {
+    per_record: usize,
+}
+
+/// The first guess, before any fetch was cut: a small call record, so the first fetch of a
+/// large backlog is small instead of the whole byte window.
+const FIRST_GUESS_PER_RECORD: usize = 256;
+
+impl Default for FetchSizer {
+    fn default() -> Self {
+        Self {
+            per_record: FIRST_GUESS_PER_RECORD,
+        }
+    }
+}
+
+impl FetchSizer {
+    /// Wire bytes per record, as estimated now.
+    pub fn per_record(&self) -> usize {
+        self.per_record
+    }
+
+    /// Learns from a fetch that asked for `asked` bytes and got `fetched`.
+    pub fn observe(&mut self, asked: i32, fetched: &Fetched) {
+        let Some(last) = fetched.records.last() else {
+            return;
+        };
+        // Records before `pos` (a compressed batch starting earlier) took bytes of the answer too.
+        let count = fetched.records.len();
+        // Not cut: the partition ended there, and the answer was as large as the data.
+        if fetched.high_watermark <= last.offset + 1 {
+            return;
+        }
+        let asked = usize::try_from(asked).unwrap_or(0);
+        let sample = (asked / count).clamp(16, MAX_FETCH_BYTES);
+        // A moving average: one odd batch (a large record, a partial batch dropped at the
+        // end of the answer) moves it a quarter of the way.
+        self.per_record = (self.per_record * 3 + sample) / 4;
     }
 }
 
@@ -194,6 +254,7 @@ impl FetchLoop {
         };
         let max_wait_ms = i32::try_from(self.max_wait.as_millis()).unwrap_or(i32::MAX);
         let mut backoff = fetch_backoff();
+        let mut sizer = FetchSizer::default();
         let mut gate = self.gate.clone();
         while !stop.is_cancelled() {
             if !gate.wait_open(stop).await {
@@ -228,7 +289,8 @@ impl FetchLoop {
             let Some(Ok(first)) = stop.run_until_cancelled(room).await else {
                 break;
             };
-            let fetch = source.fetch(pos, self.window.room(), max_wait_ms);
+            let asked = self.window.room(1, sizer.per_record());
+            let fetch = source.fetch(pos, asked, max_wait_ms);
             let fetched = tokio::select! {
                 fetched = stop.run_until_cancelled(fetch) => fetched,
                 // Paused mid-fetch: nothing it returns is taken; `pos` is fetched again.
@@ -260,6 +322,7 @@ impl FetchLoop {
                 }
             };
             backoff = fetch_backoff();
+            sizer.observe(asked, &fetched);
             on_fetch(Ok(fetched.high_watermark));
             let Some(next) = self.hand_on(fetched, pos, first, tracker, &mut on_work).await else {
                 break;
@@ -532,11 +595,14 @@ mod tests {
         answers: VecDeque<Result<Fetched, FetchError>>,
         fetched_at: Arc<Mutex<Vec<i64>>>,
         reset_to: i64,
+        /// The `max_bytes` of each fetch.
+        asked: Arc<Mutex<Vec<i32>>>,
     }
 
     impl FetchSource for Script {
-        async fn fetch(&mut self, offset: i64, _max: i32, _wait: i32) -> Result<Fetched, FetchError> {
+        async fn fetch(&mut self, offset: i64, max: i32, _wait: i32) -> Result<Fetched, FetchError> {
             self.fetched_at.lock().unwrap().push(offset);
+            self.asked.lock().unwrap().push(max);
             match self.answers.pop_front() {
                 Some(a) => a,
                 None => std::future::pending().await,
@@ -589,6 +655,7 @@ mod tests {
             answers: vec![ok(&[3, 4], vec![]), ok(&[5], vec![])].into(),
             fetched_at: Arc::clone(&fetched_at),
             reset_to: 0,
+            asked: Arc::default(),
         };
         let mut lp = fetch_loop(100);
         lp.gate = Gate::new(rx);
@@ -634,6 +701,7 @@ mod tests {
             answers: answers.into(),
             fetched_at: Arc::clone(&fetched_at),
             reset_to: 7,
+            asked: Arc::default(),
         };
         let lp = fetch_loop(records);
         let tracker: SharedTracker = std::sync::Mutex::new(None);
@@ -774,5 +842,65 @@ mod tests {
         .await;
         assert_eq!(work, vec![(7, false), (8, false)]);
         assert_eq!(at, vec![7, 9]);
+    }
+
+    /// `count` records from `first`, in a partition that has more after them.
+    fn cut(first: i64, count: i64) -> Result<Fetched, FetchError> {
+        ok(&(first..first + count).collect::<Vec<_>>(), vec![])
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fetch_asks_for_the_records_the_window_has_room_for_not_its_bytes() {
+        let asked = Arc::new(Mutex::new(vec![]));
+        let mut source = Script {
+            answers: vec![cut(0, 4), cut(4, 10), cut(14, 10)].into(),
+            fetched_at: Arc::default(),
+            reset_to: 0,
+            asked: Arc::clone(&asked),
+        };
+        // 10 records and 1 MiB: records are what fills this window.
+        let lp = fetch_loop(10);
+        let tracker: SharedTracker = std::sync::Mutex::new(None);
+        let mut kept = vec![];
+        let run = lp.run(
+            &mut source,
+            StartAt::Committed(0),
+            &tracker,
+            |_, held| kept.push(held),
+            |_| {},
+        );
+        assert!(tokio::time::timeout(Duration::from_secs(60), run).await.is_err());
+        let asked = asked.lock().unwrap().clone();
+        let first_guess = i32::try_from(10 * FIRST_GUESS_PER_RECORD).unwrap();
+        assert_eq!(
+            asked[0], first_guess,
+            "10 records of room at the first guess, not 1 MiB"
+        );
+        // Four records for 2560 bytes asked: 640 a record. Six records of room are left.
+        let learnt = (FIRST_GUESS_PER_RECORD * 3 + 640) / 4;
+        assert_eq!(asked[1], i32::try_from(6 * learnt).unwrap());
+        // The second answer brought more than the room left: the rest waited for permits,
+        // which the work kept, so no third fetch.
+        assert_eq!(asked.len(), 2, "no fetch while the window is full");
+        assert_eq!(kept.len(), 10);
+    }
+
+    #[test]
+    fn the_fetch_size_is_bounded_by_the_free_bytes_and_learns_only_from_cut_fetches() {
+        let window = Window::new(1000, 4096);
+        assert_eq!(window.room(1, 256), 4096, "bytes are the smaller room");
+        let _taken = Arc::clone(&window.bytes).try_acquire_many_owned(4000).unwrap();
+        assert_eq!(window.room(1, 256), 96);
+        let mut sizer = FetchSizer::default();
+        let mut end = ok(&[0, 1], vec![]).unwrap();
+        end.high_watermark = 2;
+        sizer.observe(10_000, &end);
+        assert_eq!(
+            sizer.per_record(),
+            FIRST_GUESS_PER_RECORD,
+            "the end of the partition teaches nothing"
+        );
+        sizer.observe(10_000, &cut(0, 2).unwrap());
+        assert_eq!(sizer.per_record(), (FIRST_GUESS_PER_RECORD * 3 + 5000) / 4);
     }
 }

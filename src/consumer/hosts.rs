@@ -28,10 +28,11 @@ struct Host {
 }
 
 /// One call's slot at its host; dropping it frees the slot (and the host's entry
-/// when nobody else uses it).
+/// when nobody else uses it). Owns its share of the slots, so a call task can take
+/// a slot acquired before the task was spawned.
 #[derive(Debug)]
-pub struct HostSlot<'a> {
-    slots: &'a HostSlots,
+pub struct HostSlot {
+    slots: Arc<HostSlots>,
     host: String,
     permit: Option<OwnedSemaphorePermit>,
 }
@@ -47,7 +48,7 @@ impl HostSlots {
 
     /// Waits for a slot at `host`. Cancel-safe: the guard is built before the wait,
     /// so a dropped future still gives its use of the host's entry back.
-    pub async fn acquire(&self, host: &str) -> HostSlot<'_> {
+    pub async fn acquire(self: &Arc<Self>, host: &str) -> HostSlot {
         let semaphore = {
             let mut hosts = self.lock();
             let entry = hosts.entry(host.to_owned()).or_insert_with(|| Host {
@@ -58,7 +59,7 @@ impl HostSlots {
             Arc::clone(&entry.semaphore)
         };
         let mut slot = HostSlot {
-            slots: self,
+            slots: Arc::clone(self),
             host: host.to_owned(),
             permit: None,
         };
@@ -80,7 +81,7 @@ impl HostSlots {
     }
 }
 
-impl Drop for HostSlot<'_> {
+impl Drop for HostSlot {
     fn drop(&mut self) {
         drop(self.permit.take());
         let mut hosts = self.slots.lock();
@@ -101,7 +102,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_host_does_not_block_another() {
-        let slots = HostSlots::new(2);
+        let slots = Arc::new(HostSlots::new(2));
         let _a1 = slots.acquire("http://slow").await;
         let _a2 = slots.acquire("http://slow").await;
         let third = tokio::time::timeout(Duration::from_millis(50), slots.acquire("http://slow")).await;
@@ -112,7 +113,7 @@ mod tests {
 
     #[tokio::test]
     async fn entries_are_pruned_when_the_last_call_leaves() {
-        let slots = HostSlots::new(1);
+        let slots = Arc::new(HostSlots::new(1));
         let a = slots.acquire("h1").await;
         let b = slots.acquire("h2").await;
         assert_eq!(slots.hosts(), 2);
@@ -142,7 +143,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_wait_leaves_nothing_behind() {
-        let slots = HostSlots::new(1);
+        let slots = Arc::new(HostSlots::new(1));
         let held = slots.acquire("h").await;
         let waited = tokio::time::timeout(Duration::from_millis(20), slots.acquire("h")).await;
         assert!(waited.is_err());

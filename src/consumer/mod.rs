@@ -18,6 +18,7 @@
 //! [`fetch`].
 
 pub mod call;
+pub mod dispatch;
 pub mod dlq;
 pub mod fetch;
 pub mod gate;
@@ -76,7 +77,7 @@ pub struct EntryContext {
     /// Calls in flight for this entry in this process, all lanes together.
     pub concurrency: Arc<Semaphore>,
     /// Calls in flight per target host (`hostConcurrency`).
-    pub hosts: HostSlots,
+    pub hosts: Arc<HostSlots>,
     /// Circuit breakers per target host (pass-through without `circuitBreaker`).
     pub breakers: Breakers,
     /// Where exhausted calls go; `None` when disabled.
@@ -172,7 +173,7 @@ impl EntryContext {
             fallback: Arc::new(FallbackFetcher::for_client(&client)),
             rate: GroupRate::new(settings.rate_limit),
             concurrency: Arc::new(Semaphore::new(settings.concurrency.max(1))),
-            hosts: HostSlots::new(settings.host_concurrency),
+            hosts: Arc::new(HostSlots::new(settings.host_concurrency)),
             breakers: Breakers::new(settings.circuit_breaker),
             stats: entry_stats,
             settings,

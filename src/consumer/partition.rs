@@ -1,18 +1,22 @@
-//! One assigned partition of a lane: the fetch loop ([`super::fetch`]) and one
-//! task per piece of work ([`super::call`]), plus the offsets to commit.
+//! One assigned partition of a lane: the fetch loop ([`super::fetch`]), the dispatcher
+//! that starts calls when they have slots ([`super::dispatch`]), one task per call started
+//! ([`super::call`]), plus the offsets to commit.
 //!
 //! Stopping (revoke) stops the fetch loop, waits up to the drain timeout for
 //! calls in flight, then abandons the rest: abandoned calls stay uncommitted
 //! and the next owner delivers them again (at least once).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Lane;
-use super::call::{self, End};
+use super::call::{self, Call, End, InFlight, Slots};
+use super::dispatch;
 use super::fetch::{self, FetchLoop, KafkaSource, SharedTracker, StartAt, Window, Work};
 use super::offsets::OffsetTracker;
 
@@ -106,7 +110,41 @@ impl PartitionRun {
     }
 }
 
-/// The partition's fetch loop, spawning one task per piece of work.
+/// A call of the entry's own topic, read and decoded, waiting in [`dispatch`] for its slots.
+#[derive(Debug)]
+struct Queued {
+    call: Call,
+    held: fetch::Held,
+    in_flight: InFlight,
+}
+
+/// Spawns the task of one piece of work at `offset`: it runs `life`, marks the offset
+/// finished when the life ends so, and gives back the window permits (`held`) at the end.
+/// The partition's abandon token ends it wherever it is.
+fn spawn_life<F>(shared: &Arc<Shared>, offset: i64, held: fetch::Held, life: F)
+where
+    F: Future<Output = End> + Send + 'static,
+{
+    let task_shared = Arc::clone(shared);
+    shared.tasks.spawn(async move {
+        tokio::select! {
+            end = life => {
+                if end == End::Finished {
+                    task_shared.with_tracker(|t| t.finished(offset));
+                }
+            }
+            () = task_shared.abandon.cancelled() => {}
+        }
+        drop(held);
+    });
+}
+
+/// The partition's fetch loop and, for the entry's own topic, its [`dispatch`]er.
+///
+/// Calls of the entry's topic wait in the dispatcher as plain data until they have slots;
+/// only then is their task spawned. A retry tier's calls each wait until due first (a
+/// wait of their own, that needs no slot), so each gets its task at once, as do records
+/// that are not calls and unreadable batches (dead letters, no slot either).
 async fn run(lane: Arc<Lane>, partition: i32, start: StartAt, shared: Arc<Shared>) {
     let s = &lane.entry.settings;
     let fetch_loop = FetchLoop {
@@ -125,28 +163,38 @@ async fn run(lane: Arc<Lane>, partition: i32, start: StartAt, shared: Arc<Shared
         partition,
         s.fetch_max_wait,
     );
+    let (waiting, intake) = mpsc::unbounded_channel::<dispatch::Waiting<Queued>>();
     let on_work = |work: Work, held: fetch::Held| {
+        let offset = work.offset();
         let lane = Arc::clone(&lane);
-        let task_shared = Arc::clone(&shared);
-        shared.tasks.spawn(async move {
-            let offset = work.offset();
-            let stopping = task_shared.stop_fetch.clone();
-            let life = async {
-                match work {
-                    Work::Record(record) => call::live(&lane, partition, record, &stopping).await,
-                    Work::Unreadable(batch) => call::step_over(&lane, partition, batch).await,
-                }
-            };
-            tokio::select! {
-                end = life => {
-                    if end == End::Finished {
-                        task_shared.with_tracker(|t| t.finished(offset));
+        let stopping = shared.stop_fetch.clone();
+        match work {
+            Work::Record(record) if lane.tier.is_none() => {
+                let in_flight = InFlight::new(&lane.stats);
+                match call::take(&lane, partition, record) {
+                    Ok(call) => {
+                        let queued = Queued {
+                            call,
+                            held,
+                            in_flight,
+                        };
+                        // Fails only once the dispatcher has stopped (so has the partition): the
+                        // call stays uncommitted for the next owner.
+                        waiting.send((queued.call.host.clone(), queued)).ok();
                     }
+                    Err(bad) => spawn_life(&shared, offset, held, async move {
+                        let _in_flight = in_flight;
+                        call::refuse(&lane, partition, *bad).await
+                    }),
                 }
-                () = task_shared.abandon.cancelled() => {}
             }
-            drop(held);
-        });
+            Work::Record(record) => spawn_life(&shared, offset, held, async move {
+                call::live(&lane, partition, record, &stopping).await
+            }),
+            Work::Unreadable(batch) => spawn_life(&shared, offset, held, async move {
+                call::step_over(&lane, partition, batch).await
+            }),
+        }
     };
     let on_fetch = |outcome: Result<i64, &fetch::FetchError>| match outcome {
         Ok(high_watermark) => lane
@@ -155,7 +203,25 @@ async fn run(lane: Arc<Lane>, partition: i32, start: StartAt, shared: Arc<Shared
         // The stall report names the last fetch error as the reason.
         Err(e) => lane.stats.fetch_failed(partition, e),
     };
-    fetch_loop
-        .run(&mut source, start, &shared.tracker, on_work, on_fetch)
-        .await;
+    let slots = dispatch::SlotSource {
+        hosts: Arc::clone(&lane.entry.hosts),
+        entry: Arc::clone(&lane.entry.concurrency),
+    };
+    let start_call = |queued: Queued, slots: Slots| {
+        let lane = Arc::clone(&lane);
+        let stopping = shared.stop_fetch.clone();
+        let Queued {
+            call,
+            held,
+            in_flight,
+        } = queued;
+        spawn_life(&shared, call.offset, held, async move {
+            let _in_flight = in_flight;
+            call::deliver(&lane, call, slots, &stopping).await
+        });
+    };
+    tokio::join!(
+        fetch_loop.run(&mut source, start, &shared.tracker, on_work, on_fetch),
+        dispatch::run(intake, slots, shared.stop_fetch.clone(), start_call),
+    );
 }
