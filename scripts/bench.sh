@@ -338,7 +338,9 @@ fi
 build_variant() {
   local name=$1 args=(--release --bin bigpipe) out=target/release/bigpipe
   case $name in
-    glibc) ;;
+    # with the example, as in the step below: examples unify dev-dependency features, so
+    # `--bin bigpipe` alone would be a different build of the same code (a second link)
+    glibc) args+=(--example bench_target) ;;
     musl) args+=(--target "$MUSL_TARGET") out=target/$MUSL_TARGET/release/bigpipe ;;
     musl-system) args+=(--target "$MUSL_TARGET" --features system-allocator) out=target/$MUSL_TARGET/release/bigpipe ;;
     musl-dlmalloc) args+=(--target "$MUSL_TARGET" --features alloc-dlmalloc) out=target/$MUSL_TARGET/release/bigpipe ;;
