@@ -56,18 +56,3 @@ pub fn counts() -> Option<AllocCounts> {
     #[cfg(not(feature = "alloc-stats"))]
     None
 }
-
-/// Which allocator this build uses, for `--version`-style reports and the bench.
-pub const fn name() -> &'static str {
-    if cfg!(feature = "alloc-stats") {
-        "system (counting)"
-    } else if cfg!(all(target_env = "musl", feature = "system-allocator")) {
-        "musl malloc"
-    } else if cfg!(all(target_env = "musl", feature = "alloc-dlmalloc")) {
-        "dlmalloc"
-    } else if cfg!(target_env = "musl") {
-        "rusty_alloc"
-    } else {
-        "system malloc"
-    }
-}
