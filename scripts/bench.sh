@@ -47,7 +47,8 @@
 #   BENCH_KAFKA_PORT [9492]  BENCH_BIGPIPE_PORT [19486]  BENCH_BIGPIPE_ADMIN_PORT [19488]  BENCH_TARGET_PORT [19487]
 #   BENCH_TARGET_WORKERS [nproc] actix workers of the target (bigpipe's default is one per core)
 #   BENCH_OUT [bench-out]        output directory (git-ignored)
-#   BENCH_BUILDS ["glibc musl"]  bigpipe builds measured side by side (also: musl-system)
+#   BENCH_BUILDS ["glibc musl"]  bigpipe builds measured side by side (also: glibc-system,
+#                                musl-system, musl-dlmalloc)
 #   BENCH_ALLOC_COUNTS [1]       also run the counting build (allocations per call)
 #   BENCH_SKIP_BUILD=1           use the binaries already in $BENCH_OUT/bin
 set -euo pipefail
@@ -87,7 +88,8 @@ LOGS=$OUT/logs
 
 MUSL_TARGET=x86_64-unknown-linux-musl
 # The builds measured side by side (issue 12): the glibc one and the static musl one users
-# deploy on bare hosts; `musl-system` (musl's own malloc) can be added for comparison.
+# deploy on bare hosts, both on rusty_alloc; `glibc-system` and `musl-system` (the platform's
+# malloc) can be added for comparison.
 BUILDS=${BENCH_BUILDS:-glibc musl}
 FIRST_BUILD=${BUILDS%% *}
 # The counting build (alloc-stats: glibc + counters) runs the queue ingest cases and the drain
@@ -342,10 +344,11 @@ build_variant() {
     # `--bin bigpipe` alone would be a different build of the same code (a second link)
     glibc) args+=(--example bench_target) ;;
     musl) args+=(--target "$MUSL_TARGET") out=target/$MUSL_TARGET/release/bigpipe ;;
+    glibc-system) args+=(--features system-allocator) ;;
     musl-system) args+=(--target "$MUSL_TARGET" --features system-allocator) out=target/$MUSL_TARGET/release/bigpipe ;;
     musl-dlmalloc) args+=(--target "$MUSL_TARGET" --features alloc-dlmalloc) out=target/$MUSL_TARGET/release/bigpipe ;;
     allocs) args+=(--features alloc-stats) ;;
-    *) die "unknown build '$name' in BENCH_BUILDS (glibc, musl, musl-system, musl-dlmalloc)" ;;
+    *) die "unknown build '$name' in BENCH_BUILDS (glibc, musl, glibc-system, musl-system, musl-dlmalloc)" ;;
   esac
   if [[ ${BENCH_SKIP_BUILD:-0} == 1 ]]; then
     [[ -x $OUT/bin/bigpipe-$name ]] || die "BENCH_SKIP_BUILD=1 but $OUT/bin/bigpipe-$name is missing"

@@ -1,10 +1,15 @@
 //! The process's global allocator, chosen at build time.
 //!
-//! The glibc build keeps glibc's malloc: it has per-thread arenas and was the faster build. The
-//! static musl build (the artifact for bare hosts) does not use musl's own malloc: it takes one
-//! lock for every allocation and free and returns memory to the kernel eagerly, which cost the
-//! musl build 1.6-1.75x the CPU per call of the glibc one (issue 12). The replacement is chosen
-//! by measurement among allocators that need no C compiler (README, "Benchmarks").
+//! Every build uses rusty_alloc (a pure-Rust remake of mimalloc), chosen by measurement
+//! (README, "Benchmarks"; issue 12):
+//! - musl's own malloc takes one lock for every allocation and free, which cost the static musl
+//!   build (the artifact for bare hosts) 1.6-1.75x the CPU per call of the glibc build;
+//! - glibc's malloc keeps freed memory in per-thread arenas: after bursts of ingest the glibc
+//!   build's peak RSS was 390 MiB, over its configured bound, where the same code on rusty_alloc
+//!   peaked at 141 MiB.
+//!
+//! `system-allocator` gives the platform's malloc back (for comparison); `alloc-dlmalloc` is
+//! another candidate, for measurement only.
 //!
 //! `alloc-stats` (bench-only) wraps the system allocator with counters, so `make bench` can
 //! report allocations per call; the counts belong to the code, not to the allocator.
@@ -25,7 +30,6 @@ pub struct AllocCounts {
 static GLOBAL: stats_alloc::StatsAlloc<std::alloc::System> = stats_alloc::StatsAlloc::system();
 
 #[cfg(all(
-    target_env = "musl",
     not(feature = "alloc-dlmalloc"),
     not(feature = "alloc-stats"),
     not(feature = "system-allocator")
@@ -34,7 +38,6 @@ static GLOBAL: stats_alloc::StatsAlloc<std::alloc::System> = stats_alloc::StatsA
 static GLOBAL: rusty_alloc_api::RustyAlloc = rusty_alloc_api::RustyAlloc;
 
 #[cfg(all(
-    target_env = "musl",
     feature = "alloc-dlmalloc",
     not(feature = "alloc-stats"),
     not(feature = "system-allocator")
