@@ -2,6 +2,7 @@
 //! `BatchProducer` and retries Kafka errors until each call's deadline, except
 //! "too large", which no retry can cure: such a call fails at once.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use crate::kafka::fault;
 use crate::kafka::partitions::{PartitionKey, Purpose};
 use crate::kafka::record_size::batch_limit;
 use crate::kafka::topic_limits::TopicLimits;
+use crate::message::CALL_ID_HEADER;
 use crate::stats::{ProducerStats, inc};
 
 pub use super::aggregator::TooLargeCause;
@@ -79,14 +81,42 @@ pub struct Pending {
     pub topic: Arc<str>,
     /// Destination partition.
     pub partition: i32,
-    /// The record to write.
-    pub record: Record,
+    /// The record to write, without its header map: that is built for each attempt
+    /// ([`QueuedRecord::to_record`]), so a queued call does not hold a `BTreeMap` leaf
+    /// (~540 B) for its one header.
+    pub record: QueuedRecord,
     /// The call's share of the ingest budget, released when the call is done.
     pub permit: Permit,
     /// Who waits for the outcome, in `"ack": "kafka"` mode.
     pub ack: Option<oneshot::Sender<AckResult>>,
     /// When retrying stops.
     pub deadline: Instant,
+}
+
+/// A record's parts as a queued call holds them.
+#[derive(Debug)]
+pub struct QueuedRecord {
+    /// The partition key, if any.
+    pub key: Option<Vec<u8>>,
+    /// The call message, encoded.
+    pub value: Vec<u8>,
+    /// When the call was accepted.
+    pub timestamp: chrono::DateTime<chrono::Utc>,
+    /// [`record_size`](crate::kafka::record_size::record_size) of the whole record, for logs.
+    pub size: usize,
+}
+
+impl QueuedRecord {
+    /// The record to hand to the batch producer, with the call id header; rskafka takes the
+    /// record and does not give it back on failure, so every attempt builds its own.
+    pub fn to_record(&self, call_id: &str) -> Record {
+        Record {
+            key: self.key.clone(),
+            value: Some(self.value.clone()),
+            headers: BTreeMap::from([(CALL_ID_HEADER.to_owned(), call_id.as_bytes().to_vec())]),
+            timestamp: self.timestamp,
+        }
+    }
 }
 
 /// What every writer needs; shared.
@@ -125,7 +155,9 @@ impl ProducerSlot {
         if let Some((p, _)) = current.as_ref() {
             return Ok(Arc::clone(p));
         }
-        let pc = self.ctx.client.partition(&self.key).await?;
+        // Boxed: the lookup's state machine is large and rarely runs, and every in-flight
+        // call's future would otherwise have room for it (issue 12: ~16 KB per call).
+        let pc = Box::pin(self.ctx.client.partition(&self.key)).await?;
         // Snappy: cheap, pure Rust, and what the topics bigpipe creates are set to,
         // so the broker stores our batches without recompressing them.
         let limit = batch_limit(
@@ -182,12 +214,20 @@ pub async fn run(
     // future of its own (about a kilobyte, more than most records), and the rest wait in the
     // channel as plain data, which is what the ingest budget counts (issue 12: a burst held
     // every queued call as a future).
+    // Each in-flight call also has a copy of its record in the batch producer, so they are
+    // bounded in bytes too: two batches, one filling while the other is written.
+    let max_bytes = ctx.batch_bytes.saturating_mul(2);
     let mut in_flight = FuturesUnordered::new();
+    let mut in_flight_bytes = 0usize;
     loop {
+        let room = in_flight.len() < MAX_IN_FLIGHT && (in_flight.is_empty() || in_flight_bytes < max_bytes);
         tokio::select! {
-            Some(()) = in_flight.next() => {}
-            next = rx.recv(), if in_flight.len() < MAX_IN_FLIGHT => match next {
-                Some(p) => in_flight.push(produce(&slot, &stats, p)),
+            Some(done) = in_flight.next() => in_flight_bytes -= done,
+            next = rx.recv(), if room => match next {
+                Some(p) => {
+                    in_flight_bytes += p.record.size;
+                    in_flight.push(produce(&slot, &stats, p));
+                }
                 None => break,
             },
         }
@@ -197,7 +237,8 @@ pub async fn run(
 
 /// Most calls of one partition handed to the batch producer at once: more than a full batch
 /// of the smallest records (`batch.bytes` 1 MiB / ~300 B), so batches still fill while one is
-/// in flight, and a bound on the futures a burst can create.
+/// in flight, and a bound on the futures a burst can create. Bytes are bounded too, at two
+/// batches (`run`).
 pub const MAX_IN_FLIGHT: usize = 4096;
 
 /// How one produce attempt failed.
@@ -208,7 +249,8 @@ enum Failure {
     Retry(AttemptError),
 }
 
-async fn produce(slot: &ProducerSlot, stats: &ProducerStats, mut p: Pending) {
+/// Writes one call, retrying within its budget; returns its record size when it is done.
+async fn produce(slot: &ProducerSlot, stats: &ProducerStats, mut p: Pending) -> usize {
     let ctx = &slot.ctx;
     let mut backoff = Backoff::new(BackoffConfig::default());
     // One attempt may include rskafka's own bounded retries and the linger.
@@ -220,7 +262,7 @@ async fn produce(slot: &ProducerSlot, stats: &ProducerStats, mut p: Pending) {
             // From the hand-over to the batch producer (which includes the linger) to
             // Kafka's acknowledgement: what the caller of an acknowledged call waits for.
             let sent = Instant::now();
-            match producer.produce(p.record.clone()).await {
+            match producer.produce(p.record.to_record(&p.id)).await {
                 Ok(offset) => {
                     stats.duration.observe(sent.elapsed());
                     Ok(offset)
@@ -241,7 +283,7 @@ async fn produce(slot: &ProducerSlot, stats: &ProducerStats, mut p: Pending) {
                 inc(&stats.too_large);
                 error!(ctx.log, "kafka cannot take the call's record, not retrying";
                     "call_id" => &p.id, "topic" => &*p.topic, "partition" => p.partition,
-                    "record_bytes" => crate::kafka::record_size::record_size(&p.record),
+                    "record_bytes" => p.record.size,
                     "error" => %error);
                 break Err(ProduceError::TooLarge(cause));
             }
@@ -278,6 +320,7 @@ async fn produce(slot: &ProducerSlot, stats: &ProducerStats, mut p: Pending) {
         // The caller may have given up waiting; the outcome is logged and counted either way.
         ack.send(outcome).ok();
     }
+    p.record.size
 }
 
 #[cfg(test)]
@@ -286,12 +329,11 @@ mod tests {
 
     #[test]
     fn the_queue_charge_per_call_covers_what_a_queued_call_holds() {
-        // Pending itself, a one-entry BTreeMap leaf of (String, Vec<u8>) (11 slots), the call
-        // id and header strings (36 B each, rounded up by the allocator).
-        let leaf = 11 * std::mem::size_of::<(String, Vec<u8>)>() + 16;
-        let held = std::mem::size_of::<Pending>() + leaf + 2 * 48;
+        // Pending itself (in the channel), the call id, topic and key strings (36 B or less
+        // each, rounded up by the allocator). The header map is built only for an attempt.
+        let held = std::mem::size_of::<Pending>() + 3 * 48;
         assert!(
-            held <= super::super::QUEUED_CALL_OVERHEAD,
+            held <= super::super::QUEUED_CALL_OVERHEAD / 2,
             "{held} B per queued call"
         );
     }
