@@ -142,28 +142,47 @@ impl serde_json::ser::Formatter for GoFormatter {
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
-        // Scans bytes, not chars: this runs for every call, and the characters
-        // to escape are either ASCII or start with the byte 0xE2 (U+2028 and
-        // U+2029 are E2 80 A8 and E2 80 A9).
+        // Scans bytes, not chars, with memchr: this runs over every byte of every call, and the
+        // characters to escape are either ASCII or start with the byte 0xE2 (U+2028 and U+2029
+        // are E2 80 A8 and E2 80 A9). Each kind's next position is searched again only once
+        // passed, so a string full of them stays linear.
         let bytes = fragment.as_bytes();
+        let ascii_from = |i: usize| memchr::memchr3(b'<', b'>', b'&', &bytes[i..]).map(|p| p + i);
+        let e2_from = |i: usize| memchr::memchr(0xE2, &bytes[i..]).map(|p| p + i);
+        let mut next_ascii = ascii_from(0);
+        let mut next_e2 = e2_from(0);
         let mut start = 0;
-        let mut i = 0;
-        while i < bytes.len() {
-            let (escaped, len) = match bytes[i] {
-                b'<' => ("\\u003c", 1),
-                b'>' => ("\\u003e", 1),
-                b'&' => ("\\u0026", 1),
-                0xE2 if bytes.get(i + 1) == Some(&0x80) && bytes.get(i + 2) == Some(&0xA8) => ("\\u2028", 3),
-                0xE2 if bytes.get(i + 1) == Some(&0x80) && bytes.get(i + 2) == Some(&0xA9) => ("\\u2029", 3),
-                _ => {
-                    i += 1;
-                    continue;
-                }
+        loop {
+            let i = match (next_ascii, next_e2) {
+                (Some(a), Some(e)) => a.min(e),
+                (Some(p), None) | (None, Some(p)) => p,
+                (None, None) => break,
             };
-            writer.write_all(&bytes[start..i])?;
-            writer.write_all(escaped.as_bytes())?;
-            i += len;
-            start = i;
+            let escape = match bytes[i] {
+                b'<' => Some("\\u003c"),
+                b'>' => Some("\\u003e"),
+                b'&' => Some("\\u0026"),
+                _ => match bytes.get(i + 1..i + 3) {
+                    Some([0x80, 0xA8]) => Some("\\u2028"),
+                    Some([0x80, 0xA9]) => Some("\\u2029"),
+                    _ => None,
+                },
+            };
+            let after = match escape {
+                Some(escaped) => {
+                    writer.write_all(&bytes[start..i])?;
+                    writer.write_all(escaped.as_bytes())?;
+                    start = i + if bytes[i] == 0xE2 { 3 } else { 1 };
+                    start
+                }
+                None => i + 1,
+            };
+            if next_ascii.is_some_and(|p| p < after) {
+                next_ascii = ascii_from(after);
+            }
+            if next_e2.is_some_and(|p| p < after) {
+                next_e2 = e2_from(after);
+            }
         }
         writer.write_all(&bytes[start..])
     }

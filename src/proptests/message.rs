@@ -55,6 +55,20 @@ proptest! {
         );
     }
 
+    /// The same bytes as serde_json's own output with Go's five extra escapes applied: those
+    /// characters only ever occur inside strings, so a plain replacement is a reference.
+    #[test]
+    fn encoding_is_serde_json_plus_gos_escapes(m in call_message()) {
+        let reference = serde_json::to_string(&m)
+            .expect("a message serialises")
+            .replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+            .replace('&', "\\u0026")
+            .replace('\u{2028}', "\\u2028")
+            .replace('\u{2029}', "\\u2029");
+        prop_assert_eq!(String::from_utf8(m.encode()).expect("UTF-8"), reference);
+    }
+
     #[test]
     fn decode_never_panics_on_arbitrary_bytes(value in prop::collection::vec(any::<u8>(), 0..512)) {
         if let Ok(m) = CallMessage::decode(&value) {

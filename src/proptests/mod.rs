@@ -41,6 +41,9 @@ const NASTY: &[char] = &[
     '/',
     '\u{2028}',
     '\u{2029}',
+    // Same first byte (0xE2) as U+2028/2029, not escaped.
+    '\u{2027}',
+    '\u{20ac}',
     '\u{feff}',
     '\u{fffd}',
     '\u{7f}',
