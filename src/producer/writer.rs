@@ -220,7 +220,7 @@ pub async fn run(
     let mut in_flight = FuturesUnordered::new();
     let mut in_flight_bytes = 0usize;
     loop {
-        let room = in_flight.len() < MAX_IN_FLIGHT && (in_flight.is_empty() || in_flight_bytes < max_bytes);
+        let room = has_room(in_flight.len(), in_flight_bytes, max_bytes);
         tokio::select! {
             Some(done) = in_flight.next() => in_flight_bytes -= done,
             next = rx.recv(), if room => match next {
@@ -240,6 +240,13 @@ pub async fn run(
 /// in flight, and a bound on the futures a burst can create. Bytes are bounded too, at two
 /// batches (`run`).
 pub const MAX_IN_FLIGHT: usize = 4096;
+
+/// Whether a writer with `calls` in flight holding `bytes` of records may hand over one more:
+/// under both bounds, and always when nothing is in flight, so a record larger than the byte
+/// bound still goes.
+fn has_room(calls: usize, bytes: usize, max_bytes: usize) -> bool {
+    calls == 0 || (calls < MAX_IN_FLIGHT && bytes < max_bytes)
+}
 
 /// How one produce attempt failed.
 enum Failure {
@@ -335,6 +342,20 @@ mod tests {
         assert!(
             held <= super::super::QUEUED_CALL_OVERHEAD / 2,
             "{held} B per queued call"
+        );
+    }
+
+    #[test]
+    fn in_flight_calls_are_bounded_by_count_and_by_bytes() {
+        let max = 2 << 20;
+        assert!(has_room(0, 0, max));
+        assert!(has_room(0, 10 * max, max), "an empty writer takes any record");
+        assert!(has_room(1, max - 1, max));
+        assert!(!has_room(1, max, max), "two batches' bytes are in flight");
+        assert!(has_room(MAX_IN_FLIGHT - 1, 0, max));
+        assert!(
+            !has_room(MAX_IN_FLIGHT, 0, max),
+            "{MAX_IN_FLIGHT} calls are in flight"
         );
     }
 
