@@ -158,21 +158,22 @@ impl serde_json::ser::Formatter for GoFormatter {
                 (Some(p), None) | (None, Some(p)) => p,
                 (None, None) => break,
             };
+            // The escape and how many bytes it replaces.
             let escape = match bytes[i] {
-                b'<' => Some("\\u003c"),
-                b'>' => Some("\\u003e"),
-                b'&' => Some("\\u0026"),
+                b'<' => Some(("\\u003c", 1)),
+                b'>' => Some(("\\u003e", 1)),
+                b'&' => Some(("\\u0026", 1)),
                 _ => match bytes.get(i + 1..i + 3) {
-                    Some([0x80, 0xA8]) => Some("\\u2028"),
-                    Some([0x80, 0xA9]) => Some("\\u2029"),
+                    Some([0x80, 0xA8]) => Some(("\\u2028", 3)),
+                    Some([0x80, 0xA9]) => Some(("\\u2029", 3)),
                     _ => None,
                 },
             };
             let after = match escape {
-                Some(escaped) => {
+                Some((escaped, len)) => {
                     writer.write_all(&bytes[start..i])?;
                     writer.write_all(escaped.as_bytes())?;
-                    start = i + if bytes[i] == 0xE2 { 3 } else { 1 };
+                    start = i + len;
                     start
                 }
                 None => i + 1,

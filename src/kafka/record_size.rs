@@ -27,13 +27,17 @@ use crate::config::values::batch::{VARINT_MAX, VARLONG_MAX};
 /// Upper bound on the bytes of one record inside a v2 batch: its length prefix, attributes,
 /// timestamp and offset deltas, key, value and headers, each length at its widest.
 pub fn record_size(record: &Record) -> usize {
-    let key = record.key.as_ref().map_or(0, Vec::len);
-    let value = record.value.as_ref().map_or(0, Vec::len);
-    let headers: usize = record
-        .headers
-        .iter()
-        .map(|(k, v)| header_size(k.len(), v.len()))
-        .sum();
+    parts_size(
+        record.key.as_ref().map_or(0, Vec::len),
+        record.value.as_ref().map_or(0, Vec::len),
+        record.headers.iter().map(|(k, v)| (k.len(), v.len())),
+    )
+}
+
+/// [`record_size`] of a record not built yet: its key and value lengths and each header's
+/// name and value lengths.
+pub fn parts_size(key: usize, value: usize, headers: impl IntoIterator<Item = (usize, usize)>) -> usize {
+    let headers: usize = headers.into_iter().map(|(k, v)| header_size(k, v)).sum();
     // length, attributes, timestamp delta, offset delta, key length, value length, header count
     VARINT_MAX + 1 + VARLONG_MAX + VARINT_MAX + VARINT_MAX + key + VARINT_MAX + value + VARINT_MAX + headers
 }

@@ -47,7 +47,6 @@ use partitioner::Partitioner;
 pub use writer::{AckResult, AttemptError, ProduceError, TooLargeCause};
 use writer::{Pending, QueuedRecord, WriterContext};
 
-/// Settings of the ingest pipeline.
 /// Bytes charged to the ingest queue for each call on top of its record: the queued
 /// [`writer::Pending`] with its call id, topic and key, and, once the call is handed to the
 /// batch producer, its produce future (~1.1 KB, measured with heaptrack) and the header map of
@@ -55,6 +54,7 @@ use writer::{Pending, QueuedRecord, WriterContext};
 /// 140 MB (issue 12).
 pub const QUEUED_CALL_OVERHEAD: usize = 1024;
 
+/// Settings of the ingest pipeline.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
     /// Most calls held in memory.
@@ -157,14 +157,8 @@ impl ProducerHandle {
             .choose(&self.table, &message.topic, &key)
             .ok_or_else(|| SubmitError::UnknownTopic(message.topic.clone()))?;
         message.partition = partition;
-        let record = QueuedRecord {
-            key: (!key.is_empty()).then(|| key.into_bytes()),
-            value: message.encode(),
-            timestamp: chrono::Utc::now(),
-            size: 0,
-        };
-        let size = record_size::record_size(&record.to_record(&id));
-        let record = QueuedRecord { size, ..record };
+        let record = QueuedRecord::new((!key.is_empty()).then(|| key.into_bytes()), message.encode(), &id);
+        let size = record.size;
         let limit = record_size::batch_limit(self.batch_bytes, self.limits.max_message_bytes(&message.topic));
         record_size::check_fits(size, limit)?;
         // The encoded size plus what a queued call holds besides its record, so that

@@ -19,7 +19,7 @@ use crate::backoff::{Backoff, BackoffConfig};
 use crate::kafka::client::{self, KafkaClient};
 use crate::kafka::fault;
 use crate::kafka::partitions::{PartitionKey, Purpose};
-use crate::kafka::record_size::batch_limit;
+use crate::kafka::record_size::{batch_limit, parts_size};
 use crate::kafka::topic_limits::TopicLimits;
 use crate::message::CALL_ID_HEADER;
 use crate::stats::{ProducerStats, inc};
@@ -107,6 +107,22 @@ pub struct QueuedRecord {
 }
 
 impl QueuedRecord {
+    /// The record of call `call_id`, accepted now; its size counts the call id header that
+    /// [`to_record`](Self::to_record) adds.
+    pub fn new(key: Option<Vec<u8>>, value: Vec<u8>, call_id: &str) -> Self {
+        let size = parts_size(
+            key.as_ref().map_or(0, Vec::len),
+            value.len(),
+            [(CALL_ID_HEADER.len(), call_id.len())],
+        );
+        Self {
+            key,
+            value,
+            timestamp: chrono::Utc::now(),
+            size,
+        }
+    }
+
     /// The record to hand to the batch producer, with the call id header; rskafka takes the
     /// record and does not give it back on failure, so every attempt builds its own.
     pub fn to_record(&self, call_id: &str) -> Record {
@@ -343,6 +359,18 @@ mod tests {
             held <= super::super::QUEUED_CALL_OVERHEAD / 2,
             "{held} B per queued call"
         );
+    }
+
+    #[test]
+    fn a_queued_record_knows_the_size_of_the_record_it_becomes() {
+        let id = "0190a2b4-8c1e-7d3f-9a6b-2c4d6e8f0a1b";
+        for key in [None, Some(b"k42".to_vec())] {
+            let queued = QueuedRecord::new(key, vec![b'v'; 1000], id);
+            assert_eq!(
+                queued.size,
+                crate::kafka::record_size::record_size(&queued.to_record(id))
+            );
+        }
     }
 
     #[test]
