@@ -249,6 +249,7 @@ impl Lane {
         GroupConfig {
             connect: client.connect().clone(),
             group_id: self.group_id.clone(),
+            instance_id: None,
             topic: self.topic.clone(),
             session_timeout: s.session_timeout,
             heartbeat_interval: s.heartbeat_interval,

@@ -15,25 +15,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
-use kafka_protocol::messages::leave_group_request::MemberIdentity;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
-use kafka_protocol::messages::offset_fetch_request::{
-    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
-};
-use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
-use kafka_protocol::messages::{
-    ApiKey, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
-    OffsetFetchRequest, SyncGroupRequest, TopicName,
-};
-use kafka_protocol::protocol::{Message, StrBytes};
+use kafka_protocol::messages::ApiKey;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use slog::{Logger, debug, info, o};
@@ -41,16 +27,19 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::state::{Action, Class, Event, Input, JoinOutcome, Member, classify};
+use super::state::{Action, Class, Event, Input, Member, classify};
 use super::{Command, CommitError, GroupConfig, GroupError, GroupEvent, OffsetMark};
+use crate::kafka::wire::membership::{self, CommitOffset, MemberSpec};
 use crate::kafka::wire::{self, BrokerConnection, admin};
 
-/// Protocol type of consumer groups; Kafka's tools decode member metadata only for this one.
-const PROTOCOL_TYPE: &str = "consumer";
+/// What LeaveGroup tells the broker's log (LeaveGroup v5+).
+const LEAVE_REASON: &str = "the consumer is shutting down";
 
 /// The driver of one group member; built and spawned by [`super::start`].
 pub struct GroupMember {
     config: Arc<GroupConfig>,
+    /// What every membership request carries (from `config`).
+    spec: Arc<MemberSpec>,
     log: Logger,
     state: Member,
     /// Cancelled by the owner to make us revoke, leave and end.
@@ -104,7 +93,15 @@ impl GroupMember {
         let log = log.new(o!("group" => config.group_id.clone(), "topic" => config.topic.clone()));
         let rng = Box::new(StdRng::from_rng(&mut rand::rng()));
         let state = Member::new(&config, log.clone(), Instant::now(), rng);
+        let spec = MemberSpec {
+            group_id: config.group_id.clone(),
+            instance_id: config.instance_id.clone(),
+            session_timeout: config.session_timeout,
+            rebalance_timeout: config.rebalance_timeout,
+            request_timeout: config.request_timeout,
+        };
         Self {
+            spec: Arc::new(spec),
             config: Arc::new(config),
             log,
             state,
@@ -208,6 +205,7 @@ impl GroupMember {
 
     fn execute(&mut self, action: Action) {
         let config = Arc::clone(&self.config);
+        let spec = Arc::clone(&self.spec);
         match action {
             Action::FindCoordinator { seq } => {
                 // Requests still running on the old connection keep it alive through their Arc.
@@ -226,7 +224,9 @@ impl GroupMember {
                 reason,
             } => {
                 self.on_coordinator(
-                    async move |conn| join_group(&conn, &config, member_id, protocols, reason).await,
+                    async move |conn| {
+                        membership::join_group(&conn, &spec, member_id, protocols, reason).await
+                    },
                     move |result| Input::Joined { seq, result },
                 );
             }
@@ -246,7 +246,8 @@ impl GroupMember {
             } => {
                 self.on_coordinator(
                     async move |conn| {
-                        sync_group(&conn, &config, generation, member_id, protocol, assignments).await
+                        membership::sync_group(&conn, &spec, generation, member_id, protocol, assignments)
+                            .await
                     },
                     move |result| Input::Synced { seq, result },
                 );
@@ -257,7 +258,7 @@ impl GroupMember {
                 member_id,
             } => {
                 self.on_coordinator(
-                    async move |conn| heartbeat(&conn, &config, generation, member_id).await,
+                    async move |conn| membership::heartbeat(&conn, &spec, generation, member_id).await,
                     move |result| Input::Heartbeat { seq, result },
                 );
             }
@@ -271,11 +272,13 @@ impl GroupMember {
                     let result = match conn {
                         Some(conn) if fresh_connection => {
                             match BrokerConnection::connect(conn.addr(), &config.connect).await {
-                                Ok(fresh) => leave_group(&fresh, &config, member_id).await,
+                                Ok(fresh) => {
+                                    membership::leave_group(&fresh, &spec, member_id, LEAVE_REASON).await
+                                }
                                 Err(e) => Err(e),
                             }
                         }
-                        Some(conn) => leave_group(&conn, &config, member_id).await,
+                        Some(conn) => membership::leave_group(&conn, &spec, member_id, LEAVE_REASON).await,
                         None => Err(no_connection()),
                     };
                     Completion::Input(Input::Left { seq, result })
@@ -327,10 +330,18 @@ impl GroupMember {
                         .ok();
                     return;
                 };
-                let config = Arc::clone(&self.config);
+                let (spec, config) = (Arc::clone(&self.spec), Arc::clone(&self.config));
                 let log = self.log.clone();
                 self.spawn(async move {
-                    let outcome = commit(&conn, &config, &target.member_id, target.generation, &offsets).await;
+                    let outcome = commit(
+                        &conn,
+                        &spec,
+                        &config.topic,
+                        &target.member_id,
+                        target.generation,
+                        &offsets,
+                    )
+                    .await;
                     let side = match &outcome {
                         Ok(()) => {
                             debug!(log, "offsets committed"; "generation" => target.generation, "offsets" => ?offsets);
@@ -411,26 +422,11 @@ fn no_connection() -> wire::Error {
     }
 }
 
-/// The version to send `R` at. `negotiate_version` intersects with the API key's range, which
-/// for some APIs (OffsetFetch, OffsetCommit: 1..=10 / 2..=10) exceeds what the crate's *request*
-/// type can encode (..=9), so cap it at `R`'s own range or `request_with_version` refuses it.
-fn version_of<R: Message>(conn: &BrokerConnection, api: ApiKey) -> wire::Result<i16> {
-    conn.negotiate_version(api, Some(R::VERSIONS.max))
-}
-
 /// A timeout spent only waiting for the connection's lock (behind a parked JoinGroup, say)
 /// moved no bytes and left the connection usable: it says nothing about the coordinator, so it
 /// must not make the member look for a new one.
 fn queued_timeout(conn: &BrokerConnection, e: &wire::Error) -> bool {
     matches!(e, wire::Error::Timeout { .. }) && conn.poisoned().is_none()
-}
-
-fn ms(d: Duration) -> i32 {
-    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
-}
-
-fn group_id(config: &GroupConfig) -> GroupId {
-    GroupId(StrBytes::from_string(config.group_id.clone()))
 }
 
 /// The partition counts the leader needs, of every topic the group subscribes to.
@@ -467,141 +463,6 @@ async fn partition_counts(
     }
 }
 
-fn topic_name(config: &GroupConfig) -> TopicName {
-    TopicName(StrBytes::from_string(config.topic.clone()))
-}
-
-fn check(api: ApiKey, code: i16) -> wire::Result<()> {
-    if code == 0 {
-        Ok(())
-    } else {
-        Err(wire::Error::server(api, code, None))
-    }
-}
-
-/// JoinGroup. The broker parks it until every member rejoined or the rebalance timeout ran
-/// out, so its bound is that plus the request timeout.
-async fn join_group(
-    conn: &BrokerConnection,
-    config: &GroupConfig,
-    member_id: String,
-    protocols: Vec<(&'static str, Bytes)>,
-    reason: String,
-) -> wire::Result<JoinOutcome> {
-    let version = version_of::<JoinGroupRequest>(conn, ApiKey::JoinGroup)?;
-    let protocols = protocols
-        .into_iter()
-        .map(|(name, metadata)| {
-            JoinGroupRequestProtocol::default()
-                .with_name(StrBytes::from_static_str(name))
-                .with_metadata(metadata)
-        })
-        .collect();
-    let request = JoinGroupRequest::default()
-        .with_group_id(group_id(config))
-        .with_session_timeout_ms(ms(config.session_timeout))
-        .with_rebalance_timeout_ms(ms(config.rebalance_timeout))
-        .with_member_id(StrBytes::from_string(member_id))
-        .with_protocol_type(StrBytes::from_static_str(PROTOCOL_TYPE))
-        .with_protocols(protocols)
-        // Only encoded from v8 (KIP-800); the broker logs it.
-        .with_reason(Some(StrBytes::from_string(reason)));
-    let timeout = config.rebalance_timeout.saturating_add(config.request_timeout);
-    let response = conn.request_with(request, Some(version), Some(timeout)).await?;
-    match ResponseError::try_from_code(response.error_code) {
-        None => Ok(JoinOutcome::Joined {
-            generation: response.generation_id,
-            member_id: response.member_id.to_string(),
-            leader: response.leader.to_string(),
-            protocol: response.protocol_name.map(|p| p.to_string()),
-            members: response
-                .members
-                .into_iter()
-                .map(|m| (m.member_id.to_string(), m.metadata))
-                .collect(),
-        }),
-        Some(ResponseError::MemberIdRequired) => Ok(JoinOutcome::MemberIdRequired {
-            member_id: response.member_id.to_string(),
-        }),
-        Some(_) => Err(wire::Error::server(ApiKey::JoinGroup, response.error_code, None)),
-    }
-}
-
-/// SyncGroup. A follower's waits for the leader's, which follows a Metadata round trip, so it
-/// gets the JoinGroup bound too.
-async fn sync_group(
-    conn: &BrokerConnection,
-    config: &GroupConfig,
-    generation: i32,
-    member_id: String,
-    protocol: &'static str,
-    assignments: Vec<(String, Bytes)>,
-) -> wire::Result<Bytes> {
-    let version = version_of::<SyncGroupRequest>(conn, ApiKey::SyncGroup)?;
-    let assignments = assignments
-        .into_iter()
-        .map(|(member, assignment)| {
-            SyncGroupRequestAssignment::default()
-                .with_member_id(StrBytes::from_string(member))
-                .with_assignment(assignment)
-        })
-        .collect();
-    let mut request = SyncGroupRequest::default()
-        .with_group_id(group_id(config))
-        .with_generation_id(generation)
-        .with_member_id(StrBytes::from_string(member_id))
-        .with_assignments(assignments);
-    if version >= 5 {
-        // v5 (KIP-559) lets the broker check these against the group's.
-        request = request
-            .with_protocol_type(Some(StrBytes::from_static_str(PROTOCOL_TYPE)))
-            .with_protocol_name(Some(StrBytes::from_static_str(protocol)));
-    }
-    let timeout = config.rebalance_timeout.saturating_add(config.request_timeout);
-    let response = conn.request_with(request, Some(version), Some(timeout)).await?;
-    check(ApiKey::SyncGroup, response.error_code)?;
-    Ok(response.assignment)
-}
-
-async fn heartbeat(
-    conn: &BrokerConnection,
-    config: &GroupConfig,
-    generation: i32,
-    member_id: String,
-) -> wire::Result<()> {
-    let request = HeartbeatRequest::default()
-        .with_group_id(group_id(config))
-        .with_generation_id(generation)
-        .with_member_id(StrBytes::from_string(member_id));
-    let response = conn
-        .request_with(request, None, Some(config.request_timeout))
-        .await?;
-    check(ApiKey::Heartbeat, response.error_code)
-}
-
-async fn leave_group(conn: &BrokerConnection, config: &GroupConfig, member_id: String) -> wire::Result<()> {
-    let version = version_of::<LeaveGroupRequest>(conn, ApiKey::LeaveGroup)?;
-    let mut request = LeaveGroupRequest::default().with_group_id(group_id(config));
-    if version >= 3 {
-        // v3 (KIP-345) batches members; v5 carries a reason for the broker's log.
-        let mut member = MemberIdentity::default().with_member_id(StrBytes::from_string(member_id));
-        if version >= 5 {
-            member = member.with_reason(Some(StrBytes::from_static_str("the consumer is shutting down")));
-        }
-        request = request.with_members(vec![member]);
-    } else {
-        request = request.with_member_id(StrBytes::from_string(member_id));
-    }
-    let response = conn
-        .request_with(request, Some(version), Some(config.request_timeout))
-        .await?;
-    check(ApiKey::LeaveGroup, response.error_code)?;
-    for member in &response.members {
-        check(ApiKey::LeaveGroup, member.error_code)?;
-    }
-    Ok(())
-}
-
 /// A failed commit: the error for the caller, plus what the state machine should hear.
 #[derive(Debug)]
 struct CommitFailure {
@@ -612,34 +473,22 @@ struct CommitFailure {
 /// OffsetCommit of `offsets` (partition, next offset) with our generation.
 async fn commit(
     conn: &BrokerConnection,
-    config: &GroupConfig,
+    spec: &MemberSpec,
+    topic: &str,
     member_id: &str,
     generation: i32,
     offsets: &[OffsetMark],
 ) -> Result<(), CommitFailure> {
-    let partitions = offsets
+    let offsets: Vec<CommitOffset<'_>> = offsets
         .iter()
-        .map(|m| {
-            OffsetCommitRequestPartition::default()
-                .with_partition_index(m.partition)
-                .with_committed_offset(m.offset)
-                .with_committed_metadata(Some(StrBytes::from_string(m.metadata.clone())))
+        .map(|m| CommitOffset {
+            partition: m.partition,
+            offset: m.offset,
+            metadata: &m.metadata,
         })
         .collect();
-    let request = OffsetCommitRequest::default()
-        .with_group_id(group_id(config))
-        .with_generation_id_or_member_epoch(generation)
-        .with_member_id(StrBytes::from_string(member_id.to_owned()))
-        .with_topics(vec![
-            OffsetCommitRequestTopic::default()
-                .with_name(topic_name(config))
-                .with_partitions(partitions),
-        ]);
-    let response = match conn
-        .request_with(request, None, Some(config.request_timeout))
-        .await
-    {
-        Ok(response) => response,
+    let refused = match membership::commit_offsets(conn, spec, member_id, generation, topic, &offsets).await {
+        Ok(refused) => refused,
         Err(e) => {
             let class = classify(&e);
             let detail = wire::error_chain(&e);
@@ -652,22 +501,16 @@ async fn commit(
             return Err(CommitFailure { error, side });
         }
     };
-    // OffsetCommit has only per-partition codes; the first one decides (they agree for
-    // group-level causes such as ILLEGAL_GENERATION).
-    let failed = response
-        .topics
-        .iter()
-        .flat_map(|t| t.partitions.iter())
-        .find(|p| p.error_code != 0);
-    let Some(failed) = failed else {
+    // The first refusal decides (they agree for group-level causes such as
+    // ILLEGAL_GENERATION).
+    let Some(&(partition, code)) = refused.first() else {
         return Ok(());
     };
-    let code = failed.error_code;
     let error = ResponseError::try_from_code(code).unwrap_or(ResponseError::Unknown(code));
     let class = classify(&wire::Error::server(ApiKey::OffsetCommit, code, None));
     let partition_error = GroupError::Partition {
         api: ApiKey::OffsetCommit,
-        partition: failed.partition_index,
+        partition,
         error,
         code,
     };
@@ -687,93 +530,37 @@ async fn commit(
     })
 }
 
-/// OffsetFetch for `partitions` of our topic, with each offset's metadata; -1 (no offset)
-/// becomes `None`.
+/// OffsetFetch for `partitions` of our topic, with each offset's metadata; nothing committed
+/// is `None`.
 async fn committed(
     conn: &BrokerConnection,
     config: &GroupConfig,
     partitions: &[i32],
 ) -> Result<BTreeMap<i32, Option<OffsetMark>>, GroupError> {
-    let version = version_of::<OffsetFetchRequest>(conn, ApiKey::OffsetFetch)?;
-    let request = if version >= 8 {
-        // v8 (KIP-709) batches groups.
-        OffsetFetchRequest::default().with_groups(vec![
-            OffsetFetchRequestGroup::default()
-                .with_group_id(group_id(config))
-                .with_topics(Some(vec![
-                    OffsetFetchRequestTopics::default()
-                        .with_name(topic_name(config))
-                        .with_partition_indexes(partitions.to_vec()),
-                ])),
-        ])
-    } else {
-        OffsetFetchRequest::default()
-            .with_group_id(group_id(config))
-            .with_topics(Some(vec![
-                OffsetFetchRequestTopic::default()
-                    .with_name(topic_name(config))
-                    .with_partition_indexes(partitions.to_vec()),
-            ]))
-    };
-    let response = conn
-        .request_with(request, Some(version), Some(config.request_timeout))
-        .await?;
-    // (partition, offset, metadata, error code) from whichever layout this version uses.
-    let mut rows: Vec<(i32, i64, Option<StrBytes>, i16)> = Vec::new();
-    if version >= 8 {
-        let group = response
-            .groups
-            .into_iter()
-            .find(|g| g.group_id.0.as_str() == config.group_id)
-            .ok_or_else(|| wire::Error::MissingInResponse {
-                api: ApiKey::OffsetFetch,
-                name: config.group_id.clone(),
-            })?;
-        check(ApiKey::OffsetFetch, group.error_code)?;
-        for topic in group
-            .topics
-            .into_iter()
-            .filter(|t| t.name.0.as_str() == config.topic)
-        {
-            rows.extend(
-                topic
-                    .partitions
-                    .into_iter()
-                    .map(|p| (p.partition_index, p.committed_offset, p.metadata, p.error_code)),
-            );
-        }
-    } else {
-        check(ApiKey::OffsetFetch, response.error_code)?;
-        for topic in response
-            .topics
-            .into_iter()
-            .filter(|t| t.name.0.as_str() == config.topic)
-        {
-            rows.extend(
-                topic
-                    .partitions
-                    .into_iter()
-                    .map(|p| (p.partition_index, p.committed_offset, p.metadata, p.error_code)),
-            );
-        }
-    }
+    let rows = wire::groups::fetch_committed(
+        conn,
+        &config.group_id,
+        &config.topic,
+        partitions,
+        Some(config.request_timeout),
+    )
+    .await?;
     let mut out: BTreeMap<i32, Option<OffsetMark>> = partitions.iter().map(|&p| (p, None)).collect();
-    for (partition, offset, metadata, code) in rows {
-        if code != 0 {
+    for row in rows {
+        if row.code != 0 {
             return Err(GroupError::Partition {
                 api: ApiKey::OffsetFetch,
-                partition,
-                error: ResponseError::try_from_code(code).unwrap_or(ResponseError::Unknown(code)),
-                code,
+                partition: row.partition,
+                error: ResponseError::try_from_code(row.code).unwrap_or(ResponseError::Unknown(row.code)),
+                code: row.code,
             });
         }
-        if out.contains_key(&partition) {
-            let mark = (offset >= 0).then(|| OffsetMark {
-                partition,
+        if let Some(slot) = out.get_mut(&row.partition) {
+            *slot = row.offset.map(|offset| OffsetMark {
+                partition: row.partition,
                 offset,
-                metadata: metadata.map(|m| m.to_string()).unwrap_or_default(),
+                metadata: row.metadata,
             });
-            out.insert(partition, mark);
         }
     }
     Ok(out)

@@ -10,15 +10,19 @@
 //! ```text
 //!  GroupHandle ──commit/committed──┐
 //!                                  ▼
-//!  driver.rs  (one task) ── Input ──► state.rs  Member::handle(now, input) -> Vec<Action>
+//!  driver.rs  (one task) ── Input ──► state/  Member::handle(now, input) -> Vec<Action>
 //!     │  executes Actions over one         (pure: no sockets, no clock, unit-tested)
 //!     │  coordinator BrokerConnection
 //!     └──GroupEvent (Assigned / Revoke / Lost)──► the consumer
 //! ```
 //!
-//! - `state.rs` decides everything: when to (re)find the coordinator, join, sync,
-//!   heartbeat, revoke, declare partitions lost, leave. Error codes are classified there.
-//! - `driver.rs` only runs the requests the state machine asks for and feeds the outcomes back.
+//! - `state/` decides everything: when to (re)find the coordinator, join, sync,
+//!   heartbeat, revoke, declare partitions lost, leave. `state/mod.rs` holds the member and
+//!   its transitions; beside it the driver contract (`contract.rs`), the Kafka error table
+//!   (`classify.rs`), the phases and which may follow which (`phase.rs`), the timers
+//!   (`timers.rs`) and the leader's planning (`leader.rs`).
+//! - `driver.rs` only runs the requests the state machine asks for and feeds the outcomes
+//!   back; the requests themselves are built in `kafka::wire::membership`.
 //! - [`assignor`] is the leader's pure assignment; `codec.rs` the payload encodings.
 //!
 //! The protocol is *eager*: before every rejoin the consumer gets [`GroupEvent::Revoke`] for
@@ -61,6 +65,9 @@ pub struct GroupConfig {
     pub connect: KafkaConnect,
     /// The consumer group.
     pub group_id: String,
+    /// Static membership (KIP-345): this member's `group.instance.id`, stable across restarts.
+    /// `None`: a dynamic member, which leaves the group when it stops.
+    pub instance_id: Option<String>,
     /// The one topic this group consumes.
     pub topic: String,
     /// The coordinator drops us if it hears nothing for this long (must lie within the broker's

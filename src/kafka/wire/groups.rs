@@ -6,6 +6,7 @@
 //! group module's job (`group::codec`), which this layer does not name.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::offset_fetch_request::{
@@ -14,9 +15,9 @@ use kafka_protocol::messages::offset_fetch_request::{
 use kafka_protocol::messages::{
     ApiKey, DescribeGroupsRequest, FindCoordinatorRequest, GroupId, OffsetFetchRequest, TopicName,
 };
-use kafka_protocol::protocol::{Message, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 
-use super::{BrokerConnection, Error, Result};
+use super::{BrokerConnection, Error, Result, version_of};
 use crate::kafka::connect::KafkaConnect;
 
 /// FindCoordinator v4 (KIP-699) batches keys in `coordinator_keys`.
@@ -51,12 +52,6 @@ pub struct GroupDescription {
     pub protocol: String,
     /// The members.
     pub members: Vec<GroupMember>,
-}
-
-/// The version to send `R` at: the negotiated one capped at what the crate's request type can
-/// encode (the API key's range can be wider).
-fn version_of<R: Message>(conn: &BrokerConnection, api: ApiKey) -> Result<i16> {
-    conn.negotiate_version(api, Some(R::VERSIONS.max))
 }
 
 fn check(api: ApiKey, code: i16, message: Option<&StrBytes>) -> Result<()> {
@@ -173,6 +168,44 @@ pub async fn committed_offsets(
     topic: &str,
     partitions: &[i32],
 ) -> Result<BTreeMap<i32, Option<i64>>> {
+    let rows = fetch_committed(conn, group, topic, partitions, None).await?;
+    let mut out: BTreeMap<i32, Option<i64>> = partitions.iter().map(|&p| (p, None)).collect();
+    for row in rows {
+        check(ApiKey::OffsetFetch, row.code, None)?;
+        if let Some(slot) = out.get_mut(&row.partition) {
+            *slot = row.offset;
+        }
+    }
+    Ok(out)
+}
+
+/// One partition of an OffsetFetch answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedRow {
+    /// The partition.
+    pub partition: i32,
+    /// The committed offset; `None` when nothing is committed (-1 on the wire).
+    pub offset: Option<i64>,
+    /// The metadata string stored with it (empty when none).
+    pub metadata: String,
+    /// The partition's error code (0: none); what it means is the caller's to decide.
+    pub code: i16,
+}
+
+/// OffsetFetch of `topic`'s `partitions` for `group`, at whichever layout the broker speaks
+/// (v8, KIP-709, batches groups). `timeout`: the round trip's bound (default: the
+/// connection's request timeout).
+///
+/// # Errors
+/// [`Error::Server`] for a group-level error code; [`Error::MissingInResponse`]; any request
+/// error. Partition-level codes come back in the rows.
+pub async fn fetch_committed(
+    conn: &BrokerConnection,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+    timeout: Option<Duration>,
+) -> Result<Vec<CommittedRow>> {
     let version = version_of::<OffsetFetchRequest>(conn, ApiKey::OffsetFetch)?;
     let group_id = GroupId(StrBytes::from_string(group.to_owned()));
     let name = TopicName(StrBytes::from_string(topic.to_owned()));
@@ -195,9 +228,14 @@ pub async fn committed_offsets(
                     .with_partition_indexes(partitions.to_vec()),
             ]))
     };
-    let response = conn.request_with_version(request, version).await?;
-    // (partition, offset, error code) from whichever layout this version uses.
-    let mut rows: Vec<(i32, i64, i16)> = Vec::new();
+    let response = conn.request_with(request, Some(version), timeout).await?;
+    let row = |partition: i32, offset: i64, metadata: Option<StrBytes>, code: i16| CommittedRow {
+        partition,
+        offset: (offset >= 0).then_some(offset),
+        metadata: metadata.map(|m| m.to_string()).unwrap_or_default(),
+        code,
+    };
+    let mut rows = Vec::new();
     if version >= OFFSET_FETCH_BATCHED {
         let found = response
             .groups
@@ -212,7 +250,7 @@ pub async fn committed_offsets(
             rows.extend(
                 t.partitions
                     .into_iter()
-                    .map(|p| (p.partition_index, p.committed_offset, p.error_code)),
+                    .map(|p| row(p.partition_index, p.committed_offset, p.metadata, p.error_code)),
             );
         }
     } else {
@@ -221,16 +259,9 @@ pub async fn committed_offsets(
             rows.extend(
                 t.partitions
                     .into_iter()
-                    .map(|p| (p.partition_index, p.committed_offset, p.error_code)),
+                    .map(|p| row(p.partition_index, p.committed_offset, p.metadata, p.error_code)),
             );
         }
     }
-    let mut out: BTreeMap<i32, Option<i64>> = partitions.iter().map(|&p| (p, None)).collect();
-    for (partition, offset, code) in rows {
-        check(ApiKey::OffsetFetch, code, None)?;
-        if let Some(slot) = out.get_mut(&partition) {
-            *slot = (offset >= 0).then_some(offset);
-        }
-    }
-    Ok(out)
+    Ok(rows)
 }

@@ -6,7 +6,9 @@
 //!
 //! ```text
 //! admin.rs        create_topics, partition_counts, brokers      (typed results)
-//! groups.rs       coordinator, DescribeGroups, OffsetFetch      (admin API reads)
+//! groups.rs       coordinator, DescribeGroups, OffsetFetch      (admin API reads, members)
+//! membership.rs   JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+//!                 OffsetCommit                                   (a group member's calls)
 //!    │
 //! connection.rs   BrokerConnection: ApiVersions negotiation, request headers,
 //!    │            correlation ids, timeouts, poisoning           (one request in flight)
@@ -21,6 +23,7 @@ pub mod admin;
 pub mod connection;
 pub mod frame;
 pub mod groups;
+pub mod membership;
 mod sasl;
 pub mod scram;
 mod transport;
@@ -30,13 +33,20 @@ use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ApiKey;
-use kafka_protocol::protocol::VersionRange;
+use kafka_protocol::protocol::{Message, VersionRange};
 
 use crate::kafka::connect::KafkaConnect;
 
 pub use admin::{BrokerInfo, ClusterInfo, TopicCreation, TopicSpec};
 pub use connection::BrokerConnection;
 pub use frame::FrameError;
+
+/// The version to send `R` at: the negotiated one capped at what the crate's *request* type
+/// can encode. For some APIs (OffsetFetch, OffsetCommit) the API key's range is wider than
+/// the request type's, and `request_with_version` would refuse the difference.
+pub(crate) fn version_of<R: Message>(conn: &BrokerConnection, api: ApiKey) -> Result<i16> {
+    conn.negotiate_version(api, Some(R::VERSIONS.max))
+}
 
 /// The error type of the kafka-protocol codec (`anyhow::Error` inside), boxed so that we do not
 /// need a direct `anyhow` dependency and keep the cause chain as a `#[source]`.
