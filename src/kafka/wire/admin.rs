@@ -13,7 +13,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{BrokerConnection, Error, Result};
+use super::{BrokerConnection, Error, Result, duration_ms};
 use crate::kafka::connect::KafkaConnect;
 
 /// CreateTopics v4 (KIP-464) is the first to accept -1 for "broker default" partitions and
@@ -385,10 +385,6 @@ fn topic_name(name: &str) -> TopicName {
 }
 
 /// Milliseconds for an `i32` protocol field, saturating instead of wrapping.
-fn duration_ms(d: Duration) -> i32 {
-    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -17,7 +17,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{BrokerConnection, Error, Result, version_of};
+use super::{BrokerConnection, Error, Result, check, version_of};
 use crate::kafka::connect::KafkaConnect;
 
 /// FindCoordinator v4 (KIP-699) batches keys in `coordinator_keys`.
@@ -52,14 +52,6 @@ pub struct GroupDescription {
     pub protocol: String,
     /// The members.
     pub members: Vec<GroupMember>,
-}
-
-fn check(api: ApiKey, code: i16, message: Option<&StrBytes>) -> Result<()> {
-    if code == 0 {
-        Ok(())
-    } else {
-        Err(Error::server(api, code, message.map(|m| m.to_string())))
-    }
 }
 
 /// A connection to `group`'s coordinator: bootstrap, FindCoordinator, then the coordinator

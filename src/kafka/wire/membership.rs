@@ -22,7 +22,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{BrokerConnection, Error, Result, version_of};
+use super::{BrokerConnection, Error, Result, check, duration_ms, version_of};
 
 /// The protocol type of every consumer group (what `kafka-consumer-groups` lists).
 pub const PROTOCOL_TYPE: &str = "consumer";
@@ -206,7 +206,7 @@ pub async fn sync_group(
     let response = conn
         .request_with(request, Some(version), Some(spec.parked_timeout()))
         .await?;
-    check(ApiKey::SyncGroup, response.error_code)?;
+    check(ApiKey::SyncGroup, response.error_code, None)?;
     Ok(response.assignment)
 }
 
@@ -231,7 +231,7 @@ pub async fn heartbeat(
     let response = conn
         .request_with(request, Some(version), Some(spec.request_timeout))
         .await?;
-    check(ApiKey::Heartbeat, response.error_code)
+    check(ApiKey::Heartbeat, response.error_code, None)
 }
 
 /// LeaveGroup for `member_id`; `reason` reaches the broker's log from v5.
@@ -261,9 +261,9 @@ pub async fn leave_group(
     let response = conn
         .request_with(request, Some(version), Some(spec.request_timeout))
         .await?;
-    check(ApiKey::LeaveGroup, response.error_code)?;
+    check(ApiKey::LeaveGroup, response.error_code, None)?;
     for member in &response.members {
-        check(ApiKey::LeaveGroup, member.error_code)?;
+        check(ApiKey::LeaveGroup, member.error_code, None)?;
     }
     Ok(())
 }
@@ -324,16 +324,4 @@ pub async fn commit_offsets(
         .filter(|p| p.error_code != 0)
         .map(|p| (p.partition_index, p.error_code))
         .collect())
-}
-
-fn check(api: ApiKey, code: i16) -> Result<()> {
-    if code == 0 {
-        Ok(())
-    } else {
-        Err(Error::server(api, code, None))
-    }
-}
-
-fn duration_ms(d: Duration) -> i32 {
-    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
 }

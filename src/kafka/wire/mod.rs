@@ -48,6 +48,24 @@ pub(crate) fn version_of<R: Message>(conn: &BrokerConnection, api: ApiKey) -> Re
     conn.negotiate_version(api, Some(R::VERSIONS.max))
 }
 
+/// `Ok` for error code 0, else the broker's refusal as [`Error::Server`] with its message.
+pub(crate) fn check(
+    api: ApiKey,
+    code: i16,
+    message: Option<&kafka_protocol::protocol::StrBytes>,
+) -> Result<()> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(Error::server(api, code, message.map(|m| m.to_string())))
+    }
+}
+
+/// A duration as the protocol's `i32` milliseconds, saturating.
+pub(crate) fn duration_ms(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
+
 /// The error type of the kafka-protocol codec (`anyhow::Error` inside), boxed so that we do not
 /// need a direct `anyhow` dependency and keep the cause chain as a `#[source]`.
 pub type CodecError = Box<dyn std::error::Error + Send + Sync + 'static>;
