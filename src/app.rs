@@ -202,6 +202,7 @@ pub fn start(
         log.new(slog::o!("component" => "consumer")),
     );
     consumers.control = control.clone();
+    consumers.instance_id = settings.kafka.group_instance_id.clone();
     for entry in &settings.consumers {
         consumers.start(entry.clone())?;
     }
@@ -425,6 +426,13 @@ impl Running {
     /// Kafka readiness.
     pub fn readiness(&self) -> &Arc<Readiness> {
         &self.readiness
+    }
+
+    /// Makes the coming [`Running::shutdown`] a scale-down: the static members
+    /// (`kafka.group.instance.id`) leave their groups, so their partitions move at once
+    /// instead of waiting out the session timeout for a restart that will not come.
+    pub fn scale_down(&self) {
+        self.consumers.scale_down();
     }
 
     /// Stops in order, each step bounded by `grace`: HTTP stops taking calls

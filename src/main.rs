@@ -90,6 +90,14 @@ fn run(path: &Path, settings: &Settings) -> Result<(), Box<dyn std::error::Error
         loop {
             match signals.next().await {
                 Signal::Stop => break,
+                Signal::ScaleDown => {
+                    slog::info!(
+                        log,
+                        "scale-down signal: static group members will leave their groups"
+                    );
+                    running.scale_down();
+                    break;
+                }
                 Signal::Reload => match config::load(path) {
                     Ok(new) => {
                         for warning in &new.warnings {

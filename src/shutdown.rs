@@ -1,7 +1,7 @@
 //! The one place that listens to process signals.
 //!
 //! actix-web's own signal handling is turned off (`disable_signals`), so this
-//! module alone decides what SIGINT, SIGTERM and SIGUSR1 mean.
+//! module alone decides what SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 mean.
 
 use tokio::signal::unix::{Signal as UnixSignal, SignalKind, signal};
 
@@ -12,6 +12,9 @@ pub enum Signal {
     Stop,
     /// SIGUSR1: reload the config.
     Reload,
+    /// SIGUSR2: graceful shutdown for good (scale-down): static group members leave their
+    /// groups instead of keeping their partitions for a restart.
+    ScaleDown,
 }
 
 /// The installed handlers. Create once: a signal that arrives between two
@@ -21,6 +24,7 @@ pub struct Signals {
     term: UnixSignal,
     int: UnixSignal,
     usr1: UnixSignal,
+    usr2: UnixSignal,
 }
 
 impl Signals {
@@ -33,6 +37,7 @@ impl Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
         })
     }
 
@@ -42,6 +47,7 @@ impl Signals {
             _ = self.term.recv() => Signal::Stop,
             _ = self.int.recv() => Signal::Stop,
             _ = self.usr1.recv() => Signal::Reload,
+            _ = self.usr2.recv() => Signal::ScaleDown,
         }
     }
 }

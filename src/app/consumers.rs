@@ -14,6 +14,7 @@ use crate::consumer::{self, EntryContext, EntryError};
 use crate::control::Control;
 use crate::delivery::DeliveryPool;
 use crate::delivery::forward::HeaderPolicy;
+use crate::group::ScaleDown;
 use crate::kafka::client::KafkaClient;
 use crate::kafka::metadata::PartitionTable;
 use crate::stats::Stats;
@@ -23,6 +24,8 @@ use crate::stats::Stats;
 struct Entry {
     settings: ConsumerSettings,
     stop: CancellationToken,
+    /// Set before `stop` when the entry goes for good: its static members leave their groups.
+    scale_down: ScaleDown,
     task: JoinHandle<()>,
 }
 
@@ -37,6 +40,8 @@ pub(super) struct ConsumerSet {
     stats: Arc<Stats>,
     /// The control topic every entry's gate follows (`None`: off).
     pub(super) control: Option<Arc<Control>>,
+    /// `kafka.group.instance.id` (`None`: dynamic members). It cannot change by reload.
+    pub(super) instance_id: Option<String>,
     log: Logger,
 }
 
@@ -73,6 +78,7 @@ impl ConsumerSet {
         Self {
             entries: BTreeMap::new(),
             control: None,
+            instance_id: None,
             client,
             table,
             pool,
@@ -94,10 +100,19 @@ impl ConsumerSet {
             &self.log,
         )?;
         ctx.control = self.control.clone();
+        ctx.instance_id = self.instance_id.clone();
+        let scale_down = ctx.scale_down.clone();
         let stop = CancellationToken::new();
         let task = tokio::spawn(consumer::run(Arc::new(ctx), stop.clone()));
-        self.entries
-            .insert(key(&settings), Entry { settings, stop, task });
+        self.entries.insert(
+            key(&settings),
+            Entry {
+                settings,
+                stop,
+                scale_down,
+                task,
+            },
+        );
         Ok(())
     }
 
@@ -133,6 +148,11 @@ impl ConsumerSet {
                 continue;
             }
             if let Some(entry) = self.entries.remove(&k) {
+                // A removed entry's static members leave; a changed one keeps its place, so
+                // its restart moves no partitions.
+                if !wanted_keys.contains_key(&k) {
+                    entry.scale_down.set();
+                }
                 self.stop_entry(&k, entry, grace).await;
             }
             if wanted_keys.contains_key(&k) {
@@ -154,7 +174,16 @@ impl ConsumerSet {
         Ok(changes)
     }
 
-    /// Stops every entry: revoke, commit, leave the group; bounded by `grace`.
+    /// Marks the coming stop of every entry as a scale-down: static members leave their
+    /// groups instead of keeping their partitions for a restart.
+    pub(super) fn scale_down(&self) {
+        for entry in self.entries.values() {
+            entry.scale_down.set();
+        }
+    }
+
+    /// Stops every entry: revoke, commit, leave the group (static members only when scaling
+    /// down); bounded by `grace`.
     pub(super) async fn stop_all(mut self, grace: Duration) {
         let entries = std::mem::take(&mut self.entries);
         for (_, e) in entries.iter() {

@@ -40,7 +40,7 @@ pub struct ReloadReport {
 /// The keys that changed between `boot` and `new` but cannot change at run time.
 pub(super) fn restart_needed(boot: &Settings, new: &Settings) -> Vec<&'static str> {
     let (h, n) = (&boot.http, &new.http);
-    let checks: [(&'static str, bool); 24] = [
+    let checks: [(&'static str, bool); 25] = [
         ("http.server.keepalive.timeout", h.keep_alive != n.keep_alive),
         (
             "http.server.max.connections",
@@ -69,6 +69,10 @@ pub(super) fn restart_needed(boot: &Settings, new: &Settings) -> Vec<&'static st
             boot.kafka.bootstrap_servers != new.kafka.bootstrap_servers,
         ),
         ("kafka.client.id", boot.kafka.client_id != new.kafka.client_id),
+        (
+            "kafka.group.instance.id",
+            boot.kafka.group_instance_id != new.kafka.group_instance_id,
+        ),
         (
             "kafka.request.timeout.ms",
             boot.kafka.request_timeout != new.kafka.request_timeout,

@@ -81,13 +81,21 @@ const MIN_TIER_MS: u64 = 1_000;
 const MAX_TIERS: usize = 8;
 
 /// Reads `kafka.consumer.list` (see [`KEYS`]), default empty.
-pub(crate) fn consumers(c: &mut Checker<'_>, root: &Dict, topics: &TopicNames) -> Vec<ConsumerSettings> {
+/// `static_members`: `kafka.group.instance.id` is set, so one process may hold one member per
+/// group only.
+pub(crate) fn consumers(
+    c: &mut Checker<'_>,
+    root: &Dict,
+    topics: &TopicNames,
+    static_members: bool,
+) -> Vec<ConsumerSettings> {
     const KEY: &str = "kafka.consumer.list";
     let Some(items) = array_at(c, root, KEY) else {
         return Vec::new();
     };
     let mut consumers = Vec::new();
     let mut first_seen: HashMap<(String, String), String> = HashMap::new();
+    let mut group_seen: HashMap<String, String> = HashMap::new();
     for (i, item) in items.iter().enumerate() {
         let path = format!("{KEY}[{i}]");
         let Some(entry) = c.table(&path, item) else {
@@ -109,6 +117,22 @@ pub(crate) fn consumers(c: &mut Checker<'_>, root: &Dict, topics: &TopicNames) -
             );
             continue;
         }
+        if static_members && let Some(first) = group_seen.get(&consumer.group_id) {
+            // Both entries would join the group with this process's one group.instance.id,
+            // and each join would fence the other out.
+            c.problem(
+                &format!("{path}.groupId"),
+                entry.get("groupId"),
+                format!(
+                    "groupId '{}' is also used by {first}; with kafka.group.instance.id set, \
+                     two entries of one group in one process would fence each other \
+                     (give them different groupIds, or unset kafka.group.instance.id)",
+                    consumer.group_id
+                ),
+            );
+            continue;
+        }
+        group_seen.insert(consumer.group_id.clone(), path.clone());
         first_seen.insert(pair, path);
         consumers.push(consumer);
     }

@@ -125,24 +125,35 @@ pub(crate) fn bootstrap_server(entry: &str) -> Result<String, String> {
 /// Why `name` is not a legal Kafka topic name, if it is not (Kafka's own rule: 1-249 characters
 /// of `[a-zA-Z0-9._-]`, and not `.` or `..`).
 pub(crate) fn topic_name_problem(name: &str) -> Option<String> {
+    kafka_name_problem("topic name", name)
+}
+
+/// Why `id` is not a legal `group.instance.id`, if it is not: Kafka checks it as it checks a
+/// topic name (`JoinGroupRequest.validateGroupInstanceId`).
+pub(crate) fn instance_id_problem(id: &str) -> Option<String> {
+    kafka_name_problem("group.instance.id", id)
+}
+
+/// Kafka's rule for names (`what`): 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+fn kafka_name_problem(what: &str, name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("must not be empty".to_owned());
     }
     if name.len() > 249 {
         return Some(format!(
-            "topic name is {} characters long, Kafka allows at most 249",
+            "{what} is {} characters long, Kafka allows at most 249",
             name.len()
         ));
     }
     if name == "." || name == ".." {
-        return Some(format!("'{name}' is not a legal Kafka topic name"));
+        return Some(format!("'{name}' is not a legal Kafka {what}"));
     }
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c)))
     {
         return Some(format!(
-            "topic name '{name}' contains '{bad}'; Kafka allows only [a-zA-Z0-9._-]"
+            "{what} '{name}' contains '{bad}'; Kafka allows only [a-zA-Z0-9._-]"
         ));
     }
     None

@@ -62,6 +62,9 @@ pub struct KafkaSettings {
     pub request_timeout: Duration,
     /// How often cluster metadata (partition counts, leaders) is refreshed (`kafka.metadata.refresh.ms`).
     pub metadata_refresh: Duration,
+    /// Static group membership (`kafka.group.instance.id`, KIP-345): this process's
+    /// `group.instance.id` in every group it joins, unique per process; `None`: dynamic members.
+    pub group_instance_id: Option<String>,
     /// Topics that ACL entries and consumers may reference; names are unique.
     pub topics: Vec<TopicSettings>,
     /// TLS and SASL towards the brokers (`kafka.security.protocol`, `kafka.ssl.*`, `kafka.sasl.*`).

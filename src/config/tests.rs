@@ -225,6 +225,7 @@ fn shipped_toml_spells_out_every_default() {
     assert_eq!(shipped.kafka.client_id, defaults.kafka.client_id);
     assert_eq!(shipped.kafka.request_timeout, defaults.kafka.request_timeout);
     assert_eq!(shipped.kafka.metadata_refresh, defaults.kafka.metadata_refresh);
+    assert_eq!(shipped.kafka.group_instance_id, defaults.kafka.group_instance_id);
     let strip = |p: &ProducerSettings| ProducerSettings {
         acl: Vec::new(),
         ..p.clone()
@@ -253,6 +254,7 @@ fn absent_keys_take_their_defaults() {
             client_id: "bigpipe".into(),
             request_timeout: Duration::from_millis(10_000),
             metadata_refresh: Duration::from_millis(30_000),
+            group_instance_id: None,
             topics: vec![],
             security: KafkaSecurity::default(),
         }
@@ -537,6 +539,74 @@ fn kafka_timeouts_become_durations() {
     assert_only_problem(
         "kafka.request.timeout.ms = 0",
         "kafka.request.timeout.ms: must be at least 1, got 0",
+    );
+}
+
+#[test]
+fn the_group_instance_id_is_a_literal_or_an_environment_reference() {
+    let s = toml("kafka.group.instance.id = \"bigpipe-1\"");
+    assert_eq!(s.kafka.group_instance_id.as_deref(), Some("bigpipe-1"));
+    let text = "kafka.group.instance.id = \"${POD_NAME}\"";
+    let s = with_env(text, Format::Toml, &[("POD_NAME", "pipe-7")]).unwrap();
+    assert_eq!(s.kafka.group_instance_id.as_deref(), Some("pipe-7"));
+    let s = with_env(text, Format::Toml, &[("BIGPIPE_KAFKA_GROUP_INSTANCE_ID", "")]).unwrap();
+    assert_eq!(
+        s.kafka.group_instance_id, None,
+        "an empty override means dynamic members"
+    );
+    let problems: Vec<String> = with_env(text, Format::Toml, &[])
+        .unwrap_err()
+        .problems
+        .iter()
+        .map(Problem::to_string)
+        .collect();
+    assert_eq!(
+        problems,
+        ["kafka.group.instance.id: environment variable POD_NAME is not set"]
+    );
+    // HOSTNAME is seldom exported; the kernel's host name stands in.
+    let s = with_env("kafka.group.instance.id = \"${HOSTNAME}\"", Format::Toml, &[]).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(s.kafka.group_instance_id.as_deref(), Some(host.trim()));
+    assert_eq!(toml("").kafka.group_instance_id, None);
+}
+
+#[test]
+fn the_group_instance_id_follows_kafkas_naming_rule() {
+    assert_only_problem(
+        "kafka.group.instance.id = \"host 1\"",
+        "kafka.group.instance.id: group.instance.id 'host 1' contains ' '; Kafka allows only [a-zA-Z0-9._-]",
+    );
+    let long = "x".repeat(250);
+    assert_only_problem(
+        &format!("kafka.group.instance.id = \"{long}\""),
+        "kafka.group.instance.id: group.instance.id is 250 characters long, Kafka allows at most 249",
+    );
+    assert_only_problem(
+        "kafka.group.instance.id = \"..\"",
+        "kafka.group.instance.id: '..' is not a legal Kafka group.instance.id",
+    );
+}
+
+#[test]
+fn static_members_need_one_entry_per_group() {
+    let two = |instance: &str| {
+        format!(
+            "[kafka]\n{instance}\ntopics = [{{ name = \"a\", partitions = 1 }}, {{ name = \"b\", partitions = 1 }}]\n\
+             [[kafka.consumer.list]]\ntopic = \"a\"\ngroupId = \"g\"\nrateLimit = 1\n\
+             [[kafka.consumer.list]]\ntopic = \"b\"\ngroupId = \"g\"\nrateLimit = 1\n"
+        )
+    };
+    assert_eq!(
+        toml(&two("")).consumers.len(),
+        2,
+        "dynamic members may share a group"
+    );
+    assert_only_problem(
+        &two("group.instance.id = \"h1\""),
+        "kafka.consumer.list[1].groupId: groupId 'g' is also used by kafka.consumer.list[0]; \
+         with kafka.group.instance.id set, two entries of one group in one process would fence \
+         each other (give them different groupIds, or unset kafka.group.instance.id)",
     );
 }
 

@@ -38,6 +38,7 @@ pub(crate) const KEYS: &[&str] = &[
     "kafka.client.id",
     "kafka.request.timeout.ms",
     "kafka.metadata.refresh.ms",
+    "kafka.group.instance.id",
     "kafka.topics",
     "kafka.security.protocol",
     "kafka.sasl.mechanism",
@@ -97,7 +98,7 @@ pub(crate) fn validate(sources: &Sources) -> Result<Settings, ConfigError> {
     let log = log(&mut c, root);
     let (kafka, names) = kafka(&mut c, root);
     let producer = producer(&mut c, root, &names, demo);
-    let consumers = consumer::consumers(&mut c, root, &names);
+    let consumers = consumer::consumers(&mut c, root, &names, kafka.group_instance_id.is_some());
     let mut http = http(&mut c, root);
     http.body_limit = body_limit_that_fits(&mut c, root, http.body_limit, producer.batch_bytes);
     let delivery = delivery(&mut c, root);
@@ -243,6 +244,7 @@ fn kafka(c: &mut Checker<'_>, root: &Dict) -> (KafkaSettings, entries::TopicName
     let metadata_refresh = c.setting(root, "kafka.metadata.refresh.ms", ms(30_000), |c, key, v| {
         c.millis(key, v, 1)
     });
+    let group_instance_id = c.setting(root, "kafka.group.instance.id", None, group_instance_id);
     let (topics, names) = entries::topics(c, root);
     let security = security::kafka_security(c, root);
     let kafka = KafkaSettings {
@@ -250,11 +252,56 @@ fn kafka(c: &mut Checker<'_>, root: &Dict) -> (KafkaSettings, entries::TopicName
         client_id,
         request_timeout,
         metadata_refresh,
+        group_instance_id,
         topics,
         security,
     };
     (kafka, names)
 }
+
+/// `kafka.group.instance.id`: a literal, or a whole-value `${NAME}` reference to an environment
+/// variable (as for secrets), so one config file serves every process. `${HOSTNAME}` falls back
+/// to the kernel's host name, since shells set `HOSTNAME` without exporting it. `""` (for
+/// example from an empty variable override): dynamic membership. `Some(None)`: dynamic.
+fn group_instance_id(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<Option<String>> {
+    let raw = c.string(key, value)?;
+    let id = match super::secret::env_reference(&raw) {
+        None => raw,
+        Some(name) => match c.vars().get(name) {
+            Some(v) => v.clone(),
+            None if name == "HOSTNAME" => match std::fs::read_to_string(HOSTNAME_FILE) {
+                Ok(host) => host.trim().to_owned(),
+                Err(e) => {
+                    c.problem(
+                        key,
+                        Some(value),
+                        format!("HOSTNAME is not set and {HOSTNAME_FILE} cannot be read: {e}"),
+                    );
+                    return None;
+                }
+            },
+            None => {
+                c.problem(
+                    key,
+                    Some(value),
+                    format!("environment variable {name} is not set"),
+                );
+                return None;
+            }
+        },
+    };
+    if id.is_empty() {
+        return Some(None);
+    }
+    if let Some(problem) = super::rules::instance_id_problem(&id) {
+        c.problem(key, Some(value), problem);
+        return None;
+    }
+    Some(Some(id))
+}
+
+/// Where Linux keeps the host name (read without libc, so the static build needs nothing).
+const HOSTNAME_FILE: &str = "/proc/sys/kernel/hostname";
 
 /// `kafka.bootstrap.servers`: `"host:port,host:port"` (Go's librdkafka form) or an array.
 fn bootstrap_servers(c: &mut Checker<'_>, key: &str, value: &Value) -> Option<Vec<String>> {

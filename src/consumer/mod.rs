@@ -45,7 +45,7 @@ use crate::delivery::DeliveryPool;
 use crate::delivery::breaker::Breakers;
 use crate::delivery::forward::HeaderPolicy;
 use crate::delivery::retry::{RetryPolicy, SuccessCodes};
-use crate::group::{self, AssignorKind, GroupConfig, GroupEvent, GroupHandle, OffsetMark};
+use crate::group::{self, AssignorKind, GroupConfig, GroupEvent, GroupHandle, OffsetMark, ScaleDown};
 use crate::kafka::client::KafkaClient;
 use crate::kafka::fallback::FallbackFetcher;
 use crate::kafka::metadata::PartitionTable;
@@ -93,6 +93,12 @@ pub struct EntryContext {
     pub stats: Arc<ConsumerStats>,
     /// The control topic (pause, retransmit); `None`: off, the entry is never paused.
     pub control: Option<Arc<Control>>,
+    /// `kafka.group.instance.id`: every lane joins its group as this static member; `None`:
+    /// dynamic members.
+    pub instance_id: Option<String>,
+    /// Set before the entry's stop token fires when it stops for good (removed by a reload,
+    /// or the process is scaled down): its static members leave their groups.
+    pub scale_down: ScaleDown,
     /// Logger with the entry's group and topic.
     pub log: Logger,
     /// The parent logger, for the group members (which add group and topic themselves).
@@ -185,6 +191,8 @@ impl EntryContext {
             tiers,
             headers: headers.with_forward(settings_forward.as_ref()),
             control: None,
+            instance_id: None,
+            scale_down: ScaleDown::default(),
             log,
             group_log,
             tier_stats,
@@ -249,7 +257,8 @@ impl Lane {
         GroupConfig {
             connect: client.connect().clone(),
             group_id: self.group_id.clone(),
-            instance_id: None,
+            instance_id: self.entry.instance_id.clone(),
+            scale_down: self.entry.scale_down.clone(),
             topic: self.topic.clone(),
             session_timeout: s.session_timeout,
             heartbeat_interval: s.heartbeat_interval,

@@ -134,7 +134,7 @@ impl GroupMember {
             tokio::select! {
                 () = self.stop.cancelled(), if !stop_seen => {
                     stop_seen = true;
-                    self.apply(Input::Stop);
+                    self.apply(Input::Stop { scale_down: self.config.scale_down.is_set() });
                 }
                 Some(done) = self.inflight.next(), if !self.inflight.is_empty() => self.complete(done),
                 command = self.commands.recv(), if commands_open => match command {

@@ -37,6 +37,8 @@ mod driver;
 mod state;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
@@ -68,6 +70,8 @@ pub struct GroupConfig {
     /// Static membership (KIP-345): this member's `group.instance.id`, stable across restarts.
     /// `None`: a dynamic member, which leaves the group when it stops.
     pub instance_id: Option<String>,
+    /// Read when the stop token fires: set, a static member leaves the group as it stops.
+    pub scale_down: ScaleDown,
     /// The one topic this group consumes.
     pub topic: String,
     /// The coordinator drops us if it hears nothing for this long (must lie within the broker's
@@ -85,6 +89,25 @@ pub struct GroupConfig {
     /// How long we wait for the consumer to acknowledge a [`GroupEvent::Revoke`] before
     /// rejoining anyway.
     pub revoke_timeout: Duration,
+}
+
+/// Whether a stop is a scale-down. A static member (KIP-345) that stops keeps its place in the
+/// group until the session timeout, so a restart moves no partitions; when the process (or
+/// the consumer entry) is going away for good, it must leave instead, or its partitions sit
+/// idle for the session timeout. Set before cancelling the stop token; clones share the flag.
+#[derive(Debug, Clone, Default)]
+pub struct ScaleDown(Arc<AtomicBool>);
+
+impl ScaleDown {
+    /// Marks the coming stop as a scale-down.
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`ScaleDown::set`] was called.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// The partition assignors, by their protocol names on the wire.

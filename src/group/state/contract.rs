@@ -77,8 +77,9 @@ pub(crate) enum Event {
 pub(crate) enum Input {
     /// Time passed; see [`Member::next_deadline`].
     Tick,
-    /// The stop token was cancelled.
-    Stop,
+    /// The stop token was cancelled. `scale_down`: a static member leaves the group too
+    /// (a dynamic member always does).
+    Stop { scale_down: bool },
     /// The consumer dropped its event receiver: leave without telling anyone.
     EventsClosed,
     CoordinatorFound {

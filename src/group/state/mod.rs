@@ -113,6 +113,10 @@ pub(crate) struct Member {
     /// sends the list only to the leader), else just ourselves.
     joined_members: usize,
     stopping: bool,
+    /// Whether stopping sends LeaveGroup: always for a dynamic member; for a static one
+    /// (`group.instance.id` set) only when told it is being scaled down, or when its consumer
+    /// is gone. Otherwise a restart within the session timeout moves nothing (KIP-345).
+    leave_on_stop: bool,
     events_closed: bool,
     next_seq: u64,
 }
@@ -161,6 +165,7 @@ impl Member {
             rejoin_reason: "joining".to_owned(),
             joined_members: 0,
             stopping: false,
+            leave_on_stop: config.instance_id.is_none(),
             events_closed: false,
             next_seq: 0,
         }
@@ -174,7 +179,7 @@ impl Member {
         }
         match input {
             Input::Tick => {}
-            Input::Stop => self.on_stop(now, &mut out),
+            Input::Stop { scale_down } => self.on_stop(now, scale_down, &mut out),
             Input::EventsClosed => self.on_events_closed(now, &mut out),
             Input::CoordinatorFound { seq, result } => self.on_found(now, seq, result),
             Input::Joined { seq, result } => self.on_joined(now, seq, result, &mut out),
@@ -920,12 +925,14 @@ impl Member {
         }
     }
 
-    fn on_stop(&mut self, now: Instant, out: &mut Vec<Action>) {
+    fn on_stop(&mut self, now: Instant, scale_down: bool, out: &mut Vec<Action>) {
         if self.stopping {
             return;
         }
         self.stopping = true;
-        info!(self.log, "stopping"; "member" => &self.member_id, "generation" => self.generation);
+        self.leave_on_stop |= scale_down;
+        info!(self.log, "stopping"; "member" => &self.member_id, "generation" => self.generation,
+            "leave_group" => self.leave_on_stop);
         self.shutdown(now, out);
     }
 
@@ -938,6 +945,8 @@ impl Member {
         self.owned.clear();
         if !self.stopping {
             warn!(self.log, "event receiver dropped; leaving the group"; "member" => &self.member_id);
+            // Nobody here will consume again: even a static member gives its place up.
+            self.leave_on_stop = true;
         }
         self.stopping = true;
         self.shutdown(now, out);
@@ -961,7 +970,16 @@ impl Member {
     }
 
     /// Sends LeaveGroup if there is a member id and a coordinator to tell; else just stops.
+    /// A static member that is not scaling down stops without it (Kafka's rule, KIP-345): the
+    /// coordinator keeps its partitions for it until the session timeout.
     fn leave_now(&mut self, fresh_connection: bool, out: &mut Vec<Action>) {
+        if !self.leave_on_stop {
+            info!(self.log, "stopped without LeaveGroup: a static member keeps its partitions \
+                until the session timeout, so a restart in time moves nothing";
+                "member" => &self.member_id, "session_timeout" => ?self.session_timeout);
+            self.stop();
+            return;
+        }
         if self.member_id.is_empty() || !matches!(self.coordinator, Coordinator::Known { .. }) {
             info!(self.log, "stopped without LeaveGroup (no member id or no coordinator)";
                 "member" => &self.member_id);

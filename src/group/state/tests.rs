@@ -6,6 +6,7 @@ use kafka_protocol::messages::ApiKey;
 use super::timers::{METADATA_CHECK_INTERVAL, MISSING_TOPIC_CHECK_INTERVAL};
 use super::*;
 use crate::backoff::test_rng::{OnesRng, ZeroRng};
+use crate::group::ScaleDown;
 use crate::kafka::wire::PoisonReason;
 
 const SESSION: Duration = Duration::from_secs(6);
@@ -21,6 +22,7 @@ fn config() -> GroupConfig {
         ),
         group_id: "g".to_owned(),
         instance_id: None,
+        scale_down: ScaleDown::default(),
         topic: "calls".to_owned(),
         session_timeout: SESSION,
         heartbeat_interval: HB,
@@ -54,9 +56,22 @@ impl H {
     }
 
     fn with_rng(rng: Box<dyn RngCore + Send>) -> Self {
+        Self::with_config(&config(), rng)
+    }
+
+    /// A static member: `group.instance.id` "host-1".
+    fn static_member() -> Self {
+        let config = GroupConfig {
+            instance_id: Some("host-1".to_owned()),
+            ..config()
+        };
+        Self::with_config(&config, Box::new(ZeroRng))
+    }
+
+    fn with_config(config: &GroupConfig, rng: Box<dyn RngCore + Send>) -> Self {
         let now = Instant::now();
         Self {
-            m: Member::new(&config(), slog::Logger::root(slog::Discard, slog::o!()), now, rng),
+            m: Member::new(config, slog::Logger::root(slog::Discard, slog::o!()), now, rng),
             now,
         }
     }
@@ -1132,9 +1147,12 @@ fn unreachable_coordinator_loses_partitions_after_the_session_timeout() {
 fn stop_when_stable_revokes_then_leaves() {
     let mut h = H::new();
     h.stable(2, &[0, 5]);
-    let (token, partitions) = revoke_token(&h.input(Input::Stop));
+    let (token, partitions) = revoke_token(&h.input(Input::Stop { scale_down: false }));
     assert_eq!(partitions, [0, 5]);
-    assert!(h.input(Input::Stop).is_empty(), "idempotent");
+    assert!(
+        h.input(Input::Stop { scale_down: false }).is_empty(),
+        "idempotent"
+    );
     // Commits are still allowed until done.
     assert!(h.m.commit_target().is_ok());
     let leave = h.input(Input::RevokeDone { token });
@@ -1169,7 +1187,7 @@ fn stop_during_a_rebalance_revoke_leaves_instead_of_rejoining() {
         seq: hb,
         result: Err(server(ApiKey::Heartbeat, ResponseError::RebalanceInProgress)),
     }));
-    assert!(h.input(Input::Stop).is_empty());
+    assert!(h.input(Input::Stop { scale_down: false }).is_empty());
     let leave = h.input(Input::RevokeDone { token });
     assert!(matches!(&leave[..], [Action::LeaveGroup { .. }]), "{leave:?}");
 }
@@ -1184,7 +1202,7 @@ fn stop_while_joining_leaves_on_a_fresh_connection() {
             member_id: "m1".to_owned(),
         }),
     }));
-    let leave = h.input(Input::Stop);
+    let leave = h.input(Input::Stop { scale_down: false });
     let [
         Action::LeaveGroup {
             seq,
@@ -1214,12 +1232,58 @@ fn stop_while_joining_leaves_on_a_fresh_connection() {
 fn stop_before_having_a_member_id_just_stops() {
     let mut h = H::new();
     h.input(Input::Tick);
-    assert!(h.input(Input::Stop).is_empty());
+    assert!(h.input(Input::Stop { scale_down: false }).is_empty());
     assert!(h.m.is_stopped());
     let mut h = H::new();
     h.connect();
-    assert!(h.input(Input::Stop).is_empty(), "JoinGroup without id in flight");
+    assert!(
+        h.input(Input::Stop { scale_down: false }).is_empty(),
+        "JoinGroup without id in flight"
+    );
     assert!(h.m.is_stopped());
+}
+
+#[test]
+fn a_static_member_stops_without_leaving_after_its_revoke() {
+    let mut h = H::static_member();
+    h.stable(2, &[0, 5]);
+    let (token, partitions) = revoke_token(&h.input(Input::Stop { scale_down: false }));
+    assert_eq!(partitions, [0, 5], "deliveries still drain and commit");
+    assert!(h.m.commit_target().is_ok());
+    let done = h.input(Input::RevokeDone { token });
+    assert!(
+        done.is_empty(),
+        "no LeaveGroup: the coordinator keeps our place {done:?}"
+    );
+    assert!(h.m.is_stopped());
+}
+
+#[test]
+fn a_static_member_told_to_scale_down_leaves() {
+    let mut h = H::static_member();
+    h.stable(2, &[0]);
+    let (token, _) = revoke_token(&h.input(Input::Stop { scale_down: true }));
+    let leave = h.input(Input::RevokeDone { token });
+    assert!(matches!(&leave[..], [Action::LeaveGroup { .. }]), "{leave:?}");
+    // Also mid-join, where a dynamic member leaves on a fresh connection.
+    let mut h = H::static_member();
+    let join = join_seq(&h.connect());
+    h.input(Input::Joined {
+        seq: join,
+        result: Ok(JoinOutcome::MemberIdRequired {
+            member_id: "m1".to_owned(),
+        }),
+    });
+    assert!(h.input(Input::Stop { scale_down: false }).is_empty());
+    assert!(h.m.is_stopped());
+}
+
+#[test]
+fn a_static_member_whose_consumer_is_gone_leaves() {
+    let mut h = H::static_member();
+    h.stable(2, &[0, 1]);
+    let leave = h.input(Input::EventsClosed);
+    assert!(matches!(&leave[..], [Action::LeaveGroup { .. }]), "{leave:?}");
 }
 
 #[test]
@@ -1231,7 +1295,7 @@ fn dropped_receiver_leaves_without_revoke() {
     // Also mid-revoke: no waiting for a done that cannot come.
     let mut h = H::new();
     h.stable(2, &[0, 1]);
-    revoke_token(&h.input(Input::Stop));
+    revoke_token(&h.input(Input::Stop { scale_down: false }));
     let leave = h.input(Input::EventsClosed);
     assert!(matches!(&leave[..], [Action::LeaveGroup { .. }]), "{leave:?}");
 }

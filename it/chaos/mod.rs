@@ -2,6 +2,8 @@
 //! id, what was sent, accepted, delivered, duplicated and lost. Run alone with
 //! `make chaos`; `make test` runs it too. Each scenario prints one table row.
 
+mod rebalance;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
