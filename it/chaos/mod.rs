@@ -124,61 +124,6 @@ async fn sigkill_one_of_three_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn members_joining_and_leaving_ten_times_lose_nothing() {
-    let _k = kafka().await;
-    let target = Target::start();
-    let topic = unique("churn");
-    let group = unique("G");
-    let ingest = Bigpipe::start_ready(&settings(&simple_config(&topic, 6, ""))).await;
-    let config = consumer_process_config(&topic, 6, &consumer_entry(&topic, &group, ""));
-    let mut steady: Vec<Process> = (0..2).map(|_| Process::spawn(&config)).collect();
-    let refs: Vec<&Process> = steady.iter().collect();
-    poll("2 members cover 6", || async {
-        all_cover(&refs, 6).await.then_some(())
-    })
-    .await;
-    let load = Load::start(ingest.base.clone(), target.url("/ok"), 40, None);
-    let started = Instant::now();
-    for round in 0..10 {
-        let mut joiner = Process::spawn(&config);
-        poll("joiner gets partitions", || async {
-            joiner
-                .partitions(0)
-                .await
-                .is_some_and(|p| !p.is_empty())
-                .then_some(())
-        })
-        .await;
-        joiner.signal("TERM");
-        assert_eq!(joiner.wait(), Some(0), "round {round}");
-    }
-    let refs: Vec<&Process> = steady.iter().collect();
-    poll("2 members cover 6 again", || async {
-        all_cover(&refs, 6).await.then_some(())
-    })
-    .await;
-    let recover = started.elapsed();
-    let sent = load.stop().await;
-    wait_delivered(&target, &sent.accepted).await;
-    let row = Row::tally(
-        "10 members join and leave",
-        &sent,
-        &target,
-        &BTreeSet::new(),
-        recover,
-    );
-    eprintln!("{HEADER}");
-    row.print();
-    assert_eq!(row.lost, 0);
-    for p in &mut steady {
-        p.signal("TERM");
-        assert_eq!(p.wait(), Some(0));
-    }
-    ingest.stop().await;
-    target.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_down_for_a_minute_then_every_call_is_delivered() {
     let _k = kafka().await;
     let target = Target::start();

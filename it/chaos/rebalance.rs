@@ -8,6 +8,7 @@ use bigpipe::producer::partitioner::go_hash;
 use tokio::time::Instant;
 
 use super::{HEADER, all_cover, wait_delivered};
+use crate::delivery::consumer_entry;
 use crate::group::consumer_process_config;
 use crate::helpers::load::{Load, Row};
 use crate::helpers::process::Process;
@@ -40,6 +41,29 @@ fn longest_gaps(
     from: Instant,
     to: Instant,
 ) -> BTreeMap<i32, Duration> {
+    gaps(received, partitions, from, to)
+        .into_iter()
+        .map(|(p, gaps)| (p, gaps.into_iter().max().unwrap_or_default()))
+        .collect()
+}
+
+/// A pause in a partition's deliveries longer than this counts as a stall: under the load
+/// here each key gets a call every 17 x 25 ms = 0.425 s, so a partition at least as often.
+const STALL: Duration = Duration::from_millis(600);
+
+/// Partition-seconds stalled within `[from, to]`: over every partition, the time of each pause
+/// beyond [`STALL`].
+fn stalled_time(received: &[Received], partitions: i32, from: Instant, to: Instant) -> Duration {
+    gaps(received, partitions, from, to)
+        .into_values()
+        .flatten()
+        .map(|gap| gap.saturating_sub(STALL))
+        .fold(Duration::ZERO, |sum, d| sum + d)
+}
+
+/// Per partition, every time between two successful deliveries within `[from, to]` (the
+/// bounds count as deliveries).
+fn gaps(received: &[Received], partitions: i32, from: Instant, to: Instant) -> BTreeMap<i32, Vec<Duration>> {
     let mut times: BTreeMap<i32, Vec<Instant>> = (0..partitions).map(|p| (p, vec![from])).collect();
     for r in received
         .iter()
@@ -54,8 +78,7 @@ fn longest_gaps(
         .map(|(p, mut t)| {
             t.sort();
             t.push(to);
-            let gap = t.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
-            (p, gap)
+            (p, t.windows(2).map(|w| w[1] - w[0]).collect())
         })
         .collect()
 }
@@ -283,4 +306,295 @@ async fn a_static_member_told_to_scale_down_leaves_and_its_partitions_move_at_on
     assert!(took < Duration::from_secs(8), "partitions moved after {took:?}");
     staying.signal("TERM");
     assert_eq!(staying.wait(), Some(0));
+}
+
+/// What ten members joining and leaving did to the two that stayed.
+struct Churn {
+    row: Row,
+    rebalances: i64,
+    /// Per partition, the longest time without a delivery over the whole churn: the worst.
+    longest_gap: Duration,
+    /// Partition-seconds stalled (see [`stalled_time`]).
+    stalled: Duration,
+}
+
+/// Two steady members under load; ten times a third joins, gets partitions and leaves
+/// (SIGTERM). `assignor` is the entry's; the calls go to the target's `path`.
+async fn churn(scenario: &'static str, assignor: &str, path: &str) -> Churn {
+    let target = Target::start();
+    let topic = unique("churn");
+    let group = unique("G");
+    let ingest = Bigpipe::start_ready(&settings(&simple_config(&topic, 6, ""))).await;
+    let entry = consumer_entry(&topic, &group, &format!("assignor = \"{assignor}\""));
+    let config = consumer_process_config(&topic, 6, &entry);
+    let mut steady: Vec<Process> = (0..2).map(|_| Process::spawn(&config)).collect();
+    let refs: Vec<&Process> = steady.iter().collect();
+    poll("2 members cover 6", || async {
+        all_cover(&refs, 6).await.then_some(())
+    })
+    .await;
+    let generation_before = poll("both in one generation", || async {
+        let (a, b) = (
+            generation(refs[0], &group, &topic).await?,
+            generation(refs[1], &group, &topic).await?,
+        );
+        (a == b && a > 0).then_some(a)
+    })
+    .await;
+    let load = Load::start(ingest.base.clone(), target.url(path), 40, None);
+    poll("load flowing", || async { (target.count() >= 40).then_some(()) }).await;
+    let started = Instant::now();
+    for round in 0..10 {
+        let mut joiner = Process::spawn(&config);
+        poll("joiner gets partitions", || async {
+            joiner
+                .partitions(0)
+                .await
+                .is_some_and(|p| !p.is_empty())
+                .then_some(())
+        })
+        .await;
+        joiner.signal("TERM");
+        assert_eq!(joiner.wait(), Some(0), "round {round}");
+    }
+    poll("2 members cover 6 again", || async {
+        all_cover(&refs, 6).await.then_some(())
+    })
+    .await;
+    let settled = Instant::now();
+    let recover = settled - started;
+    let sent = load.stop().await;
+    wait_delivered(&target, &sent.accepted).await;
+    let received = target.received();
+    let longest_gap = longest_gaps(&received, 6, started, settled)
+        .into_values()
+        .max()
+        .unwrap_or_default();
+    let stalled = stalled_time(&received, 6, started, settled);
+    let mut generation_after = generation_before;
+    for p in &refs {
+        generation_after = generation_after.max(generation(p, &group, &topic).await.unwrap_or_default());
+    }
+    let row = Row::tally(scenario, &sent, &target, &Default::default(), recover);
+    drop(refs);
+    for p in &mut steady {
+        p.signal("TERM");
+        assert_eq!(p.wait(), Some(0));
+    }
+    ingest.stop().await;
+    target.stop().await;
+    let churn = Churn {
+        row,
+        rebalances: generation_after - generation_before,
+        longest_gap,
+        stalled,
+    };
+    eprintln!("{HEADER}");
+    churn.row.print();
+    println!(
+        "REBALANCE {scenario}: settle={:.1} s rebalances={} longest per-partition gap {:.1} s \
+         stalled partition-seconds {:.1}",
+        recover.as_secs_f64(),
+        churn.rebalances,
+        churn.longest_gap.as_secs_f64(),
+        churn.stalled.as_secs_f64()
+    );
+    churn
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_members_joining_and_leaving_cooperatively_lose_nothing() {
+    let _k = kafka().await;
+    let c = churn(
+        "10 members join and leave, cooperative-sticky",
+        "cooperative-sticky",
+        "/ok",
+    )
+    .await;
+    assert_eq!(c.row.lost, 0);
+    // A leave and the next join usually share a rebalance: at least one per round.
+    assert!(c.rebalances >= 10, "rebalances {}", c.rebalances);
+}
+
+/// The baseline of the row above (and the fault suite's "10 members join and leave" row from
+/// before cooperative rebalancing): eager `sticky`, where every rebalance stops every partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_members_joining_and_leaving_eagerly_lose_nothing() {
+    let _k = kafka().await;
+    let c = churn("10 members join and leave, sticky (eager)", "sticky", "/ok").await;
+    assert_eq!(c.row.lost, 0);
+    assert!(c.rebalances >= 10, "rebalances {}", c.rebalances);
+}
+
+/// With a target that takes 500 ms, an eager revoke waits for the calls in flight on every
+/// partition; a cooperative one only on the partitions that move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_members_churning_over_a_slow_target_stall_less_cooperatively() {
+    let _k = kafka().await;
+    let eager = churn(
+        "10 members join and leave, 500 ms target, sticky",
+        "sticky",
+        "/slow/500",
+    )
+    .await;
+    let coop = churn(
+        "10 members join and leave, 500 ms target, cooperative-sticky",
+        "cooperative-sticky",
+        "/slow/500",
+    )
+    .await;
+    assert_eq!(eager.row.lost + coop.row.lost, 0);
+    println!(
+        "REBALANCE stalled partition-seconds, cooperative / eager: {:.2}",
+        coop.stalled.as_secs_f64() / eager.stalled.as_secs_f64().max(0.001)
+    );
+}
+
+/// Partition → client id of its owner, from `kafka-consumer-groups --describe` (rows of
+/// `topic` only; `-` while unowned).
+fn owners(group: &str, topic: &str) -> Option<BTreeMap<i32, String>> {
+    let text = kafka_tool("consumer-groups", &bootstrap(), &["--describe", "--group", group])?;
+    let mut owners = BTreeMap::new();
+    for line in text.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.get(1) == Some(&topic) && cols.len() >= 9 {
+            owners.insert(cols[2].parse().ok()?, cols[8].to_owned());
+        }
+    }
+    Some(owners)
+}
+
+/// Kafka's own console consumer (Java, `cooperative-sticky`) in the group.
+struct JavaConsumer(Option<std::process::Child>);
+
+impl JavaConsumer {
+    fn start(group: &str, topic: &str) -> Self {
+        let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
+        let child = std::process::Command::new(script)
+            .args(["tool", "console-consumer", "--bootstrap-server", &bootstrap()])
+            .args(["--topic", topic, "--group", group])
+            .args(["--consumer-property", "group.protocol=classic"])
+            .args(["--consumer-property", "client.id=java-console"])
+            .args([
+                "--consumer-property",
+                "partition.assignment.strategy=org.apache.kafka.clients.consumer.CooperativeStickyAssignor",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the console consumer");
+        Self(Some(child))
+    }
+
+    /// SIGTERM (the consumer leaves its group in a shutdown hook); returns what it logged.
+    fn stop(mut self) -> String {
+        let Some(child) = self.0.take() else {
+            return String::new();
+        };
+        let pid = child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .ok();
+        let out = child.wait_with_output().expect("console consumer exit");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+impl Drop for JavaConsumer {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+}
+
+/// The group's partitions are split between bigpipe's members and a Java consumer, with
+/// bigpipe leading and then with the Java consumer leading: the protocol is Kafka's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_java_cooperative_consumer_shares_the_group_with_bigpipe() {
+    let _k = kafka().await;
+    let topic = unique("java");
+    let group = unique("G");
+    let entry = consumer_entry(&topic, &group, "");
+    let config = consumer_process_config(&topic, 6, &entry);
+    let spread = |want_java: bool| {
+        let (group, topic) = (group.clone(), topic.clone());
+        move || {
+            let (group, topic) = (group.clone(), topic.clone());
+            async move {
+                let owners = tokio::task::spawn_blocking(move || owners(&group, &topic))
+                    .await
+                    .ok()??;
+                let clients: std::collections::BTreeSet<&str> = owners.values().map(String::as_str).collect();
+                let all_owned = owners.len() == 6 && !clients.contains("-");
+                let java = clients.contains("java-console");
+                (all_owned && java == want_java && clients.len() == if want_java { 2 } else { 1 })
+                    .then_some(owners)
+            }
+        }
+    };
+    // bigpipe first: it leads, and assigns to the Java member too.
+    let mut members: Vec<Process> = (0..2).map(|_| Process::spawn(&config)).collect();
+    let refs: Vec<&Process> = members.iter().collect();
+    poll("2 bigpipe members cover 6", || async {
+        all_cover(&refs, 6).await.then_some(())
+    })
+    .await;
+    let java = JavaConsumer::start(&group, &topic);
+    let shared = poll("Java and bigpipe share the 6 partitions", spread(true)).await;
+    eprintln!("owners with bigpipe leading: {shared:?}");
+    let mut bigpipe_owned: Vec<i32> = Vec::new();
+    for p in &refs {
+        bigpipe_owned.extend(p.partitions(0).await.unwrap_or_default());
+    }
+    bigpipe_owned.sort_unstable();
+    let java_owned: Vec<i32> = shared
+        .iter()
+        .filter(|(_, client)| client.as_str() == "java-console")
+        .map(|(p, _)| *p)
+        .collect();
+    assert!(!java_owned.is_empty());
+    assert!(
+        java_owned.iter().all(|p| !bigpipe_owned.contains(p)),
+        "{java_owned:?} / {bigpipe_owned:?}"
+    );
+    // bigpipe goes; the Java consumer takes everything and leads.
+    drop(refs);
+    for p in &mut members {
+        p.signal("TERM");
+        assert_eq!(p.wait(), Some(0));
+    }
+    poll("the Java consumer owns all 6", || async {
+        let (group, topic) = (group.clone(), topic.clone());
+        let owners = tokio::task::spawn_blocking(move || owners(&group, &topic))
+            .await
+            .ok()??;
+        (owners.len() == 6 && owners.values().all(|c| c == "java-console")).then_some(())
+    })
+    .await;
+    // bigpipe comes back into a group the Java consumer leads: it is handed partitions over
+    // the cooperative two-step.
+    let members: Vec<Process> = (0..2).map(|_| Process::spawn(&config)).collect();
+    let refs: Vec<&Process> = members.iter().collect();
+    let shared = poll("Java leads and shares the 6 partitions again", || async {
+        let bigpipe_has = {
+            let mut all = true;
+            for p in &refs {
+                all &= p.partitions(0).await.is_some_and(|v| !v.is_empty());
+            }
+            all
+        };
+        let owners = spread(true)().await?;
+        let clients: std::collections::BTreeSet<&str> = owners.values().map(String::as_str).collect();
+        (bigpipe_has && clients.len() == 2).then_some(owners)
+    })
+    .await;
+    eprintln!("owners with Java leading: {shared:?}");
+    let log = java.stop();
+    assert!(
+        !log.contains("ERROR") && !log.contains("Exception"),
+        "the Java consumer logged errors:\n{log}"
+    );
 }

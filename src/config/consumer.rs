@@ -166,17 +166,24 @@ fn consumer(c: &mut Checker<'_>, entry: &Dict, path: &str, topics: &TopicNames) 
     let rebalance_timeout = c.optional(entry, path, "rebalanceTimeout", ms(30_000), |c, key, value| {
         c.millis(key, value, 1)
     });
-    let assignor = c.optional(entry, path, "assignor", Assignor::Sticky, |c, key, value| {
-        c.choice(
-            key,
-            value,
-            &[
-                ("sticky", Assignor::Sticky),
-                ("range", Assignor::Range),
-                ("roundrobin", Assignor::RoundRobin),
-            ],
-        )
-    });
+    let assignor = c.optional(
+        entry,
+        path,
+        "assignor",
+        Assignor::CooperativeSticky,
+        |c, key, value| {
+            c.choice(
+                key,
+                value,
+                &[
+                    ("cooperative-sticky", Assignor::CooperativeSticky),
+                    ("sticky", Assignor::Sticky),
+                    ("range", Assignor::Range),
+                    ("roundrobin", Assignor::RoundRobin),
+                ],
+            )
+        },
+    );
     // Go started new groups at the newest offset, so a backlog written before the first start
     // was never delivered.
     let offset_reset = c.optional(

@@ -281,6 +281,9 @@ pub struct BreakerSettings {
 /// Partition assignment strategy of a consumer group (`assignor`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Assignor {
+    /// `"cooperative-sticky"`: as `sticky`, and a rebalance stops only the partitions that move
+    /// (Kafka's incremental cooperative rebalancing, KIP-429).
+    CooperativeSticky,
     /// `"sticky"`: balanced, and partitions stay with their owner across rebalances where possible.
     Sticky,
     /// `"range"`: contiguous partition ranges per member (Kafka's classic default).

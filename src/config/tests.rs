@@ -893,7 +893,7 @@ fn consumer_optional_keys_default_to_the_go_shipped_values() {
             session_timeout: Duration::from_millis(10_000),
             heartbeat_interval: Duration::from_millis(3333),
             rebalance_timeout: Duration::from_millis(30_000),
-            assignor: Assignor::Sticky,
+            assignor: Assignor::CooperativeSticky,
             offset_reset: OffsetReset::Earliest,
             dead_letter_topic: Some("test.dlq".into()),
             success_codes: vec!["2xx".into()],
@@ -1127,6 +1127,10 @@ fn consumer_group_and_delivery_keys_are_read() {
     assert_eq!(consumer("assignor = \"range\"").assignor, Assignor::Range);
     assert_eq!(consumer("assignor = \"sticky\"").assignor, Assignor::Sticky);
     assert_eq!(
+        consumer("assignor = \"cooperative-sticky\"").assignor,
+        Assignor::CooperativeSticky
+    );
+    assert_eq!(
         consumer("autoOffsetReset = \"EARLIEST\"").offset_reset,
         OffsetReset::Earliest
     );
@@ -1189,8 +1193,8 @@ fn invalid_session_timeout_does_not_cascade_into_the_heartbeat_check() {
 fn unknown_assignor_or_offset_reset_is_a_problem() {
     assert_only_consumer_problem(
         "assignor = \"cooperative\"",
-        "kafka.consumer.list[0].assignor: expected \"sticky\", \"range\" or \"roundrobin\", \
-         got 'cooperative'",
+        "kafka.consumer.list[0].assignor: expected \"cooperative-sticky\", \"sticky\", \"range\" or \
+         \"roundrobin\", got 'cooperative'",
     );
     assert_only_consumer_problem(
         "autoOffsetReset = \"none\"",

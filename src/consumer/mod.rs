@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use slog::{Logger, error, info, warn};
+use slog::{Logger, debug, error, info, warn};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +45,9 @@ use crate::delivery::DeliveryPool;
 use crate::delivery::breaker::Breakers;
 use crate::delivery::forward::HeaderPolicy;
 use crate::delivery::retry::{RetryPolicy, SuccessCodes};
-use crate::group::{self, AssignorKind, GroupConfig, GroupEvent, GroupHandle, OffsetMark, ScaleDown};
+use crate::group::{
+    self, AssignorKind, CommitError, GroupConfig, GroupEvent, GroupHandle, OffsetMark, ScaleDown,
+};
 use crate::kafka::client::KafkaClient;
 use crate::kafka::fallback::FallbackFetcher;
 use crate::kafka::metadata::PartitionTable;
@@ -265,6 +267,7 @@ impl Lane {
             rebalance_timeout: s.rebalance_timeout,
             request_timeout: client.timeout(),
             assignor: match s.assignor {
+                Assignor::CooperativeSticky => AssignorKind::CooperativeSticky,
                 Assignor::Sticky => AssignorKind::Sticky,
                 Assignor::Range => AssignorKind::Range,
                 Assignor::RoundRobin => AssignorKind::RoundRobin,
@@ -684,7 +687,13 @@ async fn commit_progress(
             }
         }
         Err(e) => {
-            warn!(ctx.log, "offset commit failed, retrying next interval"; "error" => %e);
+            if matches!(e, CommitError::RebalanceInProgress) {
+                // Expected while a cooperative member rejoins: it keeps delivering, and the
+                // first commit of the new generation covers these offsets.
+                debug!(ctx.log, "offset commit waits for the rebalance to end"; "error" => %e);
+            } else {
+                warn!(ctx.log, "offset commit failed, retrying next interval"; "error" => %e);
+            }
             for (p, _) in offsets {
                 if let Some(run) = owned.get(&p) {
                     run.commit_failed();

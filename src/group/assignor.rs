@@ -1,4 +1,5 @@
-//! Partition assignors run by the group leader: `range`, `roundrobin` and `sticky`, all pure and
+//! Partition assignors run by the group leader: `range`, `roundrobin`, `sticky` and
+//! `cooperative-sticky` (sticky, then [`withhold_moving`]), all pure and
 //! deterministic (the same members and partitions give the same answer, whatever their order).
 //!
 //! Each works on one topic: the leader runs the chosen one per subscribed topic, over the
@@ -16,7 +17,7 @@ use super::AssignorKind;
 /// Every member appears in the result, possibly with no partitions; every partition goes to
 /// exactly one member; member counts differ by at most one. Members are ordered by id (as
 /// Java's assignors do), duplicates of an id are merged. `owned` only matters to
-/// [`AssignorKind::Sticky`]; claims out of range are ignored and a partition claimed twice goes
+/// [`AssignorKind::Sticky`] and [`AssignorKind::CooperativeSticky`]; claims out of range are ignored and a partition claimed twice goes
 /// to the member with the smaller id (settle claims by generation first, see
 /// [`resolve_claims`]).
 pub fn assign(
@@ -39,7 +40,7 @@ pub fn assign(
         match kind {
             AssignorKind::Range => range(ids.len(), count),
             AssignorKind::RoundRobin => round_robin(ids.len(), count),
-            AssignorKind::Sticky => {
+            AssignorKind::Sticky | AssignorKind::CooperativeSticky => {
                 let owned: Vec<&BTreeSet<i32>> = owned.values().collect();
                 sticky(&owned, count)
             }
@@ -48,6 +49,31 @@ pub fn assign(
     ids.iter()
         .map(|id| (*id).to_owned())
         .zip(lists.into_iter().map(|l| l.into_iter().map(to_i32).collect()))
+        .collect()
+}
+
+/// The cooperative rule (KIP-429) over an assignment: a partition still owned by another member
+/// (`owned`, claims settled by [`resolve_claims`]) is left out of its new member's assignment
+/// this round. Its owner, whose assignment lacks it, revokes it and rejoins; the follow-up
+/// rebalance then assigns it, unowned. So no partition is ever held by two members at once,
+/// and partitions that do not move are never revoked.
+pub fn withhold_moving(
+    owned: &[(String, Vec<i32>)],
+    assignment: BTreeMap<String, Vec<i32>>,
+) -> BTreeMap<String, Vec<i32>> {
+    let owner: BTreeMap<i32, &str> = owned
+        .iter()
+        .flat_map(|(id, parts)| parts.iter().map(move |p| (*p, id.as_str())))
+        .collect();
+    assignment
+        .into_iter()
+        .map(|(id, parts)| {
+            let kept = parts
+                .into_iter()
+                .filter(|p| owner.get(p).is_none_or(|o| *o == id))
+                .collect();
+            (id, kept)
+        })
         .collect()
 }
 
@@ -182,7 +208,8 @@ mod tests {
 
     use super::*;
 
-    const KINDS: [AssignorKind; 3] = [
+    const KINDS: [AssignorKind; 4] = [
+        AssignorKind::CooperativeSticky,
         AssignorKind::Sticky,
         AssignorKind::Range,
         AssignorKind::RoundRobin,
@@ -349,6 +376,81 @@ mod tests {
                 ("c".to_owned(), vec![4]),
             ]
         );
+    }
+
+    #[test]
+    fn cooperative_withholds_what_another_member_still_owns() {
+        // c joins a and b: the sticky target moves one partition from each to c.
+        let m = members(&[("a", &[0, 1, 2]), ("b", &[3, 4, 5]), ("c", &[])]);
+        let target = assign(AssignorKind::CooperativeSticky, &m, 6);
+        let first = withhold_moving(&m, target.clone());
+        assert!(
+            first["c"].is_empty(),
+            "c gets nothing until a and b let go: {first:?}"
+        );
+        assert_eq!(
+            first["a"].len() + first["b"].len(),
+            4,
+            "a and b keep 2 each: {first:?}"
+        );
+        // a and b revoke what they lost and rejoin; now nobody owns those two.
+        let second = withhold_moving(
+            &as_members(&first),
+            assign(AssignorKind::CooperativeSticky, &as_members(&first), 6),
+        );
+        check_valid(&second, &m, 6);
+        assert_eq!(second, target, "the follow-up round reaches the sticky target");
+    }
+
+    /// Cooperative rounds from random ownerships through random churn: no partition is ever
+    /// assigned while another member owns it, nobody loses a partition the target leaves with
+    /// it, and the follow-up round always reaches a valid, balanced assignment.
+    #[test]
+    fn property_cooperative_rounds_never_double_own_and_settle_in_two() {
+        let mut rng = StdRng::seed_from_u64(0xc00b);
+        for _ in 0..500 {
+            let partitions = rng.random_range(1..30);
+            let n = rng.random_range(1..8);
+            let mut owned = assign(AssignorKind::Sticky, &fresh(n), partitions);
+            // Churn: some leave, some join.
+            owned.retain(|_, _| rng.random_bool(0.7));
+            for j in 0..rng.random_range(0..4) {
+                owned.insert(format!("new-{j}"), Vec::new());
+            }
+            if owned.is_empty() {
+                continue;
+            }
+            let m = as_members(&owned);
+            let target = assign(AssignorKind::CooperativeSticky, &m, partitions);
+            let first = withhold_moving(&m, target.clone());
+            let mut holder: BTreeMap<i32, &str> = BTreeMap::new();
+            for (id, parts) in &owned {
+                for p in parts {
+                    holder.insert(*p, id);
+                }
+            }
+            for (id, parts) in &first {
+                for p in parts {
+                    assert!(
+                        holder.get(p).is_none_or(|h| h == id),
+                        "{p} given to {id} while {holder:?}"
+                    );
+                }
+                // What the target leaves with a member is in its first-round assignment.
+                for p in &target[id] {
+                    if owned[id].contains(p) {
+                        assert!(parts.contains(p), "{id} revoked {p} that stays with it");
+                    }
+                }
+            }
+            // Revokes done: each member owns exactly its first-round assignment.
+            let after = as_members(&first);
+            let second = withhold_moving(
+                &after,
+                assign(AssignorKind::CooperativeSticky, &after, partitions),
+            );
+            check_valid(&second, &m, partitions);
+        }
     }
 
     /// Random memberships, ownerships and partition counts: the invariants hold for every kind,

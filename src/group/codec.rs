@@ -130,9 +130,23 @@ pub(crate) fn decode_subscription(payload: &Bytes) -> Result<Subscription, Codec
     })
 }
 
+/// The assignment `user_data` our leader writes to every member when a cooperative round held
+/// partitions back: a follow-up rebalance is coming, so heartbeat promptly to join it soon.
+/// Other clients ignore an assignment's user data under `cooperative-sticky`.
+const FOLLOW_UP: &[u8] = b"bigpipe:follow-up";
+
 /// Encodes an assignment of (topic, partitions) pairs; a topic listed twice has its partitions
 /// merged, topics without partitions are left out (an empty list is a valid assignment).
+#[cfg(test)]
 pub(crate) fn encode_assignment<T: AsRef<str>, P: AsRef<[i32]>>(assigned: &[(T, P)]) -> Bytes {
+    encode_assignment_with(assigned, false)
+}
+
+/// [`encode_assignment`], announcing a follow-up rebalance when `follow_up`.
+pub(crate) fn encode_assignment_with<T: AsRef<str>, P: AsRef<[i32]>>(
+    assigned: &[(T, P)],
+    follow_up: bool,
+) -> Bytes {
     let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (topic, partitions) in assigned {
         let partitions = partitions.as_ref();
@@ -153,8 +167,21 @@ pub(crate) fn encode_assignment<T: AsRef<str>, P: AsRef<[i32]>>(assigned: &[(T, 
         .collect();
     let body = ConsumerProtocolAssignment::default()
         .with_assigned_partitions(assigned)
-        .with_user_data(None);
+        .with_user_data(follow_up.then(|| Bytes::from_static(FOLLOW_UP)));
     encode(&body, ASSIGNMENT_VERSION)
+}
+
+/// Whether an assignment announces a follow-up rebalance (see [`encode_assignment_with`]);
+/// false for anything unreadable.
+pub(crate) fn announces_follow_up(payload: &Bytes) -> bool {
+    let Ok((version, mut body)) = split_version(payload) else {
+        return false;
+    };
+    if bounds::check_assignment(&body).is_err() {
+        return false;
+    }
+    ConsumerProtocolAssignment::decode(&mut body, version)
+        .is_ok_and(|a| a.user_data.as_deref() == Some(FOLLOW_UP))
 }
 
 /// Decodes an assignment into (topic, partitions) pairs.
@@ -227,6 +254,20 @@ fn topic_name(topic: &str) -> TopicName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_assignment_may_announce_a_follow_up_rebalance() {
+        let plain = encode_assignment(&[("calls", [1, 2])]);
+        let marked = encode_assignment_with(&[("calls", [1, 2])], true);
+        assert!(!announces_follow_up(&plain));
+        assert!(announces_follow_up(&marked));
+        assert_eq!(
+            decode_assignment(&marked).unwrap(),
+            decode_assignment(&plain).unwrap()
+        );
+        assert!(!announces_follow_up(&Bytes::new()));
+        assert!(!announces_follow_up(&Bytes::from_static(b"\x00")));
+    }
 
     #[test]
     fn subscription_round_trip_with_prefix() {

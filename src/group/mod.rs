@@ -113,6 +113,10 @@ impl ScaleDown {
 /// The partition assignors, by their protocol names on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AssignorKind {
+    /// `cooperative-sticky`: the sticky assignment, reached incrementally (KIP-429). Members
+    /// keep their partitions through a rebalance; a partition that moves is first revoked by
+    /// its owner alone, then assigned in a follow-up rebalance.
+    CooperativeSticky,
     /// `sticky`: balanced, moving as few partitions as possible between generations.
     Sticky,
     /// `range`: contiguous blocks, as Java's RangeAssignor.
@@ -123,11 +127,17 @@ pub enum AssignorKind {
 
 impl AssignorKind {
     /// Every kind, in the order offered after the preferred one.
-    pub const ALL: [Self; 3] = [Self::Sticky, Self::Range, Self::RoundRobin];
+    pub const ALL: [Self; 4] = [
+        Self::CooperativeSticky,
+        Self::Sticky,
+        Self::Range,
+        Self::RoundRobin,
+    ];
 
     /// The protocol name in JoinGroup.
     pub fn name(self) -> &'static str {
         match self {
+            Self::CooperativeSticky => "cooperative-sticky",
             Self::Sticky => "sticky",
             Self::Range => "range",
             Self::RoundRobin => "roundrobin",
@@ -137,6 +147,12 @@ impl AssignorKind {
     /// The kind with protocol name `name`, if it is one of ours.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether members keep their partitions through a rebalance (the cooperative protocol)
+    /// rather than revoking them all before rejoining (eager).
+    pub fn is_cooperative(self) -> bool {
+        self == Self::CooperativeSticky
     }
 
     /// `self` first, then the other kinds: what we offer in JoinGroup.
@@ -163,10 +179,12 @@ pub enum GroupEvent {
         members: usize,
     },
     /// Stop these partitions and commit what finished (through [`GroupHandle::commit`], still
-    /// valid now), then send on `done` (or drop it). Sent before every rejoin (eager protocol:
-    /// all owned partitions). Not sent when we own nothing.
+    /// valid now), then send on `done` (or drop it). Eager protocols: every owned partition,
+    /// before each rejoin. Cooperative: only the partitions a new assignment moves elsewhere
+    /// (the others keep running), and every owned partition when stopping. Not sent when we
+    /// own nothing.
     Revoke {
-        /// Every partition we own.
+        /// The partitions to stop.
         partitions: Vec<i32>,
         /// Acknowledges the revoke; the driver rejoins once it fires or is dropped, or after
         /// `revoke_timeout`.
@@ -377,16 +395,24 @@ mod tests {
         for kind in AssignorKind::ALL {
             assert_eq!(AssignorKind::from_name(kind.name()), Some(kind));
         }
-        assert_eq!(AssignorKind::from_name("cooperative-sticky"), None);
+        assert_eq!(
+            AssignorKind::from_name("cooperative-sticky"),
+            Some(AssignorKind::CooperativeSticky)
+        );
+        assert_eq!(AssignorKind::from_name("uniform"), None);
         assert_eq!(
             AssignorKind::RoundRobin.offered(),
             vec![
                 AssignorKind::RoundRobin,
+                AssignorKind::CooperativeSticky,
                 AssignorKind::Sticky,
                 AssignorKind::Range
             ]
         );
-        assert_eq!(AssignorKind::Sticky.offered(), AssignorKind::ALL.to_vec());
+        assert_eq!(
+            AssignorKind::CooperativeSticky.offered(),
+            AssignorKind::ALL.to_vec()
+        );
     }
 
     #[tokio::test]

@@ -31,7 +31,8 @@ pub(super) fn subscribed_topics(members: &[(String, Option<Subscription>)]) -> V
 /// The leader's plan: member id → (topic, partitions) for every member that gets something.
 ///
 /// The assignor runs once per subscribed topic, over the members subscribed to it (with what
-/// they owned of it), as Java's assignors do. Undecodable members (`None`) get nothing, and
+/// they owned of it), as Java's assignors do. A cooperative kind leaves out partitions another
+/// member still owns (see [`assignor::withhold_moving`]). Undecodable members (`None`) get nothing, and
 /// a missing topic (`None` count) assigns nothing.
 pub(super) fn plan(
     kind: AssignorKind,
@@ -50,7 +51,11 @@ pub(super) fn plan(
             })
             .collect();
         let resolved = assignor::resolve_claims(&claims);
-        for (id, parts) in assignor::assign(kind, &resolved, count.unwrap_or(0)) {
+        let mut assigned = assignor::assign(kind, &resolved, count.unwrap_or(0));
+        if kind.is_cooperative() {
+            assigned = assignor::withhold_moving(&resolved, assigned);
+        }
+        for (id, parts) in assigned {
             if !parts.is_empty() {
                 plan.entry(id).or_default().push((topic.clone(), parts));
             }

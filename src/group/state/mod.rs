@@ -48,7 +48,7 @@ pub(crate) use self::classify::{Class, classify};
 pub(crate) use self::contract::{Action, CommitTarget, Event, Input, JoinOutcome};
 use self::leader::{LeaderCheck, subscribed_topics};
 use self::phase::{After, Phase};
-use self::timers::{FATAL_RETRY, HEARTBEAT_RETRY, RETRY_BACKOFF, Timer, next_check_after};
+use self::timers::{FATAL_RETRY, HEARTBEAT_RETRY, PROMPT_HEARTBEAT, RETRY_BACKOFF, Timer, next_check_after};
 use super::codec::{self, Subscription};
 use super::{AssignorKind, CommitError, GroupConfig, GroupError};
 use crate::backoff::Backoff;
@@ -92,7 +92,11 @@ pub(crate) struct Member {
     rng: Box<dyn RngCore + Send>,
 
     /// Partitions the consumer holds: set by Assigned, cleared by Revoke (once done) or Lost.
+    /// A cooperative member keeps them while it rejoins.
     owned: Vec<i32>,
+    /// The protocol (assignor) the coordinator chose for the generation we are in, or were in
+    /// last; `None` before the first join. It decides how we rebalance: eager or cooperative.
+    protocol: Option<AssignorKind>,
     /// (partitions, generation) of our last assignment, sent as `owned_partitions` so a sticky
     /// leader keeps them with us; cleared when membership is lost.
     claim: (Vec<i32>, i32),
@@ -101,6 +105,9 @@ pub(crate) struct Member {
     /// than when it got the request.
     last_alive: Instant,
     next_heartbeat: Instant,
+    /// Until then heartbeats go every [`PROMPT_HEARTBEAT`]: our assignment announced a
+    /// follow-up rebalance (cooperative), bounded by the time a revoke may take.
+    prompt_until: Option<Instant>,
     /// (seq, send time) of the heartbeat in flight.
     heartbeat: Option<(u64, Instant)>,
     leader: Option<LeaderCheck>,
@@ -156,9 +163,11 @@ impl Member {
             join_backoff: Backoff::new(RETRY_BACKOFF),
             rng,
             owned: Vec::new(),
+            protocol: None,
             claim: (Vec::new(), -1),
             last_alive: now,
             next_heartbeat: now,
+            prompt_until: None,
             heartbeat: None,
             leader: None,
             missing_topics: BTreeSet::new(),
@@ -222,7 +231,14 @@ impl Member {
                 Phase::Revoking { deadline, .. } => Some(deadline),
                 _ => None,
             },
-            Timer::Session => live.then(|| self.last_alive + self.session_timeout),
+            // A cooperative member holds its partitions while it rejoins; if the rejoin keeps
+            // failing, the coordinator drops it after the session and so must it. (While a
+            // JoinGroup or SyncGroup waits at the coordinator, that keeps the session alive.)
+            Timer::Session => {
+                let holding =
+                    !self.owned.is_empty() && matches!(self.phase, Phase::Unjoined | Phase::Assigning { .. });
+                (live || holding).then(|| self.last_alive + self.session_timeout)
+            }
             Timer::Heartbeat => {
                 (live && connected && self.heartbeat.is_none()).then_some(self.next_heartbeat)
             }
@@ -318,6 +334,19 @@ impl Member {
     /// The end: nothing more is sent.
     fn stop(&mut self) {
         self.enter(Phase::Stopped);
+    }
+
+    /// The time from a heartbeat sent at `at` to the next one.
+    fn heartbeat_every(&self, at: Instant) -> Duration {
+        match self.prompt_until {
+            Some(until) if at < until => self.heartbeat_interval.min(PROMPT_HEARTBEAT),
+            _ => self.heartbeat_interval,
+        }
+    }
+
+    /// Whether the current generation rebalances cooperatively (KIP-429).
+    fn cooperative(&self) -> bool {
+        self.protocol.is_some_and(AssignorKind::is_cooperative)
     }
 
     fn seq(&mut self) -> u64 {
@@ -485,6 +514,14 @@ impl Member {
                         self.preferred
                     }
                 };
+                if !kind.is_cooperative() && !self.owned.is_empty() {
+                    // Only when a member that cannot cooperate joined: the partitions we kept
+                    // through the join may be assigned to others before we revoke them at sync,
+                    // so a few calls can be delivered twice (never lost).
+                    warn!(self.log, "group switched to an eager assignor while we kept partitions through the rejoin";
+                        "protocol" => kind.name(), "member" => &self.member_id, "partitions" => ?self.owned);
+                }
+                self.protocol = Some(kind);
                 if leader == self.member_id {
                     let members = members
                         .into_iter()
@@ -599,14 +636,19 @@ impl Member {
             Vec::new()
         } else {
             let plan = leader::plan(kind, members, &counts);
+            // Partitions held back for a cooperative hand-over: tell everyone a follow-up
+            // rebalance is coming.
+            let total: i64 = counts.values().flatten().map(|&n| i64::from(n)).sum();
+            let assigned: usize = plan.values().flatten().map(|(_, parts)| parts.len()).sum();
+            let follow_up = kind.is_cooperative() && i64::try_from(assigned).unwrap_or(i64::MAX) < total;
             info!(self.log, "computed assignment as leader";
                 "member" => &self.member_id, "generation" => self.generation, "assignor" => kind.name(),
-                "partitions" => ?counts, "plan" => ?plan);
+                "partitions" => ?counts, "plan" => ?plan, "follow_up" => follow_up);
             members
                 .iter()
                 .map(|(id, _)| {
                     let assigned = plan.get(id).map_or(&[][..], Vec::as_slice);
-                    (id.clone(), codec::encode_assignment(assigned))
+                    (id.clone(), codec::encode_assignment_with(assigned, follow_up))
                 })
                 .collect()
         };
@@ -657,11 +699,22 @@ impl Member {
         }
         partitions.sort_unstable();
         partitions.dedup();
+        // Kept through a cooperative rejoin but now someone else's: revoked below, and the
+        // follow-up rebalance hands them over.
+        let moving: Vec<i32> = self
+            .owned
+            .iter()
+            .copied()
+            .filter(|p| partitions.binary_search(p).is_err())
+            .collect();
         self.enter(Phase::Stable);
-        self.owned.clone_from(&partitions);
+        self.owned = partitions.iter().chain(&moving).copied().collect();
+        self.owned.sort_unstable();
         self.claim = (partitions.clone(), self.generation);
         self.last_alive = sent;
-        self.next_heartbeat = now + self.heartbeat_interval;
+        self.prompt_until =
+            (self.cooperative() && codec::announces_follow_up(&payload)).then(|| now + self.revoke_timeout);
+        self.next_heartbeat = now + self.heartbeat_every(now);
         self.heartbeat = None;
         self.join_backoff = Backoff::new(RETRY_BACKOFF);
         info!(self.log, "joined generation";
@@ -675,6 +728,12 @@ impl Member {
             },
             out,
         );
+        if !moving.is_empty() {
+            info!(self.log, "partitions moving to other members: revoking them, then rejoining";
+                "member" => &self.member_id, "generation" => self.generation, "partitions" => ?moving);
+            self.rejoin_reason = "revoked partitions for a cooperative rebalance".to_owned();
+            self.revoke(now, After::Rejoin, moving, out);
+        }
     }
 
     fn on_heartbeat(
@@ -697,7 +756,7 @@ impl Member {
         match result {
             Ok(()) => {
                 self.last_alive = sent;
-                self.next_heartbeat = sent + self.heartbeat_interval;
+                self.next_heartbeat = sent + self.heartbeat_every(sent);
             }
             Err(e) => {
                 let class = classify(&e);
@@ -758,13 +817,18 @@ impl Member {
         }
     }
 
-    /// An error while joining, assigning or syncing: we own nothing, so it is only about how
-    /// and when to join again.
+    /// An error while joining, assigning or syncing: about how and when to join again, and,
+    /// for a cooperative member that kept its partitions, whether it still may hold them.
     fn on_rejoin_error(&mut self, now: Instant, api: &'static str, e: wire::Error, out: &mut Vec<Action>) {
         self.unjoin();
         let class = classify(&e);
         let chain = wire::error_chain(&e);
         let (member, generation) = (self.member_id.clone(), self.generation);
+        if matches!(class, Class::UnknownMember | Class::IllegalGeneration) && !self.owned.is_empty() {
+            warn!(self.log, "membership lost while rejoining; partitions lost"; "api" => api,
+                "member" => &member, "generation" => generation, "partitions" => ?self.owned);
+            self.lose_partitions(out);
+        }
         match class {
             Class::UnknownMember => {
                 info!(self.log, "coordinator does not know our member id; joining as a new member";
@@ -861,15 +925,29 @@ impl Member {
         self.stop();
     }
 
-    /// Stable → rejoin, through a revoke if we own partitions.
+    /// Stable → rejoin. Eager: through a revoke of everything we own. Cooperative: at once,
+    /// still delivering what we own; the next assignment says what (if anything) to revoke.
     fn begin_rebalance(&mut self, now: Instant, reason: &str, out: &mut Vec<Action>) {
         reason.clone_into(&mut self.rejoin_reason);
-        self.begin_revoke(now, After::Rejoin, out);
+        if self.cooperative() && !self.events_closed {
+            self.unjoin();
+        } else {
+            self.begin_revoke(now, After::Rejoin, out);
+        }
     }
 
+    /// Revokes every owned partition, then `then`.
     fn begin_revoke(&mut self, now: Instant, then: After, out: &mut Vec<Action>) {
-        if self.owned.is_empty() || self.events_closed {
-            self.owned.clear();
+        let all = self.owned.clone();
+        self.revoke(now, then, all, out);
+    }
+
+    /// Asks the consumer to stop `partitions` (owned ones), then `then` once it did.
+    fn revoke(&mut self, now: Instant, then: After, partitions: Vec<i32>, out: &mut Vec<Action>) {
+        if partitions.is_empty() || self.events_closed {
+            if self.events_closed {
+                self.owned.clear();
+            }
             match then {
                 After::Rejoin => self.unjoin(),
                 After::Leave => self.leave_now(false, out),
@@ -881,23 +959,25 @@ impl Member {
             token,
             deadline: now + self.revoke_timeout,
             then,
+            partitions: partitions.clone(),
         });
-        self.emit(
-            Event::Revoke {
-                token,
-                partitions: self.owned.clone(),
-            },
-            out,
-        );
+        self.emit(Event::Revoke { token, partitions }, out);
     }
 
-    fn finish_revoke(&mut self, _now: Instant, out: &mut Vec<Action>) {
-        let Phase::Revoking { then, .. } = self.phase else {
+    fn finish_revoke(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let Phase::Revoking { then, partitions, .. } = &self.phase else {
             return;
         };
-        self.owned.clear();
+        let then = *then;
+        let done = partitions.clone();
+        self.owned.retain(|p| !done.contains(p));
+        if self.events_closed {
+            self.owned.clear();
+        }
         match then {
             After::Rejoin => self.unjoin(),
+            // A stop during a cooperative partial revoke: now the rest.
+            After::Leave if !self.owned.is_empty() => self.begin_revoke(now, After::Leave, out),
             After::Leave => self.leave_now(false, out),
         }
     }
@@ -921,7 +1001,10 @@ impl Member {
             self.leave_now(false, out);
         } else {
             self.rejoin_reason = "session expired without heartbeats".to_owned();
-            self.unjoin();
+            // A cooperative member may hold partitions while unjoined (its rejoin kept failing).
+            if !matches!(self.phase, Phase::Unjoined) {
+                self.unjoin();
+            }
         }
     }
 
@@ -962,9 +1045,13 @@ impl Member {
                 }
             }
             Phase::Joining { .. } | Phase::Assigning { .. } | Phase::Syncing { .. } => {
+                self.give_up_between_generations(out);
                 self.leave_now(true, out)
             }
-            Phase::Unjoined => self.leave_now(false, out),
+            Phase::Unjoined => {
+                self.give_up_between_generations(out);
+                self.leave_now(false, out)
+            }
             Phase::Leaving { .. } | Phase::Stopped => {}
         }
     }
@@ -993,6 +1080,18 @@ impl Member {
             member_id: self.member_id.clone(),
             fresh_connection,
         });
+    }
+
+    /// A cooperative member stopping in the middle of a rejoin still runs its partitions, but
+    /// has no generation to commit with until the join ends, which may take the rebalance
+    /// timeout. It gives them up as lost rather than hold the stop: calls delivered since the
+    /// last commit are delivered again by the next owner.
+    fn give_up_between_generations(&mut self, out: &mut Vec<Action>) {
+        if !self.owned.is_empty() {
+            info!(self.log, "stopping during a rebalance: partitions given up without a final commit";
+                "member" => &self.member_id, "partitions" => ?self.owned);
+            self.lose_partitions(out);
+        }
     }
 
     fn lose_partitions(&mut self, out: &mut Vec<Action>) {

@@ -44,6 +44,9 @@ pub(super) enum Phase {
         token: u64,
         deadline: Instant,
         then: After,
+        /// The partitions being stopped: all owned (eager, or stopping), or only those a
+        /// cooperative assignment moved elsewhere.
+        partitions: Vec<i32>,
     },
     Leaving {
         seq: u64,
@@ -81,7 +84,8 @@ impl Phase {
             // A follower syncs straight after its join; the leader after assigning.
             P::Syncing { .. } => matches!(self, P::Joining { .. } | P::Assigning { .. }),
             P::Stable => matches!(self, P::Syncing { .. }),
-            P::Revoking { .. } => matches!(self, P::Stable),
+            // A stop during a cooperative partial revoke goes on to revoke the rest.
+            P::Revoking { .. } => matches!(self, P::Stable | P::Revoking { .. }),
             // Errors, a revoke done, a lost session: back to the start from any live phase.
             P::Unjoined => !matches!(self, P::Unjoined | P::Leaving { .. } | P::Stopped),
             P::Leaving { .. } => !matches!(self, P::Leaving { .. } | P::Stopped),
@@ -110,6 +114,7 @@ mod tests {
                 token: 1,
                 deadline: now,
                 then: After::Rejoin,
+                partitions: vec![0],
             },
             Phase::Leaving { seq: 1 },
             Phase::Stopped,
@@ -151,6 +156,7 @@ mod tests {
             ("Stable", "Leaving"),
             ("Stable", "Stopped"),
             ("Revoking", "Unjoined"),
+            ("Revoking", "Revoking"),
             ("Revoking", "Leaving"),
             ("Revoking", "Stopped"),
             ("Leaving", "Stopped"),

@@ -110,6 +110,30 @@ impl H {
         })
     }
 
+    /// Like [`H::stable`], in a generation whose protocol is `cooperative-sticky`.
+    fn stable_cooperative(&mut self, generation: i32, partitions: &[i32]) -> Vec<Action> {
+        let join = join_seq(&self.connect());
+        let join = join_seq(&self.input(Input::Joined {
+            seq: join,
+            result: Ok(JoinOutcome::MemberIdRequired {
+                member_id: "m1".to_owned(),
+            }),
+        }));
+        self.sync_cooperative(join, generation, partitions)
+    }
+
+    /// Answers JoinGroup `join` (cooperative, follower) and its SyncGroup with `partitions`.
+    fn sync_cooperative(&mut self, join: u64, generation: i32, partitions: &[i32]) -> Vec<Action> {
+        let sync = sync_seq(&self.input(Input::Joined {
+            seq: join,
+            result: Ok(cooperative(joined(generation, "m1", "m0", &[]))),
+        }));
+        self.input(Input::Synced {
+            seq: sync,
+            result: Ok(codec::encode_assignment(&[("calls", partitions)])),
+        })
+    }
+
     /// Runs ticks until a heartbeat goes out; returns its seq.
     fn next_heartbeat(&mut self) -> u64 {
         for _ in 0..100 {
@@ -137,6 +161,13 @@ fn joined(generation: i32, member: &str, leader: &str, members: &[(&str, Bytes)]
             .collect(),
         skip_assignment: false,
     }
+}
+
+fn cooperative(mut outcome: JoinOutcome) -> JoinOutcome {
+    if let JoinOutcome::Joined { protocol, .. } = &mut outcome {
+        *protocol = Some("cooperative-sticky".to_owned());
+    }
+    outcome
 }
 
 fn find_seq(actions: &[Action]) -> u64 {
@@ -202,7 +233,7 @@ fn follower_happy_path_with_member_id_required() {
     };
     assert_eq!(member_id, "");
     let names: Vec<_> = protocols.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, ["sticky", "range", "roundrobin"]);
+    assert_eq!(names, ["sticky", "cooperative-sticky", "range", "roundrobin"]);
     let sub = codec::decode_subscription(&protocols[0].1).unwrap();
     assert_eq!(sub.topics, ["calls"]);
     assert!(sub.owned.is_empty());
@@ -1352,4 +1383,259 @@ fn empty_assignment_is_a_valid_generation() {
         result: Err(server(ApiKey::Heartbeat, ResponseError::RebalanceInProgress)),
     });
     join_seq(&out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// cooperative rebalancing (KIP-429)
+
+/// A heartbeat answered REBALANCE_IN_PROGRESS.
+fn rebalance_signal(h: &mut H) -> Vec<Action> {
+    let hb = h.next_heartbeat();
+    h.input(Input::Heartbeat {
+        seq: hb,
+        result: Err(server(ApiKey::Heartbeat, ResponseError::RebalanceInProgress)),
+    })
+}
+
+#[test]
+fn a_cooperative_member_rejoins_without_revoking_and_revokes_only_what_moves() {
+    let mut h = H::new();
+    h.stable_cooperative(2, &[0, 1, 2]);
+    let rejoin = rebalance_signal(&mut h);
+    let [Action::JoinGroup { seq, protocols, .. }] = &rejoin[..] else {
+        panic!("straight to JoinGroup, no revoke: {rejoin:?}");
+    };
+    let sub = codec::decode_subscription(&protocols[0].1).unwrap();
+    assert_eq!(
+        (sub.owned_of("calls"), sub.generation),
+        (vec![0, 1, 2], 2),
+        "claims what it runs"
+    );
+    // 2 moves to a new member: Assigned with what stays, Revoke of 2 alone.
+    let synced = h.sync_cooperative(*seq, 3, &[0, 1]);
+    let [
+        Action::Emit(Event::Assigned { partitions, .. }),
+        Action::Emit(Event::Revoke {
+            token,
+            partitions: revoked,
+        }),
+    ] = &synced[..]
+    else {
+        panic!("{synced:?}");
+    };
+    assert_eq!(
+        (partitions.as_slice(), revoked.as_slice()),
+        (&[0, 1][..], &[2][..])
+    );
+    let target = h.m.commit_target().unwrap();
+    assert_eq!(
+        target.generation, 3,
+        "commits go on in the new generation meanwhile"
+    );
+    // Revoked: the follow-up join claims what is left.
+    let follow_up = h.input(Input::RevokeDone { token: *token });
+    let [Action::JoinGroup { seq, protocols, .. }] = &follow_up[..] else {
+        panic!("{follow_up:?}");
+    };
+    let sub = codec::decode_subscription(&protocols[0].1).unwrap();
+    assert_eq!((sub.owned_of("calls"), sub.generation), (vec![0, 1], 3));
+    let settled = h.sync_cooperative(*seq, 4, &[0, 1]);
+    assert!(
+        matches!(&settled[..], [Action::Emit(Event::Assigned { partitions, .. })] if partitions == &[0, 1]),
+        "nothing more moves: {settled:?}"
+    );
+}
+
+#[test]
+fn a_cooperative_leader_withholds_partitions_another_member_still_owns() {
+    let mut h = H::new();
+    let members = [
+        ("m0", codec::encode_subscription("calls", &[0, 1, 2], 7)),
+        ("m1", codec::encode_subscription("calls", &[3, 4, 5], 7)),
+        ("m2", codec::encode_subscription("calls", &[], -1)),
+    ];
+    let (seq, _) = lead(&mut h, 8, "cooperative-sticky", &members);
+    let sync = h.input(Input::PartitionCounts {
+        seq,
+        result: Ok(counts(&[("calls", Some(6))])),
+    });
+    let announced = |actions: &[Action]| match actions {
+        [Action::SyncGroup { assignments, .. }] => {
+            assignments.iter().all(|(_, b)| codec::announces_follow_up(b))
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(announced(&sync), "everyone is told a follow-up comes");
+    // The sticky target gives m2 one of m0's and one of m1's; this round it gets neither.
+    assert_eq!(
+        sync_plan(&sync),
+        plan(&[
+            ("m0", &[("calls", &[0, 1])]),
+            ("m1", &[("calls", &[3, 4])]),
+            ("m2", &[])
+        ])
+    );
+    // The follow-up round, after both revoked: m2 gets them.
+    let mut h = H::new();
+    let members = [
+        ("m0", codec::encode_subscription("calls", &[0, 1], 8)),
+        ("m1", codec::encode_subscription("calls", &[3, 4], 8)),
+        ("m2", codec::encode_subscription("calls", &[], 8)),
+    ];
+    let (seq, _) = lead(&mut h, 9, "cooperative-sticky", &members);
+    let sync = h.input(Input::PartitionCounts {
+        seq,
+        result: Ok(counts(&[("calls", Some(6))])),
+    });
+    assert_eq!(
+        sync_plan(&sync),
+        plan(&[
+            ("m0", &[("calls", &[0, 1])]),
+            ("m1", &[("calls", &[3, 4])]),
+            ("m2", &[("calls", &[2, 5])]),
+        ])
+    );
+    assert!(!announced(&sync), "settled: no follow-up");
+}
+
+#[test]
+fn an_announced_follow_up_makes_heartbeats_prompt_until_the_rebalance_comes() {
+    let mut h = H::new();
+    let join = join_seq(&h.connect());
+    let join = join_seq(&h.input(Input::Joined {
+        seq: join,
+        result: Ok(JoinOutcome::MemberIdRequired {
+            member_id: "m1".to_owned(),
+        }),
+    }));
+    let sync = sync_seq(&h.input(Input::Joined {
+        seq: join,
+        result: Ok(cooperative(joined(3, "m1", "m0", &[]))),
+    }));
+    h.input(Input::Synced {
+        seq: sync,
+        result: Ok(codec::encode_assignment_with(&[("calls", [0])], true)),
+    });
+    let synced_at = h.now;
+    let first = h.next_heartbeat();
+    assert_eq!(
+        h.now - synced_at,
+        Duration::from_millis(300),
+        "within 250 ms, in 100 ms ticks"
+    );
+    let again = h.input(Input::Heartbeat {
+        seq: first,
+        result: Ok(()),
+    });
+    assert!(again.is_empty());
+    assert_eq!(h.m.next_deadline(), Some(h.now + Duration::from_millis(250)));
+    // The follow-up arrives: rejoin at once, keeping partition 0.
+    let seq = h.next_heartbeat();
+    let rejoin = h.input(Input::Heartbeat {
+        seq,
+        result: Err(server(ApiKey::Heartbeat, ResponseError::RebalanceInProgress)),
+    });
+    assert!(matches!(&rejoin[..], [Action::JoinGroup { .. }]), "{rejoin:?}");
+    // Without the announcement, the usual interval.
+    let mut h = H::new();
+    h.stable_cooperative(2, &[0]);
+    let synced_at = h.now;
+    h.next_heartbeat();
+    assert_eq!(h.now - synced_at, HB);
+}
+
+#[test]
+fn a_cooperative_member_whose_rejoin_keeps_failing_loses_its_partitions_after_the_session() {
+    let mut h = H::new();
+    h.stable_cooperative(2, &[0, 1]);
+    // The REBALANCE_IN_PROGRESS answer was the last proof of life.
+    let mut actions = rebalance_signal(&mut h);
+    let started = h.now;
+    loop {
+        assert!(
+            h.now - started <= SESSION + Duration::from_millis(200),
+            "not lost when the session ended: {:?}",
+            h.m
+        );
+        if let Some(partitions) = actions.iter().find_map(|a| match a {
+            Action::Emit(Event::Lost { partitions }) => Some(partitions),
+            _ => None,
+        }) {
+            assert_eq!(partitions, &[0, 1]);
+            assert!(h.now - started >= SESSION, "not before the session ends");
+            break;
+        }
+        actions = match actions.iter().find_map(|a| match a {
+            Action::JoinGroup { seq, .. } => Some(*seq),
+            _ => None,
+        }) {
+            Some(seq) => {
+                let mut out = h.input(Input::Joined {
+                    seq,
+                    result: Err(server(
+                        ApiKey::JoinGroup,
+                        ResponseError::CoordinatorLoadInProgress,
+                    )),
+                });
+                h.now += Duration::from_millis(200);
+                out.extend(h.input(Input::Tick));
+                out
+            }
+            None => h.advance(Duration::from_millis(200)),
+        };
+    }
+}
+
+#[test]
+fn a_cooperative_member_told_its_generation_is_gone_while_rejoining_loses_its_partitions() {
+    let mut h = H::new();
+    h.stable_cooperative(2, &[0, 1]);
+    let join = join_seq(&rebalance_signal(&mut h));
+    let out = h.input(Input::Joined {
+        seq: join,
+        result: Err(server(ApiKey::JoinGroup, ResponseError::UnknownMemberId)),
+    });
+    assert!(
+        matches!(&out[0], Action::Emit(Event::Lost { partitions }) if partitions == &[0, 1]),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_cooperative_member_stopped_during_a_partial_revoke_revokes_the_rest_then_leaves() {
+    let mut h = H::new();
+    h.stable_cooperative(2, &[0, 1, 2]);
+    let join = join_seq(&rebalance_signal(&mut h));
+    let synced = h.sync_cooperative(join, 3, &[0]);
+    let Some(Action::Emit(Event::Revoke { token, .. })) = synced.last() else {
+        panic!("{synced:?}");
+    };
+    assert!(h.input(Input::Stop { scale_down: false }).is_empty());
+    let rest = h.input(Input::RevokeDone { token: *token });
+    let [Action::Emit(Event::Revoke { token, partitions })] = &rest[..] else {
+        panic!("{rest:?}");
+    };
+    assert_eq!(partitions, &[0]);
+    let leave = h.input(Input::RevokeDone { token: *token });
+    assert!(matches!(&leave[..], [Action::LeaveGroup { .. }]), "{leave:?}");
+}
+
+#[test]
+fn a_cooperative_member_stopped_mid_rejoin_gives_its_partitions_up() {
+    let mut h = H::new();
+    h.stable_cooperative(2, &[0, 1]);
+    join_seq(&rebalance_signal(&mut h));
+    let out = h.input(Input::Stop { scale_down: false });
+    assert!(
+        matches!(&out[..], [Action::Emit(Event::Lost { partitions }), Action::LeaveGroup { fresh_connection: true, .. }] if partitions == &[0, 1]),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn an_eager_member_still_revokes_everything_before_rejoining() {
+    let mut h = H::new();
+    h.stable(2, &[0, 1, 2]);
+    let (_, partitions) = revoke_token(&rebalance_signal(&mut h));
+    assert_eq!(partitions, [0, 1, 2]);
 }

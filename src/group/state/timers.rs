@@ -63,6 +63,10 @@ pub(super) fn next_check_after(now: Instant, counts: &BTreeMap<String, Option<i3
 /// heartbeat interval).
 pub(super) const HEARTBEAT_RETRY: Duration = Duration::from_millis(200);
 
+/// Heartbeat interval while a follow-up rebalance is announced (cooperative protocol): members
+/// learn of a rebalance only from a heartbeat answer, and the partitions held back wait for it.
+pub(super) const PROMPT_HEARTBEAT: Duration = Duration::from_millis(250);
+
 /// Backoff for finding the coordinator and for rejoining after transient errors. The cap is
 /// short (Java's `retry.backoff.max.ms` is 1 s) because a member that backs off past the
 /// coordinator's return keeps its partitions idle for nothing; with full jitter even many
