@@ -20,6 +20,12 @@
 //!   stop: (Revoking ─►) Leaving ─LeaveGroup─► Stopped       FENCED_INSTANCE_ID ─► Stopped
 //! ```
 //!
+//! The protocol the coordinator chose for a generation decides how the next rebalance goes.
+//! Eager (`sticky`, `range`, `roundrobin`): Stable → Revoking (every partition) → Unjoined.
+//! Cooperative (`cooperative-sticky`, KIP-429): Stable → Unjoined at once, still owning and
+//! delivering; after SyncGroup, Stable → Revoking (only the partitions the new assignment
+//! moved elsewhere) → Unjoined for the follow-up round that hands them over.
+//!
 //! The machine is level-triggered: after every input, `drive` looks at the state and issues
 //! whatever is missing (find the coordinator, join, heartbeat), so a recovery path only has to
 //! put the state right, never remember to send something.
