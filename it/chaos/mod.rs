@@ -26,6 +26,15 @@ async fn all_cover(procs: &[&Process], n: i32) -> bool {
     a.iter().all(|p| p.as_ref().is_some_and(|v| !v.is_empty())) && covers(&a, n)
 }
 
+/// Waits until the target has received 100 more calls: the load goes on.
+async fn load_continues(target: &Target) {
+    let before = target.count();
+    poll("load continues", || async {
+        (target.count() >= before + 100).then_some(())
+    })
+    .await;
+}
+
 /// Waits until every accepted call reached the target (or is in `dead`).
 async fn wait_delivered(target: &Target, accepted: &[String]) {
     poll("every accepted call delivered", || async {
@@ -73,22 +82,14 @@ async fn member_fault(scenario: &'static str, signal: &str) -> Row {
     .await;
     let recover = fault_at.elapsed();
     // The restarted member joins again under load.
-    let before = target.count();
-    poll("load continues", || async {
-        (target.count() >= before + 100).then_some(())
-    })
-    .await;
+    load_continues(&target).await;
     procs.push(Process::spawn(&config));
     let refs: Vec<&Process> = procs.iter().collect();
     poll("3 members again", || async {
         all_cover(&refs, 6).await.then_some(())
     })
     .await;
-    let before = target.count();
-    poll("load continues", || async {
-        (target.count() >= before + 100).then_some(())
-    })
-    .await;
+    load_continues(&target).await;
     let sent = load.stop().await;
     wait_delivered(&target, &sent.accepted).await;
     let row = Row::tally(scenario, &sent, &target, &BTreeSet::new(), recover);

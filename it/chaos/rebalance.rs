@@ -7,7 +7,7 @@ use std::time::Duration;
 use bigpipe::producer::partitioner::go_hash;
 use tokio::time::Instant;
 
-use super::{HEADER, all_cover, wait_delivered};
+use super::{HEADER, all_cover, load_continues, wait_delivered};
 use crate::delivery::consumer_entry;
 use crate::group::consumer_process_config;
 use crate::helpers::load::{Load, Row};
@@ -20,10 +20,16 @@ const LOAD_KEYS: u64 = 17;
 
 /// A consumer entry whose session outlasts a process restart, even on a loaded CI machine.
 fn static_entry(topic: &str, group: &str) -> String {
+    entry_with(topic, group, "cooperative-sticky")
+}
+
+/// [`static_entry`] with another assignor.
+fn entry_with(topic: &str, group: &str, assignor: &str) -> String {
     format!(
         "[[kafka.consumer.list]]\ntopic = \"{topic}\"\ngroupId = \"{group}\"\nrateLimit = 2000\n\
          concurrency = 20\nretries = 2\ntimeout = 3000\nretryBackoff = 20\nretryBackoffMax = 200\n\
-         sessionTimeout = 10000\nheartbeatInterval = 1000\ncommitInterval = 200\nretryTiers = []\n"
+         sessionTimeout = 10000\nheartbeatInterval = 1000\ncommitInterval = 200\nretryTiers = []\n\
+         assignor = \"{assignor}\"\n"
     )
 }
 
@@ -110,12 +116,18 @@ struct Restart {
 
 /// Three members of one group under steady load, each in turn stopped with `signal` (`TERM`,
 /// `KILL`) and started again. `instance_ids`: static members with these ids; `None`: dynamic.
-async fn rolling_restart(scenario: &'static str, instance_ids: Option<[&str; 3]>, signal: &str) -> Restart {
+/// `assignor`: the entry's.
+async fn rolling_restart(
+    scenario: &'static str,
+    instance_ids: Option<[&str; 3]>,
+    signal: &str,
+    assignor: &str,
+) -> Restart {
     let target = Target::start();
     let topic = unique("rolling");
     let group = unique("G");
     let ingest = Bigpipe::start_ready(&settings(&simple_config(&topic, 6, ""))).await;
-    let config = consumer_process_config(&topic, 6, &static_entry(&topic, &group));
+    let config = consumer_process_config(&topic, 6, &entry_with(&topic, &group, assignor));
     let spawn = |i: usize| match instance_ids {
         Some(ids) => {
             Process::spawn_with_env(&config, &[("BIGPIPE_KAFKA_GROUP_INSTANCE_ID", ids[i].to_owned())])
@@ -160,11 +172,7 @@ async fn rolling_restart(scenario: &'static str, instance_ids: Option<[&str; 3]>
         )
         .await;
         windows.push((mine, from, Instant::now()));
-        let before = target.count();
-        poll("load continues", || async {
-            (target.count() >= before + 100).then_some(())
-        })
-        .await;
+        load_continues(&target).await;
     }
     let sent = load.stop().await;
     wait_delivered(&target, &sent.accepted).await;
@@ -215,7 +223,8 @@ async fn rolling_restart(scenario: &'static str, instance_ids: Option<[&str; 3]>
 async fn a_rolling_restart_of_three_static_members_moves_nothing() {
     let _k = kafka().await;
     let ids = ["static-a", "static-b", "static-c"];
-    let r = rolling_restart("rolling restart (SIGTERM), 3 static members", Some(ids), "TERM").await;
+    let scenario = "rolling restart (SIGTERM), 3 static members";
+    let r = rolling_restart(scenario, Some(ids), "TERM", "cooperative-sticky").await;
     assert_eq!(
         r.rebalances, 0,
         "every member is still in the generation it started in"
@@ -229,7 +238,8 @@ async fn a_rolling_restart_of_three_static_members_moves_nothing() {
 async fn static_members_killed_and_restarted_in_turn_move_nothing() {
     let _k = kafka().await;
     let ids = ["static-a", "static-b", "static-c"];
-    let r = rolling_restart("rolling restart (SIGKILL), 3 static members", Some(ids), "KILL").await;
+    let scenario = "rolling restart (SIGKILL), 3 static members";
+    let r = rolling_restart(scenario, Some(ids), "KILL", "cooperative-sticky").await;
     assert_eq!(
         r.rebalances, 0,
         "the restart takes the dead member's place at once"
@@ -240,7 +250,7 @@ async fn static_members_killed_and_restarted_in_turn_move_nothing() {
     assert_others_kept_going(&r);
 }
 
-/// Steady load gives each partition a call every ~0.1-0.3 s; a rebalance stops them for the
+/// Steady load gives each partition a call every ~0.1-0.4 s; a rebalance stops them for the
 /// time the group takes to agree again. The bound leaves room for a loaded CI machine.
 fn assert_others_kept_going(r: &Restart) {
     assert!(
@@ -250,12 +260,9 @@ fn assert_others_kept_going(r: &Restart) {
     );
 }
 
-/// The baselines of the rows above, with dynamic members, and proof that the generation count
-/// sees rebalances: a SIGTERM leaves the group and the restart joins it again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rolling_restart_of_three_dynamic_members_rebalances_on_every_restart() {
-    let _k = kafka().await;
-    let r = rolling_restart("rolling restart (SIGTERM), 3 dynamic members", None, "TERM").await;
+/// Dynamic members rebalance on every restart (a SIGTERM leaves, the restart joins): proof
+/// that the generation count sees rebalances.
+fn assert_rebalanced_and_lost_nothing(r: &Restart) {
     assert!(
         r.rebalances >= 3,
         "one rebalance or more per restart: {}",
@@ -264,20 +271,36 @@ async fn a_rolling_restart_of_three_dynamic_members_rebalances_on_every_restart(
     assert_eq!(r.row.lost, 0);
 }
 
-/// A killed dynamic member's partitions wait out its session, and every other partition waits
-/// too while the group rebalances around the restart (eager protocol). Duplicates are many here:
-/// each kill comes right after the previous stall, while its member is still delivering the
-/// backlog faster than its commits (every 200 ms) follow.
+/// The baseline of the static rows, with dynamic (cooperative) members.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dynamic_members_killed_and_restarted_in_turn_stall_the_group() {
+async fn a_rolling_restart_of_three_dynamic_members_rebalances_on_every_restart() {
     let _k = kafka().await;
-    let r = rolling_restart("rolling restart (SIGKILL), 3 dynamic members", None, "KILL").await;
-    assert!(
-        r.rebalances >= 3,
-        "one rebalance or more per restart: {}",
-        r.rebalances
-    );
-    assert_eq!(r.row.lost, 0);
+    let scenario = "rolling restart (SIGTERM), 3 dynamic members";
+    let r = rolling_restart(scenario, None, "TERM", "cooperative-sticky").await;
+    assert_rebalanced_and_lost_nothing(&r);
+}
+
+/// A killed dynamic member's partitions wait out its session; cooperative members keep
+/// delivering the others meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_cooperative_members_killed_in_turn_stall_only_the_dead_ones_partitions() {
+    let _k = kafka().await;
+    let scenario = "rolling restart (SIGKILL), 3 dynamic members";
+    let r = rolling_restart(scenario, None, "KILL", "cooperative-sticky").await;
+    assert_rebalanced_and_lost_nothing(&r);
+    assert_others_kept_going(&r);
+}
+
+/// The same with eager members (the behaviour before cooperative rebalancing): the restart's
+/// join starts a rebalance that waits for the dead member's session, and every partition
+/// waits with it. Duplicates are many: each kill comes right after the previous stall, while
+/// its member delivers the backlog faster than its commits (every 200 ms) follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_eager_members_killed_in_turn_stall_the_whole_group() {
+    let _k = kafka().await;
+    let scenario = "rolling restart (SIGKILL), 3 dynamic members, eager";
+    let r = rolling_restart(scenario, None, "KILL", "sticky").await;
+    assert_rebalanced_and_lost_nothing(&r);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
