@@ -183,3 +183,56 @@ async fn two_processes_split_the_group_rate() {
     ingest.stop().await;
     target.stop().await;
 }
+
+/// Two processes started together on a topic nobody created yet: bigpipe creates it while the
+/// group forms, and the leader assigns it as soon as it exists. (It once waited for its 30 s
+/// metadata check.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_created_at_start_is_consumed_within_seconds() {
+    let _k = kafka().await;
+    let target = Target::start();
+    let topic = unique("fresh");
+    let group = unique("G");
+    let config = consumer_process_config(&topic, 4, &consumer_entry(&topic, &group, ""));
+    // Each process logs its warnings (the config's level) into its own directory.
+    let logs = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let mut procs: Vec<Process> = (0..2)
+        .map(|i| {
+            let dir = logs.path().join(i.to_string()).display().to_string();
+            Process::spawn_with_env(&config, &[("BIGPIPE_LOG_DIRECTORY", dir)])
+        })
+        .collect();
+    let refs: Vec<&Process> = procs.iter().collect();
+    poll("both processes own partitions of the new topic", || async {
+        let a = assignments(&refs).await;
+        (a.iter().all(|p| p.as_ref().is_some_and(|v| !v.is_empty())) && covers(&a, 4)).then_some(())
+    })
+    .await;
+    let took = started.elapsed();
+    eprintln!("a new topic assigned to 2 starting processes after {took:?}");
+    assert!(took < Duration::from_secs(15), "assigned after {took:?}");
+    let ingest = Bigpipe::start_ready(&settings(&simple_config(&topic, 4, ""))).await;
+    let (status, env) = ingest.call(&call_body(&target.url("/ok"), "fresh", "k")).await;
+    assert_eq!(status, 200, "{env}");
+    poll("the call is delivered", || async {
+        (target.count() == 1).then_some(())
+    })
+    .await;
+    drop(refs);
+    for p in &mut procs {
+        p.signal("TERM");
+        assert_eq!(p.wait(), Some(0));
+    }
+    // A clean start (topics created meanwhile, groups formed) is no cause for a warning.
+    let mut warnings = Vec::new();
+    for i in 0..2 {
+        for file in std::fs::read_dir(logs.path().join(i.to_string())).unwrap() {
+            let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+            warnings.extend(text.lines().map(str::to_owned));
+        }
+    }
+    assert_eq!(warnings, Vec::<String>::new(), "warning lines in a clean start");
+    ingest.stop().await;
+    target.stop().await;
+}

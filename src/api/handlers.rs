@@ -406,8 +406,14 @@ pub(crate) fn readiness(
 }
 
 /// Any other method than POST on `/rpc/call`. The `Allow` header is required on a 405
-/// (RFC 9110, section 15.5.6); schemathesis found it missing.
-pub async fn method_not_allowed() -> HttpResponse {
+/// (RFC 9110, section 15.5.6); schemathesis found it missing. Counted as received and
+/// rejected, as the Go version counted every request to `/rpc/call`.
+pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    // The public listener always has its state; the 405 layer's own unit test does not.
+    if let Some(state) = req.app_data::<web::Data<ApiState>>() {
+        inc(&state.stats.server.received);
+        inc(&state.stats.server.rejected);
+    }
     let mut response = CallError::Method.error_response();
     response
         .headers_mut()
@@ -427,7 +433,7 @@ mod tests {
 
     #[actix_web::test]
     async fn a_refused_method_says_which_one_is_allowed() {
-        let resp = method_not_allowed().await;
+        let resp = method_not_allowed(actix_web::test::TestRequest::get().to_http_request()).await;
         assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(resp.headers().get(header::ALLOW).unwrap(), "POST");
         let body = resp.into_body().try_into_bytes().unwrap();

@@ -37,6 +37,13 @@ pub struct CallRequest {
 pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
     const KEYS: [&str; 5] = ["url", "data", "partition_key", "acl", "ack"];
     const ACL_KEYS: [&str; 2] = ["name", "secret"];
+    // Go's json.Unmarshal leaves the request empty for a JSON `null`, so its first check (the
+    // url) is what fails; an empty object gives the same answer here.
+    let body = if is_json_null(body) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
     let fields = rawjson::pick(body, &KEYS).map_err(|_| CallError::Json)?;
     let url = fields.string("url").ok_or(CallError::Url)?;
     // The Go version accepted any string and the call failed later in the
@@ -68,6 +75,14 @@ pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
         acl_secret: acl_secret.into_owned(),
         ack,
     })
+}
+
+/// Whether `body` is the JSON literal `null`, with JSON's whitespace around it.
+fn is_json_null(body: &[u8]) -> bool {
+    let json_ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let start = body.iter().position(|b| !json_ws(b)).unwrap_or(body.len());
+    let end = body.iter().rposition(|b| !json_ws(b)).map_or(start, |i| i + 1);
+    body.get(start..end) == Some(b"null".as_slice())
 }
 
 /// `url` parsed, when it is an absolute `http` or `https` URL with a host.
@@ -102,6 +117,11 @@ mod tests {
             ("[1,2]", CallError::Json),
             ("\"str\"", CallError::Json),
             ("{bad json", CallError::Json),
+            // Go: a `null` body decodes to an empty request, refused for its url.
+            ("null", CallError::Url),
+            (" \n null\t", CallError::Url),
+            ("nul", CallError::Json),
+            ("null null", CallError::Json),
             // Everything wrong: url is checked first.
             ("{}", CallError::Url),
             (r#"{"url":5}"#, CallError::Url),
@@ -150,6 +170,14 @@ mod tests {
         for (body, want) in cases {
             assert_eq!(parse(body.as_bytes()).as_ref().err(), Some(want), "{body}");
         }
+    }
+
+    /// A deliberate difference (README): Go replaced invalid UTF-8 in `data` with U+FFFD and
+    /// stored a call the caller never sent; here the body is refused.
+    #[test]
+    fn invalid_utf8_inside_a_known_field_is_refused() {
+        let body = b"{\"url\":\"http://h/\",\"data\":\"a\xffb\",\"partition_key\":\"\"}";
+        assert_eq!(parse(body).err(), Some(CallError::Json));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use figment::{Figment, Metadata, Profile, Provider};
 
 use super::Format;
 use super::error::Problem;
+use super::validate::KEYS;
 
 /// Prefix of environment variables that override config keys.
 pub(crate) const ENV_PREFIX: &str = "BIGPIPE_";
@@ -32,6 +33,9 @@ pub(crate) struct Sources {
     pub(crate) problems: Vec<Problem>,
     /// The whole environment, for `${NAME}` secret references (see `secret`).
     pub(crate) vars: HashMap<String, String>,
+    /// `BIGPIPE_*` variables that name no setting (a script's `BIGPIPE_BIN`, say): not read,
+    /// named once in a warning.
+    pub(crate) ignored_env: Vec<String>,
 }
 
 impl Sources {
@@ -49,7 +53,7 @@ impl Sources {
         let mut problems = Vec::new();
         let file = parse(text, format, label)?;
         let file = unflatten(file, "", &mut problems);
-        let env = env_layer(env, &mut problems);
+        let (env, ignored_env) = env_layer(env, &mut problems);
 
         let figment = Figment::new()
             .merge(Layer {
@@ -71,6 +75,7 @@ impl Sources {
             root,
             problems,
             vars,
+            ignored_env,
         })
     }
 
@@ -233,31 +238,35 @@ fn conflict(path: &str) -> Problem {
     )
 }
 
-/// Builds the environment layer exactly as figment's `Env::prefixed("BIGPIPE_").split("_")`
-/// would: prefix stripped case-insensitively, `_` → `.`, lowercased, values parsed with figment's
-/// env value syntax (`8080` is a number, `[a, b]` an array, anything else a string).
+/// Builds the environment layer: each `BIGPIPE_*` variable whose name is [`env_var_name`] of a
+/// known key (case-insensitively) sets that key, its value parsed with figment's env value
+/// syntax (`8080` is a number, `[a, b]` an array, anything else a string). Matching the known
+/// keys, rather than turning every `_` into a `.`, reads `metrics.max_hosts` right and leaves
+/// other programs' `BIGPIPE_*` variables alone: their names come back, to be warned about once.
 ///
 /// It takes the variables as a list instead of reading the process environment so that tests can
 /// exercise it without `std::env::set_var` (a data race in a multi-threaded test binary), and so
 /// that the code path tested is the one `load` runs.
-fn env_layer(mut vars: Vec<(String, String)>, problems: &mut Vec<Problem>) -> Dict {
+fn env_layer(mut vars: Vec<(String, String)>, problems: &mut Vec<Problem>) -> (Dict, Vec<String>) {
     // The process environment has no order; sort so conflicts are reported deterministically.
     vars.sort();
+    let known: HashMap<String, &str> = KEYS.iter().map(|key| (env_var_name(key), *key)).collect();
     let mut out = Dict::new();
+    let mut ignored = Vec::new();
     for (name, raw) in vars {
         let name = name.trim();
-        let Some(rest) = strip_prefix_ignore_case(name, ENV_PREFIX) else {
+        if strip_prefix_ignore_case(name, ENV_PREFIX).is_none() {
+            continue;
+        }
+        let Some(key) = known.get(&name.to_ascii_uppercase()) else {
+            ignored.push(name.to_owned());
             continue;
         };
-        let key = rest.to_ascii_lowercase().replace('_', ".");
-        if key.split('.').any(str::is_empty) {
-            continue; // as figment does for `BIGPIPE_` or `BIGPIPE_A__B`
-        }
         let Ok(value) = raw.parse::<Value>();
         let segments: Vec<&str> = key.split('.').collect();
         insert(&mut out, "", &segments, value, problems);
     }
-    out
+    (out, ignored)
 }
 
 fn strip_prefix_ignore_case<'s>(name: &'s str, prefix: &str) -> Option<&'s str> {
@@ -329,16 +338,28 @@ mod tests {
             ("bigpipe_kafka_bootstrap_servers", "a:9092,b:9092"),
             ("OTHER_HTTP_SERVER_PORT", "1"),
             ("BIGPIPE_", "ignored"),
+            ("BIGPIPE_BIN", "/usr/bin/bigpipe"),
+            ("BIGPIPE_KAFKA_VERSION", "4.3.1"),
         ]);
         let mut problems = Vec::new();
-        let dict = env_layer(vars, &mut problems);
+        let (dict, ignored) = env_layer(vars, &mut problems);
         assert!(problems.is_empty());
+        assert_eq!(ignored, ["BIGPIPE_", "BIGPIPE_BIN", "BIGPIPE_KAFKA_VERSION"]);
         let root = Value::from(dict);
         let port = root.find_ref("http.server.port").and_then(Value::to_u128);
         assert_eq!(port, Some(8080));
         let servers = root.find_ref("kafka.bootstrap.servers").and_then(Value::as_str);
         assert_eq!(servers, Some("a:9092,b:9092"));
         assert_eq!(root.as_dict().map(|d| d.len()), Some(2));
+    }
+
+    #[test]
+    fn env_variables_match_keys_with_underscores() {
+        let (dict, ignored) = env_layer(env(&[("BIGPIPE_METRICS_MAX_HOSTS", "5")]), &mut Vec::new());
+        let hosts = Value::from(dict)
+            .find_ref("metrics.max_hosts")
+            .and_then(Value::to_u128);
+        assert_eq!((hosts, ignored.len()), (Some(5), 0));
     }
 
     #[test]

@@ -1840,10 +1840,28 @@ fn unknown_env_variable_is_a_warning() {
     assert_eq!(
         s.map(|s| s.warnings).ok(),
         Some(vec![
-            "unknown key 'http.server.prot' is ignored \
-             (set by environment variable BIGPIPE_HTTP_SERVER_PROT)"
+            "BIGPIPE_HTTP_SERVER_PROT is not a bigpipe setting, ignored (BIGPIPE_<KEY> sets \
+             only the keys of conf/bigpipe.toml, such as BIGPIPE_HTTP_SERVER_PORT)"
                 .to_owned()
         ])
+    );
+}
+
+#[test]
+fn other_programs_bigpipe_variables_are_named_once_and_never_read() {
+    let env = [
+        ("BIGPIPE_BIN", "/usr/local/bin/bigpipe"),
+        ("BIGPIPE_KAFKA_VERSION", "4.3.1"),
+        ("BIGPIPE_LOG_LEVEL", "debug"),
+    ];
+    let s = with_env("", Format::Toml, &env).unwrap();
+    assert_eq!(s.log.level, slog::Level::Debug, "a real key still works");
+    assert_eq!(
+        s.warnings,
+        [
+            "BIGPIPE_BIN, BIGPIPE_KAFKA_VERSION are not bigpipe settings, ignored (BIGPIPE_<KEY> \
+          sets only the keys of conf/bigpipe.toml, such as BIGPIPE_HTTP_SERVER_PORT)"
+        ]
     );
 }
 

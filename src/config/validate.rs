@@ -93,6 +93,21 @@ pub(crate) fn validate(sources: &Sources) -> Result<Settings, ConfigError> {
     let mut c = Checker::new(sources);
     let root = &sources.root;
     check_structure(&mut c, root, "");
+    if let [first, rest @ ..] = sources.ignored_env.as_slice() {
+        let (names, what) = if rest.is_empty() {
+            (first.clone(), "is not a bigpipe setting")
+        } else {
+            (sources.ignored_env.join(", "), "are not bigpipe settings")
+        };
+        c.warn(
+            "environment",
+            None,
+            format!(
+                "{names} {what}, ignored (BIGPIPE_<KEY> sets only the keys of \
+                 conf/bigpipe.toml, such as BIGPIPE_HTTP_SERVER_PORT)"
+            ),
+        );
+    }
 
     let demo = c.setting(root, "demo", false, demo_flag);
     let log = log(&mut c, root);

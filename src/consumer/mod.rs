@@ -350,7 +350,8 @@ async fn run_lane(ctx: Arc<Lane>, stop: CancellationToken) {
         tokio::select! {
             event = events.recv() => match event {
                 Some(GroupEvent::Assigned { generation, partitions, members, .. }) => {
-                    info!(ctx.log, "partitions assigned"; "generation" => generation, "partitions" => ?partitions);
+                    // The group member logged the generation joined with these partitions.
+                    debug!(ctx.log, "partitions assigned"; "generation" => generation, "partitions" => ?partitions);
                     ctx.stats.assigned(generation, members, partitions.len());
                     seek_pending |= assign(&ctx, &handle, &mut owned, &mut marks, partitions).await;
                 }

@@ -58,6 +58,8 @@ fn status(status: u16, headers: Vec<(&'static str, String)>) -> Reply {
 struct Recorded {
     method: String,
     target: String,
+    /// The header lines as sent (names in their case).
+    head: Vec<u8>,
     headers: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
 }
@@ -197,6 +199,7 @@ async fn serve(
         let rec = Recorded {
             method,
             target,
+            head,
             headers,
             body,
         };
@@ -336,6 +339,15 @@ async fn body_and_headers_arrive_intact() {
     assert_eq!(rec.header("x-bigpipe-attempt"), [b"3".as_slice()]);
     assert!(rec.header("expect").is_empty());
     assert!(rec.header("transfer-encoding").is_empty());
+    // A deliberate difference from the Go version (README): awc writes header names in lower
+    // case (HTTP says they are case-insensitive; Go wrote `Content-Type`) and adds `date`.
+    let head = String::from_utf8_lossy(&rec.head);
+    assert!(
+        head.contains("\r\ncontent-type: ") && head.contains("\r\nx-bigpipe-call-id: "),
+        "{head}"
+    );
+    assert!(!head.contains("Content-Type"), "{head}");
+    assert_eq!(rec.header("date").len(), 1, "{head}");
 
     // An empty body is sent as such.
     assert_eq!(within(pool.send(post(server.url("/empty"), b""))).await, ok_200());

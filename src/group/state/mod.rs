@@ -54,7 +54,9 @@ pub(crate) use self::classify::{Class, classify};
 pub(crate) use self::contract::{Action, CommitTarget, Event, Input, JoinOutcome};
 use self::leader::{LeaderCheck, subscribed_topics};
 use self::phase::{After, Phase};
-use self::timers::{FATAL_RETRY, HEARTBEAT_RETRY, PROMPT_HEARTBEAT, RETRY_BACKOFF, Timer, next_check_after};
+use self::timers::{
+    FATAL_RETRY, HEARTBEAT_RETRY, PROMPT_HEARTBEAT, RETRY_BACKOFF, STARTUP_GRACE, Timer, next_check_after,
+};
 use super::codec::{self, Subscription};
 use super::{AssignorKind, CommitError, GroupConfig, GroupError};
 use crate::backoff::Backoff;
@@ -117,9 +119,15 @@ pub(crate) struct Member {
     /// (seq, send time) of the heartbeat in flight.
     heartbeat: Option<(u64, Instant)>,
     leader: Option<LeaderCheck>,
-    /// Subscribed topics found missing as leader, so each is warned about once (until it
-    /// appears).
+    /// Subscribed topics found missing as leader, so each is logged once (until it appears):
+    /// at info during start-up, when bigpipe is still creating its topics...
     missing_topics: BTreeSet<String>,
+    /// ...and those of them still missing after it, warned about once.
+    missing_warned: BTreeSet<String>,
+    /// When the member was created, for [`STARTUP_GRACE`].
+    started: Instant,
+    /// Whether a generation was ever joined: before, a coordinator not found yet is expected.
+    joined_once: bool,
     /// Why the next JoinGroup happens.
     rejoin_reason: String,
     /// Members of the last join as we know them: all of them when we lead (the coordinator
@@ -177,6 +185,9 @@ impl Member {
             heartbeat: None,
             leader: None,
             missing_topics: BTreeSet::new(),
+            missing_warned: BTreeSet::new(),
+            started: now,
+            joined_once: false,
             rejoin_reason: "joining".to_owned(),
             joined_members: 0,
             stopping: false,
@@ -350,6 +361,17 @@ impl Member {
         }
     }
 
+    /// Within [`STARTUP_GRACE`] of the start.
+    fn in_start_up(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.started) < STARTUP_GRACE
+    }
+
+    /// Still starting: no generation joined yet, within [`STARTUP_GRACE`]. A coordinator not
+    /// found or moved is expected then (a new broker creates its offsets topic first).
+    fn waiting_at_start(&self, now: Instant) -> bool {
+        !self.joined_once && self.in_start_up(now)
+    }
+
     /// Whether the current generation rebalances cooperatively (KIP-429).
     fn cooperative(&self) -> bool {
         self.protocol.is_some_and(AssignorKind::is_cooperative)
@@ -425,8 +447,13 @@ impl Member {
         let payload = codec::encode_subscription(&self.topic, &self.claim.0, self.claim.1);
         let protocols = self.offered.iter().map(|k| (k.name(), payload.clone())).collect();
         let reason = std::mem::replace(&mut self.rejoin_reason, "joining".to_owned());
-        info!(self.log, "joining group"; "member" => &self.member_id, "reason" => &reason,
-            "claimed" => ?self.claim.0);
+        // The first join is one line when it succeeds ("joined generation"); rejoins say why.
+        if self.joined_once {
+            info!(self.log, "joining group"; "member" => &self.member_id, "reason" => &reason,
+                "claimed" => ?self.claim.0);
+        } else {
+            debug!(self.log, "joining group"; "member" => &self.member_id, "reason" => &reason);
+        }
         out.push(Action::JoinGroup {
             seq,
             member_id: self.member_id.clone(),
@@ -471,8 +498,13 @@ impl Member {
                     FATAL_RETRY
                 } else {
                     let delay = self.find_backoff.next_with(&mut *self.rng);
-                    warn!(self.log, "cannot find the group coordinator";
-                        "error" => %wire::error_chain(&e), "retry_in" => ?delay);
+                    if self.waiting_at_start(now) {
+                        info!(self.log, "waiting for the group coordinator";
+                            "error" => %wire::error_chain(&e), "retry_in" => ?delay);
+                    } else {
+                        warn!(self.log, "cannot find the group coordinator";
+                            "error" => %wire::error_chain(&e), "retry_in" => ?delay);
+                    }
                     delay
                 };
                 self.wait_until = Some(now + delay);
@@ -590,6 +622,9 @@ impl Member {
         match result {
             Ok(counts) => {
                 let changed = leader::changed_counts(&check.partitions, &counts);
+                if changed.is_empty() {
+                    self.note_missing_topics(now, &counts);
+                }
                 if !changed.is_empty() && matches!(self.phase, Phase::Stable) {
                     info!(self.log, "partition count changed; rebalancing";
                         "member" => &self.member_id, "generation" => self.generation,
@@ -625,15 +660,7 @@ impl Member {
                 (topic, count)
             })
             .collect();
-        for (topic, count) in &counts {
-            if count.is_some() {
-                self.missing_topics.remove(topic);
-            } else if self.missing_topics.insert(topic.clone()) {
-                warn!(self.log, "subscribed topic does not exist (or this process may not describe it); \
-                    assigning none of it until it does";
-                    "subscribed" => topic, "generation" => self.generation);
-            }
-        }
+        self.note_missing_topics(now, &counts);
         let assignments = if skip {
             // The counts watched from here on are today's: a change made while we were away
             // (and the group kept its assignment) is not seen until the next one.
@@ -664,6 +691,31 @@ impl Member {
             inflight: None,
         });
         self.send_sync(now, kind, assignments, out);
+    }
+
+    /// Logs subscribed topics that do not exist: once at info while starting up (bigpipe may be
+    /// creating them), once as a warning if still missing after, and forgets those that
+    /// appeared.
+    fn note_missing_topics(&mut self, now: Instant, counts: &BTreeMap<String, Option<i32>>) {
+        let starting = self.in_start_up(now);
+        for (topic, count) in counts {
+            if count.is_some() {
+                self.missing_topics.remove(topic);
+                self.missing_warned.remove(topic);
+                continue;
+            }
+            if starting {
+                if self.missing_topics.insert(topic.clone()) {
+                    info!(self.log, "subscribed topic does not exist yet; assigning none of it until it does";
+                        "subscribed" => topic, "generation" => self.generation);
+                }
+            } else if self.missing_warned.insert(topic.clone()) {
+                self.missing_topics.insert(topic.clone());
+                warn!(self.log, "subscribed topic does not exist (or this process may not describe it); \
+                    assigning none of it until it does";
+                    "subscribed" => topic, "generation" => self.generation);
+            }
+        }
     }
 
     fn on_synced(
@@ -714,6 +766,7 @@ impl Member {
             .filter(|p| partitions.binary_search(p).is_err())
             .collect();
         self.enter(Phase::Stable);
+        self.joined_once = true;
         self.owned = partitions.iter().chain(&moving).copied().collect();
         self.owned.sort_unstable();
         self.claim = (partitions.clone(), self.generation);
@@ -852,7 +905,11 @@ impl Member {
             }
             Class::Fenced => self.fenced(api, &chain, out),
             Class::Coordinator => {
-                warn!(self.log, "lost the group coordinator"; "api" => api, "member" => member, "error" => chain);
+                if self.waiting_at_start(now) {
+                    info!(self.log, "waiting for the group coordinator"; "api" => api, "error" => chain);
+                } else {
+                    warn!(self.log, "lost the group coordinator"; "api" => api, "member" => member, "error" => chain);
+                }
                 self.lose_coordinator(now);
             }
             Class::Loading => {

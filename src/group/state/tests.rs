@@ -91,15 +91,20 @@ impl H {
         self.input(Input::CoordinatorFound { seq, result: Ok(()) })
     }
 
-    /// From nothing to Stable as a follower with `partitions` in generation `generation`.
-    fn stable(&mut self, generation: i32, partitions: &[i32]) -> Vec<Action> {
+    /// Connects and gets member id "m1" (KIP-394); returns the JoinGroup that carries it.
+    fn join_as_m1(&mut self) -> u64 {
         let join = join_seq(&self.connect());
-        let join = join_seq(&self.input(Input::Joined {
+        join_seq(&self.input(Input::Joined {
             seq: join,
             result: Ok(JoinOutcome::MemberIdRequired {
                 member_id: "m1".to_owned(),
             }),
-        }));
+        }))
+    }
+
+    /// From nothing to Stable as a follower with `partitions` in generation `generation`.
+    fn stable(&mut self, generation: i32, partitions: &[i32]) -> Vec<Action> {
+        let join = self.join_as_m1();
         let sync = sync_seq(&self.input(Input::Joined {
             seq: join,
             result: Ok(joined(generation, "m1", "m0", &[])),
@@ -112,13 +117,7 @@ impl H {
 
     /// Like [`H::stable`], in a generation whose protocol is `cooperative-sticky`.
     fn stable_cooperative(&mut self, generation: i32, partitions: &[i32]) -> Vec<Action> {
-        let join = join_seq(&self.connect());
-        let join = join_seq(&self.input(Input::Joined {
-            seq: join,
-            result: Ok(JoinOutcome::MemberIdRequired {
-                member_id: "m1".to_owned(),
-            }),
-        }));
+        let join = self.join_as_m1();
         self.sync_cooperative(join, generation, partitions)
     }
 
@@ -1226,13 +1225,7 @@ fn stop_during_a_rebalance_revoke_leaves_instead_of_rejoining() {
 #[test]
 fn stop_while_joining_leaves_on_a_fresh_connection() {
     let mut h = H::new();
-    let join = join_seq(&h.connect());
-    let join = join_seq(&h.input(Input::Joined {
-        seq: join,
-        result: Ok(JoinOutcome::MemberIdRequired {
-            member_id: "m1".to_owned(),
-        }),
-    }));
+    let join = h.join_as_m1();
     let leave = h.input(Input::Stop { scale_down: false });
     let [
         Action::LeaveGroup {
@@ -1298,13 +1291,7 @@ fn a_static_member_told_to_scale_down_leaves() {
     assert!(matches!(&leave[..], [Action::LeaveGroup { .. }]), "{leave:?}");
     // Also mid-join, where a dynamic member leaves on a fresh connection.
     let mut h = H::static_member();
-    let join = join_seq(&h.connect());
-    h.input(Input::Joined {
-        seq: join,
-        result: Ok(JoinOutcome::MemberIdRequired {
-            member_id: "m1".to_owned(),
-        }),
-    });
+    h.join_as_m1();
     assert!(h.input(Input::Stop { scale_down: false }).is_empty());
     assert!(h.m.is_stopped());
 }
@@ -1501,13 +1488,7 @@ fn a_cooperative_leader_withholds_partitions_another_member_still_owns() {
 #[test]
 fn an_announced_follow_up_makes_heartbeats_prompt_until_the_rebalance_comes() {
     let mut h = H::new();
-    let join = join_seq(&h.connect());
-    let join = join_seq(&h.input(Input::Joined {
-        seq: join,
-        result: Ok(JoinOutcome::MemberIdRequired {
-            member_id: "m1".to_owned(),
-        }),
-    }));
+    let join = h.join_as_m1();
     let sync = sync_seq(&h.input(Input::Joined {
         seq: join,
         result: Ok(cooperative(joined(3, "m1", "m0", &[]))),
@@ -1638,4 +1619,149 @@ fn an_eager_member_still_revokes_everything_before_rejoining() {
     h.stable(2, &[0, 1, 2]);
     let (_, partitions) = revoke_token(&rebalance_signal(&mut h));
     assert_eq!(partitions, [0, 1, 2]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// start-up logging
+
+/// Every log line's level and message.
+#[derive(Clone, Default)]
+struct Lines(std::sync::Arc<std::sync::Mutex<Vec<(slog::Level, String)>>>);
+
+impl slog::Drain for Lines {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &slog::Record<'_>, _: &slog::OwnedKVList) -> Result<(), slog::Never> {
+        if let Ok(mut lines) = self.0.lock() {
+            lines.push((record.level(), record.msg().to_string()));
+        }
+        Ok(())
+    }
+}
+
+impl Lines {
+    /// The messages logged at warning level or above.
+    fn warnings(&self) -> Vec<String> {
+        let lines = self.0.lock().map(|l| l.clone()).unwrap_or_default();
+        lines
+            .into_iter()
+            .filter(|(level, _)| level.as_usize() <= slog::Level::Warning.as_usize())
+            .map(|(_, message)| message)
+            .collect()
+    }
+}
+
+/// A member logging into `Lines`.
+fn logged() -> (H, Lines) {
+    let lines = Lines::default();
+    let log = slog::Logger::root(slog::Drain::fuse(lines.clone()), slog::o!());
+    let now = Instant::now();
+    let h = H {
+        m: Member::new(&config(), log, now, Box::new(ZeroRng)),
+        now,
+    };
+    (h, lines)
+}
+
+/// The FindCoordinator in `actions`, or, while a backoff holds it, the one a later tick (every
+/// 100 ms) sends.
+fn next_find(h: &mut H, actions: &[Action]) -> u64 {
+    if !actions.is_empty() {
+        return find_seq(actions);
+    }
+    for _ in 0..300 {
+        let actions = h.advance(Duration::from_millis(100));
+        if !actions.is_empty() {
+            return find_seq(&actions);
+        }
+    }
+    panic!("no FindCoordinator in 30 s: {:?}", h.m);
+}
+
+/// A new broker first has no coordinator (it is creating its offsets topic), then answers
+/// NOT_COORDINATOR, and the topic bigpipe is creating appears a second after the join: all
+/// expected, none of it a warning.
+#[test]
+fn a_start_on_a_new_broker_logs_no_warnings() {
+    let (mut h, lines) = logged();
+    let mut find = find_seq(&h.input(Input::Tick));
+    for _ in 0..3 {
+        let failed = h.input(Input::CoordinatorFound {
+            seq: find,
+            result: Err(server(
+                ApiKey::FindCoordinator,
+                ResponseError::CoordinatorNotAvailable,
+            )),
+        });
+        find = next_find(&mut h, &failed);
+    }
+    let join = join_seq(&h.input(Input::CoordinatorFound {
+        seq: find,
+        result: Ok(()),
+    }));
+    let failed = h.input(Input::Joined {
+        seq: join,
+        result: Err(server(ApiKey::JoinGroup, ResponseError::NotCoordinator)),
+    });
+    let find = next_find(&mut h, &failed);
+    let join = join_seq(&h.input(Input::CoordinatorFound {
+        seq: find,
+        result: Ok(()),
+    }));
+    let join = join_seq(&h.input(Input::Joined {
+        seq: join,
+        result: Ok(JoinOutcome::MemberIdRequired {
+            member_id: "m0".to_owned(),
+        }),
+    }));
+    let members = [("m0", codec::encode_subscription("calls", &[], -1))];
+    let (seq, _) = fetch(&h.input(Input::Joined {
+        seq: join,
+        result: Ok(joined(1, "m0", "m0", &members)),
+    }));
+    let sync = h.input(Input::PartitionCounts {
+        seq,
+        result: Ok(counts(&[("calls", None)])),
+    });
+    h.input(Input::Synced {
+        seq: sync_seq(&sync),
+        result: Ok(codec::encode_assignment(&[("calls", &[] as &[i32])])),
+    });
+    let (seq, _) = next_check(&mut h);
+    let rejoin = h.input(Input::PartitionCounts {
+        seq,
+        result: Ok(counts(&[("calls", Some(6))])),
+    });
+    assert!(!rejoin.is_empty(), "the new topic gets assigned: {rejoin:?}");
+    assert_eq!(lines.warnings(), Vec::<String>::new());
+}
+
+/// The same states long after the start are worth a warning: once per missing topic.
+#[test]
+fn a_topic_still_missing_after_start_up_is_warned_about_once() {
+    let (mut h, lines) = logged();
+    let members = [("m0", codec::encode_subscription("calls", &[], -1))];
+    let (seq, _) = lead(&mut h, 1, "sticky", &members);
+    let sync = h.input(Input::PartitionCounts {
+        seq,
+        result: Ok(counts(&[("calls", None)])),
+    });
+    h.input(Input::Synced {
+        seq: sync_seq(&sync),
+        result: Ok(codec::encode_assignment(&[("calls", &[] as &[i32])])),
+    });
+    for _ in 0..40 {
+        let (seq, _) = next_check(&mut h);
+        h.input(Input::PartitionCounts {
+            seq,
+            result: Ok(counts(&[("calls", None)])),
+        });
+    }
+    assert_eq!(
+        lines.warnings(),
+        [
+            "subscribed topic does not exist (or this process may not describe it); assigning none of it until it does"
+        ]
+    );
 }

@@ -63,6 +63,11 @@ pub(super) fn next_check_after(now: Instant, counts: &BTreeMap<String, Option<i3
 /// heartbeat interval).
 pub(super) const HEARTBEAT_RETRY: Duration = Duration::from_millis(200);
 
+/// How long after a member starts its expected start-up states are info, not warnings: a new
+/// broker creates its offsets topic (no coordinator yet, then NOT_COORDINATOR), and bigpipe
+/// creates its own topics while its groups join. Still so after this, they are warned about.
+pub(super) const STARTUP_GRACE: Duration = Duration::from_secs(30);
+
 /// Heartbeat interval while a follow-up rebalance is announced (cooperative protocol): members
 /// learn of a rebalance only from a heartbeat answer, and the partitions held back wait for it.
 pub(super) const PROMPT_HEARTBEAT: Duration = Duration::from_millis(250);
