@@ -22,11 +22,14 @@ if ! (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
       echo "run.sh: no Kafka at $first, starting the local one" >&2
       # Its TLS/SASL test listeners need openssl for their certificates; bigpipe's own
       # config uses the plaintext port, so without openssl the broker starts without them.
-      if [ -z "${BIGPIPE_KAFKA_SECURE:-}" ] && ! command -v openssl >/dev/null 2>&1; then
+      # Passed to kafka.sh alone: bigpipe would name a BIGPIPE_* variable that is no
+      # setting in a start-up warning.
+      secure="${BIGPIPE_KAFKA_SECURE:-}"
+      if [ -z "$secure" ] && ! command -v openssl >/dev/null 2>&1; then
         echo "run.sh: openssl is missing, so the local Kafka starts without its TLS/SASL test listeners" >&2
-        export BIGPIPE_KAFKA_SECURE=0
+        secure=0
       fi
-      BIGPIPE_KAFKA_PORT="$port" scripts/kafka.sh up
+      BIGPIPE_KAFKA_SECURE="$secure" BIGPIPE_KAFKA_PORT="$port" scripts/kafka.sh up
       ;;
     *)
       echo "run.sh: Kafka at $first does not answer (bigpipe starts anyway and waits for it)" >&2

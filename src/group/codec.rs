@@ -171,29 +171,33 @@ pub(crate) fn encode_assignment_with<T: AsRef<str>, P: AsRef<[i32]>>(
     encode(&body, ASSIGNMENT_VERSION)
 }
 
-/// Whether an assignment announces a follow-up rebalance (see [`encode_assignment_with`]);
-/// false for anything unreadable.
-pub(crate) fn announces_follow_up(payload: &Bytes) -> bool {
-    let Ok((version, mut body)) = split_version(payload) else {
-        return false;
-    };
-    if bounds::check_assignment(&body).is_err() {
-        return false;
-    }
-    ConsumerProtocolAssignment::decode(&mut body, version)
-        .is_ok_and(|a| a.user_data.as_deref() == Some(FOLLOW_UP))
+/// An assignment as a member reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Assignment {
+    /// (topic, partitions) pairs.
+    pub(crate) topics: Vec<(String, Vec<i32>)>,
+    /// The leader announced a follow-up rebalance (see [`encode_assignment_with`]).
+    pub(crate) follow_up: bool,
 }
 
 /// Decodes an assignment into (topic, partitions) pairs.
+///
+/// # Errors
+/// As [`decode_member_assignment`].
+pub(crate) fn decode_assignment(payload: &Bytes) -> Result<Vec<(String, Vec<i32>)>, CodecError> {
+    decode_member_assignment(payload).map(|a| a.topics)
+}
+
+/// Decodes an assignment, with its follow-up announcement.
 ///
 /// An empty payload is an empty assignment: the coordinator sends one to members the leader
 /// left out of its SyncGroup.
 ///
 /// # Errors
 /// [`CodecError`] when the payload is non-empty but unreadable.
-pub(crate) fn decode_assignment(payload: &Bytes) -> Result<Vec<(String, Vec<i32>)>, CodecError> {
+pub(crate) fn decode_member_assignment(payload: &Bytes) -> Result<Assignment, CodecError> {
     if payload.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Assignment::default());
     }
     let (version, mut body) = split_version(payload)?;
     refuse_oversized(bounds::check_assignment(&body), version)?;
@@ -202,11 +206,14 @@ pub(crate) fn decode_assignment(payload: &Bytes) -> Result<Vec<(String, Vec<i32>
             version,
             source: e.into(),
         })?;
-    Ok(assignment
-        .assigned_partitions
-        .into_iter()
-        .map(|tp| (tp.topic.0.to_string(), tp.partitions))
-        .collect())
+    Ok(Assignment {
+        follow_up: assignment.user_data.as_deref() == Some(FOLLOW_UP),
+        topics: assignment
+            .assigned_partitions
+            .into_iter()
+            .map(|tp| (tp.topic.0.to_string(), tp.partitions))
+            .collect(),
+    })
 }
 
 /// An oversized count is refused; a truncated body is left to the decoder to report.
@@ -259,14 +266,15 @@ mod tests {
     fn an_assignment_may_announce_a_follow_up_rebalance() {
         let plain = encode_assignment(&[("calls", [1, 2])]);
         let marked = encode_assignment_with(&[("calls", [1, 2])], true);
-        assert!(!announces_follow_up(&plain));
-        assert!(announces_follow_up(&marked));
-        assert_eq!(
-            decode_assignment(&marked).unwrap(),
-            decode_assignment(&plain).unwrap()
+        let (plain, marked) = (
+            decode_member_assignment(&plain).unwrap(),
+            decode_member_assignment(&marked).unwrap(),
         );
-        assert!(!announces_follow_up(&Bytes::new()));
-        assert!(!announces_follow_up(&Bytes::from_static(b"\x00")));
+        assert!(!plain.follow_up);
+        assert!(marked.follow_up);
+        assert_eq!(marked.topics, plain.topics);
+        assert!(!decode_member_assignment(&Bytes::new()).unwrap().follow_up);
+        assert!(decode_member_assignment(&Bytes::from_static(b"\x00")).is_err());
     }
 
     #[test]

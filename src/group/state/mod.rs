@@ -735,8 +735,8 @@ impl Member {
             Ok(payload) => payload,
             Err(e) => return self.on_rejoin_error(now, "SyncGroup", e, out),
         };
-        let topics = match codec::decode_assignment(&payload) {
-            Ok(topics) => topics,
+        let assignment = match codec::decode_member_assignment(&payload) {
+            Ok(assignment) => assignment,
             Err(e) => {
                 // Holding partitions we cannot name would stall them; a rejoin makes the
                 // leader try again (and makes noise).
@@ -748,7 +748,7 @@ impl Member {
             }
         };
         let mut partitions: Vec<i32> = Vec::new();
-        for (topic, parts) in topics {
+        for (topic, parts) in assignment.topics {
             if topic == self.topic {
                 partitions.extend(parts);
             } else {
@@ -771,8 +771,7 @@ impl Member {
         self.owned.sort_unstable();
         self.claim = (partitions.clone(), self.generation);
         self.last_alive = sent;
-        self.prompt_until =
-            (self.cooperative() && codec::announces_follow_up(&payload)).then(|| now + self.revoke_timeout);
+        self.prompt_until = (self.cooperative() && assignment.follow_up).then(|| now + self.revoke_timeout);
         self.next_heartbeat = now + self.heartbeat_every(now);
         self.heartbeat = None;
         self.join_backoff = Backoff::new(RETRY_BACKOFF);

@@ -1447,9 +1447,9 @@ fn a_cooperative_leader_withholds_partitions_another_member_still_owns() {
         result: Ok(counts(&[("calls", Some(6))])),
     });
     let announced = |actions: &[Action]| match actions {
-        [Action::SyncGroup { assignments, .. }] => {
-            assignments.iter().all(|(_, b)| codec::announces_follow_up(b))
-        }
+        [Action::SyncGroup { assignments, .. }] => assignments
+            .iter()
+            .all(|(_, b)| codec::decode_member_assignment(b).is_ok_and(|a| a.follow_up)),
         other => panic!("{other:?}"),
     };
     assert!(announced(&sync), "everyone is told a follow-up comes");
