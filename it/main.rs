@@ -32,6 +32,7 @@ mod never_stall;
 mod openapi;
 mod outage;
 mod reload;
+mod schedule;
 mod security;
 mod signing;
 mod ssrf;

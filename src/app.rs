@@ -404,6 +404,8 @@ fn api_config(
         default_ack: settings.producer.default_ack,
         ack_timeout: settings.producer.ack_timeout,
         body_limit: settings.http.body_limit,
+        schedule_max: settings.http.schedule_max,
+        batch_max_calls: settings.http.batch_max_calls,
     }
 }
 

@@ -44,6 +44,11 @@ pub struct CallMessage {
     /// Acceptance time, milliseconds since the Unix epoch.
     #[serde(rename = "CreateTime")]
     pub create_time: i64,
+    /// A scheduled call: not delivered before this time, ms since the Unix epoch. Written
+    /// only when set, so an unscheduled call's record stays byte for byte the Go version's;
+    /// a Go consumer ignores the field and delivers at once (README, "Deliberate differences").
+    #[serde(rename = "DeliverAt", default, skip_serializing_if = "Option::is_none")]
+    pub deliver_at: Option<i64>,
 }
 
 /// Why a record value is not a valid call (Go counted these as `invalidMessage`).
@@ -73,7 +78,15 @@ impl CallMessage {
     /// `Data` and `Topic` strings, `Partition` and `CreateTime` numbers, and
     /// `Headers` present as an object of string arrays. Extra fields are ignored.
     pub fn decode(value: &[u8]) -> Result<Self, DecodeError> {
-        const KEYS: [&str; 6] = ["Headers", "Url", "Data", "Topic", "Partition", "CreateTime"];
+        const KEYS: [&str; 7] = [
+            "Headers",
+            "Url",
+            "Data",
+            "Topic",
+            "Partition",
+            "CreateTime",
+            "DeliverAt",
+        ];
         // Field by field, without a Value tree (crate::rawjson): this runs for every record
         // a consumer takes.
         let obj = rawjson::pick(value, &KEYS).map_err(|_| DecodeError::NotObject)?;
@@ -103,6 +116,13 @@ impl CallMessage {
             topic: string("Topic")?,
             partition: i32::try_from(number("Partition")?).map_err(|_| DecodeError::Field("Partition"))?,
             create_time: number("CreateTime")?,
+            // Optional; when present it must be a number (`null` reads as absent), so a
+            // malformed schedule is dead-lettered as invalid, never delivered early or held.
+            deliver_at: match obj.raw("DeliverAt") {
+                None => None,
+                Some(raw) if raw.get() == "null" => None,
+                Some(_) => Some(number("DeliverAt")?),
+            },
         })
     }
 }
@@ -204,6 +224,7 @@ mod tests {
             topic: "test".into(),
             partition: 2,
             create_time: 1_500_000_000_000,
+            deliver_at: None,
         }
     }
 
@@ -278,6 +299,31 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(CallMessage::decode(input.as_bytes()), Err(want), "{input}");
         }
+    }
+
+    #[test]
+    fn a_schedule_is_one_more_field_go_ignores() {
+        let mut m = sample();
+        m.deliver_at = Some(1_500_000_060_000);
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(
+            text.ends_with(r#""CreateTime":1500000000000,"DeliverAt":1500000060000}"#),
+            "{text}"
+        );
+        assert_eq!(CallMessage::decode(text.as_bytes()).unwrap(), m);
+        // Go's record rules (spec §2) read only the six old fields: the same call, due now.
+        let go_view = CallMessage {
+            deliver_at: None,
+            ..CallMessage::decode(text.as_bytes()).unwrap()
+        };
+        assert_eq!(go_view, sample());
+        let null = text.replace("1500000060000", "null");
+        assert_eq!(CallMessage::decode(null.as_bytes()).unwrap().deliver_at, None);
+        let bad = text.replace("1500000060000", r#""soon""#);
+        assert_eq!(
+            CallMessage::decode(bad.as_bytes()),
+            Err(DecodeError::Field("DeliverAt"))
+        );
     }
 
     #[test]

@@ -228,8 +228,14 @@ pub struct ConsumerStats {
     pub circuits_open: AtomicI64,
     /// Calls held back by an open or recovering breaker.
     pub circuit_held: AtomicI64,
-    /// Calls written to a retry tier to wait for their next attempt there.
+    /// Calls written to a retry tier to wait there for their next attempt or, scheduled
+    /// calls, for their due time.
     pub retry_parked: AtomicU64,
+    /// Scheduled calls read (`DeliverAt` later than their first read).
+    pub scheduled: AtomicU64,
+    /// Scheduled calls this process holds until they are due (in the partition's window or
+    /// in a retry tier's); the others wait in the tier topics (their lag).
+    pub scheduled_waiting: AtomicI64,
     /// Calls a retry tier would not take (too large, Kafka failing): they waited in the window.
     pub retry_park_failed: AtomicU64,
     /// Offsets stepped over in batches that could not be read (each dead-lettered by reference).
@@ -432,6 +438,8 @@ impl ConsumerStats {
             "retriesScheduled": self.retries_scheduled.load(Ordering::Relaxed),
             "retryParked": load(&self.retry_parked),
             "retryParkFailed": load(&self.retry_park_failed),
+            "scheduled": load(&self.scheduled),
+            "scheduledWaiting": self.scheduled_waiting.load(Ordering::Relaxed),
             "unreadableRecords": load(&self.unreadable_records),
             "rpcFail": load(&self.rpc_fail),
             "rpcRetries": load(&self.rpc_retries),

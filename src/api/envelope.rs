@@ -56,6 +56,20 @@ pub enum CallError {
     /// `ack` present but not `"queue"` or `"kafka"`.
     #[error("ack is not \"queue\" or \"kafka\"")]
     Ack,
+    /// `deliver_at` not an RFC 3339 time or a non-negative integer of ms, or further ahead
+    /// than `http.server.schedule.max.ms`.
+    #[error("deliver_at is not a time, or too far ahead")]
+    DeliverAt,
+    /// `delay_ms` not a non-negative integer, longer than `http.server.schedule.max.ms`, or
+    /// given together with `deliver_at`.
+    #[error("delay_ms is not a non-negative integer, too long, or given with deliver_at")]
+    DelayMs,
+    /// `POST /rpc/calls`: the body is not an object with a `calls` array of objects.
+    #[error("calls is missing or not an array of objects")]
+    Batch,
+    /// `POST /rpc/calls`: more calls than `http.server.batch.max.calls`.
+    #[error("more calls than the batch limit")]
+    BatchTooLarge,
     /// Unknown ACL name or wrong secret.
     #[error("unknown acl name or wrong secret")]
     Forbidden,
@@ -132,6 +146,10 @@ impl CallError {
             Self::AclName => "acl.name",
             Self::AclSecret => "acl.secret",
             Self::Ack => "ack无效",
+            Self::DeliverAt => "deliver_at无效",
+            Self::DelayMs => "delay_ms无效",
+            Self::Batch => "calls无效",
+            Self::BatchTooLarge => "批量过大",
             Self::Forbidden => "权限错误",
             Self::Destination => "目标地址不允许",
             Self::Throttled { .. } => "请求过于频繁",
@@ -160,8 +178,13 @@ impl ResponseError for CallError {
             | Self::Acl
             | Self::AclName
             | Self::AclSecret
-            | Self::Ack => StatusCode::BAD_REQUEST,
-            Self::TooLarge | Self::RecordTooLarge | Self::KafkaTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            | Self::Ack
+            | Self::DeliverAt
+            | Self::DelayMs
+            | Self::Batch => StatusCode::BAD_REQUEST,
+            Self::TooLarge | Self::RecordTooLarge | Self::KafkaTooLarge | Self::BatchTooLarge => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::Forbidden | Self::Destination => StatusCode::FORBIDDEN,
             Self::Throttled { .. } | Self::Quota { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Overload | Self::ShuttingDown | Self::KafkaFailed => StatusCode::SERVICE_UNAVAILABLE,

@@ -119,6 +119,12 @@ async fn accept(
     let config = state.config.load_full();
     let body = read_body(req, payload, config.body_limit, state.read_timeout).await?;
     let call = request::parse(&body)?;
+    // A request's own checks come before the ACL's, as in the Go version.
+    let now = chrono::Utc::now().timestamp_millis();
+    let deliver_at = match call.schedule {
+        Some(schedule) => schedule.due_ms(now, config.schedule_max)?,
+        None => None,
+    };
     let route = match config.acl.check(&call.acl_name, &call.acl_secret) {
         Ok(route) => route,
         Err(why) => {
@@ -149,7 +155,8 @@ async fn accept(
         data: call.data,
         topic: topic.to_owned(),
         partition: 0,
-        create_time: chrono::Utc::now().timestamp_millis(),
+        create_time: now,
+        deliver_at,
     };
     let want_ack = call.ack.unwrap_or(config.default_ack) == AckMode::Kafka;
     let submitted = state.producer.submit(Call {

@@ -45,6 +45,10 @@ pub struct ApiConfig {
     pub ack_timeout: Duration,
     /// Largest accepted body.
     pub body_limit: usize,
+    /// How far ahead a call may be scheduled.
+    pub schedule_max: Duration,
+    /// Most calls in one `POST /rpc/calls`.
+    pub batch_max_calls: usize,
     /// Which caller headers a call's record keeps, per ACL topic: only those some
     /// consumer entry of the topic would forward.
     pub headers: IngestHeaders,

@@ -1,6 +1,9 @@
 //! Parsing of the `/rpc/call` body, with the Go version's checks in its order.
 
+use std::time::Duration;
+
 use actix_web::http::Uri;
+use serde_json::value::RawValue;
 
 use super::envelope::CallError;
 use crate::config::AckMode;
@@ -23,6 +26,38 @@ pub struct CallRequest {
     pub acl_secret: String,
     /// Per-call acknowledgement mode, when given.
     pub ack: Option<AckMode>,
+    /// When the call is due, when the caller scheduled it (`deliver_at` or `delay_ms`).
+    pub schedule: Option<Schedule>,
+}
+
+/// When a scheduled call is due, as the caller asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// `deliver_at`: not before this time, ms since the Unix epoch.
+    At(i64),
+    /// `delay_ms`: not before this long after acceptance.
+    After(u64),
+}
+
+impl Schedule {
+    /// The call's `DeliverAt` when accepted at `now_ms`: `None` when it is due now (a time
+    /// in the past means now), the due time otherwise.
+    ///
+    /// # Errors
+    /// A due time more than `max` ahead (the error names the field the caller used).
+    pub fn due_ms(self, now_ms: i64, max: Duration) -> Result<Option<i64>, CallError> {
+        let max_ms = i64::try_from(max.as_millis()).unwrap_or(i64::MAX);
+        match self {
+            Self::At(at) if at <= now_ms => Ok(None),
+            Self::At(at) if at.saturating_sub(now_ms) > max_ms => Err(CallError::DeliverAt),
+            Self::At(at) => Ok(Some(at)),
+            Self::After(0) => Ok(None),
+            Self::After(delay) => match i64::try_from(delay) {
+                Ok(delay) if delay <= max_ms => Ok(Some(now_ms.saturating_add(delay))),
+                _ => Err(CallError::DelayMs),
+            },
+        }
+    }
 }
 
 /// Parses and checks a body: JSON object, then `url`, `data`,
@@ -35,7 +70,15 @@ pub struct CallRequest {
 /// # Errors
 /// The first failed check, as the Go version reported it.
 pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
-    const KEYS: [&str; 5] = ["url", "data", "partition_key", "acl", "ack"];
+    const KEYS: [&str; 7] = [
+        "url",
+        "data",
+        "partition_key",
+        "acl",
+        "ack",
+        "deliver_at",
+        "delay_ms",
+    ];
     const ACL_KEYS: [&str; 2] = ["name", "secret"];
     // Go's json.Unmarshal leaves the request empty for a JSON `null`, so its first check (the
     // url) is what fails; an empty object gives the same answer here.
@@ -66,6 +109,10 @@ pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
             _ => return Err(CallError::Ack),
         },
     };
+    let schedule = schedule(
+        non_null(fields.raw("deliver_at")),
+        non_null(fields.raw("delay_ms")),
+    )?;
     Ok(CallRequest {
         url: url.into_owned(),
         uri,
@@ -74,7 +121,39 @@ pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
         acl_name: acl_name.into_owned(),
         acl_secret: acl_secret.into_owned(),
         ack,
+        schedule,
     })
+}
+
+/// A field's raw value, `null` read as absent (as for `ack`).
+fn non_null(raw: Option<&RawValue>) -> Option<&RawValue> {
+    raw.filter(|r| r.get() != "null")
+}
+
+/// `deliver_at` (an RFC 3339 time, or ms since the epoch as a non-negative integer) or
+/// `delay_ms` (a non-negative integer); not both.
+fn schedule(
+    deliver_at: Option<&RawValue>,
+    delay_ms: Option<&RawValue>,
+) -> Result<Option<Schedule>, CallError> {
+    match (deliver_at, delay_ms) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(CallError::DelayMs),
+        (Some(raw), None) => {
+            let at = match rawjson::string(raw) {
+                Some(text) => chrono::DateTime::parse_from_rfc3339(&text)
+                    .ok()
+                    .map(|t| t.timestamp_millis()),
+                None => serde_json::from_str::<u64>(raw.get())
+                    .ok()
+                    .and_then(|ms| i64::try_from(ms).ok()),
+            };
+            at.map(|at| Some(Schedule::At(at))).ok_or(CallError::DeliverAt)
+        }
+        (None, Some(raw)) => serde_json::from_str::<u64>(raw.get())
+            .map(|ms| Some(Schedule::After(ms)))
+            .map_err(|_| CallError::DelayMs),
+    }
 }
 
 /// Whether `body` is the JSON literal `null`, with JSON's whitespace around it.
@@ -234,6 +313,65 @@ mod tests {
             Some(AckMode::Queue)
         );
         assert_eq!(parse(with("null").as_bytes()).unwrap().ack, None);
+    }
+
+    #[test]
+    fn schedules_parse_in_either_form_and_are_refused_when_malformed() {
+        let with = |fields: &str| GOOD.replacen('{', &format!("{{{fields},"), 1);
+        let parsed = |fields: &str| parse(with(fields).as_bytes()).map(|r| r.schedule);
+        assert_eq!(parsed(r#""delay_ms":1500"#), Ok(Some(Schedule::After(1500))));
+        assert_eq!(
+            parsed(r#""deliver_at":1700000000000"#),
+            Ok(Some(Schedule::At(1_700_000_000_000)))
+        );
+        assert_eq!(
+            parsed(r#""deliver_at":"2023-11-14T22:13:20+00:00""#),
+            Ok(Some(Schedule::At(1_700_000_000_000)))
+        );
+        assert_eq!(
+            parsed(r#""deliver_at":"2023-11-15T06:13:20.5+08:00""#),
+            Ok(Some(Schedule::At(1_700_000_000_500)))
+        );
+        assert_eq!(parsed(r#""deliver_at":null,"delay_ms":null"#), Ok(None));
+        for (fields, want) in [
+            (r#""delay_ms":-1"#, CallError::DelayMs),
+            (r#""delay_ms":1.5"#, CallError::DelayMs),
+            (r#""delay_ms":"10""#, CallError::DelayMs),
+            (r#""delay_ms":1e400"#, CallError::DelayMs),
+            (r#""delay_ms":1,"deliver_at":2"#, CallError::DelayMs),
+            (r#""deliver_at":"tomorrow""#, CallError::DeliverAt),
+            (r#""deliver_at":"2023-11-14 22:13:20""#, CallError::DeliverAt),
+            (r#""deliver_at":-5"#, CallError::DeliverAt),
+            (r#""deliver_at":{}"#, CallError::DeliverAt),
+            (r#""deliver_at":18446744073709551615"#, CallError::DeliverAt),
+        ] {
+            assert_eq!(parsed(fields), Err(want), "{fields}");
+        }
+    }
+
+    #[test]
+    fn a_due_time_in_the_past_is_now_and_one_too_far_is_refused() {
+        let week = Duration::from_secs(7 * 86_400);
+        let now = 1_000_000;
+        assert_eq!(Schedule::At(now - 1).due_ms(now, week), Ok(None));
+        assert_eq!(Schedule::At(now).due_ms(now, week), Ok(None));
+        assert_eq!(Schedule::At(now + 1).due_ms(now, week), Ok(Some(now + 1)));
+        assert_eq!(Schedule::After(0).due_ms(now, week), Ok(None));
+        assert_eq!(Schedule::After(2_000).due_ms(now, week), Ok(Some(now + 2_000)));
+        let max = i64::try_from(week.as_millis()).unwrap();
+        assert_eq!(Schedule::At(now + max).due_ms(now, week), Ok(Some(now + max)));
+        assert_eq!(
+            Schedule::At(now + max + 1).due_ms(now, week),
+            Err(CallError::DeliverAt)
+        );
+        assert_eq!(
+            Schedule::After(u64::MAX).due_ms(now, week),
+            Err(CallError::DelayMs)
+        );
+        assert_eq!(
+            Schedule::After(1).due_ms(now, Duration::ZERO),
+            Err(CallError::DelayMs)
+        );
     }
 
     #[test]

@@ -52,6 +52,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 
 pub use error::{ConfigError, Problem};
+pub use rules::MAX_SCHEDULE_MS;
 pub use secret::Secret;
 pub use security::{KafkaSecurity, KafkaTlsSettings, PemFile, SaslMechanism, SaslSettings, SecurityProtocol};
 pub use settings::{

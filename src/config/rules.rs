@@ -46,6 +46,19 @@ pub(crate) const MAX_CONNECTIONS: i128 = 1_000_000;
 /// Upper bound for `http.server.max.connection.rate` (new connections per second).
 pub(crate) const MAX_CONNECTION_RATE: i128 = 1_000_000;
 
+/// `http.server.schedule.max.ms` default: a week ahead.
+pub(crate) const DEFAULT_SCHEDULE_MAX_MS: u64 = 7 * 86_400_000;
+
+/// Upper bound for `http.server.schedule.max.ms`, and what a consumer honours of any record's
+/// `DeliverAt` (counted from its `CreateTime`): 365 days.
+pub const MAX_SCHEDULE_MS: u64 = 365 * 86_400_000;
+
+/// `http.server.batch.max.calls` default.
+pub(crate) const DEFAULT_BATCH_MAX_CALLS: usize = 1_000;
+
+/// Upper bound for `http.server.batch.max.calls`.
+pub(crate) const MAX_BATCH_CALLS: i128 = 100_000;
+
 /// `sessionTimeout` bounds in ms. Brokers refuse values outside their own
 /// `group.min.session.timeout.ms`..`group.max.session.timeout.ms` (6 s to 30 min by default).
 pub(crate) const MIN_SESSION_MS: u64 = 1_000;

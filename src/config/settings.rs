@@ -328,6 +328,12 @@ pub struct HttpSettings {
     /// (`http.server.max.connection.rate`), with a burst of one second's worth; a connection
     /// over the rate is closed at once, unanswered. 0: no limit.
     pub max_connection_rate: u32,
+    /// How far ahead a call may be scheduled (`http.server.schedule.max.ms`, default 7 days,
+    /// at most 365 days); 0 refuses scheduled calls.
+    pub schedule_max: Duration,
+    /// Most calls in one `POST /rpc/calls` (`http.server.batch.max.calls`, default 1000); the
+    /// bytes are bounded by `http.server.body.limit`.
+    pub batch_max_calls: usize,
     /// The admin listener (`http.admin.*`): `/stats`, `/readyz` with its detail, `/healthz`.
     pub admin: AdminSettings,
 }

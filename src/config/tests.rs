@@ -286,6 +286,8 @@ fn absent_keys_take_their_defaults() {
             keep_alive: Duration::from_millis(5000),
             max_connections: 4096,
             max_connection_rate: 2000,
+            schedule_max: Duration::from_millis(604_800_000),
+            batch_max_calls: 1000,
             admin: AdminSettings {
                 host: "127.0.0.1".into(),
                 port: 10087,
@@ -1487,11 +1489,33 @@ fn scalar_in_place_of_the_delivery_table_is_one_problem() {
 // http
 
 #[test]
+fn schedule_and_batch_bounds_name_the_key() {
+    for (line, want) in [
+        (
+            "http.server.schedule.max.ms = 31536000001",
+            "http.server.schedule.max.ms",
+        ),
+        ("http.server.batch.max.calls = 0", "http.server.batch.max.calls"),
+        (
+            "http.server.batch.max.calls = 100001",
+            "http.server.batch.max.calls",
+        ),
+    ] {
+        let problems = toml_problems(line);
+        assert!(
+            problems.len() == 1 && problems[0].starts_with(want),
+            "{line}: {problems:?}"
+        );
+    }
+}
+
+#[test]
 fn http_settings_are_read() {
     let s = toml(
         "[http.server]\nhost = \"127.0.0.1\"\nport = 0\nread.timeout = 1\nwrite.timeout = 2\n\
          body.limit = 3\nworkers = 4\nkeepalive.timeout = 0\nmax.connections = 7\n\
-         max.connection.rate = 0\n[http.admin]\nhost = \"::1\"\nport = 0\n\
+         max.connection.rate = 0\nschedule.max.ms = 0\nbatch.max.calls = 5\n\
+         [http.admin]\nhost = \"::1\"\nport = 0\n\
          token = \"0123456789abcdef\"",
     );
     assert_eq!(
@@ -1506,6 +1530,8 @@ fn http_settings_are_read() {
             keep_alive: Duration::ZERO,
             max_connections: 7,
             max_connection_rate: 0,
+            schedule_max: Duration::ZERO,
+            batch_max_calls: 5,
             admin: AdminSettings {
                 host: "::1".into(),
                 port: 0,

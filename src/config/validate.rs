@@ -12,8 +12,9 @@ use figment::value::{Dict, Value};
 use super::error::ConfigError;
 use super::reader::{Checker, lookup};
 use super::rules::{
-    MAX_CHUNK_BYTES, MAX_CONNECTION_RATE, MAX_CONNECTIONS, MAX_DELIVERY_THREADS, MAX_LOG_QUEUE,
-    MAX_QUEUE_BYTES, MAX_QUEUE_CALLS, MAX_WORKERS, bootstrap_server, ms,
+    DEFAULT_BATCH_MAX_CALLS, DEFAULT_SCHEDULE_MAX_MS, MAX_BATCH_CALLS, MAX_CHUNK_BYTES, MAX_CONNECTION_RATE,
+    MAX_CONNECTIONS, MAX_DELIVERY_THREADS, MAX_LOG_QUEUE, MAX_QUEUE_BYTES, MAX_QUEUE_CALLS, MAX_SCHEDULE_MS,
+    MAX_WORKERS, bootstrap_server, ms,
 };
 use super::settings::{
     AckMode, AdminSettings, CaBundle, ControlSettings, DeliverySettings, HttpSettings, KafkaSettings,
@@ -71,6 +72,8 @@ pub(crate) const KEYS: &[&str] = &[
     "http.server.keepalive.timeout",
     "http.server.max.connections",
     "http.server.max.connection.rate",
+    "http.server.schedule.max.ms",
+    "http.server.batch.max.calls",
     "http.admin.host",
     "http.admin.port",
     "http.admin.token",
@@ -518,6 +521,20 @@ fn http(c: &mut Checker<'_>, root: &Dict) -> HttpSettings {
     let max_connection_rate = c.setting(root, "http.server.max.connection.rate", 2000, |c, key, v| {
         c.int_in::<u32>(key, v, 0, MAX_CONNECTION_RATE)
     });
+    // 0 refuses every scheduled call; the cap keeps a call's hops through the largest retry
+    // tier (one Kafka write per tier delay) bounded.
+    let schedule_max = c.setting(
+        root,
+        "http.server.schedule.max.ms",
+        ms(DEFAULT_SCHEDULE_MAX_MS),
+        |c, key, v| c.millis_in(key, v, 0, MAX_SCHEDULE_MS),
+    );
+    let batch_max_calls = c.setting(
+        root,
+        "http.server.batch.max.calls",
+        DEFAULT_BATCH_MAX_CALLS,
+        |c, key, v| c.int_in::<usize>(key, v, 1, MAX_BATCH_CALLS),
+    );
     HttpSettings {
         host,
         port,
@@ -528,6 +545,8 @@ fn http(c: &mut Checker<'_>, root: &Dict) -> HttpSettings {
         keep_alive,
         max_connections,
         max_connection_rate,
+        schedule_max,
+        batch_max_calls,
         admin: admin(c, root),
     }
 }

@@ -15,7 +15,7 @@
 //! the next owner reads it again.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,6 +29,7 @@ use super::fetch::Unreadable;
 use super::hosts::HostSlot;
 use super::tiers::{self, IN_WINDOW_RETRY_MAX, Progress, Wait};
 use super::{EntryContext, Lane};
+use crate::config::MAX_SCHEDULE_MS;
 use crate::delivery::breaker::{State, Transition, host_key};
 use crate::delivery::headers::outbound_headers;
 use crate::delivery::redact::redact_url;
@@ -357,12 +358,17 @@ pub async fn deliver(lane: &Lane, call: Call, slots: Slots, stopping: &Cancellat
 /// acceptance). A record read from a retry tier was stamped when it was parked, so there
 /// the call JSON's own `CreateTime` (set at acceptance, copied with the value) is the
 /// acceptance time, when the writer set one.
+///
+/// A scheduled call counts from its due time: its latency is how late it was delivered.
 fn accepted_ms(lane: &Lane, call: &Call) -> i64 {
-    acceptance(
+    let accepted = acceptance(
         lane.tier.is_some(),
         call.message.create_time,
         call.record.timestamp.timestamp_millis(),
-    )
+    );
+    call.message
+        .deliver_at
+        .map_or(accepted, |due| accepted.max(capped_due(call, due)))
 }
 
 /// [`accepted_ms`] on plain values: from a tier the JSON's time if set, else the record's.
@@ -374,13 +380,82 @@ fn acceptance(from_tier: bool, json_ms: i64, record_ms: i64) -> i64 {
     }
 }
 
+/// The time a call of the entry's own topic is due, when that is later than `now_ms`: its
+/// record's `DeliverAt`, capped at [`MAX_SCHEDULE_MS`] after its acceptance, so a record
+/// from another producer cannot park a call for longer than a caller may.
+pub fn due_later(call: &Call, now_ms: i64) -> Option<i64> {
+    let due = capped_due(call, call.message.deliver_at?);
+    (due > now_ms).then_some(due)
+}
+
+/// `due` at most [`MAX_SCHEDULE_MS`] after the call's acceptance (the earlier of its JSON's
+/// `CreateTime` and its record's timestamp: either may come from another producer).
+fn capped_due(call: &Call, due: i64) -> i64 {
+    let accepted = call
+        .message
+        .create_time
+        .min(call.record.timestamp.timestamp_millis());
+    due.min(accepted.saturating_add(i64::try_from(MAX_SCHEDULE_MS).unwrap_or(i64::MAX)))
+}
+
+/// A scheduled call read before it is due: parked in the retry tier that covers the wait
+/// (the call waits in Kafka, not here), or, when the wait is short, the entry has no tiers
+/// or Kafka would not take it, held in the window until `due`. Then its attempts start.
+pub async fn scheduled(lane: &Lane, call: Call, due: i64, stopping: &CancellationToken) -> End {
+    let entry = &*lane.entry;
+    inc(&entry.stats.scheduled);
+    let left = until(due);
+    if let Wait::Tier(index) = tiers::place(left, &entry.settings.retry_tiers) {
+        let progress = Progress {
+            due_ms: Some(due),
+            ..call.progress.clone()
+        };
+        if Box::pin(park(lane, &call, progress, index, "scheduled")).await {
+            return End::Finished;
+        }
+    }
+    let waited = {
+        let _waiting = Waiting::new(&entry.stats.scheduled_waiting);
+        stopping.run_until_cancelled(tokio::time::sleep(until(due))).await
+    };
+    if waited.is_none() {
+        return End::Abandoned;
+    }
+    attempts(lane, call, None, stopping).await
+}
+
+/// How long until `ms` (zero once past).
+fn until(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms.saturating_sub(now_ms())).unwrap_or(0))
+}
+
+/// Counts one in a gauge while it lives.
+struct Waiting<'a>(&'a AtomicI64);
+
+impl<'a> Waiting<'a> {
+    fn new(gauge: &'a AtomicI64) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Self(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Stage 2 of a tier lane: waits until the call is due (at most the tier's delay after
 /// it was parked). A call still not due then is parked again without an attempt.
 /// `None`: go on to the attempt.
 async fn hold_until_due(lane: &Lane, tier: usize, call: &Call, stopping: &CancellationToken) -> Option<End> {
     let delay = lane.entry.settings.retry_tiers.get(tier).copied()?;
     let written = call.record.timestamp.timestamp_millis();
-    let wait = tiers::hold_for(now_ms(), call.progress.due_ms, written, delay);
+    // A call that has made no attempt yet waits for its schedule.
+    let _scheduled = (call.progress.attempts == 0 && call.message.deliver_at.is_some())
+        .then(|| Waiting::new(&lane.entry.stats.scheduled_waiting));
+    let due = call.progress.due_ms.map(|due| capped_due(call, due));
+    let wait = tiers::hold_for(now_ms(), due, written, delay);
     if stopping
         .run_until_cancelled(tokio::time::sleep(wait))
         .await
@@ -388,8 +463,8 @@ async fn hold_until_due(lane: &Lane, tier: usize, call: &Call, stopping: &Cancel
     {
         return Some(End::Abandoned);
     }
-    let due = call.progress.due_ms?;
-    let left = Duration::from_millis(u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0));
+    let due = due?;
+    let left = until(due);
     if left < IN_WINDOW_RETRY_MAX {
         // Not before it is due: the rest is short enough to wait here.
         let waited = stopping.run_until_cancelled(tokio::time::sleep(left)).await;
@@ -869,6 +944,34 @@ mod tests {
             }
         );
         assert_eq!(breaker_sample(&refused, &policy(5)), None);
+    }
+
+    #[test]
+    fn a_call_is_due_later_only_when_scheduled_ahead_and_never_past_the_cap() {
+        let now = chrono::Utc::now().timestamp_millis();
+        let scheduled = |create_time: i64, deliver_at: &str| {
+            let value = format!(
+                r#"{{"Headers":{{}},"Url":"http://h/","Data":"","Topic":"t","Partition":0,"CreateTime":{create_time},"DeliverAt":{deliver_at}}}"#
+            );
+            decode("t", 0, read(value.as_bytes(), &[])).unwrap()
+        };
+        assert_eq!(due_later(&decode("t", 1, read(GO_CALL, &[])).unwrap(), now), None);
+        assert_eq!(due_later(&scheduled(now, &(now - 5).to_string()), now), None);
+        assert_eq!(due_later(&scheduled(now, &now.to_string()), now), None);
+        assert_eq!(
+            due_later(&scheduled(now, &(now + 5_000).to_string()), now),
+            Some(now + 5_000)
+        );
+        // Another producer's record cannot hold a call longer than a caller may schedule it,
+        // counted from the earlier of its two acceptance times.
+        let cap = i64::try_from(MAX_SCHEDULE_MS).unwrap();
+        let far = scheduled(now, &i64::MAX.to_string());
+        assert_eq!(due_later(&far, now), Some(now + cap));
+        let forged = scheduled(i64::MAX, &i64::MAX.to_string());
+        let stamped = forged.record.timestamp.timestamp_millis();
+        assert_eq!(due_later(&forged, now), Some(stamped + cap));
+        let long_ago = scheduled(0, &i64::MAX.to_string());
+        assert_eq!(due_later(&long_ago, now), None);
     }
 
     #[test]

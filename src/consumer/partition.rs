@@ -172,6 +172,15 @@ async fn run(lane: Arc<Lane>, partition: i32, start: StartAt, shared: Arc<Shared
             Work::Record(record) if lane.tier.is_none() => {
                 let in_flight = InFlight::new(&lane.stats);
                 match call::take(&lane, partition, record) {
+                    Ok(call)
+                        if let Some(due) = call::due_later(&call, chrono::Utc::now().timestamp_millis()) =>
+                    {
+                        // Scheduled for later: it needs no slot until it is due.
+                        spawn_life(&shared, offset, held, async move {
+                            let _in_flight = in_flight;
+                            call::scheduled(&lane, call, due, &stopping).await
+                        });
+                    }
                     Ok(call) => {
                         let queued = Queued {
                             call,

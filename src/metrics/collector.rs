@@ -261,10 +261,15 @@ fn entry_counters(e: &mut DescriptorEncoder<'_>, entries: &[Entry]) -> Fmt {
         gauge(&mut f, &[("group", &c.group_id), ("topic", &c.topic)], paused)?;
     }
     type Count = fn(&ConsumerStats) -> u64;
-    let counters: [(&str, &str, Count); 3] = [
+    let counters: [(&str, &str, Count); 4] = [
         ("bigpipe_consumer_records", "Records taken from Kafka", |c| {
             load(&c.handle_message)
         }),
+        (
+            "bigpipe_scheduled_calls",
+            "Scheduled calls read before they were due",
+            |c| load(&c.scheduled),
+        ),
         (
             "bigpipe_consumer_invalid_records",
             "Records that are not valid calls",
@@ -281,6 +286,16 @@ fn entry_counters(e: &mut DescriptorEncoder<'_>, entries: &[Entry]) -> Fmt {
         for c in entries.iter().map(|x| &x.main) {
             counter(&mut f, &[("group", &c.group_id), ("topic", &c.topic)], count(c))?;
         }
+    }
+    f = e.encode_descriptor(
+        "bigpipe_scheduled_waiting_calls",
+        "Scheduled calls this process holds until they are due (more wait in the retry tier topics)",
+        None,
+        MetricType::Gauge,
+    )?;
+    for c in entries.iter().map(|x| &x.main) {
+        let waiting = c.scheduled_waiting.load(Ordering::Relaxed);
+        gauge(&mut f, &[("group", &c.group_id), ("topic", &c.topic)], waiting)?;
     }
     f = e.encode_descriptor(
         "bigpipe_retry_tier_waiting_records",

@@ -79,6 +79,8 @@ mod tests {
         c.delivery.circuit("http://t:1", 1);
         c.assigned(3, 2, 1);
         c.paused.store(true, Ordering::Relaxed);
+        inc(&c.scheduled);
+        c.scheduled_waiting.store(4, Ordering::Relaxed);
         let tier = c.tier("G-retry-5s", "calls-retry-5s");
         tier.set_partition(0, |v| {
             v.committed = Some(1);
@@ -104,6 +106,8 @@ mod tests {
             r#"bigpipe_group_members{group="G",topic="calls"} 2"#,
             r#"bigpipe_group_rebalances_total{group="G",topic="calls"} 1"#,
             r#"bigpipe_retry_tier_waiting_records{group="G",topic="calls",tier="calls-retry-5s"} 3"#,
+            r#"bigpipe_scheduled_calls_total{group="G",topic="calls"} 1"#,
+            r#"bigpipe_scheduled_waiting_calls{group="G",topic="calls"} 4"#,
             r#"bigpipe_config_reloads_total{result="rejected"} 0"#,
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");

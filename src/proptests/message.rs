@@ -20,15 +20,17 @@ fn call_message() -> impl Strategy<Value = CallMessage> {
         nasty_string(16),
         any::<i32>(),
         any::<i64>(),
+        proptest::option::of(any::<i64>()),
     )
         .prop_map(
-            |(headers, url, data, topic, partition, create_time)| CallMessage {
+            |(headers, url, data, topic, partition, create_time, deliver_at)| CallMessage {
                 headers,
                 url,
                 data,
                 topic,
                 partition,
                 create_time,
+                deliver_at,
             },
         )
 }
