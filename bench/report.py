@@ -96,9 +96,9 @@ def main():
         # ---------------------------------------------------------------- ingest
         for s in sizes:
             mock = None
-            for mode in ("mock", "queue", "kafka", "bpmock"):
+            for mode in ("mock", "queue", "kafka", "bpmock", "batch"):
                 path = os.path.join(braw, f"ingest-{s}-{mode}.json")
-                if mode in ("mock", "bpmock", "kafka") and not os.path.exists(path):
+                if mode in ("mock", "bpmock", "kafka", "batch") and not os.path.exists(path):
                     if mode == "mock":
                         mock = first_mock.get(s)
                     continue
@@ -131,6 +131,21 @@ def main():
                 if mode == "mock":
                     mock = d
                     first_mock[s] = d
+                    continue
+                if mode == "batch":
+                    # A 200 answers the batch; its items were accepted or refused one by one, so
+                    # calls are counted by bigpipe's own acceptedCall.
+                    accepted = stats1["serverStats"]["acceptedCall"] - stats0["serverStats"]["acceptedCall"]
+                    d["batch"] = c.get("batch")
+                    d["rate"] = accepted / secs if secs else None
+                    d["cpu_per_10k"] = d["cpu_s"] / accepted * 1e4 if accepted else None
+                    single = cases.get(f"ingest-{s}-queue")
+                    rows.add("ingest", f"ingest {s} B, /rpc/calls batches of {d['batch']}: accepted calls/s",
+                             d["rate"], "/s", "single /rpc/call calls/s (same build, same run)",
+                             single["rate"] if single else None)
+                    rows.add("cost", f"ingest {s} B, /rpc/calls batches of {d['batch']}: CPU s per 10k calls",
+                             d["cpu_per_10k"], "s", "single /rpc/call CPU s per 10k calls",
+                             single["cpu_per_10k"] if single else None)
                     continue
                 if mode == "bpmock":
                     rows.add("ingest", f"bigpipe's own /rpc/server/mock, {s} B POST: req/s", d["rate"], "/s",

@@ -7,6 +7,8 @@
 --   BENCH_ACL_NAME / BENCH_ACL_SECRET   the caller (default bench / bench-secret)
 --   BENCH_BODIES       distinct bodies to rotate through (default 256), so
 --                      records do not all compress to nothing in a Kafka batch
+--   BENCH_BATCH        0 (default): one call per request, for /rpc/call; N > 0: each
+--                      request is a /rpc/calls batch of N calls (its own ack at batch level)
 --
 -- done() prints one line "BENCHJSON {...}" with requests, duration, errors
 -- and latency percentiles (microseconds) from latency:percentile().
@@ -17,6 +19,7 @@ local target = os.getenv("BENCH_TARGET_URL") or "http://127.0.0.1:1/x"
 local acl_name = os.getenv("BENCH_ACL_NAME") or "bench"
 local acl_secret = os.getenv("BENCH_ACL_SECRET") or "bench-secret"
 local n_bodies = tonumber(os.getenv("BENCH_BODIES") or "256")
+local batch = tonumber(os.getenv("BENCH_BATCH") or "0")
 
 local alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 local requests = {}
@@ -31,17 +34,34 @@ local function random_data(n)
   return table.concat(t)
 end
 
+local function call_body(i)
+  local body = '{"acl":{"name":"' .. acl_name .. '","secret":"' .. acl_secret .. '"},'
+    .. '"url":"' .. target .. '","data":"' .. random_data(data_bytes) .. '",'
+    .. '"partition_key":"k' .. i .. '"'
+  if ack ~= "" and batch == 0 then
+    body = body .. ',"ack":"' .. ack .. '"'
+  end
+  return body .. "}"
+end
+
 function init(args)
   math.randomseed(os.time() + (tonumber(tostring({}):sub(8), 16) or 0))
   local headers = { ["Content-Type"] = "application/json" }
   for i = 1, n_bodies do
-    local body = '{"acl":{"name":"' .. acl_name .. '","secret":"' .. acl_secret .. '"},'
-      .. '"url":"' .. target .. '","data":"' .. random_data(data_bytes) .. '",'
-      .. '"partition_key":"k' .. i .. '"'
-    if ack ~= "" then
-      body = body .. ',"ack":"' .. ack .. '"'
+    local body
+    if batch > 0 then
+      local items = {}
+      for j = 1, batch do
+        items[j] = call_body((i - 1) * batch + j)
+      end
+      body = '{"calls":[' .. table.concat(items, ",") .. ']'
+      if ack ~= "" then
+        body = body .. ',"ack":"' .. ack .. '"'
+      end
+      body = body .. "}"
+    else
+      body = call_body(i)
     end
-    body = body .. "}"
     requests[i] = wrk.format("POST", nil, headers, body)
   end
 end

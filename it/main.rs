@@ -11,6 +11,7 @@ mod helpers;
 
 mod admin_control;
 mod admin_dlq;
+mod batch;
 mod breaker;
 mod callers;
 mod chaos;
@@ -30,6 +31,7 @@ mod limits;
 mod metrics;
 mod never_stall;
 mod openapi;
+mod options;
 mod outage;
 mod reload;
 mod schedule;

@@ -164,6 +164,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation_on_either_li
             "/openapi.json",
             "/readyz",
             "/rpc/call",
+            "/rpc/calls",
             "/rpc/server/mock"
         ]
     );

@@ -184,7 +184,7 @@ async fn a_decimal_ip_written_straight_into_kafka_is_refused_at_connect_time() {
                     topic: topic.clone(),
                     partition: 0,
                     create_time: chrono::Utc::now().timestamp_millis(),
-                    deliver_at: None,
+                    ..Default::default()
                 }
                 .encode(),
             ),

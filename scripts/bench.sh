@@ -31,6 +31,7 @@
 #   BENCH_IDLE_SECONDS [5/1]     idle sampling
 #   BENCH_CONNECTIONS [32/4]     wrk connections;  BENCH_WRK_THREADS [1]
 #   BENCH_SIZES ["100 1024"]     data sizes in bytes
+#   BENCH_BATCH_CALLS [100/10]   calls per /rpc/calls request of the batch case (first build)
 #   BENCH_PARTITIONS [3]         partitions of every bench topic
 #   BENCH_DRAIN_RECORDS [200000/2000]      delivery backlog
 #   BENCH_DELIVERY_CONCURRENCY [256/16]    consumer entry concurrency for drain and latency
@@ -61,6 +62,7 @@ pick() { if [[ $SMOKE == 1 ]]; then echo "$2"; else echo "$1"; fi; }
 DURATION=${BENCH_SECONDS:-$(pick 10 1)}
 IDLE_SECONDS=${BENCH_IDLE_SECONDS:-$(pick 5 1)}
 CONNECTIONS=${BENCH_CONNECTIONS:-$(pick 32 4)}
+BATCH_CALLS=${BENCH_BATCH_CALLS:-$(pick 100 10)}
 WRK_THREADS=${BENCH_WRK_THREADS:-1}
 SIZES=${BENCH_SIZES:-100 1024}
 PARTITIONS=${BENCH_PARTITIONS:-3}
@@ -470,7 +472,7 @@ measured_tool e2e 300 org.apache.kafka.tools.EndToEndLatency --bootstrap-server 
 # ingest_phase BUILD: idle, then wrk on /rpc/call for each size and mode (the /mock baseline and
 # bigpipe's own mock with the first build only; the counting build runs the queue mode only).
 ingest_phase() {
-  local build=$1 braw=$RAW/$1 size mode modes case_name url ack pid secs s0 s1 s2 p0 p1 p2 t0 t1 t2
+  local build=$1 braw=$RAW/$1 size mode modes case_name url ack pid secs batch s0 s1 s2 p0 p1 p2 t0 t1 t2
   mkdir -p "$braw"
   phase "$build:ingest-start"
   start_bigpipe "$build-ingest" "$(write_config ingest)"
@@ -487,7 +489,8 @@ ingest_phase() {
     modes="queue kafka"
     [[ $build == allocs ]] && modes="queue"
     if [[ $build == "$FIRST_BUILD" ]]; then
-      modes="mock $modes"
+      # /rpc/calls batches of $BATCH_CALLS, against the single calls of the same run
+      modes="mock $modes batch"
       # bigpipe's own /rpc/server/mock, once: it does not read the body, so actix closes
       # every keep-alive connection after a POST (see the README's Benchmarks notes)
       [[ $size == "${SIZES%% *}" ]] && modes="$modes bpmock"
@@ -495,8 +498,9 @@ ingest_phase() {
     for mode in $modes; do
       case_name="ingest-$size-$mode"
       phase "$build:$case_name"
-      url=$BP_URL/rpc/call ack="" pid=$BP_PID secs=$DURATION
+      url=$BP_URL/rpc/call ack="" pid=$BP_PID secs=$DURATION batch=0
       case $mode in
+        batch) url=$BP_URL/rpc/calls batch=$BATCH_CALLS ;;
         mock) url=$TG_URL/mock pid=$TG_PID ;;
         bpmock) url=$BP_URL/rpc/server/mock secs=$(((DURATION + 2) / 3)) ;;
         kafka) ack=kafka ;;
@@ -504,7 +508,7 @@ ingest_phase() {
       s0=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")
       p0=$(proc_json "$pid")
       t0=$(date +%s.%N)
-      if ! BENCH_DATA_BYTES=$size BENCH_ACK=$ack BENCH_TARGET_URL="$TG_URL/x" \
+      if ! BENCH_DATA_BYTES=$size BENCH_ACK=$ack BENCH_BATCH=$batch BENCH_TARGET_URL="$TG_URL/x" \
         in_bg $((secs + 30)) "${TOOL[@]}" measure "$braw/$case_name.wrkproc.json" -- \
         wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${secs}s" --timeout 10s \
         -s "$REPO/bench/wrk_call.lua" "$url" >"$LOGS/$build-$case_name.wrk.txt" 2>&1; then
@@ -526,7 +530,7 @@ ingest_phase() {
         "wrkproc=$braw/$case_name.wrkproc.json" "proc_before:=$p0" "proc_after:=$p1" "proc_drained:=$p2" \
         "stats_before:=$s0" "stats_after:=$s1" "stats_drained:=$s2" \
         "t0:=$t0" "t1:=$t1" "t2:=$t2" "data_bytes:=$size" "mode=$mode" "url=$url" \
-        "connections:=$CONNECTIONS" "wrk_threads:=$WRK_THREADS" "build=$build"
+        "connections:=$CONNECTIONS" "wrk_threads:=$WRK_THREADS" "build=$build" "batch:=$batch"
     done
   done
   "${TOOL[@]}" merge "$braw/ingest-final.json" "proc:=$(proc_json "$BP_PID")" "stats:=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")"

@@ -24,7 +24,7 @@ pub const CALL_ID_HEADER: &str = "bigpipe-call-id";
 pub const REPLAY_OF_HEADER: &str = "bigpipe-replay-of";
 
 /// One asynchronous call as stored in Kafka.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallMessage {
     /// Headers of the original `/rpc/call` request, keys in Go's canonical form.
     #[serde(rename = "Headers")]
@@ -49,6 +49,58 @@ pub struct CallMessage {
     /// a Go consumer ignores the field and delivers at once (README, "Deliberate differences").
     #[serde(rename = "DeliverAt", default, skip_serializing_if = "Option::is_none")]
     pub deliver_at: Option<i64>,
+    /// The HTTP method of the delivery, when not POST (a Go consumer POSTs regardless).
+    #[serde(rename = "Method", default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<CallMethod>,
+    /// The delivery's `Content-Type`, when the caller chose one (else
+    /// `application/octet-stream`, as in the Go version).
+    #[serde(rename = "ContentType", default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The caller's attempt timeout in ms; delivery uses the smaller of it and its entry's.
+    #[serde(rename = "TimeoutMs", default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// The HTTP methods a call may be delivered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum CallMethod {
+    /// The Go version's only method, and the default.
+    #[default]
+    Post,
+    /// `PUT`.
+    Put,
+    /// `PATCH`.
+    Patch,
+    /// `DELETE`.
+    Delete,
+    /// `GET`, sent without a body.
+    Get,
+}
+
+impl CallMethod {
+    /// The method named `name` (any case), if it is one a call may use.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Post, Self::Put, Self::Patch, Self::Delete, Self::Get]
+            .into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(name))
+    }
+
+    /// The method's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+            Self::Get => "GET",
+        }
+    }
+
+    /// Whether the delivery carries the call's data as its body (every method but GET).
+    pub fn has_body(self) -> bool {
+        self != Self::Get
+    }
 }
 
 /// Why a record value is not a valid call (Go counted these as `invalidMessage`).
@@ -78,7 +130,7 @@ impl CallMessage {
     /// `Data` and `Topic` strings, `Partition` and `CreateTime` numbers, and
     /// `Headers` present as an object of string arrays. Extra fields are ignored.
     pub fn decode(value: &[u8]) -> Result<Self, DecodeError> {
-        const KEYS: [&str; 7] = [
+        const KEYS: [&str; 10] = [
             "Headers",
             "Url",
             "Data",
@@ -86,6 +138,9 @@ impl CallMessage {
             "Partition",
             "CreateTime",
             "DeliverAt",
+            "Method",
+            "ContentType",
+            "TimeoutMs",
         ];
         // Field by field, without a Value tree (crate::rawjson): this runs for every record
         // a consumer takes.
@@ -107,6 +162,10 @@ impl CallMessage {
             .raw("Headers")
             .and_then(|raw| serde_json::from_str(raw.get()).ok())
             .ok_or(DecodeError::Field("Headers"))?;
+        // The optional fields: absent or `null` reads as unset; present, they must be valid,
+        // so a malformed one is dead-lettered as invalid, never delivered in a way the
+        // caller did not ask for.
+        let present = |key: &str| obj.raw(key).is_some_and(|raw| raw.get() != "null");
         // Go left out headers with no values; keep that, it changes nothing on the wire.
         headers.retain(|_, values| !values.is_empty());
         Ok(Self {
@@ -116,12 +175,29 @@ impl CallMessage {
             topic: string("Topic")?,
             partition: i32::try_from(number("Partition")?).map_err(|_| DecodeError::Field("Partition"))?,
             create_time: number("CreateTime")?,
-            // Optional; when present it must be a number (`null` reads as absent), so a
-            // malformed schedule is dead-lettered as invalid, never delivered early or held.
-            deliver_at: match obj.raw("DeliverAt") {
-                None => None,
-                Some(raw) if raw.get() == "null" => None,
-                Some(_) => Some(number("DeliverAt")?),
+            deliver_at: match present("DeliverAt") {
+                false => None,
+                true => Some(number("DeliverAt")?),
+            },
+            method: match present("Method") {
+                false => None,
+                true => Some(
+                    obj.string("Method")
+                        .and_then(|m| CallMethod::parse(&m))
+                        .ok_or(DecodeError::Field("Method"))?,
+                ),
+            },
+            content_type: match present("ContentType") {
+                false => None,
+                true => Some(string("ContentType")?),
+            },
+            timeout_ms: match present("TimeoutMs") {
+                false => None,
+                true => Some(
+                    obj.raw("TimeoutMs")
+                        .and_then(|raw| serde_json::from_str::<u64>(raw.get()).ok())
+                        .ok_or(DecodeError::Field("TimeoutMs"))?,
+                ),
             },
         })
     }
@@ -224,7 +300,7 @@ mod tests {
             topic: "test".into(),
             partition: 2,
             create_time: 1_500_000_000_000,
-            deliver_at: None,
+            ..CallMessage::default()
         }
     }
 
@@ -324,6 +400,65 @@ mod tests {
             CallMessage::decode(bad.as_bytes()),
             Err(DecodeError::Field("DeliverAt"))
         );
+    }
+
+    /// What a Go consumer does with a call that uses the new options (spec §2.2 and §5): its
+    /// decoder reads the six fields it knows and ignores the rest, so it POSTs `Data` to `Url`
+    /// with the stored `Headers` (per-call headers included: they are stored there) and
+    /// `Content-Type: application/octet-stream`, at once and with its own timeout.
+    #[test]
+    fn new_options_are_extra_fields_a_go_consumer_ignores() {
+        let mut m = sample();
+        m.headers.insert("X-Per-Call".into(), vec!["1".into()]);
+        m.method = Some(CallMethod::Delete);
+        m.content_type = Some("application/json".into());
+        m.timeout_ms = Some(2_500);
+        m.data = r#"{"a":[1,2]}"#.into();
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(
+            text.ends_with(
+                r#""CreateTime":1500000000000,"Method":"DELETE","ContentType":"application/json","TimeoutMs":2500}"#
+            ),
+            "{text}"
+        );
+        assert_eq!(CallMessage::decode(text.as_bytes()).unwrap(), m);
+        // Go's rules: the six fields, each of the type Go wants, extra keys ignored.
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let go = value.as_object().unwrap();
+        assert!(go["Url"].is_string() && go["Data"].is_string() && go["Topic"].is_string());
+        assert!(go["Partition"].is_number() && go["CreateTime"].is_number());
+        assert!(
+            go["Headers"].as_object().unwrap().values().all(|v| v
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(serde_json::Value::is_string))
+        );
+        assert_eq!(go["Data"], r#"{"a":[1,2]}"#, "JSON data travels as Go's string");
+        assert_eq!(
+            go["Headers"]["X-Per-Call"][0], "1",
+            "a Go consumer forwards it too"
+        );
+        for (field, bad) in [
+            ("Method", r#""TRACE""#),
+            ("Method", "1"),
+            ("ContentType", "5"),
+            ("TimeoutMs", "-1"),
+        ] {
+            let value = text.replacen(
+                &format!(r#""{field}":"#),
+                &format!(r#""{field}":{bad},"Ignored":"#),
+                1,
+            );
+            assert_eq!(
+                CallMessage::decode(value.as_bytes()),
+                Err(DecodeError::Field(field)),
+                "{value}"
+            );
+        }
+        assert_eq!(CallMethod::parse("patch"), Some(CallMethod::Patch));
+        assert_eq!(CallMethod::parse("HEAD"), None);
+        assert!(!CallMethod::Get.has_body() && CallMethod::Delete.has_body());
     }
 
     #[test]

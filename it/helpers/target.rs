@@ -21,6 +21,7 @@ use tokio::time::Instant;
 /// One request the target received.
 #[derive(Debug, Clone)]
 pub(crate) struct Received {
+    pub(crate) method: String,
     pub(crate) headers: HashMap<String, Vec<String>>,
     pub(crate) body: Vec<u8>,
     pub(crate) at: Instant,
@@ -161,6 +162,7 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
         }
     };
     state.received.lock().unwrap().push(Received {
+        method: req.method().to_string(),
         headers,
         body: body.to_vec(),
         at: Instant::now(),

@@ -64,6 +64,18 @@ pub enum CallError {
     /// given together with `deliver_at`.
     #[error("delay_ms is not a non-negative integer, too long, or given with deliver_at")]
     DelayMs,
+    /// `method` not one of POST, PUT, PATCH, DELETE, GET.
+    #[error("method is not POST, PUT, PATCH, DELETE or GET")]
+    CallMethod,
+    /// `headers` not an object of at most 64 valid header names with string values.
+    #[error("headers is not an object of valid header names and string values")]
+    Headers,
+    /// `content_type` not a non-empty valid header value.
+    #[error("content_type is not a valid header value")]
+    ContentType,
+    /// `timeout_ms` not an integer from 1 to 3600000.
+    #[error("timeout_ms is not an integer from 1 to 3600000")]
+    TimeoutMs,
     /// `POST /rpc/calls`: the body is not an object with a `calls` array of objects.
     #[error("calls is missing or not an array of objects")]
     Batch,
@@ -149,6 +161,10 @@ impl CallError {
             Self::DeliverAt => "deliver_at无效",
             Self::DelayMs => "delay_ms无效",
             Self::Batch => "calls无效",
+            Self::CallMethod => "method无效",
+            Self::Headers => "headers无效",
+            Self::ContentType => "content_type无效",
+            Self::TimeoutMs => "timeout_ms无效",
             Self::BatchTooLarge => "批量过大",
             Self::Forbidden => "权限错误",
             Self::Destination => "目标地址不允许",
@@ -181,7 +197,11 @@ impl ResponseError for CallError {
             | Self::Ack
             | Self::DeliverAt
             | Self::DelayMs
-            | Self::Batch => StatusCode::BAD_REQUEST,
+            | Self::Batch
+            | Self::CallMethod
+            | Self::Headers
+            | Self::ContentType
+            | Self::TimeoutMs => StatusCode::BAD_REQUEST,
             Self::TooLarge | Self::RecordTooLarge | Self::KafkaTooLarge | Self::BatchTooLarge => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }

@@ -18,7 +18,7 @@ use super::{ApiConfig, ApiState};
 use crate::config::AckMode;
 use crate::delivery::forward::IngestHeaders;
 use crate::delivery::headers::{forwardable_by, never_forwarded};
-use crate::message::{CallMessage, canonical_header_key};
+use crate::message::{CallMessage, CallMethod, canonical_header_key};
 use crate::metrics::classes as metrics;
 use crate::policy::{Destination, Host};
 use crate::producer::{Call, ProduceError, Refusal, SubmitError};
@@ -31,30 +31,7 @@ pub async fn call(req: HttpRequest, payload: web::Payload, state: web::Data<ApiS
     match accept(&req, payload, &state, &mut seen).await {
         Ok(id) => accepted(&id),
         Err(e) => {
-            if let Some(reason) = refusal(&e, seen.overload) {
-                state.stats.server.intake.refused(reason, &seen.acl);
-            }
-            match e {
-                CallError::Overload | CallError::ShuttingDown => inc(&state.stats.server.overload),
-                CallError::KafkaFailed | CallError::AckTimeout | CallError::KafkaTooLarge => {}
-                CallError::RecordTooLarge => {
-                    inc(&state.stats.server.rejected);
-                    inc(&state.stats.server.too_large);
-                }
-                CallError::Destination => {
-                    inc(&state.stats.server.rejected);
-                    inc(&state.stats.server.destination_refused);
-                }
-                CallError::Forbidden => {
-                    inc(&state.stats.server.rejected);
-                    inc(&state.stats.server.acl_refused);
-                }
-                // Counted where they are decided (quota per ACL).
-                CallError::Throttled { .. } => inc(&state.stats.server.throttled),
-                CallError::Quota { .. } => {}
-                _ => inc(&state.stats.server.rejected),
-            }
-            debug!(state.log, "call refused"; "reason" => %e);
+            count_refusal(&state, &e, &seen);
             if e == CallError::Timeout {
                 close_after_response(&req);
             }
@@ -63,9 +40,37 @@ pub async fn call(req: HttpRequest, payload: web::Payload, state: web::Data<ApiS
     }
 }
 
-/// What [`accept`] learnt before it failed, for the refusal's labels.
+/// Counts and logs a refused call (one `/rpc/call`, or one item of a batch).
+pub(super) fn count_refusal(state: &ApiState, e: &CallError, seen: &Seen) {
+    if let Some(reason) = refusal(e, seen.overload) {
+        state.stats.server.intake.refused(reason, &seen.acl);
+    }
+    match e {
+        CallError::Overload | CallError::ShuttingDown => inc(&state.stats.server.overload),
+        CallError::KafkaFailed | CallError::AckTimeout | CallError::KafkaTooLarge => {}
+        CallError::RecordTooLarge => {
+            inc(&state.stats.server.rejected);
+            inc(&state.stats.server.too_large);
+        }
+        CallError::Destination => {
+            inc(&state.stats.server.rejected);
+            inc(&state.stats.server.destination_refused);
+        }
+        CallError::Forbidden => {
+            inc(&state.stats.server.rejected);
+            inc(&state.stats.server.acl_refused);
+        }
+        // Counted where they are decided (quota per ACL).
+        CallError::Throttled { .. } => inc(&state.stats.server.throttled),
+        CallError::Quota { .. } => {}
+        _ => inc(&state.stats.server.rejected),
+    }
+    debug!(state.log, "call refused"; "reason" => %e);
+}
+
+/// What [`enqueue`] learnt before it failed, for the refusal's labels.
 #[derive(Debug, Default)]
-struct Seen {
+pub(super) struct Seen {
     /// The caller's ACL once it passed the check ("" before: a refused caller's name is
     /// input, and would make a label per guess).
     acl: String,
@@ -109,16 +114,45 @@ async fn accept(
     seen: &mut Seen,
 ) -> Result<String, CallError> {
     // A source that failed too many ACL checks is refused before its body is even read.
-    let source = req.peer_addr().map_or(UNKNOWN_SOURCE, |a| a.ip());
-    if let Some(left) = state.guard.blocked(source) {
-        return Err(CallError::Throttled {
-            retry_after: retry_after_secs(left),
-        });
-    }
+    not_blocked(req, state)?;
     // One snapshot for the whole request, so a reload never mixes old and new settings.
     let config = state.config.load_full();
     let body = read_body(req, payload, config.body_limit, state.read_timeout).await?;
-    let call = request::parse(&body)?;
+    let queued = enqueue(req, state, &config, &body, None, seen)?;
+    acknowledged(state, queued, tokio::time::Instant::now() + config.ack_timeout).await
+}
+
+/// `Err` while the request's source is blocked for failed ACL checks.
+pub(super) fn not_blocked(req: &HttpRequest, state: &ApiState) -> Result<(), CallError> {
+    let source = req.peer_addr().map_or(UNKNOWN_SOURCE, |a| a.ip());
+    match state.guard.blocked(source) {
+        Some(left) => Err(CallError::Throttled {
+            retry_after: retry_after_secs(left),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A call in the queue: its id, and Kafka's acknowledgement when the caller waits for it.
+#[derive(Debug)]
+pub(super) struct Queued {
+    /// The call id.
+    pub id: String,
+    ack: Option<tokio::sync::oneshot::Receiver<crate::producer::AckResult>>,
+}
+
+/// Parses one call `body` and takes it through the checks (its own fields, the ACL, the
+/// destination, the quota) into the queue; `batch_ack` is a batch's own `ack`, used when
+/// the call has none.
+pub(super) fn enqueue(
+    req: &HttpRequest,
+    state: &ApiState,
+    config: &ApiConfig,
+    body: &[u8],
+    batch_ack: Option<AckMode>,
+    seen: &mut Seen,
+) -> Result<Queued, CallError> {
+    let call = request::parse(body)?;
     // A request's own checks come before the ACL's, as in the Go version.
     let now = chrono::Utc::now().timestamp_millis();
     let deliver_at = match call.schedule {
@@ -128,6 +162,7 @@ async fn accept(
     let route = match config.acl.check(&call.acl_name, &call.acl_secret) {
         Ok(route) => route,
         Err(why) => {
+            let source = req.peer_addr().map_or(UNKNOWN_SOURCE, |a| a.ip());
             state.guard.refused(&state.log, source, &call.acl_name, why);
             return Err(CallError::Forbidden);
         }
@@ -135,7 +170,7 @@ async fn accept(
     seen.acl.clone_from(&call.acl_name);
     // After authorisation, so the policy answers only to callers who hold an ACL, and
     // before the quota, so a refused destination spends none of it.
-    if let Err(why) = destination_allowed(&config, &call.acl_name, &call.uri) {
+    if let Err(why) = destination_allowed(config, &call.acl_name, &call.uri) {
         debug!(state.log, "call refused: destination not allowed"; "acl" => &call.acl_name, "why" => why);
         return Err(CallError::Destination);
     }
@@ -149,16 +184,27 @@ async fn accept(
     }
     let topic = route.topic.as_str();
     let id = uuid::Uuid::now_v7().to_string();
+    let mut headers = caller_headers(req, &config.headers, topic);
+    if !call.options.headers.is_empty() {
+        headers.extend(call_headers(&call.options.headers, &config.headers, topic));
+    }
     let message = CallMessage {
-        headers: caller_headers(req, &config.headers, topic),
+        headers,
         url: call.url,
         data: call.data,
         topic: topic.to_owned(),
         partition: 0,
         create_time: now,
         deliver_at,
+        // POST is what a record without `Method` means: left out, the record stays Go's.
+        method: call.options.method.filter(|m| *m != CallMethod::Post),
+        content_type: call
+            .options
+            .content_type
+            .or_else(|| call.data_is_json.then(|| "application/json".to_owned())),
+        timeout_ms: call.options.timeout_ms,
     };
-    let want_ack = call.ack.unwrap_or(config.default_ack) == AckMode::Kafka;
+    let want_ack = call.ack.or(batch_ack).unwrap_or(config.default_ack) == AckMode::Kafka;
     let submitted = state.producer.submit(Call {
         id: id.clone(),
         acl: call.acl_name.clone(),
@@ -192,8 +238,19 @@ async fn accept(
     };
     inc(&state.stats.server.accepted);
     state.stats.server.intake.accepted.inc(&call.acl_name);
+    Ok(Queued { id, ack })
+}
+
+/// The call's id once Kafka acknowledged it (at once when the caller did not ask to wait),
+/// waiting until `deadline` at most.
+pub(super) async fn acknowledged(
+    state: &ApiState,
+    queued: Queued,
+    deadline: tokio::time::Instant,
+) -> Result<String, CallError> {
+    let Queued { id, ack } = queued;
     if let Some(ack) = ack {
-        match tokio::time::timeout(config.ack_timeout, ack).await {
+        match tokio::time::timeout_at(deadline, ack).await {
             Ok(Ok(Ok(_offset))) => {}
             Ok(Ok(Err(ProduceError::TooLarge(_)))) => return Err(CallError::KafkaTooLarge),
             Ok(Ok(Err(e))) => {
@@ -234,7 +291,7 @@ fn destination_allowed(config: &ApiConfig, acl: &str, uri: &Uri) -> Result<(), S
 ///
 /// The buffer grows with the bytes that arrive: a declared `Content-Length` reserves nothing,
 /// so a head that promises 1 MiB and sends nothing costs no memory.
-async fn read_body(
+pub(super) async fn read_body(
     req: &HttpRequest,
     payload: web::Payload,
     limit: usize,
@@ -308,6 +365,28 @@ fn caller_headers(req: &HttpRequest, keep: &IngestHeaders, topic: &str) -> BTree
     forwardable_by(&headers, |name| keep.keeps(topic, name))
 }
 
+/// A call's own `headers` as the record keeps them: the same forwarding rules as the
+/// request's headers. They replace request headers of the same name (the caller said so
+/// explicitly).
+fn call_headers(
+    given: &[(String, String)],
+    keep: &IngestHeaders,
+    topic: &str,
+) -> BTreeMap<String, Vec<String>> {
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in given {
+        let lower = name.to_ascii_lowercase();
+        if never_forwarded(&lower) {
+            continue;
+        }
+        let key = canonical_header_key(&lower);
+        if keep.keeps(topic, &key) {
+            headers.entry(key).or_default().push(value.clone());
+        }
+    }
+    forwardable_by(&headers, |name| keep.keeps(topic, name))
+}
+
 /// `/rpc/server/mock`: a target that accepts any method and body (200, empty body), up to
 /// `http.server.body.limit` bytes received within `http.server.read.timeout`; larger bodies
 /// get 413 and late ones 408, as on `/rpc/call`.
@@ -331,7 +410,7 @@ pub async fn mock(req: HttpRequest, payload: web::Payload, state: web::Data<ApiS
 
 /// Ends the connection right after this response, instead of letting actix drain the rest
 /// of a late body for up to `http.server.write.timeout` (see `super::head_guard`).
-fn close_after_response(req: &HttpRequest) {
+pub(super) fn close_after_response(req: &HttpRequest) {
     if let Some(signal) = req.conn_data::<CloseSignal>() {
         signal.close_after_response();
     }

@@ -1,10 +1,12 @@
-//! The HTTP front end (actix-web). The public listener: `/rpc/call`, the mock target, the
+//! The HTTP front end (actix-web). The public listener: `/rpc/call`, `/rpc/calls` (a
+//! batch, [`batch`]), the mock target, the
 //! health probes (`/readyz` without detail) and its view of the OpenAPI document
 //! ([`openapi`]). The admin listener ([`admin`]): `/stats`, `/readyz` with its detail,
 //! `/healthz`, the whole OpenAPI document.
 
 pub mod acl;
 pub mod admin;
+pub mod batch;
 pub mod envelope;
 pub mod guard;
 pub mod handlers;
@@ -84,6 +86,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/rpc/call")
             .route(web::post().to(call))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/rpc/calls")
+            .route(web::post().to(batch::calls))
             .default_service(web::to(method_not_allowed)),
     )
     .service(web::resource("/rpc/server/mock").to(mock))

@@ -1,12 +1,16 @@
 //! Parsing of the `/rpc/call` body, with the Go version's checks in its order.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix_web::http::Uri;
+use actix_web::http::header::{HeaderName, HeaderValue};
 use serde_json::value::RawValue;
 
 use super::envelope::CallError;
 use crate::config::AckMode;
+use crate::message::CallMethod;
 use crate::rawjson;
 
 /// A well-formed `/rpc/call` request (not yet authorised).
@@ -28,7 +32,30 @@ pub struct CallRequest {
     pub ack: Option<AckMode>,
     /// When the call is due, when the caller scheduled it (`deliver_at` or `delay_ms`).
     pub schedule: Option<Schedule>,
+    /// `data` was a JSON object or array (sent as JSON), not a string.
+    pub data_is_json: bool,
+    /// How the call is delivered, when the caller said.
+    pub options: CallOptions,
 }
+
+/// The per-call delivery options of a `/rpc/call` body, all optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallOptions {
+    /// `method`: POST (default), PUT, PATCH, DELETE, or GET (no body).
+    pub method: Option<CallMethod>,
+    /// `headers`: names (as given) and values to send, before the forwarding rules.
+    pub headers: Vec<(String, String)>,
+    /// `content_type`: the delivery's `Content-Type`.
+    pub content_type: Option<String>,
+    /// `timeout_ms`: the caller's bound on one attempt (the entry's `timeout` still caps it).
+    pub timeout_ms: Option<u64>,
+}
+
+/// Most entries in a call's `headers`.
+pub const MAX_CALL_HEADERS: usize = 64;
+
+/// Largest `timeout_ms`: an hour, the most any consumer entry's `timeout` can be.
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
 /// When a scheduled call is due, as the caller asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +97,7 @@ impl Schedule {
 /// # Errors
 /// The first failed check, as the Go version reported it.
 pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
-    const KEYS: [&str; 7] = [
+    const KEYS: [&str; 11] = [
         "url",
         "data",
         "partition_key",
@@ -78,6 +105,10 @@ pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
         "ack",
         "deliver_at",
         "delay_ms",
+        "method",
+        "headers",
+        "content_type",
+        "timeout_ms",
     ];
     const ACL_KEYS: [&str; 2] = ["name", "secret"];
     // Go's json.Unmarshal leaves the request empty for a JSON `null`, so its first check (the
@@ -92,7 +123,11 @@ pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
     // The Go version accepted any string and the call failed later in the
     // consumer; refusing it here tells the caller while they can still fix it.
     let uri = parse_http_url(&url).ok_or(CallError::Url)?;
-    let data = fields.string("data").ok_or(CallError::Data)?;
+    // A string, as in Go; or, new, a JSON object or array, kept as its text.
+    let (data, data_is_json) = match fields.raw("data") {
+        Some(raw) if raw.get().starts_with(['{', '[']) => (Cow::Borrowed(raw.get()), true),
+        raw => (raw.and_then(rawjson::string).ok_or(CallError::Data)?, false),
+    };
     let partition_key = fields.string("partition_key").ok_or(CallError::PartitionKey)?;
     let acl = fields
         .raw("acl")
@@ -113,6 +148,16 @@ pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
         non_null(fields.raw("deliver_at")),
         non_null(fields.raw("delay_ms")),
     )?;
+    let options = options(
+        non_null(fields.raw("method")),
+        non_null(fields.raw("headers")),
+        non_null(fields.raw("content_type")),
+        non_null(fields.raw("timeout_ms")),
+    )?;
+    if options.method.is_some_and(|m| !m.has_body()) && !data.is_empty() {
+        // A GET carries no body: data the target would never see is refused, not dropped.
+        return Err(CallError::Data);
+    }
     Ok(CallRequest {
         url: url.into_owned(),
         uri,
@@ -122,7 +167,78 @@ pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
         acl_secret: acl_secret.into_owned(),
         ack,
         schedule,
+        data_is_json,
+        options,
     })
+}
+
+/// `method`, `headers`, `content_type` and `timeout_ms` (raw, `null` already read as
+/// absent), checked in that order.
+fn options(
+    method: Option<&RawValue>,
+    headers: Option<&RawValue>,
+    content_type: Option<&RawValue>,
+    timeout_ms: Option<&RawValue>,
+) -> Result<CallOptions, CallError> {
+    let method = match method {
+        None => None,
+        Some(raw) => Some(
+            rawjson::string(raw)
+                .and_then(|m| CallMethod::parse(&m))
+                .ok_or(CallError::CallMethod)?,
+        ),
+    };
+    let headers = match headers {
+        None => Vec::new(),
+        Some(raw) => call_headers(raw).ok_or(CallError::Headers)?,
+    };
+    let content_type = match content_type {
+        None => None,
+        Some(raw) => Some(
+            rawjson::string(raw)
+                .filter(|v| !v.is_empty() && HeaderValue::from_str(v).is_ok())
+                .ok_or(CallError::ContentType)?
+                .into_owned(),
+        ),
+    };
+    let timeout_ms = match timeout_ms {
+        None => None,
+        Some(raw) => Some(
+            serde_json::from_str::<u64>(raw.get())
+                .ok()
+                .filter(|ms| (1..=MAX_TIMEOUT_MS).contains(ms))
+                .ok_or(CallError::TimeoutMs)?,
+        ),
+    };
+    Ok(CallOptions {
+        method,
+        headers,
+        content_type,
+        timeout_ms,
+    })
+}
+
+/// `headers`: an object of at most [`MAX_CALL_HEADERS`] names, each a valid HTTP header
+/// name with a string (or an array of strings) of valid header values.
+fn call_headers(raw: &RawValue) -> Option<Vec<(String, String)>> {
+    // Borrowed raw values: each is judged on its own, without a tree.
+    let object: BTreeMap<String, &RawValue> = serde_json::from_str(raw.get()).ok()?;
+    if object.len() > MAX_CALL_HEADERS {
+        return None;
+    }
+    let mut out = Vec::with_capacity(object.len());
+    for (name, value) in object {
+        HeaderName::from_bytes(name.as_bytes()).ok()?;
+        let values: Vec<String> = match rawjson::string(value) {
+            Some(one) => vec![one.into_owned()],
+            None => serde_json::from_str(value.get()).ok()?,
+        };
+        for value in values {
+            HeaderValue::from_str(&value).ok()?;
+            out.push((name.clone(), value));
+        }
+    }
+    Some(out)
 }
 
 /// A field's raw value, `null` read as absent (as for `ack`).
@@ -207,7 +323,9 @@ mod tests {
             (r#"{"url":"not a url","data":"d"}"#, CallError::Url),
             (r#"{"url":"ftp://h/x","data":"d"}"#, CallError::Url),
             (r#"{"url":"http://h/"}"#, CallError::Data),
-            (r#"{"url":"http://h/","data":{"a":1}}"#, CallError::Data),
+            // New: JSON data is accepted (Go refused it), so the next check answers.
+            (r#"{"url":"http://h/","data":{"a":1}}"#, CallError::PartitionKey),
+            (r#"{"url":"http://h/","data":5}"#, CallError::Data),
             (r#"{"url":"http://h/","data":"d"}"#, CallError::PartitionKey),
             (
                 r#"{"url":"http://h/","data":"d","partition_key":1}"#,
@@ -286,7 +404,10 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         let cases = [
             (format!(r#"{{"x":{deep},"url":"http://h/"}}"#), CallError::Data),
-            (format!(r#"{{"url":"http://h/","data":{deep}}}"#), CallError::Data),
+            (
+                format!(r#"{{"url":"http://h/","data":{deep}}}"#),
+                CallError::PartitionKey,
+            ),
             (
                 format!(r#"{{"url":"http://h/","data":"d","partition_key":"","acl":{{"name":{deep}}}}}"#),
                 CallError::AclName,
@@ -347,6 +468,79 @@ mod tests {
         ] {
             assert_eq!(parsed(fields), Err(want), "{fields}");
         }
+    }
+
+    #[test]
+    fn delivery_options_parse_and_each_bad_one_has_its_error() {
+        let with = |fields: &str| GOOD.replacen('{', &format!("{{{fields},"), 1);
+        let parsed = |fields: &str| parse(with(fields).as_bytes());
+        let req = parsed(
+            r#""method":"put","headers":{"X-One":"1","x-many":["a","b"]},"content_type":"text/csv","timeout_ms":2500"#,
+        )
+        .unwrap();
+        assert_eq!(
+            req.options,
+            CallOptions {
+                method: Some(CallMethod::Put),
+                headers: vec![
+                    ("X-One".into(), "1".into()),
+                    ("x-many".into(), "a".into()),
+                    ("x-many".into(), "b".into())
+                ],
+                content_type: Some("text/csv".into()),
+                timeout_ms: Some(2500),
+            }
+        );
+        assert_eq!(
+            parsed(r#""method":null,"headers":null"#).unwrap().options,
+            CallOptions::default()
+        );
+        let get = GOOD.replace(r#""data":"hello""#, r#""data":"""#);
+        let get = get.replacen('{', r#"{"method":"GET","#, 1);
+        assert_eq!(
+            parse(get.as_bytes()).unwrap().options.method,
+            Some(CallMethod::Get)
+        );
+        let too_many: String = (0..=MAX_CALL_HEADERS)
+            .map(|i| format!(r#""X-{i}":"v""#))
+            .collect::<Vec<_>>()
+            .join(",");
+        for (fields, want) in [
+            (r#""method":"GET""#, CallError::Data),
+            (r#""method":"TRACE""#, CallError::CallMethod),
+            (r#""method":1"#, CallError::CallMethod),
+            (r#""headers":"X-A: 1""#, CallError::Headers),
+            (r#""headers":{"bad name":"v"}"#, CallError::Headers),
+            (r#""headers":{"X-A":"line\nbreak"}"#, CallError::Headers),
+            (r#""headers":{"X-A":1}"#, CallError::Headers),
+            (r#""headers":{"X-A":[1]}"#, CallError::Headers),
+            (&format!(r#""headers":{{{too_many}}}"#), CallError::Headers),
+            (r#""content_type":"""#, CallError::ContentType),
+            (r#""content_type":"a\u0000b""#, CallError::ContentType),
+            (r#""content_type":[]"#, CallError::ContentType),
+            (r#""timeout_ms":0"#, CallError::TimeoutMs),
+            (r#""timeout_ms":3600001"#, CallError::TimeoutMs),
+            (r#""timeout_ms":"5""#, CallError::TimeoutMs),
+        ] {
+            assert_eq!(parsed(fields).err(), Some(want), "{fields}");
+        }
+    }
+
+    #[test]
+    fn data_may_be_json_and_is_kept_as_its_text() {
+        let body = GOOD.replace(r#""data":"hello""#, r#""data":{"a":[1,{"b":"é"}]}"#);
+        let req = parse(body.as_bytes()).unwrap();
+        assert_eq!(
+            (req.data.as_str(), req.data_is_json),
+            (r#"{"a":[1,{"b":"é"}]}"#, true)
+        );
+        let body = GOOD.replace(r#""data":"hello""#, r#""data":[]"#);
+        assert_eq!(parse(body.as_bytes()).unwrap().data, "[]");
+        for data in ["1", "true", "null"] {
+            let body = GOOD.replace(r#""data":"hello""#, &format!(r#""data":{data}"#));
+            assert_eq!(parse(body.as_bytes()).err(), Some(CallError::Data), "{data}");
+        }
+        assert!(!parse(GOOD.as_bytes()).unwrap().data_is_json);
     }
 
     #[test]

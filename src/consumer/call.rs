@@ -31,7 +31,7 @@ use super::tiers::{self, IN_WINDOW_RETRY_MAX, Progress, Wait};
 use super::{EntryContext, Lane};
 use crate::config::MAX_SCHEDULE_MS;
 use crate::delivery::breaker::{State, Transition, host_key};
-use crate::delivery::headers::outbound_headers;
+use crate::delivery::headers::{CONTENT_TYPE, outbound_headers_with};
 use crate::delivery::redact::redact_url;
 use crate::delivery::retry::{GiveUpReason, RetryPolicy, Verdict};
 use crate::delivery::signing::signature_headers;
@@ -509,7 +509,17 @@ async fn attempts(lane: &Lane, call: Call, mut first: Option<Slots>, stopping: &
                 if made > 1 {
                     inc(&entry.stats.rpc_retries);
                 }
-                let mut headers = outbound_headers(&call.message.headers, &call.id, made, &entry.headers);
+                let method = call.message.method.unwrap_or_default();
+                let content_type = method
+                    .has_body()
+                    .then(|| call.message.content_type.as_deref().unwrap_or(CONTENT_TYPE));
+                let mut headers = outbound_headers_with(
+                    &call.message.headers,
+                    &call.id,
+                    made,
+                    &entry.headers,
+                    content_type,
+                );
                 headers.extend(replay_of(&call.record));
                 // Signed per attempt: the timestamp is this attempt's, so a verifier's
                 // 5-minute window holds for retries as well.
@@ -523,7 +533,11 @@ async fn attempts(lane: &Lane, call: Call, mut first: Option<Slots>, stopping: &
                     url: call.message.url.clone(),
                     body: call.body.clone(),
                     headers,
-                    timeout: entry.settings.timeout,
+                    // The caller may shorten the entry's timeout, never lengthen it.
+                    timeout: call.message.timeout_ms.map_or(entry.settings.timeout, |ms| {
+                        entry.settings.timeout.min(Duration::from_millis(ms))
+                    }),
+                    method,
                 };
                 let outcome = entry.pool.send(request).await;
                 drop(slots);

@@ -8,8 +8,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
 
 use awc::error::{ConnectError, SendRequestError};
-use awc::http::Uri;
 use awc::http::header::{CONTENT_LENGTH, HeaderName, HeaderValue, RETRY_AFTER};
+use awc::http::{Method, Uri};
 use awc::{Client, ClientResponse, Connector};
 use bytes::Bytes;
 use futures::StreamExt as _;
@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use super::resolver::{self, NotAllowed, PolicyResolver};
 use super::retry::parse_retry_after;
 use super::{AttemptOutcome, OutboundRequest, PoolConfig};
+use crate::message::CallMethod;
 use crate::policy::AddressPolicy;
 
 /// Jobs buffered per thread. The thread spawns each job as soon as it
@@ -255,12 +256,13 @@ async fn attempt_task(
         body,
         headers,
         timeout: limit,
+        method,
     } = req;
     // Only for logs, and only worked out when a line is written (not per attempt): the
     // caller's URL may carry credentials.
     let shown = slog::FnValue(|_: &slog::Record<'_>| super::redact::redact_url(&url));
     let outcome = tokio::select! {
-        outcome = attempt(&client, &url, body, headers, limit, settings.max_response_body, &policy, &log) => outcome,
+        outcome = attempt(&client, (method, &url), body, headers, limit, settings.max_response_body, &policy, &log) => outcome,
         () = reply.closed() => {
             debug!(log, "delivery attempt abandoned by its caller";
                 "url" => &shown, "elapsed_ms" => started.elapsed().as_millis());
@@ -274,11 +276,22 @@ async fn attempt_task(
     }
 }
 
-/// POSTs the request and reads the response within `req.timeout`.
+/// awc's method for a call's.
+fn http_method(method: CallMethod) -> Method {
+    match method {
+        CallMethod::Post => Method::POST,
+        CallMethod::Put => Method::PUT,
+        CallMethod::Patch => Method::PATCH,
+        CallMethod::Delete => Method::DELETE,
+        CallMethod::Get => Method::GET,
+    }
+}
+
+/// Sends the request and reads the response within `req.timeout`.
 #[allow(clippy::too_many_arguments)] // the parts of one OutboundRequest, and where it goes
 async fn attempt(
     client: &Client,
-    url: &str,
+    (method, url): (CallMethod, &str),
     body: Bytes,
     headers: Vec<(String, String)>,
     limit: Duration,
@@ -294,7 +307,7 @@ async fn attempt(
     if let Err(NotAllowed(why)) = resolver::check_literal(policy, &uri) {
         return AttemptOutcome::Refused(why);
     }
-    let mut request = client.post(uri);
+    let mut request = client.request(http_method(method), uri);
     for (name, value) in &headers {
         // Checked here so a bad header is reported as such, rather than as
         // awc's deferred error at send time.
@@ -307,7 +320,12 @@ async fn attempt(
         request = request.append_header((name, value));
     }
 
-    let response = match timeout(limit, request.send_body(body)).await {
+    let sent = if method.has_body() {
+        request.send_body(body)
+    } else {
+        request.send()
+    };
+    let response = match timeout(limit, sent).await {
         Err(_elapsed) => return AttemptOutcome::Timeout,
         Ok(Err(err)) => return classify(&err),
         Ok(Ok(response)) => response,

@@ -140,6 +140,17 @@ pub fn outbound_headers(
     attempt: u32,
     policy: &HeaderPolicy,
 ) -> Vec<(String, String)> {
+    outbound_headers_with(stored, call_id, attempt, policy, Some(CONTENT_TYPE))
+}
+
+/// [`outbound_headers`] with the call's own `Content-Type` (`None`: none, for a GET).
+pub fn outbound_headers_with(
+    stored: &BTreeMap<String, Vec<String>>,
+    call_id: &str,
+    attempt: u32,
+    policy: &HeaderPolicy,
+    content_type: Option<&str>,
+) -> Vec<(String, String)> {
     let kept = forwardable(stored, policy);
     let mut out = Vec::with_capacity(kept.values().map(Vec::len).sum::<usize>() + 3);
     for (name, values) in kept {
@@ -147,7 +158,9 @@ pub fn outbound_headers(
             out.push((name.clone(), value));
         }
     }
-    out.push(("Content-Type".to_owned(), CONTENT_TYPE.to_owned()));
+    if let Some(content_type) = content_type {
+        out.push(("Content-Type".to_owned(), content_type.to_owned()));
+    }
     if HeaderValue::from_bytes(call_id.as_bytes()).is_ok() {
         out.push((CALL_ID_HEADER.to_owned(), call_id.to_owned()));
     }

@@ -105,6 +105,8 @@ pub struct OutboundRequest {
     /// Bound on the whole attempt: connect, send, response head and draining
     /// the body.
     pub timeout: Duration,
+    /// The method; a GET goes without the body.
+    pub method: crate::message::CallMethod,
 }
 
 /// How one attempt ended.

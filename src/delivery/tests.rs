@@ -18,6 +18,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use super::*;
+use crate::message::CallMethod;
 
 /// What the test server does with a request.
 #[derive(Debug, Clone)]
@@ -263,6 +264,7 @@ fn post(url: String, body: &'static [u8]) -> OutboundRequest {
         body: Bytes::from_static(body),
         headers: vec![],
         timeout: Duration::from_secs(5),
+        method: CallMethod::Post,
     }
 }
 
@@ -286,6 +288,29 @@ async fn eventually(what: &str, cond: impl Fn() -> bool) {
     while !cond() {
         assert!(Instant::now() < give_up, "never happened: {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_goes_with_its_own_method_and_a_get_without_a_body() {
+    let mut server = TestServer::start(|_| ok_with_body(0)).await;
+    let pool = start(config(2));
+    for (method, name, body) in [
+        (CallMethod::Delete, "DELETE", &b"gone"[..]),
+        (CallMethod::Put, "PUT", &b"put"[..]),
+        (CallMethod::Patch, "PATCH", &b"patch"[..]),
+        (CallMethod::Get, "GET", &b""[..]),
+    ] {
+        let req = OutboundRequest {
+            method,
+            ..post(
+                server.url("/m"),
+                if method.has_body() { body } else { b"ignored" },
+            )
+        };
+        assert_eq!(within(pool.send(req)).await, ok_200());
+        let rec = server.next_request().await;
+        assert_eq!((rec.method.as_str(), rec.body.as_slice()), (name, body));
     }
 }
 
@@ -317,6 +342,7 @@ async fn body_and_headers_arrive_intact() {
             &crate::delivery::forward::HeaderPolicy::default(),
         ),
         timeout: Duration::from_secs(5),
+        method: CallMethod::Post,
     };
     assert_eq!(within(pool.send(req)).await, ok_200());
 

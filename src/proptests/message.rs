@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 
 use super::{config, json_value, nasty_string};
-use crate::message::{CallMessage, DecodeError, canonical_header_key};
+use crate::message::{CallMessage, CallMethod, DecodeError, canonical_header_key};
 
 const KEYS: &[&str] = &["Headers", "Url", "Data", "Topic", "Partition", "CreateTime"];
 
@@ -20,17 +20,41 @@ fn call_message() -> impl Strategy<Value = CallMessage> {
         nasty_string(16),
         any::<i32>(),
         any::<i64>(),
-        proptest::option::of(any::<i64>()),
+        (
+            proptest::option::of(any::<i64>()),
+            proptest::option::of(proptest::sample::select(vec![
+                CallMethod::Post,
+                CallMethod::Put,
+                CallMethod::Patch,
+                CallMethod::Delete,
+                CallMethod::Get,
+            ])),
+            proptest::option::of(nasty_string(16)),
+            proptest::option::of(any::<u64>()),
+        ),
     )
         .prop_map(
-            |(headers, url, data, topic, partition, create_time, deliver_at)| CallMessage {
+            |(
                 headers,
                 url,
                 data,
                 topic,
                 partition,
                 create_time,
-                deliver_at,
+                (deliver_at, method, content_type, timeout_ms),
+            )| {
+                CallMessage {
+                    headers,
+                    url,
+                    data,
+                    topic,
+                    partition,
+                    create_time,
+                    deliver_at,
+                    method,
+                    content_type,
+                    timeout_ms,
+                }
             },
         )
 }

@@ -65,6 +65,19 @@ fn string_field(good: impl Strategy<Value = String> + 'static) -> BoxedStrategy<
     .boxed()
 }
 
+/// `data`: a string, or (new) a JSON object or array; any other value is bad.
+fn data_field() -> BoxedStrategy<Field> {
+    prop_oneof![
+        3 => nasty_string(20).prop_map(|s| Some((json!(s), true))),
+        1 => Just(None),
+        1 => non_string().prop_map(|v| {
+            let good = v.is_object() || v.is_array();
+            Some((v, good))
+        }),
+    ]
+    .boxed()
+}
+
 fn url_field() -> BoxedStrategy<Field> {
     prop_oneof![
         3 => string_field(http_url()),
@@ -202,7 +215,7 @@ proptest! {
     #[test]
     fn first_bad_field_in_go_order_wins(
         url in url_field(),
-        data in string_field(nasty_string(20)),
+        data in data_field(),
         partition_key in string_field(nasty_string(8)),
         acl in acl_field(),
         ack in ack_field(),

@@ -146,6 +146,7 @@ fn the_public_view_holds_only_public_operations_and_nothing_of_the_admin_token()
             "/openapi.json",
             "/readyz",
             "/rpc/call",
+            "/rpc/calls",
             "/rpc/server/mock"
         ])
     );

@@ -212,7 +212,7 @@ mod tests {
             topic: "calls".into(),
             partition: 2,
             create_time: 1,
-            deliver_at: None,
+            ..CallMessage::default()
         };
         let mut r = DeadLetter {
             key: key.map(|k| k.as_bytes().to_vec()),
