@@ -32,6 +32,7 @@ mod metrics;
 mod never_stall;
 mod openapi;
 mod options;
+mod ordering;
 mod outage;
 mod reload;
 mod schedule;

@@ -4,6 +4,7 @@
 //! - `/ok`: 200.
 //! - `/fail/N/STATUS`: STATUS for the first N attempts of a call (by call id), then 200.
 //! - `/always/STATUS`: always STATUS.
+//! - `/flaky/PCT`: 503 for a random PCT % of the requests, else 200.
 //! - `/retry-after/SECS`: the first attempt of a call gets 429 with `Retry-After: SECS`, then 200.
 //! - `/slow/MS`: waits MS milliseconds, then 200.
 //! - anything while `set_down(true)`: 503.
@@ -153,6 +154,7 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
         match parts.first().copied() {
             Some("fail") if u64::from(attempt) <= num(1) => (num(2) as u16, None),
             Some("always") => (num(1) as u16, None),
+            Some("flaky") if rand::random::<u64>() % 100 < num(1) => (503, None),
             Some("retry-after") if attempt == 1 => (429, Some(num(1))),
             Some("slow") => {
                 tokio::time::sleep(Duration::from_millis(num(1))).await;

@@ -13,7 +13,7 @@ use super::rules::{
     MAX_CHUNK_BYTES, MAX_CONCURRENCY, MAX_PREFETCH_RECORDS, MAX_RATE, MAX_RETRIES, MAX_SESSION_MS,
     MIN_PREFETCH_BYTES, MIN_RATE, MIN_SESSION_MS, ms, status_range, topic_name_problem,
 };
-use super::settings::{Assignor, BreakerSettings, ConsumerSettings, OffsetReset};
+use super::settings::{Assignor, BreakerSettings, ConsumerSettings, OffsetReset, Ordering};
 use super::validate::forward_rules;
 use super::values::signing::SigningKey;
 
@@ -49,6 +49,7 @@ pub(crate) const KEYS: &[&str] = &[
     "forwardHeaders",
     "signingKeys",
     "signingKeysFile",
+    "ordering",
 ];
 
 /// Most signing keys per entry: two sign during a rotation; a third leaves room to stage
@@ -249,6 +250,9 @@ fn consumer(c: &mut Checker<'_>, entry: &Dict, path: &str, topics: &TopicNames) 
         forward_rules(c, key, value).map(Some)
     });
     let signing_keys = signing_keys(c, entry, path);
+    let ordering = c.optional(entry, path, "ordering", Ordering::None, |c, key, value| {
+        c.choice(key, value, &[("none", Ordering::None), ("key", Ordering::Key)])
+    });
 
     Some(ConsumerSettings {
         topic: topic?,
@@ -280,6 +284,7 @@ fn consumer(c: &mut Checker<'_>, entry: &Dict, path: &str, topics: &TopicNames) 
         stall_after,
         forward_headers,
         signing_keys,
+        ordering,
     })
 }
 

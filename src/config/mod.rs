@@ -58,7 +58,8 @@ pub use security::{KafkaSecurity, KafkaTlsSettings, PemFile, SaslMechanism, Sasl
 pub use settings::{
     AckMode, AclEntry, AclQuota, AdminSettings, Assignor, BreakerSettings, CaBundle, ConsumerSettings,
     ControlSettings, DeliverySettings, HttpSettings, KafkaSettings, LogSettings, MetricsSettings,
-    OffsetReset, ProducerSettings, Settings, ShutdownSettings, TopicSettings, tier_label, tier_topic_name,
+    OffsetReset, Ordering, ProducerSettings, Settings, ShutdownSettings, TopicSettings, tier_label,
+    tier_topic_name,
 };
 
 use source::Sources;

@@ -226,6 +226,9 @@ pub struct ConsumerSettings {
     /// Standard Webhooks keys every attempt is signed with (`signingKeys` and the keys of
     /// `signingKeysFile`, in that order); empty: calls are not signed.
     pub signing_keys: Vec<SigningKey>,
+    /// `ordering`: `"none"` (default) or `"key"`, calls of one partition key delivered one
+    /// at a time in acceptance order.
+    pub ordering: Ordering,
 }
 
 impl ConsumerSettings {
@@ -290,6 +293,18 @@ pub enum Assignor {
     Range,
     /// `"roundrobin"`: partitions dealt out one by one.
     RoundRobin,
+}
+
+/// How a consumer entry orders the calls of a partition (`ordering`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ordering {
+    /// Calls start as slots allow (the Go version, and every peer but Knative's).
+    #[default]
+    None,
+    /// Calls with the same `partition_key` are delivered one at a time, in acceptance order;
+    /// different keys stay parallel. Retries then wait in the partition's window, not in a
+    /// retry tier, so a later call of the key cannot overtake them.
+    Key,
 }
 
 /// Where a consumer group without a committed offset starts reading (`autoOffsetReset`).

@@ -919,6 +919,7 @@ fn consumer_optional_keys_default_to_the_go_shipped_values() {
             stall_after: Duration::from_millis(60_000),
             forward_headers: None,
             signing_keys: vec![],
+            ordering: Ordering::None,
         }]
     );
 }

@@ -29,7 +29,7 @@ use super::fetch::Unreadable;
 use super::hosts::HostSlot;
 use super::tiers::{self, IN_WINDOW_RETRY_MAX, Progress, Wait};
 use super::{EntryContext, Lane};
-use crate::config::MAX_SCHEDULE_MS;
+use crate::config::{MAX_SCHEDULE_MS, Ordering as KeyOrdering};
 use crate::delivery::breaker::{State, Transition, host_key};
 use crate::delivery::headers::{CONTENT_TYPE, outbound_headers_with};
 use crate::delivery::redact::redact_url;
@@ -483,7 +483,13 @@ async fn hold_until_due(lane: &Lane, tier: usize, call: &Call, stopping: &Cancel
 /// the first attempt when they were taken before.
 async fn attempts(lane: &Lane, call: Call, mut first: Option<Slots>, stopping: &CancellationToken) -> End {
     let entry = &*lane.entry;
-    let tiers = &entry.settings.retry_tiers;
+    // Ordered by key: a retry waits in the window, holding its key, so no later call of the
+    // key can overtake it through a tier.
+    let tiers: &[Duration] = if lane.tier.is_none() && entry.settings.ordering == KeyOrdering::Key {
+        &[]
+    } else {
+        &entry.settings.retry_tiers
+    };
     let first_attempt_ms = call.progress.first_attempt_ms.unwrap_or_else(now_ms);
     // Attempts (and circuit refusals) so far, across tiers.
     let mut made = call.progress.attempts;

@@ -23,6 +23,7 @@ pub mod dlq;
 pub mod fetch;
 pub mod gate;
 pub mod hosts;
+pub mod keys;
 pub mod offsets;
 pub mod partition;
 pub mod progress;

@@ -18,7 +18,9 @@ use super::Lane;
 use super::call::{self, Call, End, InFlight, Slots};
 use super::dispatch;
 use super::fetch::{self, FetchLoop, KafkaSource, SharedTracker, StartAt, Window, Work};
+use super::keys::KeyGate;
 use super::offsets::OffsetTracker;
+use crate::config::Ordering;
 
 /// State shared by a partition's fetch loop, its call tasks and its owner.
 #[derive(Debug)]
@@ -116,6 +118,34 @@ struct Queued {
     call: Call,
     held: fetch::Held,
     in_flight: InFlight,
+    /// Its key, when the entry orders calls by key ([`KeyGate`]).
+    key: Option<Vec<u8>>,
+}
+
+/// The key gate of a partition whose entry orders calls by key.
+type SharedGate = Arc<std::sync::Mutex<KeyGate<Queued>>>;
+
+fn lock_gate(gate: &SharedGate) -> std::sync::MutexGuard<'_, KeyGate<Queued>> {
+    gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Lets the next call of a key through its gate when the call before it ends, however it
+/// ends (delivered, dead-lettered, abandoned, or its task dropped).
+struct KeyRelease {
+    key: Vec<u8>,
+    gate: SharedGate,
+    /// Weak: a call task must not keep the dispatcher's intake open.
+    dispatcher: mpsc::WeakUnboundedSender<dispatch::Waiting<Queued>>,
+}
+
+impl Drop for KeyRelease {
+    fn drop(&mut self) {
+        let next = lock_gate(&self.gate).ended(&self.key);
+        if let (Some(next), Some(dispatcher)) = (next, self.dispatcher.upgrade()) {
+            // Fails only once the dispatcher has stopped: the call stays uncommitted.
+            dispatcher.send((next.call.host.clone(), next)).ok();
+        }
+    }
 }
 
 /// Spawns the task of one piece of work at `offset`: it runs `life`, marks the offset
@@ -164,6 +194,9 @@ async fn run(lane: Arc<Lane>, partition: i32, start: StartAt, shared: Arc<Shared
         s.fetch_max_wait,
     );
     let (waiting, intake) = mpsc::unbounded_channel::<dispatch::Waiting<Queued>>();
+    // `ordering = "key"` on the entry's own topic: one call per key at a time.
+    let ordered = lane.tier.is_none() && s.ordering == Ordering::Key;
+    let gate = SharedGate::default();
     let on_work = |work: Work, held: fetch::Held| {
         let offset = work.offset();
         let lane = Arc::clone(&lane);
@@ -182,14 +215,25 @@ async fn run(lane: Arc<Lane>, partition: i32, start: StartAt, shared: Arc<Shared
                         });
                     }
                     Ok(call) => {
+                        let key = ordered
+                            .then(|| call.record.key.clone())
+                            .flatten()
+                            .filter(|k| !k.is_empty());
                         let queued = Queued {
                             call,
                             held,
                             in_flight,
+                            key,
+                        };
+                        let ready = match &queued.key {
+                            Some(key) => lock_gate(&gate).arrive(&key.clone(), queued),
+                            None => Some(queued),
                         };
                         // Fails only once the dispatcher has stopped (so has the partition): the
                         // call stays uncommitted for the next owner.
-                        waiting.send((queued.call.host.clone(), queued)).ok();
+                        if let Some(ready) = ready {
+                            waiting.send((ready.call.host.clone(), ready)).ok();
+                        }
                     }
                     Err(bad) => spawn_life(&shared, offset, held, async move {
                         let _in_flight = in_flight;
@@ -223,9 +267,16 @@ async fn run(lane: Arc<Lane>, partition: i32, start: StartAt, shared: Arc<Shared
             call,
             held,
             in_flight,
+            key,
         } = queued;
+        let release = key.map(|key| KeyRelease {
+            key,
+            gate: Arc::clone(&gate),
+            dispatcher: waiting.downgrade(),
+        });
         spawn_life(&shared, call.offset, held, async move {
             let _in_flight = in_flight;
+            let _release = release;
             call::deliver(&lane, call, slots, &stopping).await
         });
     };

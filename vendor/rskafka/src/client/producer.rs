@@ -370,6 +370,12 @@ where
     /// removed from this list when adding new flush tasks or manually flushing
     /// with a call to [`BatchProducer::flush()`].
     pending_flushes: Vec<JoinHandle<()>>,
+
+    /// Resolves when the last flush's write has ended (bigpipe patch). The next flush waits
+    /// for it before it writes, so the batches of a partition reach Kafka in the order they
+    /// were flushed: upstream writes each batch from its own task, and two batches in flight
+    /// could be stored in either order.
+    last_flush: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl<A> Drop for ProducerInner<A>
@@ -395,6 +401,7 @@ where
             client,
             compression,
             pending_flushes: Vec::new(),
+            last_flush: None,
         }
     }
 
@@ -496,7 +503,10 @@ where
         let batch = self.batch_builder.take().expect("no batch to flush");
 
         let (new_builder, flush_task, maybe_err) =
-            match batch.background_flush(Arc::clone(&self.client), self.compression) {
+            match batch.background_flush(Arc::clone(&self.client), self.compression, {
+                let (done, done_rx) = tokio::sync::oneshot::channel();
+                (self.last_flush.replace(done_rx), done)
+            }) {
                 FlushResult::Ok(b, flush_task) => (b, flush_task, None),
                 FlushResult::Error(b, e) => {
                     error!(client=?self.client, error=%e, "failed to write record batch");

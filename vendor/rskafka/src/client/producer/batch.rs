@@ -126,11 +126,18 @@ where
     /// Perform an asynchronous flush of this buffer.
     ///
     /// Returns a handle to the async flush task if a flush was necessary.
+    /// `order` (bigpipe patch): the previous flush's end, awaited before this batch is
+    /// written, and this flush's own end, signalled (dropped) once its write has ended.
     pub(super) fn background_flush(
         mut self,
         client: Arc<dyn ProducerClient>,
         compression: Compression,
+        order: (
+            Option<tokio::sync::oneshot::Receiver<()>>,
+            tokio::sync::oneshot::Sender<()>,
+        ),
     ) -> FlushResult<Self> {
+        let (previous, done) = order;
         let (batch, status_deagg) = match self.aggregator.flush() {
             Ok(v) => v,
             Err(e) => {
@@ -156,6 +163,12 @@ where
         let handle = tokio::spawn({
             let broadcast = self.results;
             async move {
+                // Dropped at the end of this task (or with it, if aborted): the next flush
+                // may write then. An error means the previous task is gone: also its end.
+                let _done = done;
+                if let Some(previous) = previous {
+                    previous.await.ok();
+                }
                 let res = match client.produce(batch, compression).await {
                     Ok(status) => Ok(Arc::new(AggregatedStatus {
                         aggregated_status: status,
