@@ -13,6 +13,7 @@ mod admin_control;
 mod admin_dlq;
 mod batch;
 mod breaker;
+mod callbacks;
 mod callers;
 mod chaos;
 mod cli;

@@ -59,6 +59,14 @@ pub struct CallMessage {
     /// The caller's attempt timeout in ms; delivery uses the smaller of it and its entry's.
     #[serde(rename = "TimeoutMs", default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Where the call's final outcome is POSTed (`callback_url`).
+    #[serde(rename = "CallbackUrl", default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    /// Set on a callback call: the consumer group whose outcome it reports. Only that group
+    /// delivers it (bigpipe's other groups on the topic finish it unsent; a Go consumer, which
+    /// ignores the field, would deliver it too).
+    #[serde(rename = "CallbackGroup", default, skip_serializing_if = "Option::is_none")]
+    pub callback_group: Option<String>,
 }
 
 /// The HTTP methods a call may be delivered with.
@@ -130,7 +138,7 @@ impl CallMessage {
     /// `Data` and `Topic` strings, `Partition` and `CreateTime` numbers, and
     /// `Headers` present as an object of string arrays. Extra fields are ignored.
     pub fn decode(value: &[u8]) -> Result<Self, DecodeError> {
-        const KEYS: [&str; 10] = [
+        const KEYS: [&str; 12] = [
             "Headers",
             "Url",
             "Data",
@@ -141,6 +149,8 @@ impl CallMessage {
             "Method",
             "ContentType",
             "TimeoutMs",
+            "CallbackUrl",
+            "CallbackGroup",
         ];
         // Field by field, without a Value tree (crate::rawjson): this runs for every record
         // a consumer takes.
@@ -198,6 +208,14 @@ impl CallMessage {
                         .and_then(|raw| serde_json::from_str::<u64>(raw.get()).ok())
                         .ok_or(DecodeError::Field("TimeoutMs"))?,
                 ),
+            },
+            callback_url: match present("CallbackUrl") {
+                false => None,
+                true => Some(string("CallbackUrl")?),
+            },
+            callback_group: match present("CallbackGroup") {
+                false => None,
+                true => Some(string("CallbackGroup")?),
             },
         })
     }

@@ -231,6 +231,10 @@ pub struct ConsumerStats {
     /// Calls written to a retry tier to wait there for their next attempt or, scheduled
     /// calls, for their due time.
     pub retry_parked: AtomicU64,
+    /// Callback calls written (the final outcome of calls that asked for one).
+    pub callbacks: AtomicU64,
+    /// Callbacks that could not be written within `deadLetterTimeout`: reported in the log.
+    pub callback_failed: AtomicU64,
     /// Scheduled calls read (`DeliverAt` later than their first read).
     pub scheduled: AtomicU64,
     /// Scheduled calls this process holds until they are due (in the partition's window or
@@ -424,6 +428,8 @@ impl ConsumerStats {
             .collect();
         json!({
             "retryTiers": tiers,
+            "callbackFailed": load(&self.callback_failed),
+            "callbacks": load(&self.callbacks),
             "circuitHeld": self.circuit_held.load(Ordering::Relaxed),
             "circuitsOpen": self.circuits_open.load(Ordering::Relaxed),
             "deadLetterFailed": load(&self.dead_letter_failed),

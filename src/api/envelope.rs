@@ -76,6 +76,9 @@ pub enum CallError {
     /// `timeout_ms` not an integer from 1 to 3600000.
     #[error("timeout_ms is not an integer from 1 to 3600000")]
     TimeoutMs,
+    /// `callback_url` not an absolute http(s) URL.
+    #[error("callback_url is not an http(s) URL")]
+    CallbackUrl,
     /// `POST /rpc/calls`: the body is not an object with a `calls` array of objects.
     #[error("calls is missing or not an array of objects")]
     Batch,
@@ -165,6 +168,7 @@ impl CallError {
             Self::Headers => "headers无效",
             Self::ContentType => "content_type无效",
             Self::TimeoutMs => "timeout_ms无效",
+            Self::CallbackUrl => "callback_url无效",
             Self::BatchTooLarge => "批量过大",
             Self::Forbidden => "权限错误",
             Self::Destination => "目标地址不允许",
@@ -201,7 +205,8 @@ impl ResponseError for CallError {
             | Self::CallMethod
             | Self::Headers
             | Self::ContentType
-            | Self::TimeoutMs => StatusCode::BAD_REQUEST,
+            | Self::TimeoutMs
+            | Self::CallbackUrl => StatusCode::BAD_REQUEST,
             Self::TooLarge | Self::RecordTooLarge | Self::KafkaTooLarge | Self::BatchTooLarge => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }

@@ -174,6 +174,13 @@ pub(super) fn enqueue(
         debug!(state.log, "call refused: destination not allowed"; "acl" => &call.acl_name, "why" => why);
         return Err(CallError::Destination);
     }
+    // The callback is a call of this caller's too: the same targets and address policy.
+    if let Some((_, uri)) = &call.callback
+        && let Err(why) = destination_allowed(config, &call.acl_name, uri)
+    {
+        debug!(state.log, "call refused: callback destination not allowed"; "acl" => &call.acl_name, "why" => why);
+        return Err(CallError::Destination);
+    }
     if let Some(quota) = &route.quota
         && let Err(wait) = quota.try_acquire()
     {
@@ -203,6 +210,8 @@ pub(super) fn enqueue(
             .content_type
             .or_else(|| call.data_is_json.then(|| "application/json".to_owned())),
         timeout_ms: call.options.timeout_ms,
+        callback_url: call.callback.map(|(url, _)| url),
+        callback_group: None,
     };
     let want_ack = call.ack.or(batch_ack).unwrap_or(config.default_ack) == AckMode::Kafka;
     let submitted = state.producer.submit(Call {

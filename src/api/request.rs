@@ -36,6 +36,8 @@ pub struct CallRequest {
     pub data_is_json: bool,
     /// How the call is delivered, when the caller said.
     pub options: CallOptions,
+    /// `callback_url`, and it parsed: where the call's final outcome is POSTed.
+    pub callback: Option<(String, Uri)>,
 }
 
 /// The per-call delivery options of a `/rpc/call` body, all optional.
@@ -97,7 +99,7 @@ impl Schedule {
 /// # Errors
 /// The first failed check, as the Go version reported it.
 pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
-    const KEYS: [&str; 11] = [
+    const KEYS: [&str; 12] = [
         "url",
         "data",
         "partition_key",
@@ -109,6 +111,7 @@ pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
         "headers",
         "content_type",
         "timeout_ms",
+        "callback_url",
     ];
     const ACL_KEYS: [&str; 2] = ["name", "secret"];
     // Go's json.Unmarshal leaves the request empty for a JSON `null`, so its first check (the
@@ -158,6 +161,14 @@ pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
         // A GET carries no body: data the target would never see is refused, not dropped.
         return Err(CallError::Data);
     }
+    let callback = match non_null(fields.raw("callback_url")) {
+        None => None,
+        Some(raw) => {
+            let url = rawjson::string(raw).ok_or(CallError::CallbackUrl)?;
+            let uri = parse_http_url(&url).ok_or(CallError::CallbackUrl)?;
+            Some((url.into_owned(), uri))
+        }
+    };
     Ok(CallRequest {
         url: url.into_owned(),
         uri,
@@ -169,6 +180,7 @@ pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
         schedule,
         data_is_json,
         options,
+        callback,
     })
 }
 

@@ -24,6 +24,7 @@ use slog::{debug, error, info, warn};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
+use super::callback;
 use super::dlq::DeadLetter;
 use super::fetch::Unreadable;
 use super::hosts::HostSlot;
@@ -493,6 +494,8 @@ async fn attempts(lane: &Lane, call: Call, mut first: Option<Slots>, stopping: &
     let first_attempt_ms = call.progress.first_attempt_ms.unwrap_or_else(now_ms);
     // Attempts (and circuit refusals) so far, across tiers.
     let mut made = call.progress.attempts;
+    // The target's last answer, for the callback.
+    let mut answered: Option<u16> = None;
     loop {
         let (next, why) = match admit(entry, &call.host, first.take(), stopping).await {
             Admission::Stopped => return End::Abandoned,
@@ -548,6 +551,7 @@ async fn attempts(lane: &Lane, call: Call, mut first: Option<Slots>, stopping: &
                 let outcome = entry.pool.send(request).await;
                 drop(slots);
                 let (class, status) = outcome_class(&outcome, &entry.policy);
+                answered = status;
                 entry.stats.delivery.attempt(&call.host, class, status);
                 if entry.breakers.enabled()
                     && let Some(success) = breaker_sample(&outcome, &entry.policy)
@@ -575,7 +579,8 @@ async fn attempts(lane: &Lane, call: Call, mut first: Option<Slots>, stopping: &
                 inc(&entry.stats.rpc_success);
                 entry.stats.delivery.delivered(accepted_ms(lane, &call), now_ms());
                 debug!(lane.log, "call delivered"; "call_id" => &call.id, "attempt" => made);
-                return End::Finished;
+                let outcome = callback::Outcome::Delivered { status: answered };
+                return Box::pin(callback::send(lane, &call, outcome, made)).await;
             }
             Next::Retry { after, wait } => {
                 let parked = match wait {
@@ -613,7 +618,7 @@ async fn attempts(lane: &Lane, call: Call, mut first: Option<Slots>, stopping: &
                 let letter = letter_for(
                     &call.record,
                     (call.partition, call.offset),
-                    reason,
+                    reason.clone(),
                     last_status,
                     made,
                     first_attempt_ms,
@@ -626,7 +631,11 @@ async fn attempts(lane: &Lane, call: Call, mut first: Option<Slots>, stopping: &
                     class,
                 ))
                 .await;
-                return End::Finished;
+                let outcome = callback::Outcome::DeadLettered {
+                    reason: &reason,
+                    status: last_status,
+                };
+                return Box::pin(callback::send(lane, &call, outcome, made)).await;
             }
         }
     }

@@ -18,6 +18,7 @@
 //! [`fetch`].
 
 pub mod call;
+pub mod callback;
 pub mod dispatch;
 pub mod dlq;
 pub mod fetch;
@@ -87,6 +88,8 @@ pub struct EntryContext {
     pub dlq: Option<DeadLetterWriter>,
     /// One writer per retry tier, in `retryTiers` order.
     pub tiers: Vec<RecordWriter>,
+    /// Writes callback calls to the entry's own topic ([`callback`]).
+    pub callbacks: RecordWriter,
     /// Reads the batches rskafka cannot decode (shared by the entry's partitions).
     pub fallback: Arc<FallbackFetcher>,
     /// Which caller headers travel: the entry's `forwardHeaders` (or
@@ -171,6 +174,7 @@ impl EntryContext {
             .iter()
             .map(|&d| RecordWriter::new(settings.tier_topic(d), Arc::clone(&client)))
             .collect();
+        let callbacks = RecordWriter::new(settings.topic.clone(), Arc::clone(&client));
         let settings_forward = settings.forward_headers.clone();
         let entry_stats = stats.consumer(&settings.group_id, &settings.topic);
         let tier_stats = settings
@@ -192,6 +196,7 @@ impl EntryContext {
             policy,
             dlq,
             tiers,
+            callbacks,
             headers: headers.with_forward(settings_forward.as_ref()),
             control: None,
             instance_id: None,

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use super::Lane;
 use super::call::{self, Call, End, InFlight, Slots};
+use super::callback;
 use super::dispatch;
 use super::fetch::{self, FetchLoop, KafkaSource, SharedTracker, StartAt, Window, Work};
 use super::keys::KeyGate;
@@ -205,6 +206,13 @@ async fn run(lane: Arc<Lane>, partition: i32, start: StartAt, shared: Arc<Shared
             Work::Record(record) if lane.tier.is_none() => {
                 let in_flight = InFlight::new(&lane.stats);
                 match call::take(&lane, partition, record) {
+                    Ok(call) if callback::for_another_group(&call, &s.group_id) => {
+                        // Another group's callback: finished here without a delivery.
+                        spawn_life(&shared, offset, held, async move {
+                            let _in_flight = in_flight;
+                            End::Finished
+                        });
+                    }
                     Ok(call)
                         if let Some(due) = call::due_later(&call, chrono::Utc::now().timestamp_millis()) =>
                     {

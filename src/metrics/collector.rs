@@ -261,10 +261,20 @@ fn entry_counters(e: &mut DescriptorEncoder<'_>, entries: &[Entry]) -> Fmt {
         gauge(&mut f, &[("group", &c.group_id), ("topic", &c.topic)], paused)?;
     }
     type Count = fn(&ConsumerStats) -> u64;
-    let counters: [(&str, &str, Count); 4] = [
+    let counters: [(&str, &str, Count); 6] = [
         ("bigpipe_consumer_records", "Records taken from Kafka", |c| {
             load(&c.handle_message)
         }),
+        (
+            "bigpipe_callbacks",
+            "Callback calls written (final outcomes of calls with a callback_url)",
+            |c| load(&c.callbacks),
+        ),
+        (
+            "bigpipe_callback_failures",
+            "Callbacks that could not be written within deadLetterTimeout (reported in the log)",
+            |c| load(&c.callback_failed),
+        ),
         (
             "bigpipe_scheduled_calls",
             "Scheduled calls read before they were due",

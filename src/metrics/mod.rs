@@ -80,6 +80,7 @@ mod tests {
         c.assigned(3, 2, 1);
         c.paused.store(true, Ordering::Relaxed);
         inc(&c.scheduled);
+        inc(&c.callbacks);
         c.scheduled_waiting.store(4, Ordering::Relaxed);
         let tier = c.tier("G-retry-5s", "calls-retry-5s");
         tier.set_partition(0, |v| {
@@ -107,6 +108,8 @@ mod tests {
             r#"bigpipe_group_rebalances_total{group="G",topic="calls"} 1"#,
             r#"bigpipe_retry_tier_waiting_records{group="G",topic="calls",tier="calls-retry-5s"} 3"#,
             r#"bigpipe_scheduled_calls_total{group="G",topic="calls"} 1"#,
+            r#"bigpipe_callbacks_total{group="G",topic="calls"} 1"#,
+            r#"bigpipe_callback_failures_total{group="G",topic="calls"} 0"#,
             r#"bigpipe_scheduled_waiting_calls{group="G",topic="calls"} 4"#,
             r#"bigpipe_config_reloads_total{result="rejected"} 0"#,
         ] {

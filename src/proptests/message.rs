@@ -31,6 +31,8 @@ fn call_message() -> impl Strategy<Value = CallMessage> {
             ])),
             proptest::option::of(nasty_string(16)),
             proptest::option::of(any::<u64>()),
+            proptest::option::of(nasty_string(16)),
+            proptest::option::of(nasty_string(8)),
         ),
     )
         .prop_map(
@@ -41,7 +43,7 @@ fn call_message() -> impl Strategy<Value = CallMessage> {
                 topic,
                 partition,
                 create_time,
-                (deliver_at, method, content_type, timeout_ms),
+                (deliver_at, method, content_type, timeout_ms, callback_url, callback_group),
             )| {
                 CallMessage {
                     headers,
@@ -54,6 +56,8 @@ fn call_message() -> impl Strategy<Value = CallMessage> {
                     method,
                     content_type,
                     timeout_ms,
+                    callback_url,
+                    callback_group,
                 }
             },
         )
