@@ -61,14 +61,17 @@ async fn each_group_reports_each_outcome_to_the_callback_url_at_least_once() {
     })
     .await;
     callbacks.set_down(false);
-    poll("six callbacks arrived, the last after the third call's retry budget", || async {
-        let ok = callbacks
-            .received()
-            .into_iter()
-            .filter(|r| r.status == 200)
-            .count();
-        (ok >= 6).then_some(())
-    })
+    poll(
+        "six callbacks arrived, the last after the third call's retry budget",
+        || async {
+            let ok = callbacks
+                .received()
+                .into_iter()
+                .filter(|r| r.status == 200)
+                .count();
+            (ok >= 6).then_some(())
+        },
+    )
     .await;
 
     let mut outcomes: BTreeMap<(String, String), Value> = BTreeMap::new();
