@@ -212,11 +212,33 @@ async fn scheduled_calls_arrive_on_time_across_a_restart_and_a_rebalance() {
         epoch_ms() - start
     );
 
-    poll("every call delivered by both groups", || async {
-        let both = [true, false].map(|signed| lateness(&target, &clock, &due, signed).len());
-        (both == [due.len(), due.len()]).then_some(())
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(50);
+    loop {
+        let both = [true, false].map(|signed| lateness(&target, &clock, &due, signed));
+        if both.iter().all(|late| late.len() == due.len()) {
+            break;
+        }
+        if Instant::now() > deadline {
+            for (signed, late) in [true, false].iter().zip(&both) {
+                let missing: Vec<(&String, i64)> = due
+                    .iter()
+                    .filter(|(id, _)| !late.contains_key(*id))
+                    .map(|(id, at)| (id, at - start))
+                    .collect();
+                eprintln!(
+                    "not delivered, signed group {signed} (id, due ms after the first send): {missing:?}"
+                );
+            }
+            for bp in [&second, &third] {
+                eprintln!(
+                    "stats of a member: {}",
+                    bp.get("/stats").await.1["data"]["consumerStats"]
+                );
+            }
+            panic!("not every call delivered by both groups");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (min, _, p99, _, extra) = figures(
         "scheduled calls, retry tiers",
         &lateness(&target, &clock, &due, false),

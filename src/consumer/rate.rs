@@ -3,18 +3,22 @@
 //! `rateLimit` is the rate for the whole group: each member takes the share of
 //! the group's partitions it owns, so adding processes does not multiply the
 //! rate (in the Go version every process applied the full rate). The limiter
-//! is rebuilt whenever the assignment changes.
+//! is rebuilt whenever the assignment changes, and calls waiting on the old one move to the
+//! new one at once.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use leaky_bucket::RateLimiter;
+use tokio::sync::Notify;
 
 /// The member's current share of a group rate.
 #[derive(Debug)]
 pub struct GroupRate {
     group_rate: f64,
     limiter: Mutex<Arc<RateLimiter>>,
+    /// Wakes the calls waiting on a limiter that [`GroupRate::set_share`] replaced.
+    replaced: Notify,
 }
 
 impl GroupRate {
@@ -23,6 +27,7 @@ impl GroupRate {
         Self {
             group_rate,
             limiter: Mutex::new(Arc::new(limiter_for(group_rate))),
+            replaced: Notify::new(),
         }
     }
 
@@ -33,27 +38,43 @@ impl GroupRate {
             .limiter
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(limiter_for(rate));
+        self.replaced.notify_waiters();
     }
 
     /// Waits for one call's token.
     pub async fn acquire(&self) {
-        let limiter = Arc::clone(
-            &self
-                .limiter
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        limiter.acquire_one().await;
+        loop {
+            // Registered before the limiter is read, so a replacement in between is not missed.
+            let replaced = self.replaced.notified();
+            tokio::pin!(replaced);
+            replaced.as_mut().enable();
+            let limiter = Arc::clone(
+                &self
+                    .limiter
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            // A call waiting on a replaced limiter waits on the new one instead: the old one may
+            // have been a near-zero share (a member between two rounds of a cooperative
+            // rebalance), which held a call for up to 1000 s.
+            tokio::select! {
+                () = limiter.acquire_one() => return,
+                () = &mut replaced => {}
+            }
+        }
     }
 }
 
-/// The rate of a member owning `owned` of `total` partitions. A member that
-/// owns nothing keeps a tiny rate so a stale waiter is not stuck forever.
+/// The rate of a member owning `owned` of `total` partitions of the entry's topic. A member
+/// that owns none still gets one partition's share: it may own partitions of the entry's
+/// retry tiers (their groups are assigned on their own), or get its topic partitions in the
+/// next round of a cooperative rebalance, and its calls must not stall meanwhile. The group
+/// may then go over `rateLimit` by a partition's share per such member, briefly.
 pub fn member_rate(group_rate: f64, owned: usize, total: usize) -> f64 {
     if total == 0 {
         return group_rate;
     }
-    let share = owned.min(total) as f64 / total as f64;
+    let share = owned.clamp(1, total) as f64 / total as f64;
     (group_rate * share).max(0.001)
 }
 
@@ -98,7 +119,10 @@ mod tests {
         assert_eq!(member_rate(100.0, 3, 6), 50.0);
         assert_eq!(member_rate(100.0, 6, 6), 100.0);
         assert!((member_rate(90.0, 1, 3) - 30.0).abs() < 1e-9);
-        assert_eq!(member_rate(100.0, 0, 6), 0.001);
+        assert!(
+            (member_rate(120.0, 0, 6) - 20.0).abs() < 1e-9,
+            "one partition's share"
+        );
         assert_eq!(member_rate(100.0, 2, 0), 100.0);
     }
 
@@ -117,6 +141,27 @@ mod tests {
         assert_eq!(burst_for(1.0), 1);
         assert_eq!(burst_for(0.5), 1);
         assert_eq!(burst_for(5000.0), 1000);
+    }
+
+    /// A call waiting on a slow limiter moves to the new one when the share changes (it
+    /// waited up to 1000 s before: a member between two rounds of a cooperative rebalance).
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_call_moves_to_the_new_limiter() {
+        let rate = Arc::new(GroupRate::new(0.002));
+        rate.acquire().await; // the one initial token
+        let waiter = tokio::spawn({
+            let rate = Arc::clone(&rate);
+            async move { rate.acquire().await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiter.is_finished(), "the slow limiter has no token for 500 s");
+        // A new limiter starts with one token: the waiter takes it at once. On the old limiter
+        // it would have waited until 500 s.
+        rate.set_share(1, 1);
+        tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("moved to the new limiter")
+            .unwrap();
     }
 
     #[tokio::test(start_paused = true)]
