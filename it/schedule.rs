@@ -180,9 +180,11 @@ async fn scheduled_calls_arrive_on_time_across_a_restart_and_a_rebalance() {
         sent_in < 6_000,
         "sending took {sent_in} ms: the restart would overlap the due times"
     );
+    // At least the 300 later calls are read before they are due; the 10 due within half a
+    // second may be read after (a slow machine), and then they are not scheduled any more.
     poll("the tiered group parked the 300 later calls", || async {
         let s = first.get("/stats").await.1["data"]["consumerStats"][0].clone();
-        (s["scheduled"].as_u64() >= Some(310) && s["retryParked"].as_u64() >= Some(300)).then_some(())
+        (s["scheduled"].as_u64() >= Some(300) && s["retryParked"].as_u64() >= Some(300)).then_some(())
     })
     .await;
     let waiting = first.get("/stats").await.1["data"]["consumerStats"][1]["scheduledWaiting"].clone();
