@@ -14,6 +14,7 @@
 //! - [`fault`]: what an rskafka error means for the next attempt (final, new position,
 //!   retry) and for the cached partition client.
 //! - [`metadata`]: the partition-count table, and which partition-count reader serves whom.
+//! - [`follow`]: reads one partition of a state topic (control, idempotency) whole, forever.
 //! - [`records`]: single-record writes for the consumer side (retry tiers).
 //! - [`topics`]: creates the configured topics and keeps partition counts,
 //!   `max.message.bytes` ([`topic_limits`]) and readiness up to date.
@@ -24,6 +25,7 @@ pub mod client;
 pub mod connect;
 pub mod fallback;
 pub mod fault;
+pub mod follow;
 pub mod metadata;
 pub mod partitions;
 pub mod record_size;
