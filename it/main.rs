@@ -26,6 +26,7 @@ mod front;
 mod fuzz;
 mod group;
 mod headers;
+mod idempotency;
 mod ingest;
 mod kafka_tls;
 mod limits;

@@ -29,11 +29,12 @@ use crate::control::Control;
 use crate::control::reader::ControlReader;
 use crate::delivery::forward::{HeaderPolicy, IngestHeaders};
 use crate::delivery::{DeliveryPool, PoolConfig};
+use crate::idempotency::Idempotency;
 use crate::kafka::client::KafkaClient;
 use crate::kafka::connect::KafkaConnect;
 use crate::kafka::metadata::PartitionTable;
 use crate::kafka::topic_limits::TopicLimits;
-use crate::kafka::topics::{Readiness, TopicWatcher, WantedTopic};
+use crate::kafka::topics::{Readiness, Retention, TopicWatcher, WantedTopic};
 use crate::policy::AddressPolicy;
 use crate::producer::{Producer, ProducerConfig};
 use crate::stats::Stats;
@@ -159,6 +160,7 @@ pub fn start(
     };
     tracker.spawn(watcher.run(stop.clone()));
     let control = start_control(settings, &client, &tracker, &stop, &log);
+    let idempotency = Idempotency::start(settings, &client, &table, &stats, &tracker, &stop, &log);
 
     let producer = Producer::start(
         &producer_config(settings),
@@ -219,6 +221,7 @@ pub fn start(
         stats: Arc::clone(&stats),
         readiness: Arc::clone(&readiness),
         control: control.clone(),
+        idempotency,
         read_timeout: settings.http.read_timeout,
         guard: api::guard::CallerGuard::default(),
         log: log.new(slog::o!("component" => "api")),
@@ -303,7 +306,7 @@ fn wanted_topics(settings: &Settings) -> Vec<WantedTopic> {
             name: t.name.clone(),
             partitions: t.partitions,
             replication_factor: t.replication_factor,
-            compact: false,
+            retention: Retention::Default,
         })
         .collect();
     for c in &settings.consumers {
@@ -317,7 +320,7 @@ fn wanted_topics(settings: &Settings) -> Vec<WantedTopic> {
                     name,
                     partitions: source.partitions,
                     replication_factor: source.replication_factor,
-                    compact: false,
+                    retention: Retention::Default,
                 });
             }
         }
@@ -330,7 +333,17 @@ fn wanted_topics(settings: &Settings) -> Vec<WantedTopic> {
             name: name.clone(),
             partitions: 1,
             replication_factor: -1,
-            compact: true,
+            retention: Retention::Compact,
+        });
+    }
+    if let Some(name) = &settings.http.idempotency.topic
+        && !topics.iter().any(|t| &t.name == name)
+    {
+        topics.push(WantedTopic {
+            name: name.clone(),
+            partitions: settings.http.idempotency.partitions,
+            replication_factor: -1,
+            retention: Retention::Expire(crate::idempotency::retention(settings)),
         });
     }
     topics

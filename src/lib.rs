@@ -27,6 +27,7 @@
 //! - [`crypto`]: the TLS crypto provider (graviola, no C) for https delivery and Kafka TLS.
 //! - [`control`]: the compacted control topic every process reads (pause, retransmit,
 //!   replay markers) and the reader that keeps this process's view of it.
+//! - [`idempotency`]: `Idempotency-Key` claims, kept in their own topic every process reads.
 //! - [`stats`]: counters and the `/stats` view.
 //! - [`metrics`]: the same counters (and per-ACL, per-host, histogram ones) as Prometheus
 //!   `/metrics`.
@@ -44,6 +45,7 @@ pub mod control;
 pub mod crypto;
 pub mod delivery;
 pub mod group;
+pub mod idempotency;
 pub mod kafka;
 #[cfg(test)]
 mod layers;

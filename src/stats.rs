@@ -51,6 +51,21 @@ pub struct ServerStats {
     overload_by_acl: std::sync::Mutex<BTreeMap<String, u64>>,
     /// Accepted and refused calls per ACL, for `/metrics`.
     pub intake: IntakeMetrics,
+    /// Repeats of an idempotency key answered with the first call's id (nothing written).
+    pub idempotent_replays: AtomicU64,
+    /// Repeats answered 409 because the key's first call was still on its way.
+    pub idempotent_conflicts: AtomicU64,
+    /// Calls with a key answered 503 because the key could not be decided in time.
+    pub idempotency_unavailable: AtomicU64,
+    /// Claims that took their key (calls written under an idempotency key).
+    pub idempotent_claims: AtomicU64,
+    /// `done`/`released` claim records Kafka did not take (the key then holds for the
+    /// pending bound).
+    pub idempotency_settle_failed: AtomicU64,
+    /// Idempotency keys held in memory (a gauge).
+    pub idempotency_keys: AtomicU64,
+    /// Keys forgotten before their window ended, because of `max.keys`.
+    pub idempotency_evicted: AtomicU64,
 }
 
 impl ServerStats {
@@ -615,6 +630,13 @@ impl Stats {
                 "configReloads": load(&self.reloads),
                 "configReloadsRejected": load(&self.reloads_rejected),
                 "destinationRefused": load(&self.server.destination_refused),
+                "idempotencyEvicted": load(&self.server.idempotency_evicted),
+                "idempotencyKeys": load(&self.server.idempotency_keys),
+                "idempotencySettleFailed": load(&self.server.idempotency_settle_failed),
+                "idempotencyUnavailable": load(&self.server.idempotency_unavailable),
+                "idempotentClaims": load(&self.server.idempotent_claims),
+                "idempotentConflicts": load(&self.server.idempotent_conflicts),
+                "idempotentReplays": load(&self.server.idempotent_replays),
                 "logDropped": self.log_dropped.load(Ordering::Relaxed),
                 "overloadAclShare": load(&self.server.overload_acl_share),
                 "overloadByAcl": self.server.overload_by_acl(),

@@ -11,7 +11,8 @@
 //! The whole batch is refused (one envelope, no items) only when it cannot be read as a
 //! batch: the body (unreadable, over `http.server.body.limit`, late), not a JSON object,
 //! `calls` missing or not an array (`calls无效`), or more than `http.server.batch.max.calls`
-//! items (413 `批量过大`).
+//! items (413 `批量过大`), or an `Idempotency-Key` header (`idempotency_key无效`: each item
+//! carries its own `idempotency_key`).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
@@ -21,7 +22,8 @@ use serde_json::{Value, json};
 use super::ApiState;
 use super::envelope::{CallError, envelope};
 use super::handlers::{
-    Seen, acknowledged, close_after_response, count_refusal, enqueue, not_blocked, read_body,
+    Answer, IDEMPOTENCY_KEY, Seen, acknowledged, admit, close_after_response, count_idempotent,
+    count_refusal, decide, not_blocked, read_body, submit,
 };
 use crate::config::AckMode;
 use crate::rawjson;
@@ -77,17 +79,52 @@ pub async fn calls(req: HttpRequest, payload: web::Payload, state: web::Data<Api
         Ok(batch) => batch,
         Err(e) => return refused_whole(&req, &state, &e),
     };
+    // A header would give every item the same key: each item has its own field instead.
+    if req.headers().contains_key(IDEMPOTENCY_KEY) {
+        return refused_whole(&req, &state, &CallError::IdempotencyKey);
+    }
     let deadline = tokio::time::Instant::now() + config.ack_timeout;
-    // Every item is queued before any acknowledgement is awaited: they travel in the same
-    // Kafka batches.
-    let queued: Vec<_> = batch
+    let admitted: Vec<_> = batch
         .calls
         .iter()
         .map(|item| {
             inc(&state.stats.server.received);
             let mut seen = Seen::default();
-            let queued = not_blocked(&req, &state)
-                .and_then(|()| enqueue(&req, &state, &config, item.get().as_bytes(), batch.ack, &mut seen));
+            let admitted = not_blocked(&req, &state).and_then(|()| {
+                admit(
+                    &req,
+                    &state,
+                    &config,
+                    item.get().as_bytes(),
+                    batch.ack,
+                    None,
+                    &mut seen,
+                )
+            });
+            (admitted, seen)
+        })
+        .collect();
+    // Idempotency keys are decided together (each a claim write and its read-back); then
+    // every item is queued, in order, before any acknowledgement is awaited: they travel in
+    // the same Kafka batches. So an item cannot wait for a pending key (it may be another
+    // item's): that answers 409 at once.
+    let decided = futures::future::join_all(admitted.into_iter().map(|(admitted, seen)| {
+        let state = &state;
+        async move {
+            let decided = match admitted {
+                Ok(admitted) => decide(state, &admitted, deadline, false)
+                    .await
+                    .map(|decided| (admitted, decided)),
+                Err(e) => Err(e),
+            };
+            (decided, seen)
+        }
+    }))
+    .await;
+    let queued: Vec<_> = decided
+        .into_iter()
+        .map(|(decided, mut seen)| {
+            let queued = decided.and_then(|(admitted, decided)| submit(&state, admitted, decided, &mut seen));
             (queued, seen)
         })
         .collect();
@@ -98,8 +135,9 @@ pub async fn calls(req: HttpRequest, payload: web::Payload, state: web::Data<Api
                 Ok(queued) => acknowledged(state, queued, deadline).await,
                 Err(e) => Err(e),
             };
-            if let Err(e) = &result {
-                count_refusal(state, e, &seen);
+            match &result {
+                Ok(answer) => count_idempotent(state, answer),
+                Err(e) => count_refusal(state, e, &seen),
             }
             item_answer(&result)
         }
@@ -118,10 +156,16 @@ fn refused_whole(req: &HttpRequest, state: &ApiState, e: &CallError) -> HttpResp
     e.error_response()
 }
 
-/// One item's answer: a single call's envelope plus the HTTP status it would have had.
-fn item_answer(result: &Result<String, CallError>) -> Value {
+/// One item's answer: a single call's envelope plus the HTTP status it would have had, and
+/// `"replayed": true` for the repeat of an idempotency key (the single call's header).
+fn item_answer(result: &Result<Answer, CallError>) -> Value {
     match result {
-        Ok(id) => json!({"data": id, "errno": 0, "msg": "发送成功", "status": 200}),
+        Ok(Answer { id, replayed: false }) => {
+            json!({"data": id, "errno": 0, "msg": "发送成功", "status": 200})
+        }
+        Ok(Answer { id, replayed: true }) => {
+            json!({"data": id, "errno": 0, "msg": "发送成功", "replayed": true, "status": 200})
+        }
         Err(e) => json!({
             "data": "",
             "errno": e.errno(),
@@ -180,8 +224,24 @@ mod tests {
     #[test]
     fn item_answers_carry_the_single_call_envelope_and_status() {
         assert_eq!(
-            item_answer(&Ok("id-1".into())).to_string(),
+            item_answer(&Ok(Answer {
+                id: "id-1".into(),
+                replayed: false
+            }))
+            .to_string(),
             r#"{"data":"id-1","errno":0,"msg":"发送成功","status":200}"#
+        );
+        assert_eq!(
+            item_answer(&Ok(Answer {
+                id: "id-1".into(),
+                replayed: true
+            }))
+            .to_string(),
+            r#"{"data":"id-1","errno":0,"msg":"发送成功","replayed":true,"status":200}"#
+        );
+        assert_eq!(
+            item_answer(&Err(CallError::InProgress)).to_string(),
+            r#"{"data":"","errno":-1,"msg":"请求处理中","status":409}"#
         );
         assert_eq!(
             item_answer(&Err(CallError::Url)).to_string(),

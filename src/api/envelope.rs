@@ -79,6 +79,22 @@ pub enum CallError {
     /// `callback_url` not an absolute http(s) URL.
     #[error("callback_url is not an http(s) URL")]
     CallbackUrl,
+    /// `idempotency_key` (or the `Idempotency-Key` header) empty, longer than 255 bytes, with
+    /// control characters, the two given and different, or the header on `/rpc/calls` (each
+    /// item has its own field).
+    #[error("idempotency key is not 1 to 255 bytes without control characters")]
+    IdempotencyKey,
+    /// An idempotency key was given but `http.server.idempotency.topic` is `""`: the call
+    /// would not be deduplicated, so it is refused rather than written.
+    #[error("idempotency keys are off")]
+    IdempotencyOff,
+    /// The key's first call is still on its way to Kafka: try again (`Retry-After`).
+    #[error("a call with this idempotency key is in progress")]
+    InProgress,
+    /// The key could not be decided: the claims are not read up to date, or Kafka did not
+    /// take or return the claim in time. Nothing was written; try again (`Retry-After`).
+    #[error("idempotency claims unavailable")]
+    IdempotencyUnavailable,
     /// `POST /rpc/calls`: the body is not an object with a `calls` array of objects.
     #[error("calls is missing or not an array of objects")]
     Batch,
@@ -170,6 +186,10 @@ impl CallError {
             Self::TimeoutMs => "timeout_ms无效",
             Self::CallbackUrl => "callback_url无效",
             Self::BatchTooLarge => "批量过大",
+            Self::IdempotencyKey => "idempotency_key无效",
+            Self::IdempotencyOff => "幂等键未启用",
+            Self::InProgress => "请求处理中",
+            Self::IdempotencyUnavailable => "幂等状态不可用",
             Self::Forbidden => "权限错误",
             Self::Destination => "目标地址不允许",
             Self::Throttled { .. } => "请求过于频繁",
@@ -206,13 +226,18 @@ impl ResponseError for CallError {
             | Self::Headers
             | Self::ContentType
             | Self::TimeoutMs
-            | Self::CallbackUrl => StatusCode::BAD_REQUEST,
+            | Self::CallbackUrl
+            | Self::IdempotencyKey
+            | Self::IdempotencyOff => StatusCode::BAD_REQUEST,
+            Self::InProgress => StatusCode::CONFLICT,
             Self::TooLarge | Self::RecordTooLarge | Self::KafkaTooLarge | Self::BatchTooLarge => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             Self::Forbidden | Self::Destination => StatusCode::FORBIDDEN,
             Self::Throttled { .. } | Self::Quota { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Overload | Self::ShuttingDown | Self::KafkaFailed => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overload | Self::ShuttingDown | Self::KafkaFailed | Self::IdempotencyUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::AckTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Method => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -226,12 +251,6 @@ impl ResponseError for CallError {
         if matches!(self, Self::Timeout) {
             // The rest of a late body may still be on its way: the connection cannot be
             // reused, so say so (actix closes it too, as the body was not read to its end).
-            if let Self::Throttled { retry_after } | Self::Quota { retry_after } = self {
-                response.headers_mut().insert(
-                    actix_web::http::header::RETRY_AFTER,
-                    actix_web::http::header::HeaderValue::from(*retry_after),
-                );
-            }
             response
                 .head_mut()
                 .set_connection_type(actix_web::http::ConnectionType::Close);
@@ -242,10 +261,16 @@ impl ResponseError for CallError {
                 actix_web::http::header::HeaderValue::from_static("Bearer"),
             );
         }
-        if let Self::Throttled { retry_after } | Self::Quota { retry_after } = self {
+        let retry_after = match self {
+            Self::Throttled { retry_after } | Self::Quota { retry_after } => Some(*retry_after),
+            // Decided within moments: the first call's own ack, or the claims reader.
+            Self::InProgress | Self::IdempotencyUnavailable => Some(1),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response.headers_mut().insert(
                 actix_web::http::header::RETRY_AFTER,
-                actix_web::http::header::HeaderValue::from(*retry_after),
+                actix_web::http::header::HeaderValue::from(seconds),
             );
         }
         response

@@ -18,6 +18,7 @@ use super::{ApiConfig, ApiState};
 use crate::config::AckMode;
 use crate::delivery::forward::IngestHeaders;
 use crate::delivery::headers::{forwardable_by, never_forwarded};
+use crate::idempotency::{Claim, Decision};
 use crate::message::{CallMessage, CallMethod, canonical_header_key};
 use crate::metrics::classes as metrics;
 use crate::policy::{Destination, Host};
@@ -29,7 +30,10 @@ pub async fn call(req: HttpRequest, payload: web::Payload, state: web::Data<ApiS
     inc(&state.stats.server.received);
     let mut seen = Seen::default();
     match accept(&req, payload, &state, &mut seen).await {
-        Ok(id) => accepted(&id),
+        Ok(answer) => {
+            count_idempotent(&state, &answer);
+            accepted(&answer)
+        }
         Err(e) => {
             count_refusal(&state, &e, &seen);
             if e == CallError::Timeout {
@@ -37,6 +41,13 @@ pub async fn call(req: HttpRequest, payload: web::Payload, state: web::Data<ApiS
             }
             e.error_response()
         }
+    }
+}
+
+/// Counts a repeat answered with its key's first id.
+pub(super) fn count_idempotent(state: &ApiState, answer: &Answer) {
+    if answer.replayed {
+        inc(&state.stats.server.idempotent_replays);
     }
 }
 
@@ -48,6 +59,8 @@ pub(super) fn count_refusal(state: &ApiState, e: &CallError, seen: &Seen) {
     match e {
         CallError::Overload | CallError::ShuttingDown => inc(&state.stats.server.overload),
         CallError::KafkaFailed | CallError::AckTimeout | CallError::KafkaTooLarge => {}
+        CallError::InProgress => inc(&state.stats.server.idempotent_conflicts),
+        CallError::IdempotencyUnavailable => inc(&state.stats.server.idempotency_unavailable),
         CallError::RecordTooLarge => {
             inc(&state.stats.server.rejected);
             inc(&state.stats.server.too_large);
@@ -89,7 +102,11 @@ fn refusal(e: &CallError, overload: Option<Refusal>) -> Option<metrics::Refusal>
         },
         // The queue takes nothing more while the process stops.
         CallError::ShuttingDown => R::QueueFull,
-        CallError::KafkaFailed | CallError::AckTimeout | CallError::KafkaTooLarge => return None,
+        CallError::KafkaFailed
+        | CallError::AckTimeout
+        | CallError::KafkaTooLarge
+        | CallError::InProgress
+        | CallError::IdempotencyUnavailable => return None,
         CallError::RecordTooLarge => R::TooLarge,
         CallError::Destination => R::Destination,
         CallError::Forbidden => R::Acl,
@@ -100,26 +117,59 @@ fn refusal(e: &CallError, overload: Option<Refusal>) -> Option<metrics::Refusal>
 }
 
 /// The success envelope, written directly: this is the hot path, and a call
-/// id (a UUID) never needs escaping. Same bytes as [`envelope`].
-fn accepted(id: &str) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(format!(r#"{{"data":"{id}","errno":0,"msg":"发送成功"}}"#))
+/// id (a UUID) never needs escaping. Same bytes as [`envelope`]. A repeat of an idempotency
+/// key's call says so in `Idempotent-Replayed: true` (the body is the first answer's).
+fn accepted(answer: &Answer) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    if answer.replayed {
+        response.insert_header((IDEMPOTENT_REPLAYED, "true"));
+    }
+    response.content_type("application/json").body(format!(
+        r#"{{"data":"{}","errno":0,"msg":"发送成功"}}"#,
+        answer.id
+    ))
 }
+
+/// The request header carrying an idempotency key.
+pub(super) const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The response header that marks an answer as a repeat of the key's first.
+const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 async fn accept(
     req: &HttpRequest,
     payload: web::Payload,
     state: &ApiState,
     seen: &mut Seen,
-) -> Result<String, CallError> {
+) -> Result<Answer, CallError> {
     // A source that failed too many ACL checks is refused before its body is even read.
     not_blocked(req, state)?;
     // One snapshot for the whole request, so a reload never mixes old and new settings.
     let config = state.config.load_full();
     let body = read_body(req, payload, config.body_limit, state.read_timeout).await?;
-    let queued = enqueue(req, state, &config, &body, None, seen)?;
-    acknowledged(state, queued, tokio::time::Instant::now() + config.ack_timeout).await
+    let header_key = idempotency_header(req)?;
+    let admitted = admit(req, state, &config, &body, None, header_key, seen)?;
+    let deadline = tokio::time::Instant::now() + config.ack_timeout;
+    let decided = decide(state, &admitted, deadline, true).await?;
+    let queued = submit(state, admitted, decided, seen)?;
+    acknowledged(state, queued, deadline).await
+}
+
+/// The `Idempotency-Key` header, when present.
+///
+/// # Errors
+/// [`CallError::IdempotencyKey`]: more than one, or not a valid key.
+pub(super) fn idempotency_header(req: &HttpRequest) -> Result<Option<String>, CallError> {
+    let mut values = req.headers().get_all(IDEMPOTENCY_KEY);
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(CallError::IdempotencyKey);
+    }
+    match value.to_str() {
+        Ok(key) if crate::idempotency::valid_key(key) => Ok(Some(key.to_owned())),
+        _ => Err(CallError::IdempotencyKey),
+    }
 }
 
 /// `Err` while the request's source is blocked for failed ACL checks.
@@ -133,27 +183,66 @@ pub(super) fn not_blocked(req: &HttpRequest, state: &ApiState) -> Result<(), Cal
     }
 }
 
+/// A call that passed every check, ready for the queue.
+#[derive(Debug)]
+pub(super) struct Admitted {
+    /// The call as the producer takes it (`want_ack` still the caller's).
+    call: Call,
+    /// The call id, which an idempotency claim binds its key to.
+    id: uuid::Uuid,
+    /// The caller's idempotency key, when given.
+    idempotency_key: Option<String>,
+}
+
+/// What to do with an admitted call once its idempotency key (if any) is decided.
+#[derive(Debug)]
+pub(super) enum Decided {
+    /// Queue it; settle the claim (when there is one) once Kafka answered.
+    Fresh(Option<Claim>),
+    /// Its key's call is in Kafka already: answer with that id.
+    Replay(String),
+}
+
 /// A call in the queue: its id, and Kafka's acknowledgement when the caller waits for it.
 #[derive(Debug)]
 pub(super) struct Queued {
     /// The call id.
     pub id: String,
     ack: Option<tokio::sync::oneshot::Receiver<crate::producer::AckResult>>,
+    /// The answer repeats an idempotency key's first.
+    replayed: bool,
+}
+
+/// The answer to one accepted call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Answer {
+    /// The call id.
+    pub id: String,
+    /// A repeat of an idempotency key: nothing new was written.
+    pub replayed: bool,
 }
 
 /// Parses one call `body` and takes it through the checks (its own fields, the ACL, the
-/// destination, the quota) into the queue; `batch_ack` is a batch's own `ack`, used when
-/// the call has none.
-pub(super) fn enqueue(
+/// destination, the quota); `batch_ack` is a batch's own `ack`, used when the call has
+/// none; `header_key` the request's `Idempotency-Key`.
+pub(super) fn admit(
     req: &HttpRequest,
     state: &ApiState,
     config: &ApiConfig,
     body: &[u8],
     batch_ack: Option<AckMode>,
+    header_key: Option<String>,
     seen: &mut Seen,
-) -> Result<Queued, CallError> {
+) -> Result<Admitted, CallError> {
     let call = request::parse(body)?;
     // A request's own checks come before the ACL's, as in the Go version.
+    let idempotency_key = match (call.idempotency_key, header_key) {
+        (Some(field), Some(header)) if field != header => return Err(CallError::IdempotencyKey),
+        (field, header) => field.or(header),
+    };
+    if idempotency_key.is_some() && state.idempotency.is_none() {
+        return Err(CallError::IdempotencyOff);
+    }
     let now = chrono::Utc::now().timestamp_millis();
     let deliver_at = match call.schedule {
         Some(schedule) => schedule.due_ms(now, config.schedule_max)?,
@@ -190,7 +279,7 @@ pub(super) fn enqueue(
         });
     }
     let topic = route.topic.as_str();
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = uuid::Uuid::now_v7();
     let mut headers = caller_headers(req, &config.headers, topic);
     if !call.options.headers.is_empty() {
         headers.extend(call_headers(&call.options.headers, &config.headers, topic));
@@ -214,50 +303,164 @@ pub(super) fn enqueue(
         callback_group: None,
     };
     let want_ack = call.ack.or(batch_ack).unwrap_or(config.default_ack) == AckMode::Kafka;
-    let submitted = state.producer.submit(Call {
-        id: id.clone(),
-        acl: call.acl_name.clone(),
-        key: call.partition_key,
-        message,
-        want_ack,
+    Ok(Admitted {
+        call: Call {
+            id: id.to_string(),
+            acl: call.acl_name,
+            key: call.partition_key,
+            message,
+            want_ack,
+        },
+        id,
+        idempotency_key,
+    })
+}
+
+/// Decides an admitted call's idempotency key, by `deadline`; a call without one goes on.
+/// `wait_pending`: see [`crate::idempotency::Idempotency::claim`].
+///
+/// # Errors
+/// [`CallError::InProgress`] while the key's first call is on its way;
+/// [`CallError::IdempotencyUnavailable`] when the key cannot be decided in time.
+pub(super) async fn decide(
+    state: &ApiState,
+    admitted: &Admitted,
+    deadline: tokio::time::Instant,
+    wait_pending: bool,
+) -> Result<Decided, CallError> {
+    let Some(key) = admitted.idempotency_key.as_deref() else {
+        return Ok(Decided::Fresh(None));
+    };
+    let idempotency = state.idempotency.as_ref().ok_or(CallError::IdempotencyOff)?;
+    match idempotency
+        .claim(&admitted.call.acl, key, admitted.id, deadline, wait_pending)
+        .await
+    {
+        Ok(Decision::New(claim)) => Ok(Decided::Fresh(Some(claim))),
+        Ok(Decision::Replay(id)) => Ok(Decided::Replay(id)),
+        Ok(Decision::InProgress) => Err(CallError::InProgress),
+        Err(e) => {
+            warn!(state.log, "idempotency key not decided"; "acl" => &admitted.call.acl, "error" => %e);
+            Err(CallError::IdempotencyUnavailable)
+        }
+    }
+}
+
+/// Queues an admitted call as decided (a replay queues nothing).
+pub(super) fn submit(
+    state: &ApiState,
+    admitted: Admitted,
+    decided: Decided,
+    seen: &mut Seen,
+) -> Result<Queued, CallError> {
+    let claim = match decided {
+        Decided::Replay(id) => {
+            return Ok(Queued {
+                id,
+                ack: None,
+                replayed: true,
+            });
+        }
+        Decided::Fresh(claim) => claim,
+    };
+    let Admitted { mut call, .. } = admitted;
+    let want_ack = call.want_ack;
+    // A claimed key is settled by Kafka's answer, whether or not the caller waits for it.
+    call.want_ack |= claim.is_some();
+    let id = call.id.clone();
+    let acl = call.acl.clone();
+    let topic = call.message.topic.clone();
+    let submitted = state.producer.submit(call);
+    let ack = match (submitted, claim) {
+        (Ok(ack), None) => ack,
+        (Ok(ack), Some(claim)) => settle_after_ack(state, claim, ack, want_ack),
+        (Err(e), claim) => {
+            if let Some(claim) = claim {
+                release(state, claim);
+            }
+            return Err(submit_refused(state, e, &acl, &topic, seen));
+        }
+    };
+    inc(&state.stats.server.accepted);
+    state.stats.server.intake.accepted.inc(&acl);
+    Ok(Queued {
+        id,
+        ack,
+        replayed: false,
+    })
+}
+
+/// Settles `claim` once Kafka answered for its call, then passes the answer on to the caller
+/// when it waits for it. Settling first: once the caller has its answer, a repeat finds the
+/// key done rather than pending.
+fn settle_after_ack(
+    state: &ApiState,
+    claim: Claim,
+    ack: Option<tokio::sync::oneshot::Receiver<crate::producer::AckResult>>,
+    want_ack: bool,
+) -> Option<tokio::sync::oneshot::Receiver<crate::producer::AckResult>> {
+    let (Some(idempotency), Some(ack)) = (state.idempotency.clone(), ack) else {
+        return None;
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let log = state.log.clone();
+    tokio::spawn(async move {
+        let outcome = ack.await;
+        idempotency
+            .settle(&claim, matches!(outcome, Ok(Ok(_))), &log)
+            .await;
+        // A dropped acknowledgement (the producer stopped) drops `tx` too: the caller then
+        // hears that Kafka failed.
+        if let Ok(outcome) = outcome {
+            tx.send(outcome).ok();
+        }
     });
-    let ack = match submitted {
-        Ok(ack) => ack,
-        Err(SubmitError::Overload(why)) => {
+    want_ack.then_some(rx)
+}
+
+/// Frees a claimed key whose call was refused by the queue.
+fn release(state: &ApiState, claim: Claim) {
+    if let Some(idempotency) = state.idempotency.clone() {
+        let log = state.log.clone();
+        tokio::spawn(async move { idempotency.settle(&claim, false, &log).await });
+    }
+}
+
+/// The answer to a call the queue refused, counted.
+fn submit_refused(state: &ApiState, e: SubmitError, acl: &str, topic: &str, seen: &mut Seen) -> CallError {
+    match e {
+        SubmitError::Overload(why) => {
             let stats = &state.stats.server;
             inc(match why {
                 Refusal::QueueFull => &stats.overload_queue_full,
                 Refusal::AclShare => &stats.overload_acl_share,
             });
-            stats.overloaded_acl(&call.acl_name);
+            stats.overloaded_acl(acl);
             seen.overload = Some(why);
-            return Err(CallError::Overload);
+            CallError::Overload
         }
-        Err(SubmitError::TooLarge(e)) => {
-            debug!(state.log, "call refused: record too large"; "acl" => &call.acl_name,
+        SubmitError::TooLarge(e) => {
+            debug!(state.log, "call refused: record too large"; "acl" => acl,
                 "topic" => topic, "needed" => e.needed, "limit" => e.limit);
-            return Err(CallError::RecordTooLarge);
+            CallError::RecordTooLarge
         }
-        Err(SubmitError::ShuttingDown) => return Err(CallError::ShuttingDown),
-        Err(SubmitError::UnknownTopic(t)) => {
+        SubmitError::ShuttingDown => CallError::ShuttingDown,
+        SubmitError::UnknownTopic(t) => {
             // Config validation ties every ACL topic to kafka.topics, so this is a bug.
             warn!(state.log, "acl topic has no partition count"; "topic" => t);
-            return Err(CallError::KafkaFailed);
+            CallError::KafkaFailed
         }
-    };
-    inc(&state.stats.server.accepted);
-    state.stats.server.intake.accepted.inc(&call.acl_name);
-    Ok(Queued { id, ack })
+    }
 }
 
-/// The call's id once Kafka acknowledged it (at once when the caller did not ask to wait),
-/// waiting until `deadline` at most.
+/// The call's answer once Kafka acknowledged it (at once when the caller did not ask to
+/// wait), waiting until `deadline` at most.
 pub(super) async fn acknowledged(
     state: &ApiState,
     queued: Queued,
     deadline: tokio::time::Instant,
-) -> Result<String, CallError> {
-    let Queued { id, ack } = queued;
+) -> Result<Answer, CallError> {
+    let Queued { id, ack, replayed } = queued;
     if let Some(ack) = ack {
         match tokio::time::timeout_at(deadline, ack).await {
             Ok(Ok(Ok(_offset))) => {}
@@ -270,7 +473,7 @@ pub(super) async fn acknowledged(
             Err(_) => return Err(CallError::AckTimeout),
         }
     }
-    Ok(id)
+    Ok(Answer { id, replayed })
 }
 
 /// The ingest destination check: the ACL's `targets`, then, for an IP-literal host, the
@@ -541,12 +744,38 @@ mod tests {
     #[test]
     fn fast_success_envelope_matches_the_general_one() {
         let id = uuid::Uuid::now_v7().to_string();
-        let fast = accepted(&id).into_body().try_into_bytes().unwrap();
+        let answer = Answer {
+            id: id.clone(),
+            replayed: false,
+        };
+        let fast = accepted(&answer).into_body().try_into_bytes().unwrap();
         let general = envelope(StatusCode::OK, 0, "发送成功", json!(id))
             .into_body()
             .try_into_bytes()
             .unwrap();
         assert_eq!(fast, general);
+    }
+
+    #[test]
+    fn the_idempotency_header_is_one_valid_key() {
+        use actix_web::test::TestRequest;
+        let with = |values: &[&[u8]]| {
+            let mut req = TestRequest::post();
+            for v in values {
+                req = req.append_header((IDEMPOTENCY_KEY, header::HeaderValue::from_bytes(v).unwrap()));
+            }
+            idempotency_header(&req.to_http_request())
+        };
+        assert_eq!(with(&[]), Ok(None));
+        assert_eq!(with(&[b"order-42"]), Ok(Some("order-42".to_owned())));
+        assert_eq!(with(&[b"a", b"a"]), Err(CallError::IdempotencyKey), "twice");
+        assert_eq!(with(&[b""]), Err(CallError::IdempotencyKey));
+        assert_eq!(with(&[&[b'k'; 256]]), Err(CallError::IdempotencyKey));
+        assert_eq!(
+            with(&[b"caf\xc3\xa9"]),
+            Err(CallError::IdempotencyKey),
+            "not visible ASCII"
+        );
     }
 
     #[test]
@@ -565,6 +794,10 @@ mod tests {
             (CallError::KafkaFailed, None, None),
             (CallError::AckTimeout, None, None),
             (CallError::KafkaTooLarge, None, None),
+            (CallError::InProgress, None, None),
+            (CallError::IdempotencyUnavailable, None, None),
+            (CallError::IdempotencyKey, None, Some(R::Invalid)),
+            (CallError::IdempotencyOff, None, Some(R::Invalid)),
         ];
         for (error, overload, expected) in cases {
             assert_eq!(refusal(&error, overload), expected, "{error:?}");

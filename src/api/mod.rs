@@ -72,6 +72,8 @@ pub struct ApiState {
     pub readiness: Arc<Readiness>,
     /// The control topic (`None`: off), whose reader `/readyz` waits for.
     pub control: Option<Arc<crate::control::Control>>,
+    /// The idempotency claims (`None`: `http.server.idempotency.topic` is `""`).
+    pub idempotency: Option<Arc<crate::idempotency::Idempotency>>,
     /// Time a request body has to arrive, from the end of its head (`http.server.read.timeout`).
     pub read_timeout: Duration,
     /// Per-source throttle and logging of failed ACL checks; kept across reloads.

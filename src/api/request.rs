@@ -38,6 +38,8 @@ pub struct CallRequest {
     pub options: CallOptions,
     /// `callback_url`, and it parsed: where the call's final outcome is POSTed.
     pub callback: Option<(String, Uri)>,
+    /// `idempotency_key`: a repeat within the window answers with the first call's id.
+    pub idempotency_key: Option<String>,
 }
 
 /// The per-call delivery options of a `/rpc/call` body, all optional.
@@ -99,7 +101,7 @@ impl Schedule {
 /// # Errors
 /// The first failed check, as the Go version reported it.
 pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
-    const KEYS: [&str; 12] = [
+    const KEYS: [&str; 13] = [
         "url",
         "data",
         "partition_key",
@@ -112,6 +114,7 @@ pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
         "content_type",
         "timeout_ms",
         "callback_url",
+        "idempotency_key",
     ];
     const ACL_KEYS: [&str; 2] = ["name", "secret"];
     // Go's json.Unmarshal leaves the request empty for a JSON `null`, so its first check (the
@@ -169,6 +172,16 @@ pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
             Some((url.into_owned(), uri))
         }
     };
+    let idempotency_key = match non_null(fields.raw("idempotency_key")) {
+        None => None,
+        Some(raw) => {
+            let key = rawjson::string(raw).ok_or(CallError::IdempotencyKey)?;
+            if !crate::idempotency::valid_key(&key) {
+                return Err(CallError::IdempotencyKey);
+            }
+            Some(key.into_owned())
+        }
+    };
     Ok(CallRequest {
         url: url.into_owned(),
         uri,
@@ -181,6 +194,7 @@ pub fn parse(body: &[u8]) -> Result<CallRequest, CallError> {
         data_is_json,
         options,
         callback,
+        idempotency_key,
     })
 }
 
@@ -588,5 +602,28 @@ mod tests {
         assert_eq!(req.err(), Some(CallError::Url));
         let body = r#"{"acl":{"name":"n","secret":"s"},"url":"https://xn--fsqu00a.xn--0zwm56d/p?q=1","data":"数据 ✓","partition_key":""}"#;
         assert_eq!(parse(body.as_bytes()).unwrap().data, "数据 ✓");
+    }
+
+    #[test]
+    fn idempotency_key_is_a_bounded_string_without_control_characters() {
+        let with = |key: &str| {
+            format!(
+                r#"{{"acl":{{"name":"n","secret":"s"}},"url":"http://h/","data":"","partition_key":"","idempotency_key":{key}}}"#
+            )
+        };
+        let key = |body: String| parse(body.as_bytes()).map(|r| r.idempotency_key);
+        assert_eq!(key(with(r#""order-42""#)), Ok(Some("order-42".to_owned())));
+        assert_eq!(key(with("null")), Ok(None));
+        assert_eq!(
+            key(with(&format!(r#""{}""#, "k".repeat(255)))),
+            Ok(Some("k".repeat(255)))
+        );
+        for bad in [r#""""#, "42", r#"["k"]"#, r#""a\u0000b""#, r#""tab\there""#] {
+            assert_eq!(key(with(bad)), Err(CallError::IdempotencyKey), "{bad}");
+        }
+        assert_eq!(
+            key(with(&format!(r#""{}""#, "k".repeat(256)))),
+            Err(CallError::IdempotencyKey)
+        );
     }
 }

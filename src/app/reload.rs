@@ -17,7 +17,7 @@
 //! (`kafka.bootstrap.servers`, `client.id`, `request.timeout.ms`,
 //! `metadata.refresh.ms`, `security.protocol`, `sasl.*`, `ssl.*`), batching (`kafka.producer.linger.ms`,
 //! `batch.bytes`), `delivery.*`, `log.directory`, `log.queue.size`,
-//! `shutdown.grace.ms` and `admin.control.topic`.
+//! `shutdown.grace.ms`, `admin.control.topic` and `http.server.idempotency.*`.
 
 use std::sync::Arc;
 
@@ -40,7 +40,7 @@ pub struct ReloadReport {
 /// The keys that changed between `boot` and `new` but cannot change at run time.
 pub(super) fn restart_needed(boot: &Settings, new: &Settings) -> Vec<&'static str> {
     let (h, n) = (&boot.http, &new.http);
-    let checks: [(&'static str, bool); 25] = [
+    let checks: [(&'static str, bool); 26] = [
         ("http.server.keepalive.timeout", h.keep_alive != n.keep_alive),
         (
             "http.server.max.connections",
@@ -101,6 +101,10 @@ pub(super) fn restart_needed(boot: &Settings, new: &Settings) -> Vec<&'static st
         ("shutdown.grace.ms", boot.shutdown != new.shutdown),
         ("kafka.topics[].partitions", partitions_changed(boot, new)),
         ("admin.control.topic", boot.control != new.control),
+        (
+            "http.server.idempotency.*",
+            boot.http.idempotency != new.http.idempotency,
+        ),
     ];
     checks
         .into_iter()
@@ -139,12 +143,13 @@ impl Running {
                 self.table.set(&t.name, t.partitions);
             }
         }
-        // The control topic in force is the one read since start (admin.control.topic needs
-        // a restart): keep that one present, not a new name nobody reads.
-        let in_force = Settings {
+        // The control and claims topics in force are the ones read since start (their keys
+        // need a restart): keep those present, not new names nobody reads.
+        let mut in_force = Settings {
             control: self.boot.control.clone(),
             ..new.clone()
         };
+        in_force.http.idempotency = self.boot.http.idempotency.clone();
         self.topics.store(Arc::new(wanted_topics(&in_force)));
         let p = producer_config(&new);
         self.producer

@@ -57,9 +57,9 @@ pub use secret::Secret;
 pub use security::{KafkaSecurity, KafkaTlsSettings, PemFile, SaslMechanism, SaslSettings, SecurityProtocol};
 pub use settings::{
     AckMode, AclEntry, AclQuota, AdminSettings, Assignor, BreakerSettings, CaBundle, ConsumerSettings,
-    ControlSettings, DeliverySettings, HttpSettings, KafkaSettings, LogSettings, MetricsSettings,
-    OffsetReset, Ordering, ProducerSettings, Settings, ShutdownSettings, TopicSettings, tier_label,
-    tier_topic_name,
+    ControlSettings, DeliverySettings, HttpSettings, IdempotencySettings, KafkaSettings, LogSettings,
+    MetricsSettings, OffsetReset, Ordering, ProducerSettings, Settings, ShutdownSettings, TopicSettings,
+    tier_label, tier_topic_name,
 };
 
 use source::Sources;

@@ -59,6 +59,20 @@ pub(crate) const DEFAULT_BATCH_MAX_CALLS: usize = 1_000;
 /// Upper bound for `http.server.batch.max.calls`.
 pub(crate) const MAX_BATCH_CALLS: i128 = 100_000;
 
+/// `http.server.idempotency.window.ms` default: a day, as the payment APIs keep their keys.
+pub(crate) const DEFAULT_IDEMPOTENCY_WINDOW_MS: u64 = 86_400_000;
+
+/// Upper bound for `http.server.idempotency.window.ms`: a week. Every process reads the whole
+/// window's claims at start.
+pub(crate) const MAX_IDEMPOTENCY_WINDOW_MS: u64 = 7 * 86_400_000;
+
+/// `http.server.idempotency.max.keys` default.
+pub(crate) const DEFAULT_IDEMPOTENCY_MAX_KEYS: usize = 1_000_000;
+
+/// Upper bound for `http.server.idempotency.max.keys` (about 20 GB of memory at the longest
+/// keys, so only a typo reaches it).
+pub(crate) const MAX_IDEMPOTENCY_KEYS: i128 = 100_000_000;
+
 /// `sessionTimeout` bounds in ms. Brokers refuse values outside their own
 /// `group.min.session.timeout.ms`..`group.max.session.timeout.ms` (6 s to 30 min by default).
 pub(crate) const MIN_SESSION_MS: u64 = 1_000;

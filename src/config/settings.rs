@@ -349,8 +349,28 @@ pub struct HttpSettings {
     /// Most calls in one `POST /rpc/calls` (`http.server.batch.max.calls`, default 1000); the
     /// bytes are bounded by `http.server.body.limit`.
     pub batch_max_calls: usize,
+    /// Idempotency keys (`http.server.idempotency.*`).
+    pub idempotency: IdempotencySettings,
     /// The admin listener (`http.admin.*`): `/stats`, `/readyz` with its detail, `/healthz`.
     pub admin: AdminSettings,
+}
+
+/// `http.server.idempotency.*` keys: where claims of `Idempotency-Key`s live and how long a
+/// key holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencySettings {
+    /// The claims topic (`http.server.idempotency.topic`, default `bigpipe.idempotency`);
+    /// `None` (the key set to `""`) turns idempotency keys off: a call carrying one is refused.
+    pub topic: Option<String>,
+    /// Partitions the claims topic is created with (`http.server.idempotency.partitions`,
+    /// default 3); an existing topic keeps its own count.
+    pub partitions: i32,
+    /// How long a key answers with its first call's id (`http.server.idempotency.window.ms`,
+    /// default 24 h, 1 s to 7 days); also the claims topic's retention.
+    pub window: Duration,
+    /// Most keys one process holds in memory (`http.server.idempotency.max.keys`, default
+    /// 1000000); past it the oldest are forgotten early, and counted.
+    pub max_keys: usize,
 }
 
 /// `http.admin.*` keys: the listener for operators, kept off the public one.

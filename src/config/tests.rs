@@ -288,6 +288,12 @@ fn absent_keys_take_their_defaults() {
             max_connection_rate: 2000,
             schedule_max: Duration::from_millis(604_800_000),
             batch_max_calls: 1000,
+            idempotency: IdempotencySettings {
+                topic: Some("bigpipe.idempotency".into()),
+                partitions: 3,
+                window: Duration::from_millis(86_400_000),
+                max_keys: 1_000_000,
+            },
             admin: AdminSettings {
                 host: "127.0.0.1".into(),
                 port: 10087,
@@ -1501,6 +1507,30 @@ fn schedule_and_batch_bounds_name_the_key() {
             "http.server.batch.max.calls = 100001",
             "http.server.batch.max.calls",
         ),
+        (
+            "http.server.idempotency.window.ms = 999",
+            "http.server.idempotency.window.ms",
+        ),
+        (
+            "http.server.idempotency.window.ms = 604800001",
+            "http.server.idempotency.window.ms",
+        ),
+        (
+            "http.server.idempotency.max.keys = 0",
+            "http.server.idempotency.max.keys",
+        ),
+        (
+            "http.server.idempotency.partitions = 0",
+            "http.server.idempotency.partitions",
+        ),
+        (
+            "http.server.idempotency.topic = \"a b\"",
+            "http.server.idempotency.topic",
+        ),
+        (
+            "http.server.idempotency.topic = \"bigpipe.control\"",
+            "http.server.idempotency.topic",
+        ),
     ] {
         let problems = toml_problems(line);
         assert!(
@@ -1516,6 +1546,8 @@ fn http_settings_are_read() {
         "[http.server]\nhost = \"127.0.0.1\"\nport = 0\nread.timeout = 1\nwrite.timeout = 2\n\
          body.limit = 3\nworkers = 4\nkeepalive.timeout = 0\nmax.connections = 7\n\
          max.connection.rate = 0\nschedule.max.ms = 0\nbatch.max.calls = 5\n\
+         idempotency.topic = \"\"\nidempotency.partitions = 1\nidempotency.window.ms = 1000\n\
+         idempotency.max.keys = 1\n\
          [http.admin]\nhost = \"::1\"\nport = 0\n\
          token = \"0123456789abcdef\"",
     );
@@ -1533,6 +1565,12 @@ fn http_settings_are_read() {
             max_connection_rate: 0,
             schedule_max: Duration::ZERO,
             batch_max_calls: 5,
+            idempotency: IdempotencySettings {
+                topic: None,
+                partitions: 1,
+                window: Duration::from_secs(1),
+                max_keys: 1,
+            },
             admin: AdminSettings {
                 host: "::1".into(),
                 port: 0,

@@ -12,13 +12,14 @@ use figment::value::{Dict, Value};
 use super::error::ConfigError;
 use super::reader::{Checker, lookup};
 use super::rules::{
-    DEFAULT_BATCH_MAX_CALLS, DEFAULT_SCHEDULE_MAX_MS, MAX_BATCH_CALLS, MAX_CHUNK_BYTES, MAX_CONNECTION_RATE,
-    MAX_CONNECTIONS, MAX_DELIVERY_THREADS, MAX_LOG_QUEUE, MAX_QUEUE_BYTES, MAX_QUEUE_CALLS, MAX_SCHEDULE_MS,
-    MAX_WORKERS, bootstrap_server, ms,
+    DEFAULT_BATCH_MAX_CALLS, DEFAULT_IDEMPOTENCY_MAX_KEYS, DEFAULT_IDEMPOTENCY_WINDOW_MS,
+    DEFAULT_SCHEDULE_MAX_MS, MAX_BATCH_CALLS, MAX_CHUNK_BYTES, MAX_CONNECTION_RATE, MAX_CONNECTIONS,
+    MAX_DELIVERY_THREADS, MAX_IDEMPOTENCY_KEYS, MAX_IDEMPOTENCY_WINDOW_MS, MAX_LOG_QUEUE, MAX_QUEUE_BYTES,
+    MAX_QUEUE_CALLS, MAX_SCHEDULE_MS, MAX_WORKERS, bootstrap_server, ms,
 };
 use super::settings::{
-    AckMode, AdminSettings, CaBundle, ControlSettings, DeliverySettings, HttpSettings, KafkaSettings,
-    LogSettings, MetricsSettings, ProducerSettings, Settings, ShutdownSettings,
+    AckMode, AdminSettings, CaBundle, ControlSettings, DeliverySettings, HttpSettings, IdempotencySettings,
+    KafkaSettings, LogSettings, MetricsSettings, ProducerSettings, Settings, ShutdownSettings,
 };
 use super::source::Sources;
 use super::values::batch as record_size;
@@ -74,6 +75,10 @@ pub(crate) const KEYS: &[&str] = &[
     "http.server.max.connection.rate",
     "http.server.schedule.max.ms",
     "http.server.batch.max.calls",
+    "http.server.idempotency.topic",
+    "http.server.idempotency.partitions",
+    "http.server.idempotency.window.ms",
+    "http.server.idempotency.max.keys",
     "http.admin.host",
     "http.admin.port",
     "http.admin.token",
@@ -121,6 +126,7 @@ pub(crate) fn validate(sources: &Sources) -> Result<Settings, ConfigError> {
     http.body_limit = body_limit_that_fits(&mut c, root, http.body_limit, producer.batch_bytes);
     let delivery = delivery(&mut c, root);
     let control = control(&mut c, root, &kafka);
+    http.idempotency = idempotency(&mut c, root, &kafka, &control);
     let shutdown = ShutdownSettings {
         grace: c.setting(root, "shutdown.grace.ms", ms(30_000), |c, key, v| {
             c.millis(key, v, 1)
@@ -547,7 +553,69 @@ fn http(c: &mut Checker<'_>, root: &Dict) -> HttpSettings {
         max_connection_rate,
         schedule_max,
         batch_max_calls,
+        // Filled in by `idempotency` once the control topic is known.
+        idempotency: IdempotencySettings {
+            topic: None,
+            partitions: 1,
+            window: Duration::ZERO,
+            max_keys: 0,
+        },
         admin: admin(c, root),
+    }
+}
+
+/// `http.server.idempotency.*`. The topic is a legal name apart from the data topics and the
+/// control topic (the claims reader would misread either), or `""` (off).
+fn idempotency(
+    c: &mut Checker<'_>,
+    root: &Dict,
+    kafka: &KafkaSettings,
+    control: &ControlSettings,
+) -> IdempotencySettings {
+    let topic = c.setting(
+        root,
+        "http.server.idempotency.topic",
+        Some("bigpipe.idempotency".to_owned()),
+        |c, key, v| {
+            let name = c.string(key, v)?;
+            if name.is_empty() {
+                return Some(None);
+            }
+            if let Some(problem) = super::rules::topic_name_problem(&name) {
+                c.problem(key, Some(v), problem);
+                return None;
+            }
+            if kafka.topics.iter().any(|t| t.name == name) || control.topic.as_ref() == Some(&name) {
+                c.problem(
+                    key,
+                    Some(v),
+                    format!("'{name}' is a data or control topic; the idempotency claims need their own"),
+                );
+                return None;
+            }
+            Some(Some(name))
+        },
+    );
+    let partitions = c.setting(root, "http.server.idempotency.partitions", 3, |c, key, v| {
+        c.int_in::<i32>(key, v, 1, 1000)
+    });
+    let window = c.setting(
+        root,
+        "http.server.idempotency.window.ms",
+        ms(DEFAULT_IDEMPOTENCY_WINDOW_MS),
+        |c, key, v| c.millis_in(key, v, 1000, MAX_IDEMPOTENCY_WINDOW_MS),
+    );
+    let max_keys = c.setting(
+        root,
+        "http.server.idempotency.max.keys",
+        DEFAULT_IDEMPOTENCY_MAX_KEYS,
+        |c, key, v| c.int_in::<usize>(key, v, 1, MAX_IDEMPOTENCY_KEYS),
+    );
+    IdempotencySettings {
+        topic,
+        partitions,
+        window,
+        max_keys,
     }
 }
 

@@ -43,9 +43,39 @@ pub struct WantedTopic {
     pub partitions: i32,
     /// Replication factor to create it with (-1: the broker default).
     pub replication_factor: i16,
-    /// Created with `cleanup.policy=compact` (the control topic: only each key's latest
-    /// value matters, and it must outlive any retention time).
-    pub compact: bool,
+    /// How Kafka keeps its records.
+    pub retention: Retention,
+}
+
+/// How a topic bigpipe creates keeps its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// The broker's defaults (calls, tiers, dead letters: the operator's choice).
+    Default,
+    /// `cleanup.policy=compact` (the control topic: only each key's latest value matters, and
+    /// it must outlive any retention time).
+    Compact,
+    /// Deleted once older than this (the idempotency claims: nothing older is read), in
+    /// segments of at most an hour so that they go close to on time.
+    Expire(Duration),
+}
+
+impl Retention {
+    /// The topic configs that say it.
+    fn configs(self) -> Vec<(String, String)> {
+        match self {
+            Self::Default => Vec::new(),
+            Self::Compact => vec![("cleanup.policy".into(), "compact".into())],
+            Self::Expire(after) => {
+                let ms = after.as_millis().max(1);
+                vec![
+                    ("cleanup.policy".into(), "delete".into()),
+                    ("retention.ms".into(), ms.to_string()),
+                    ("segment.ms".into(), ms.min(3_600_000).to_string()),
+                ]
+            }
+        }
+    }
 }
 
 /// Whether Kafka is reachable and every configured topic exists.
@@ -260,9 +290,7 @@ impl TopicWatcher {
             .iter()
             .map(|t| {
                 let mut configs = vec![("compression.type".into(), "snappy".into())];
-                if t.compact {
-                    configs.push(("cleanup.policy".into(), "compact".into()));
-                }
+                configs.extend(t.retention.configs());
                 TopicSpec {
                     name: t.name.clone(),
                     partitions: t.partitions,
@@ -292,6 +320,20 @@ impl TopicWatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_says_its_topic_configs() {
+        assert!(Retention::Default.configs().is_empty());
+        assert_eq!(
+            Retention::Compact.configs(),
+            [("cleanup.policy".to_owned(), "compact".to_owned())]
+        );
+        let day = Retention::Expire(Duration::from_secs(86_400)).configs();
+        assert_eq!(day[1], ("retention.ms".to_owned(), "86400000".to_owned()));
+        assert_eq!(day[2], ("segment.ms".to_owned(), "3600000".to_owned()));
+        let short = Retention::Expire(Duration::from_secs(60)).configs();
+        assert_eq!(short[2], ("segment.ms".to_owned(), "60000".to_owned()));
+    }
 
     #[test]
     fn security_backoff_doubles_up_to_the_cap() {

@@ -143,7 +143,30 @@ impl StatsCollector {
             MetricType::Counter,
         )?;
         counter(&mut f, &[("result", "applied")], load(&s.reloads))?;
-        counter(&mut f, &[("result", "rejected")], load(&s.reloads_rejected))
+        counter(&mut f, &[("result", "rejected")], load(&s.reloads_rejected))?;
+        f = e.encode_descriptor(
+            "bigpipe_idempotent_calls",
+            "Calls with an idempotency key, per result (claimed: written; replayed: answered \
+             with the first id; conflict: 409; unavailable: 503)",
+            None,
+            MetricType::Counter,
+        )?;
+        let server = &s.server;
+        for (result, n) in [
+            ("claimed", &server.idempotent_claims),
+            ("replayed", &server.idempotent_replays),
+            ("conflict", &server.idempotent_conflicts),
+            ("unavailable", &server.idempotency_unavailable),
+        ] {
+            counter(&mut f, &[("result", result)], load(n))?;
+        }
+        f = e.encode_descriptor(
+            "bigpipe_idempotency_keys",
+            "Idempotency keys this process holds in memory",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::try_from(load(&server.idempotency_keys)).unwrap_or(i64::MAX)).encode(f)
     }
 }
 

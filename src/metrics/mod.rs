@@ -82,6 +82,8 @@ mod tests {
         inc(&c.scheduled);
         inc(&c.callbacks);
         c.scheduled_waiting.store(4, Ordering::Relaxed);
+        inc(&stats.server.idempotent_replays);
+        stats.server.idempotency_keys.store(9, Ordering::Relaxed);
         let tier = c.tier("G-retry-5s", "calls-retry-5s");
         tier.set_partition(0, |v| {
             v.committed = Some(1);
@@ -112,6 +114,9 @@ mod tests {
             r#"bigpipe_callback_failures_total{group="G",topic="calls"} 0"#,
             r#"bigpipe_scheduled_waiting_calls{group="G",topic="calls"} 4"#,
             r#"bigpipe_config_reloads_total{result="rejected"} 0"#,
+            r#"bigpipe_idempotent_calls_total{result="replayed"} 1"#,
+            r#"bigpipe_idempotent_calls_total{result="claimed"} 0"#,
+            "bigpipe_idempotency_keys 9",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
