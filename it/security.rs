@@ -167,14 +167,15 @@ fn kafka_keys(
 
 /// A process config: ingest on `topic` (ACL `caller`/`s3cret`, `partitions`), one consumer
 /// entry of `group` delivering it with one attempt (a 4xx is dead-lettered into
-/// `<topic>.dlq`, which bigpipe creates), logging into `logs`. The control topic carries the
-/// prefix the limited principals' ACLs allow.
+/// `<topic>.dlq`, which bigpipe creates), logging into `logs`. The control and idempotency
+/// topics carry the prefix the limited principals' ACLs allow.
 fn process_config(kafka: &str, topic: &str, partitions: i32, group: &str, logs: &Path) -> String {
     format!(
         "admin.control.topic = \"{PREFIX}bigpipe.control\"\n\
          [log]\nlevel = \"info\"\ndirectory = {logs:?}\n\
          [kafka]\n{kafka}topics = [{{ name = \"{topic}\", partitions = {partitions} }}]\n\
          [http.server]\nhost = \"127.0.0.1\"\nport = {{port}}\n\
+         idempotency.topic = \"{PREFIX}bigpipe.idempotency\"\n\
          [[kafka.producer.acl]]\nname = \"caller\"\nsecret = \"s3cret\"\ntopic = \"{topic}\"\n\
          [[kafka.consumer.list]]\ntopic = \"{topic}\"\ngroupId = \"{group}\"\nrateLimit = 2000\n\
          concurrency = 20\nretries = 0\ntimeout = 3000\nsessionTimeout = 6000\ncommitInterval = 200\n",
