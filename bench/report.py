@@ -96,9 +96,9 @@ def main():
         # ---------------------------------------------------------------- ingest
         for s in sizes:
             mock = None
-            for mode in ("mock", "queue", "kafka", "bpmock", "batch"):
+            for mode in ("mock", "queue", "kafka", "bpmock", "batch", "keyed", "replay"):
                 path = os.path.join(braw, f"ingest-{s}-{mode}.json")
-                if mode in ("mock", "bpmock", "kafka", "batch") and not os.path.exists(path):
+                if mode != "queue" and not os.path.exists(path):
                     if mode == "mock":
                         mock = first_mock.get(s)
                     continue
@@ -146,6 +146,21 @@ def main():
                     rows.add("cost", f"ingest {s} B, /rpc/calls batches of {d['batch']}: CPU s per 10k calls",
                              d["cpu_per_10k"], "s", "single /rpc/call CPU s per 10k calls",
                              single["cpu_per_10k"] if single else None)
+                    continue
+                if mode in ("keyed", "replay"):
+                    # Every 200 is an answered call: a fresh key's call was written, a repeat's
+                    # answered with its first id (nothing written).
+                    what = ("a fresh idempotency key per call" if mode == "keyed"
+                            else "repeated idempotency keys (answered, nothing written)")
+                    single = cases.get(f"ingest-{s}-queue")
+                    rows.add("ingest", f"ingest {s} B, {what}: answered calls/s", d["rate"], "/s",
+                             "single /rpc/call calls/s without a key (same build, same run)",
+                             single["rate"] if single else None)
+                    for q, key in (("p50", "p50_ms"), ("p99", "p99_ms")):
+                        rows.add("ingest", f"ingest {s} B, {what}: latency {q}", d[key], "ms",
+                                 f"single /rpc/call {q} without a key", single[key] if single else None)
+                    rows.add("cost", f"ingest {s} B, {what}: CPU s per 10k calls", d["cpu_per_10k"], "s",
+                             "single /rpc/call CPU s per 10k calls", single["cpu_per_10k"] if single else None)
                     continue
                 if mode == "bpmock":
                     rows.add("ingest", f"bigpipe's own /rpc/server/mock, {s} B POST: req/s", d["rate"], "/s",

@@ -9,6 +9,10 @@
 --                      records do not all compress to nothing in a Kafka batch
 --   BENCH_BATCH        0 (default): one call per request, for /rpc/call; N > 0: each
 --                      request is a /rpc/calls batch of N calls (its own ack at batch level)
+--   BENCH_KEYS         "" (default): no idempotency key; "fresh": a new idempotency_key in
+--                      every request (each one claimed and written); "repeat": one key per
+--                      body, so after the first round every request repeats a key (answered
+--                      with the first id, nothing written). /rpc/call only.
 --
 -- done() prints one line "BENCHJSON {...}" with requests, duration, errors
 -- and latency percentiles (microseconds) from latency:percentile().
@@ -20,10 +24,16 @@ local acl_name = os.getenv("BENCH_ACL_NAME") or "bench"
 local acl_secret = os.getenv("BENCH_ACL_SECRET") or "bench-secret"
 local n_bodies = tonumber(os.getenv("BENCH_BODIES") or "256")
 local batch = tonumber(os.getenv("BENCH_BATCH") or "0")
+local keys = os.getenv("BENCH_KEYS") or ""
 
 local alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 local requests = {}
 local index = 0
+-- "fresh" keys: each body without its closing brace, and a counter per thread
+local prefixes = {}
+local counter = 0
+local thread_tag = ""
+local headers = { ["Content-Type"] = "application/json" }
 
 local function random_data(n)
   local t = {}
@@ -46,7 +56,8 @@ end
 
 function init(args)
   math.randomseed(os.time() + (tonumber(tostring({}):sub(8), 16) or 0))
-  local headers = { ["Content-Type"] = "application/json" }
+  -- Keys of different threads and runs never meet: a random tag per thread.
+  thread_tag = random_data(12)
   for i = 1, n_bodies do
     local body
     if batch > 0 then
@@ -62,12 +73,21 @@ function init(args)
     else
       body = call_body(i)
     end
+    if keys == "repeat" then
+      body = body:sub(1, -2) .. ',"idempotency_key":"r' .. thread_tag .. '-' .. i .. '"}'
+    end
+    prefixes[i] = body:sub(1, -2)
     requests[i] = wrk.format("POST", nil, headers, body)
   end
 end
 
 function request()
   index = index % n_bodies + 1
+  if keys == "fresh" then
+    counter = counter + 1
+    return wrk.format("POST", nil, headers,
+      prefixes[index] .. ',"idempotency_key":"f' .. thread_tag .. '-' .. counter .. '"}')
+  end
   return requests[index]
 end
 

@@ -16,7 +16,8 @@
 #   3. ingest: bigpipe idle, then wrk on bench_target's /mock (baseline: a trivial actix-web
 #      route with as many workers as bigpipe) and on /rpc/call with "ack" default (queue)
 #      and "kafka", for each data size; the queue is left to drain between cases; and
-#      once, shorter, on bigpipe's own /rpc/server/mock
+#      once, shorter, on bigpipe's own /rpc/server/mock; and once each with a fresh
+#      idempotency key per call and with repeated keys
 #   4. delivery: a backlog of $BENCH_DRAIN_RECORDS calls drained by a consumer entry with
 #      no practical rate limit into examples/bench_target; then calls sent through
 #      /rpc/call at half that rate with a send timestamp: acceptance->arrival latency
@@ -472,7 +473,7 @@ measured_tool e2e 300 org.apache.kafka.tools.EndToEndLatency --bootstrap-server 
 # ingest_phase BUILD: idle, then wrk on /rpc/call for each size and mode (the /mock baseline and
 # bigpipe's own mock with the first build only; the counting build runs the queue mode only).
 ingest_phase() {
-  local build=$1 braw=$RAW/$1 size mode modes case_name url ack pid secs batch s0 s1 s2 p0 p1 p2 t0 t1 t2
+  local build=$1 braw=$RAW/$1 size mode modes case_name url ack pid secs batch keys s0 s1 s2 p0 p1 p2 t0 t1 t2
   mkdir -p "$braw"
   phase "$build:ingest-start"
   start_bigpipe "$build-ingest" "$(write_config ingest)"
@@ -492,15 +493,19 @@ ingest_phase() {
       # /rpc/calls batches of $BATCH_CALLS, against the single calls of the same run
       modes="mock $modes batch"
       # bigpipe's own /rpc/server/mock, once: it does not read the body, so actix closes
-      # every keep-alive connection after a POST (see the README's Benchmarks notes)
-      [[ $size == "${SIZES%% *}" ]] && modes="$modes bpmock"
+      # every keep-alive connection after a POST (see the README's Benchmarks notes); and
+      # idempotency keys, once: a fresh key per call (claimed, then written) and repeats
+      # (answered from the claims, nothing written), against the single calls of the run
+      [[ $size == "${SIZES%% *}" ]] && modes="$modes bpmock keyed replay"
     fi
     for mode in $modes; do
       case_name="ingest-$size-$mode"
       phase "$build:$case_name"
-      url=$BP_URL/rpc/call ack="" pid=$BP_PID secs=$DURATION batch=0
+      url=$BP_URL/rpc/call ack="" pid=$BP_PID secs=$DURATION batch=0 keys=""
       case $mode in
         batch) url=$BP_URL/rpc/calls batch=$BATCH_CALLS ;;
+        keyed) keys=fresh ;;
+        replay) keys=repeat ;;
         mock) url=$TG_URL/mock pid=$TG_PID ;;
         bpmock) url=$BP_URL/rpc/server/mock secs=$(((DURATION + 2) / 3)) ;;
         kafka) ack=kafka ;;
@@ -508,7 +513,7 @@ ingest_phase() {
       s0=$("${TOOL[@]}" get "$BP_ADMIN_URL/stats")
       p0=$(proc_json "$pid")
       t0=$(date +%s.%N)
-      if ! BENCH_DATA_BYTES=$size BENCH_ACK=$ack BENCH_BATCH=$batch BENCH_TARGET_URL="$TG_URL/x" \
+      if ! BENCH_DATA_BYTES=$size BENCH_ACK=$ack BENCH_BATCH=$batch BENCH_KEYS=$keys BENCH_TARGET_URL="$TG_URL/x" \
         in_bg $((secs + 30)) "${TOOL[@]}" measure "$braw/$case_name.wrkproc.json" -- \
         wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${secs}s" --timeout 10s \
         -s "$REPO/bench/wrk_call.lua" "$url" >"$LOGS/$build-$case_name.wrk.txt" 2>&1; then
