@@ -37,12 +37,14 @@ async fn post(bp: &Bigpipe, path: &str, body: &Value, header: Option<&str>) -> (
     (status, replayed, envelope)
 }
 
-/// Polls until `bp` has read the claims topic up to date (`/stats` says so through the keys
-/// it holds, or at least answers a keyed call).
+/// Polls until `bp` answers a keyed call: its claims reader has caught up. Each probe waits
+/// for Kafka, so a record count taken next includes it.
 async fn ready_for_keys(bp: &Bigpipe, target: &Target) {
     poll("idempotency claims read", || async {
         let key = format!("probe-{}", unique("k"));
-        let body = with_key(call_body(&target.url("/probe"), "p", ""), &key);
+        let mut body = with_key(call_body(&target.url("/probe"), "p", ""), &key);
+        // In Kafka before the answer, so a count of the topic's records taken next holds it.
+        body["ack"] = json!("kafka");
         let (status, _, _) = post(bp, "/rpc/call", &body, None).await;
         (status == 200).then_some(())
     })
@@ -54,6 +56,42 @@ fn with_key(mut body: Value, key: &str) -> Value {
     body
 }
 
+/// Two processes sharing a topic (3 partitions), a claims topic and a group, both ready for
+/// keyed calls, and the records already in the topic (the readiness probes).
+struct Pair {
+    target: Target,
+    topic: String,
+    toml: String,
+    a: Bigpipe,
+    b: Bigpipe,
+    client: rskafka::client::Client,
+    probes: usize,
+}
+
+impl Pair {
+    async fn start(prefix: &str) -> Self {
+        let target = Target::start();
+        let topic = unique(prefix);
+        let claims = unique(&format!("{prefix}-claims"));
+        let toml = config(&topic, &claims, 86_400_000, &unique("G"));
+        let a = Bigpipe::start_ready(&settings(&toml)).await;
+        let b = Bigpipe::start_ready(&settings(&toml)).await;
+        ready_for_keys(&a, &target).await;
+        ready_for_keys(&b, &target).await;
+        let client = client().await;
+        let probes = count_records(&client, &topic, 3).await;
+        Self {
+            target,
+            topic,
+            toml,
+            a,
+            b,
+            client,
+            probes,
+        }
+    }
+}
+
 fn id_of(env: &Value) -> String {
     env["data"].as_str().unwrap_or_default().to_owned()
 }
@@ -61,16 +99,15 @@ fn id_of(env: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_key_answers_with_the_first_id_across_processes_and_restarts() {
     let _k = kafka().await;
-    let target = Target::start();
-    let topic = unique("idem");
-    let claims = unique("idem-claims");
-    let toml = config(&topic, &claims, 86_400_000, &unique("G"));
-    let a = Bigpipe::start_ready(&settings(&toml)).await;
-    let b = Bigpipe::start_ready(&settings(&toml)).await;
-    ready_for_keys(&a, &target).await;
-    ready_for_keys(&b, &target).await;
-    let client = client().await;
-    let probes = count_records(&client, &topic, 3).await;
+    let Pair {
+        target,
+        topic,
+        toml,
+        a,
+        b,
+        client,
+        probes,
+    } = Pair::start("idem").await;
 
     // First submit through A, waiting for Kafka; repeats through B (header) and A (field).
     let mut first = call_body(&target.url("/once"), "order 42", "");
@@ -128,16 +165,15 @@ async fn a_repeated_key_answers_with_the_first_id_across_processes_and_restarts(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_submits_of_one_key_on_two_processes_write_one_call() {
     let _k = kafka().await;
-    let target = Target::start();
-    let topic = unique("idemrace");
-    let claims = unique("idemrace-claims");
-    let toml = config(&topic, &claims, 86_400_000, &unique("G"));
-    let a = Bigpipe::start_ready(&settings(&toml)).await;
-    let b = Bigpipe::start_ready(&settings(&toml)).await;
-    ready_for_keys(&a, &target).await;
-    ready_for_keys(&b, &target).await;
-    let client = client().await;
-    let probes = count_records(&client, &topic, 3).await;
+    let Pair {
+        target,
+        topic,
+        a,
+        b,
+        client,
+        probes,
+        ..
+    } = Pair::start("idemrace").await;
 
     // 40 keys, each submitted 6 times at once: 3 through each process.
     const KEYS: usize = 40;
