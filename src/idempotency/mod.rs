@@ -113,25 +113,11 @@ impl Claim {
     }
 }
 
-/// A snapshot for `/stats`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Status {
-    /// Every partition read up to date once.
-    pub caught_up: bool,
-    /// Keys in memory.
-    pub keys: usize,
-    /// Keys forgotten early because of `max.keys`.
-    pub evicted: u64,
-    /// Records skipped as malformed.
-    pub malformed: u64,
-}
-
 /// One partition's reader position.
 #[derive(Debug, Clone, Default)]
 struct Partition {
     next_offset: i64,
     caught_up: bool,
-    error: Option<String>,
 }
 
 #[derive(Debug)]
@@ -195,25 +181,9 @@ impl Idempotency {
         Some(this)
     }
 
-    /// The claims topic.
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    /// The readers' state.
-    pub fn status(&self) -> Status {
-        let inner = self.inner();
-        Status {
-            caught_up: self.partitions.get().is_some() && inner.partitions.iter().all(|p| p.caught_up),
-            keys: inner.store.len(),
-            evicted: inner.store.evicted(),
-            malformed: inner.store.malformed(),
-        }
-    }
-
-    /// The first read error among the partitions, for `/readyz`.
-    pub fn error(&self) -> Option<String> {
-        self.inner().partitions.iter().find_map(|p| p.error.clone())
+    /// True once every partition of the claims was read up to date.
+    fn caught_up(&self) -> bool {
+        self.partitions.get().is_some() && self.inner().partitions.iter().all(|p| p.caught_up)
     }
 
     /// Decides a submit of call `id` with `key` in `scope` (the ACL name), by `deadline`.
@@ -237,7 +207,7 @@ impl Idempotency {
         let scoped = scoped_key(scope, key);
         let patience = if wait_pending { deadline } else { Instant::now() };
         let mut moved = self.moved.subscribe();
-        let ready = tokio::time::timeout_at(deadline, moved.wait_for(|_| self.status().caught_up))
+        let ready = tokio::time::timeout_at(deadline, moved.wait_for(|_| self.caught_up()))
             .await
             .is_ok_and(|r| r.is_ok());
         if !ready {
@@ -430,9 +400,9 @@ impl Followed for Idempotency {
         self.with_partition(partition, |p| p.caught_up = true);
     }
 
-    fn set_error(&self, partition: i32, error: Option<String>) {
-        self.with_partition(partition, |p| p.error = error);
-    }
+    /// Nothing to keep: the follower logs each distinct error, and keyed calls answer 503
+    /// while the claims cannot be read.
+    fn set_error(&self, _partition: i32, _error: Option<String>) {}
 }
 
 /// The start-up task: waits for the claims topic's partition count, then runs the readers.
